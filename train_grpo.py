@@ -150,6 +150,11 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
+        if isinstance(value, str):  # PyYAML reads 5e-6 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
     elif kind is bool or kind is int or kind is str:
         if type(value) is kind:
             return value

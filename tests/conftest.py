@@ -1,0 +1,19 @@
+"""Shared fixtures: the tiny offline assets are built once per test session (about 25 s)."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import offline  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory) -> Path:
+    """``<dir>/model`` (tiny Qwen2 + tokenizer) and ``<dir>/data/{train,test}.jsonl``."""
+    out = tmp_path_factory.mktemp("tiny")
+    offline.main(["tiny", "--out", str(out)])
+    return out

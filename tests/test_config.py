@@ -1,0 +1,188 @@
+"""Config: every shipped YAML validates, and bad input fails early with a message naming the fix."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import train_grpo
+from train_grpo import Config, RecipeError, load_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = sorted([ROOT / "config.yaml", *(ROOT / "configs").glob("*.yaml")])
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(ROOT).as_posix() for p in SHIPPED])
+def test_shipped_config_loads_and_validates(path):
+    cfg = load_config(str(path))
+    assert isinstance(cfg, Config)
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(ROOT).as_posix() for p in SHIPPED])
+def test_shipped_config_sets_only_known_keys_and_every_reward(path):
+    raw = yaml.safe_load(path.read_text())
+    assert set(raw) <= {"model", "lora", "data", "rewards", "training", "output"}
+    if "rewards" in raw:
+        assert set(raw["rewards"]) <= set(train_grpo.rewards.REWARDS)
+
+
+def test_default_config_is_the_seed_recipe():
+    cfg = load_config(str(ROOT / "config.yaml"))
+    assert (cfg.model.name, cfg.model.max_seq_length, cfg.model.load_in_4bit) == ("Qwen/Qwen2.5-3B", 512, True)
+    assert (cfg.model.fast_inference, cfg.model.gpu_memory_utilization) == (True, 0.6)
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.gradient_checkpointing) == (32, 32, "unsloth")
+    assert cfg.lora.target_modules == train_grpo.LORA_PROJECTIONS
+    t = cfg.training
+    assert (t.learning_rate, t.adam_beta1, t.adam_beta2, t.weight_decay, t.warmup_ratio) == (5e-6, 0.9, 0.99, 0.1, 0.1)
+    assert (t.lr_scheduler_type, t.optim, t.max_grad_norm) == ("cosine", "paged_adamw_8bit", 0.1)
+    assert (t.prompts_per_step, t.num_generations, t.max_completion_length) == (1, 6, 200)
+    assert cfg.data.max_prompt_length == 256 and cfg.data.dataset == "openai/gsm8k"
+    assert cfg.rewards == {name: 1.0 for name in train_grpo.rewards.REWARDS}
+
+
+def test_yaml_file_and_dataclass_defaults_agree():
+    """config.yaml documents every default; a drift between the two would make one of them lie."""
+    assert load_config(str(ROOT / "config.yaml")) == load_config(None)
+
+
+def test_resolved_config_round_trips_through_yaml(tmp_path):
+    cfg = load_config(str(ROOT / "config.yaml"), ["training.max_steps=7", "lora.gradient_checkpointing=false"])
+    saved = tmp_path / "config.yaml"
+    saved.write_text(train_grpo.config_to_yaml(cfg))
+    assert load_config(str(saved)) == cfg
+
+
+@pytest.mark.parametrize(
+    "override, key, value",
+    [
+        pytest.param("training.max_steps=500", "training.max_steps", 500, id="int"),
+        pytest.param("training.learning_rate=1e-5", "training.learning_rate", 1e-5, id="float-from-yaml-exponent"),
+        pytest.param("training.num_train_epochs=3", "training.num_train_epochs", 3.0, id="int-accepted-as-float"),
+        pytest.param("model.load_in_4bit=false", "model.load_in_4bit", False, id="bool"),
+        pytest.param("lora.gradient_checkpointing=true", "lora.gradient_checkpointing", True, id="bool-or-string-as-bool"),
+        pytest.param("data.limit=null", "data.limit", None, id="optional-null"),
+        pytest.param("lora.target_modules=[q_proj,v_proj]", "lora.target_modules", ["q_proj", "v_proj"], id="list"),
+        pytest.param("output.dir=runs/a=b", "output.dir", "runs/a=b", id="value-may-hold-equals-sign"),
+        pytest.param("rewards.correctness=2", "rewards", {**{n: 1.0 for n in train_grpo.rewards.REWARDS}, "correctness": 2.0}, id="reward-weight"),
+    ],
+)
+def test_override_sets_typed_value(override, key, value):
+    cfg = load_config(str(ROOT / "config.yaml"), [override])
+    section, _, leaf = key.partition(".")
+    got = getattr(getattr(cfg, section), leaf) if leaf else getattr(cfg, section)
+    assert got == value
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        pytest.param("training.max_stesp=5", "unknown config key 'training.max_stesp': did you mean 'training.max_steps'?", id="typo-suggests-key"),
+        pytest.param("trainig.max_steps=5", "did you mean 'training'?", id="typo-in-section"),
+        pytest.param("training.max_steps=abc", "training.max_steps: expected int, got 'abc'", id="wrong-type"),
+        pytest.param("training.max_steps=2.5", "training.max_steps: expected int", id="float-for-int"),
+        pytest.param("model.load_in_4bit=1", "model.load_in_4bit: expected bool", id="int-for-bool"),
+        pytest.param("training=3", "training: expected a mapping", id="section-not-mapping"),
+        pytest.param("rewards.correctnes=1", "unknown reward 'correctnes' in rewards: did you mean 'rewards.correctness'?", id="unknown-reward"),
+        pytest.param("rewards.correctness=.nan", "rewards.correctness=nan", id="nan-weight"),
+        pytest.param("rewards={}", "rewards is empty", id="no-rewards"),
+        pytest.param("model.backend=jax", "model.backend='jax': use auto, unsloth or trl", id="bad-backend"),
+        pytest.param("model.gpu_memory_utilization=1.5", "model.gpu_memory_utilization=1.5", id="utilization-over-1"),
+        pytest.param("data.max_prompt_length=400", "exceeds model.max_seq_length=512: raise model.max_seq_length to at least 600", id="length-budget"),
+        pytest.param("training.num_generations=1", "use at least 2", id="one-generation"),
+        pytest.param("training.prompts_per_step=0", "training.prompts_per_step=0", id="no-prompts"),
+        pytest.param("training.max_steps=0", "training.max_steps=0", id="zero-steps"),
+        pytest.param("training.temperature=0", "training.temperature=0", id="zero-temperature"),
+        pytest.param("training.beta=-1", "training.beta=-1", id="negative-kl"),
+        pytest.param("lora.r=0", "lora.r=0", id="zero-rank"),
+        pytest.param("lora.target_modules=[]", "lora.target_modules is empty", id="no-targets"),
+        pytest.param("lora.gradient_checkpointing=maybe", "use unsloth, true or false", id="bad-checkpointing"),
+        pytest.param("output.save_steps=0", "output.save_steps=0", id="zero-save-steps"),
+        pytest.param("output.resume=/no/such/checkpoint", "output.resume='/no/such/checkpoint'", id="missing-checkpoint"),
+        pytest.param("training.max_steps", "expected section.key=value", id="override-without-value"),
+    ],
+)
+def test_bad_config_fails_with_a_message_naming_the_fix(override, message):
+    with pytest.raises(RecipeError) as error:
+        load_config(str(ROOT / "config.yaml"), [override])
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        pytest.param("model: [1, 2", "is not valid YAML", id="broken-yaml"),
+        pytest.param("- a\n- b\n", "config: expected a mapping", id="yaml-list"),
+        pytest.param("modle:\n  name: x\n", "did you mean 'model'?", id="top-level-typo"),
+    ],
+)
+def test_bad_yaml_file(tmp_path, text, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(RecipeError, match=message):
+        load_config(str(path))
+
+
+def test_missing_config_file():
+    with pytest.raises(RecipeError, match="config file 'nope.yaml' not found"):
+        load_config("nope.yaml")
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        pytest.param(["model.backend=unsloth"], "model.backend=unsloth needs a CUDA GPU", id="unsloth"),
+        pytest.param(["model.backend=trl"], "model.fast_inference=true needs vLLM", id="vllm"),
+        pytest.param(["model.backend=trl", "model.fast_inference=false"], "model.load_in_4bit=true needs bitsandbytes", id="4bit"),
+        pytest.param(["model.fast_inference=false", "model.load_in_4bit=false"], "training.optim=paged_adamw_8bit needs bitsandbytes", id="8bit-optimizer"),
+    ],
+)
+def test_gpu_only_settings_fail_on_cpu(overrides, message):
+    cfg = load_config(str(ROOT / "config.yaml"), overrides)
+    with pytest.raises(RecipeError, match=message):
+        train_grpo.resolve_backend(cfg)
+
+
+def test_auto_backend_is_trl_on_cpu():
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), ["model.backend=auto"])
+    assert train_grpo.resolve_backend(cfg) == "trl"
+
+
+@pytest.mark.parametrize(
+    "existing, resume, expected",
+    [
+        pytest.param([], "never", None, id="fresh-run"),
+        pytest.param([], "auto", None, id="auto-without-checkpoints-starts-fresh"),
+        pytest.param(["checkpoint-9", "checkpoint-10"], "auto", "checkpoint-10", id="auto-takes-latest-by-number"),
+    ],
+)
+def test_resume_resolution(tmp_path, existing, resume, expected):
+    for name in existing:
+        (tmp_path / name).mkdir()
+    cfg = load_config(None, [f"output.dir={tmp_path}", f"output.resume={resume}"])
+    got = train_grpo.resolve_resume(cfg)
+    assert got == (None if expected is None else str(tmp_path / expected))
+
+
+def test_existing_checkpoints_are_never_overwritten(tmp_path):
+    (tmp_path / "checkpoint-5").mkdir()
+    cfg = load_config(None, [f"output.dir={tmp_path}"])
+    with pytest.raises(RecipeError, match="already holds checkpoint-5: pass --resume"):
+        train_grpo.resolve_resume(cfg)
+
+
+def test_main_reports_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    code = train_grpo.main(["--config", str(ROOT / "config.yaml"), "--set", "training.max_stesp=5", "--set", f"output.dir={out}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.startswith("error: unknown config key") and err.count("\n") == 1
+    assert not out.exists()
+
+
+def test_batch_is_prompts_times_generations_and_trl_accepts_it(tmp_path):
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"output.dir={tmp_path}", "training.prompts_per_step=3", "training.steps_per_generation=2"])
+    args = train_grpo.grpo_args(cfg, "trl", [0])
+    assert args.per_device_train_batch_size == 3 * cfg.training.num_generations
+    assert args.generation_batch_size == 2 * 3 * cfg.training.num_generations
+    assert args.reward_weights == list(cfg.rewards.values())

@@ -1,0 +1,141 @@
+"""Data: local files of every supported kind load, prompts have the chat shape, bad rows are dropped and counted."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import rewards
+import train_grpo
+from train_grpo import DataConfig, RecipeError
+
+ROWS = [
+    {"question": "Ann has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\n#### 5"},
+    {"question": "A shop sells 1,234 pens a day. How many?", "answer": "It sells 1,234.\n#### 1,234"},
+    {"question": "It is 5 degrees and drops 12. What now?", "answer": "5 - 12 = -7\n#### -7"},
+    {"question": "Half of 7?", "answer": "7 / 2 = 3.5\n#### 3.5"},
+    {"question": "No gold here?", "answer": "I do not know"},
+]
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tiny_assets):
+    return train_grpo.load_tokenizer(str(tiny_assets / "model"))
+
+
+def write_rows(tmp_path: Path, kind: str, rows=ROWS) -> Path:
+    import datasets
+
+    data = datasets.Dataset.from_list(rows)
+    path = tmp_path / f"rows.{kind}"
+    if kind == "jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    elif kind == "json":
+        path.write_text(json.dumps(rows))
+    elif kind == "parquet":
+        data.to_parquet(str(path))
+    elif kind == "csv":
+        data.to_csv(str(path))
+    elif kind == "saved":
+        datasets.DatasetDict({"train": data, "test": data.select([0])}).save_to_disk(str(path))
+    return path
+
+
+@pytest.mark.parametrize("kind", ["jsonl", "json", "parquet", "csv", "saved"])
+def test_local_data_loads(tmp_path, kind):
+    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, kind))))
+    assert rows["question"] == [r["question"] for r in ROWS]
+
+
+def test_saved_dataset_folder_uses_the_split(tmp_path):
+    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "saved")), split="test"))
+    assert len(rows) == 1
+
+
+@pytest.mark.parametrize(
+    "dataset, message",
+    [
+        pytest.param("./missing.jsonl", "no such file or folder", id="missing-relative-path"),
+        pytest.param("/nowhere/gsm8k", "no such file or folder", id="missing-absolute-path"),
+        pytest.param("data.jsonl", "no such file or folder", id="missing-file-by-suffix"),
+    ],
+)
+def test_missing_local_data_fails_clearly(dataset, message):
+    with pytest.raises(RecipeError, match=message):
+        train_grpo.load_rows(DataConfig(dataset=dataset))
+
+
+def test_unsupported_file_type(tmp_path):
+    path = tmp_path / "rows.txt"
+    path.write_text("hello")
+    with pytest.raises(RecipeError, match="unsupported file type"):
+        train_grpo.load_rows(DataConfig(dataset=str(path)))
+
+
+def test_unreachable_hub_says_to_use_a_local_path(monkeypatch):
+    import datasets
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'openai/gsm8k' on the Hub")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(RecipeError, match="set data.dataset to a local"):
+        train_grpo.load_rows(DataConfig())
+
+
+@pytest.fixture
+def prompts(tmp_path, tokenizer):
+    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl"))))
+    return train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="rows.jsonl"))
+
+
+def test_prompt_is_system_then_user(prompts):
+    dataset, _ = prompts
+    assert dataset[0]["prompt"] == [
+        {"role": "system", "content": rewards.SYSTEM_PROMPT},
+        {"role": "user", "content": ROWS[0]["question"]},
+    ]
+    assert dataset[0]["question"] == ROWS[0]["question"]
+
+
+def test_gold_answers_are_parsed_numbers(prompts):
+    dataset, _ = prompts
+    assert dataset["answer"] == ["5", "1234", "-7", "3.5"]
+
+
+def test_rows_without_gold_are_dropped_and_counted(prompts):
+    _, stats = prompts
+    assert stats == {"rows": 5, "dropped_no_gold": 1, "dropped_too_long": 0, "kept": 4, "longest_prompt_tokens": stats["longest_prompt_tokens"]}
+
+
+def test_over_long_prompts_are_dropped_never_truncated(tmp_path, tokenizer):
+    long_question = {"question": "How many? " + "Count the apples again. " * 40, "answer": "#### 1"}
+    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [*ROWS, long_question]))))
+    dataset, stats = train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="x", max_prompt_length=120))
+    assert stats["dropped_too_long"] == 1 and stats["kept"] == 4
+    assert stats["longest_prompt_tokens"] <= 120
+    assert long_question["question"] not in dataset["question"]
+
+
+def test_limit_takes_the_first_rows(tmp_path, tokenizer):
+    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl"))))
+    dataset, stats = train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="x", limit=2))
+    assert stats["rows"] == 2 and dataset["answer"] == ["5", "1234"]
+
+
+def test_missing_column_names_the_fields_to_set(tmp_path, tokenizer):
+    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [{"q": "x", "a": "#### 1"}]))))
+    with pytest.raises(RecipeError, match="has no column 'question'.*set data.question_field"):
+        train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="x"))
+
+
+def test_no_usable_rows_is_an_error(tmp_path, tokenizer):
+    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [ROWS[-1]]))))
+    with pytest.raises(RecipeError, match="no usable questions"):
+        train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="x"))
+
+
+def test_stop_tokens_include_end_of_turn(tokenizer):
+    ids = train_grpo.stop_token_ids(tokenizer)
+    assert ids[0] == tokenizer.eos_token_id
+    assert tokenizer.convert_tokens_to_ids("<|im_end|>") in ids

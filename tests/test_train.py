@@ -1,0 +1,129 @@
+"""End to end on the tiny model: main() trains, logs, saves a loadable adapter, and resumes after a crash."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import rewards
+import train_grpo
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 4
+
+
+def run(tiny_assets: Path, out: Path, *extra: str) -> int:
+    return train_grpo.main([
+        "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--set", f"model.name={tiny_assets / 'model'}",
+        "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set", f"output.dir={out}",
+        "--set", f"training.max_steps={STEPS}",
+        "--set", "output.save_steps=2",
+        "--set", "output.sample_every=2",
+        *extra,
+    ])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_assets, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("run")
+    assert run(tiny_assets, out) == 0
+    return out
+
+
+def test_run_leaves_every_output(trained):
+    for name in ["config.yaml", "metrics.jsonl", "samples.jsonl", "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "checkpoint-2", "checkpoint-4"]:
+        assert (trained / name).exists(), name
+
+
+@pytest.mark.parametrize("name", list(rewards.REWARDS))
+def test_metrics_hold_every_reward_at_every_step(trained, name):
+    steps = [row for row in read_jsonl(trained / "metrics.jsonl") if "reward" in row]
+    assert [row["step"] for row in steps] == list(range(1, STEPS + 1))
+    assert all(0 <= row[f"rewards/{name}/mean"] <= rewards.MAX_REWARD[name] for row in steps)
+
+
+@pytest.mark.parametrize("key", ["reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "kl", "step_time", "learning_rate"])
+def test_metrics_hold_training_health(trained, key):
+    rows = [row for row in read_jsonl(trained / "metrics.jsonl") if "reward" in row]
+    assert all(isinstance(row[key], float) for row in rows)
+
+
+def test_samples_log_every_n_steps_with_each_reward(trained):
+    rows = read_jsonl(trained / "samples.jsonl")
+    assert sorted({row["step"] for row in rows}) == [2, 4]
+    for row in rows:
+        assert {"question", "gold", "response", "extracted", *rewards.REWARDS} <= set(row)
+        assert row["correctness"] == (2.0 if rewards.is_correct(row["response"], row["gold"]) else 0.0)
+
+
+def test_saved_config_is_the_resolved_one(trained):
+    cfg = train_grpo.load_config(str(trained / "config.yaml"))
+    assert cfg.output.dir == str(trained) and cfg.training.max_steps == STEPS
+
+
+def test_lora_weights_changed(trained):
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(trained / "adapter" / "adapter_model.safetensors"))
+    lora_b = {name: t for name, t in tensors.items() if "lora_B" in name}
+    assert lora_b, "no LoRA B matrices saved"
+    # PEFT starts every B at zero, so any non-zero entry is a trained update.
+    assert any(t.abs().max() > 0 for t in lora_b.values())
+
+
+def test_adapter_reloads_with_plain_peft_and_changes_the_model(trained, tiny_assets):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(trained / "adapter"))
+    ids = tokenizer("Tom has 3 apples.", return_tensors="pt").input_ids
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
+    with torch.no_grad():
+        before = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, str(trained / "adapter"))
+        after = tuned(ids).logits
+    assert not torch.allclose(before, after)
+
+
+def test_dry_run_loads_no_model_and_writes_nothing(tiny_assets, tmp_path, capsys):
+    out = tmp_path / "dry"
+    assert run(tiny_assets, out, "--dry-run") == 0
+    printed = capsys.readouterr().out
+    assert "400 prompts kept of 400" in printed and f"plan {STEPS} steps" in printed
+    assert not out.exists()
+
+
+class Crash(Exception):
+    pass
+
+
+def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkeypatch):
+    from transformers import TrainerCallback
+
+    class CrashAtStep(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == STEPS:
+                raise Crash
+
+    make_callbacks = train_grpo.make_callbacks
+    monkeypatch.setattr(train_grpo, "make_callbacks", lambda *a: [*make_callbacks(*a), CrashAtStep()])
+    with pytest.raises(Crash):
+        run(tiny_assets, tmp_path)
+    monkeypatch.undo()
+    assert not (tmp_path / "checkpoint-4").exists() and (tmp_path / "checkpoint-2").exists()
+
+    assert run(tiny_assets, tmp_path) == 2, "a rerun without --resume must refuse to overwrite"
+    assert run(tiny_assets, tmp_path, "--resume") == 0
+
+    state = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())
+    assert state["global_step"] == STEPS
+    logged = [row["step"] for row in read_jsonl(tmp_path / "metrics.jsonl") if "reward" in row]
+    assert logged == list(range(1, STEPS + 1)), "steps logged before the crash but after the checkpoint are logged once"
+    assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
