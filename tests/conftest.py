@@ -17,3 +17,18 @@ def tiny_assets(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     offline.main(["tiny", "--out", str(out)])
     return out
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "gpu: needs a CUDA GPU with the pinned GPU stack (unsloth, vLLM); skipped elsewhere")
+
+
+def pytest_collection_modifyitems(config, items):
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)

