@@ -314,6 +314,11 @@ def load_rows(cfg: DataConfig):
         ) from None
 
 
+def chat_prompt(question: str) -> list[dict[str, str]]:
+    """The conversation the model sees: the format's system prompt, then the question."""
+    return [{"role": "system", "content": rewards.SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
 def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]]:
     """Chat prompts with a parsed gold answer; drops rows without a gold number or over the prompt budget."""
     for column in (cfg.question_field, cfg.answer_field):
@@ -325,10 +330,7 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
 
     def to_prompt(row: dict) -> dict:
         gold = rewards.parse_gold(row[cfg.answer_field])
-        prompt = [
-            {"role": "system", "content": rewards.SYSTEM_PROMPT},
-            {"role": "user", "content": str(row[cfg.question_field])},
-        ]
+        prompt = chat_prompt(str(row[cfg.question_field]))
         length = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
         return {"prompt": prompt, "question": str(row[cfg.question_field]), "answer": None if gold is None else f"{gold:f}", "prompt_tokens": length}
 
@@ -605,6 +607,17 @@ def save_adapter(trainer, tokenizer, out: Path) -> Path:
     return adapter
 
 
+def plot_curves(out: Path) -> list[Path]:
+    """PNGs of metrics.jsonl; a plotting problem must not fail a finished run."""
+    import plots  # here, not at the top: plots imports RecipeError from this module
+
+    try:
+        return plots.plot_metrics(out / "metrics.jsonl", out / "plots")
+    except RecipeError as error:
+        print(f"warning: no plots: {error}", file=sys.stderr)
+        return []
+
+
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (defaults: the dataclasses in this file)")
@@ -657,7 +670,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     trainer = build_trainer(cfg, backend, model, tokenizer, dataset, grpo_config)
     trainer.train(resume_from_checkpoint=resume_from)
     adapter = save_adapter(trainer, tokenizer, out)
-    print(f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}")
+    plot_curves(out)
+    print(f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}")
     return 0
 
 

@@ -11,6 +11,13 @@ sys.path.insert(0, str(ROOT))
 import offline  # noqa: E402
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_thread():
+    """The tiny model on one torch thread: offline.torch_threads says why."""
+    with offline.torch_threads(1):
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_assets(tmp_path_factory) -> Path:
     """``<dir>/model`` (tiny Qwen2 + tokenizer) and ``<dir>/data/{train,test}.jsonl``."""

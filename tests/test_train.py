@@ -37,7 +37,7 @@ def trained(tiny_assets, tmp_path_factory) -> Path:
 
 
 def test_run_leaves_every_output(trained):
-    for name in ["config.yaml", "metrics.jsonl", "samples.jsonl", "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "checkpoint-2", "checkpoint-4"]:
+    for name in ["config.yaml", "metrics.jsonl", "samples.jsonl", "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "checkpoint-2", "checkpoint-4", "plots/rewards.png"]:
         assert (trained / name).exists(), name
 
 

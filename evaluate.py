@@ -1,0 +1,382 @@
+"""Score a trained GRPO adapter against its base model on GSM8K test, side by side.
+
+    python evaluate.py --adapter outputs/qwen2.5-3b-grpo/adapter                  # all 1,319 test questions
+    python evaluate.py --config config.yaml --adapter outputs/qwen2.5-3b-grpo/adapter --limit 200
+    python evaluate.py --adapter outputs/qwen2.5-3b-grpo/adapter --ask "Which is bigger? 9.919 or 9.92?"
+    python evaluate.py --adapter outputs/qwen2.5-3b-grpo/adapter --merge outputs/qwen2.5-3b-grpo/merged
+    python evaluate.py --config config.yaml --base-only --limit 200                # the base model alone
+
+Offline on a CPU, after `python offline.py tiny && python train_grpo.py --config configs/tiny-cpu.yaml`:
+
+    python evaluate.py --adapter outputs/tiny-cpu/adapter --dataset assets/tiny/data/test.jsonl
+    python -m pytest tests/test_evaluate.py -q
+
+--config defaults to the config.yaml the run saved next to its adapter. Both models answer zero-shot
+with the training system prompt and greedy decoding; scoring uses rewards.py, so a completion is
+judged exactly as during training. Results go to <adapter>/../eval: summary.json (accuracy,
+strict-format rate, mean completion tokens and unparsable answers per model) and predictions.jsonl
+(one row per question per model). On a GPU (backend unsloth) vLLM generates, with the adapter as a
+LoRA request; elsewhere transformers generates and PEFT switches the adapter off for the base pass.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import typing
+from pathlib import Path
+
+import rewards
+import train_grpo
+from train_grpo import RecipeError
+
+MODELS = ("base", "trained")
+MERGE_CHECK_QUESTIONS = 3
+MERGE_CHECK_TOKENS = 32
+# Suffixes Unsloth's name mapper adds when it swaps a hub id for its own copy
+# (Qwen/Qwen2.5-3B -> unsloth/Qwen2.5-3B-unsloth-bnb-4bit); the weights are the same model.
+UNSLOTH_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit")
+
+Completion = tuple[str, int]  # (text, generated tokens including the stop token)
+
+
+def read_adapter_config(adapter: Path) -> dict:
+    """adapter_config.json of a saved adapter; a run folder or a typo gets a hint instead."""
+    config = adapter / "adapter_config.json"
+    if config.is_file():
+        return json.loads(config.read_text())
+    hint = f" ({adapter / 'adapter'} looks like one)" if (adapter / "adapter" / "adapter_config.json").is_file() else ""
+    what = "has no adapter_config.json" if adapter.is_dir() else "does not exist"
+    raise RecipeError(f"--adapter {adapter} {what}: pass the adapter folder of a finished run, e.g. outputs/x/adapter{hint}")
+
+
+def model_key(name: str) -> str:
+    """What identifies a base model: the absolute path of a local folder, else the hub id without Unsloth's renaming."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    key = name.lower().rsplit("/", 1)[-1]
+    for suffix in UNSLOTH_SUFFIXES:
+        key = key.removesuffix(suffix)
+    return key
+
+
+def check_adapter(adapter: Path, cfg: train_grpo.Config) -> None:
+    """Reject an adapter that does not belong to the config's base model or does not fit vLLM's LoRA slots."""
+    config = read_adapter_config(adapter)
+    base = config.get("base_model_name_or_path")
+    if base and model_key(base) != model_key(cfg.model.name):
+        raise RecipeError(f"--adapter {adapter} was trained on {base}, but the config's model.name is {cfg.model.name}: pass the --config of that run (its output dir holds config.yaml)")
+    rank = max([int(config.get("r") or 0), *map(int, (config.get("rank_pattern") or {}).values())])
+    if rank > cfg.lora.r:
+        raise RecipeError(f"--adapter {adapter} has LoRA rank {rank}, above the config's lora.r={cfg.lora.r} (vLLM's max_lora_rank): pass the --config of that run or --set lora.r={rank}")
+
+
+def eval_data_config(cfg: train_grpo.Config, args: argparse.Namespace, held_out: bool = True) -> train_grpo.DataConfig:
+    """The training data section pointed at the test split, with room for every prompt that fits the model."""
+    data = cfg.data
+    if held_out and args.dataset is None and Path(data.dataset).expanduser().is_file():
+        raise RecipeError(f"data.dataset={data.dataset} is a single file, the one used for training: pass --dataset with the test file, e.g. --dataset assets/tiny/data/test.jsonl")
+    # Prompts are never truncated, so only what cannot fit next to the completion is dropped (and reported).
+    budget = cfg.model.max_seq_length - args.max_new_tokens
+    if budget <= 0:
+        raise RecipeError(f"--max-new-tokens {args.max_new_tokens} leaves no room for a prompt in model.max_seq_length={cfg.model.max_seq_length}")
+    return dataclasses.replace(data, dataset=args.dataset or data.dataset, split=args.split, limit=args.limit, max_prompt_length=budget)
+
+
+def eval_backend(cfg: train_grpo.Config) -> str:
+    """train_grpo.resolve_backend without its training-only objections.
+
+    No optimizer runs here, and the transformers path loads plain 16/32-bit weights without vLLM,
+    so a GPU run's config evaluates on a CPU as it is; backend=unsloth still needs the GPU.
+    """
+    plain = dataclasses.replace(cfg.model, fast_inference=False, load_in_4bit=False)
+    return train_grpo.resolve_backend(dataclasses.replace(cfg, model=plain, training=dataclasses.replace(cfg.training, optim="adamw_torch")))
+
+
+def judge(response: str, gold: str | None, tokens: int) -> dict:
+    """One completion scored the way training scores it."""
+    extracted = rewards.extract_answer(response)
+    return {
+        "response": response,
+        "extracted": extracted,
+        "correct": rewards.is_correct(response, gold),
+        "strict_format": rewards.has_strict_format(response),
+        "tokens": tokens,
+    }
+
+
+def score(responses: list[str], golds: list[str | None], tokens: list[int]) -> dict:
+    """Accuracy, strict-format rate, mean completion tokens and unparsable answers of one model."""
+    judged = [judge(r, g, t) for r, g, t in zip(responses, golds, tokens, strict=True)]
+    n = len(judged)
+
+    def rate(key: str) -> float:
+        return sum(row[key] for row in judged) / n if n else 0.0
+
+    return {
+        "n": n,
+        "correct": sum(row["correct"] for row in judged),
+        "accuracy": rate("correct"),
+        "strict_format": rate("strict_format"),
+        "mean_tokens": rate("tokens"),
+        "unparsable": sum(rewards.parse_number(row["extracted"]) is None for row in judged),
+    }
+
+
+def render(tokenizer, prompts: list[list[dict]]) -> list[str]:
+    return [tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=False) for p in prompts]
+
+
+def device_name() -> str:
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+
+
+def load_hf(name: str, adapter: Path | None, dtype):
+    """The base model, wrapped with the adapter when there is one; on the GPU if there is one."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    if adapter is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, str(adapter))
+    return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
+
+
+def hf_complete(model, tokenizer, texts: list[str], max_new_tokens: int, stop_ids: list[int], batch_size: int, desc: str) -> list[Completion]:
+    """Greedy completions with transformers, batched with left padding."""
+    import torch
+    from tqdm.auto import tqdm
+
+    completions: list[Completion] = []
+    with tqdm(total=len(texts), desc=desc, dynamic_ncols=True, disable=len(texts) <= batch_size) as bar:
+        for start in range(0, len(texts), batch_size):
+            # Left padding: generation appends on the right, so padding must not sit there.
+            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False).to(model.device)
+            with torch.no_grad():
+                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
+            for row in out[:, batch["input_ids"].shape[1] :].tolist():
+                # Rows that stopped early are padded with the pad token, which may equal EOS: keep up to the first stop.
+                length = next((i + 1 for i, token in enumerate(row) if token in stop_ids), len(row))
+                completions.append((tokenizer.decode(row[:length], skip_special_tokens=True), length))
+            bar.update(len(batch["input_ids"]))
+    return completions
+
+
+def hf_generator(cfg: train_grpo.Config, adapter: Path | None, tokenizer, max_new_tokens: int, batch_size: int):
+    """generate(prompts, "base" | "trained") with one copy of the base: PEFT switches the adapter off for the base."""
+    import contextlib
+
+    import torch
+
+    # Training's trl backend precision, so the scores describe the model that was trained.
+    model = load_hf(cfg.model.name, adapter, torch.bfloat16 if torch.cuda.is_available() else torch.float32)
+    stop_ids = train_grpo.stop_token_ids(tokenizer)
+
+    def generate(prompts: list[list[dict]], which: str) -> list[Completion]:
+        off = model.disable_adapter() if which == "base" and adapter is not None else contextlib.nullcontext()
+        with off:
+            return hf_complete(model, tokenizer, render(tokenizer, prompts), max_new_tokens, stop_ids, batch_size, which)
+
+    return generate
+
+
+def vllm_generator(cfg: train_grpo.Config, adapter: Path | None, tokenizer, max_new_tokens: int):
+    """generate(prompts, "base" | "trained") with Unsloth's vLLM engine; the adapter is a LoRA request."""
+    # vLLM (fast_inference) is what gives the model load_lora and fast_generate; get_peft_model inside adds them.
+    model, _ = train_grpo.load_model_unsloth(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fast_inference=True)))
+    from vllm import SamplingParams  # after unsloth, which patches vLLM on import
+
+    params = SamplingParams(temperature=0, max_tokens=max_new_tokens, stop_token_ids=train_grpo.stop_token_ids(tokenizer))
+    lora = model.load_lora(str(adapter.resolve())) if adapter is not None else None
+
+    def generate(prompts: list[list[dict]], which: str) -> list[Completion]:
+        outputs = model.fast_generate(render(tokenizer, prompts), sampling_params=params, lora_request=lora if which == "trained" else None, use_tqdm=True)
+        return [(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outputs]
+
+    return generate
+
+
+def make_generator(cfg: train_grpo.Config, backend: str, adapter: Path | None, tokenizer, args: argparse.Namespace):
+    adapter = None if args.base_only else adapter
+    if backend == "unsloth":
+        return vllm_generator(cfg, adapter, tokenizer, args.max_new_tokens)
+    return hf_generator(cfg, adapter, tokenizer, args.max_new_tokens, args.batch_size)
+
+
+def score_models(generate, dataset, models: typing.Sequence[str]) -> tuple[dict, list[dict]]:
+    """Per-model metrics and one prediction row per question per model."""
+    prompts, questions, golds = list(dataset["prompt"]), list(dataset["question"]), list(dataset["answer"])
+    metrics, rows = {}, []
+    for which in models:
+        texts, tokens = zip(*generate(prompts, which)) if prompts else ((), ())
+        metrics[which] = score(list(texts), golds, list(tokens))
+        rows += [{"model": which, "question": q, "gold": g, **judge(t, g, n)} for q, g, t, n in zip(questions, golds, texts, tokens)]
+    return metrics, rows
+
+
+def write_results(out: Path, summary: dict, rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    with open(out / "predictions.jsonl", "w") as f:
+        f.writelines(json.dumps(row) + "\n" for row in rows)
+
+
+def format_table(metrics: dict[str, dict]) -> str:
+    lines = [f"{'model':<8} {'accuracy':>9} {'strict format':>14} {'mean tokens':>12} {'unparsable':>11}"]
+    for which, m in metrics.items():
+        lines.append(f"{which:<8} {m['accuracy']:>9.1%} {m['strict_format']:>14.1%} {m['mean_tokens']:>12.1f} {m['unparsable']:>11}")
+    return "\n".join(lines)
+
+
+def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, args: argparse.Namespace) -> int:
+    data = eval_data_config(cfg, args)
+    dataset, stats = train_grpo.build_prompts(train_grpo.load_rows(data), tokenizer, data)
+    # A base-only score must not overwrite the side-by-side one.
+    out = Path(args.out) if args.out else (Path(cfg.output.dir) / "eval-base" if args.base_only else adapter.parent / "eval")
+    print(f"data {data.dataset} ({data.split}): {stats['kept']} questions of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} prompts over {data.max_prompt_length} tokens dropped)")
+    models = MODELS[:1] if args.base_only else MODELS
+    metrics, rows = score_models(make_generator(cfg, backend, adapter, tokenizer, args), dataset, models)
+    settings = {
+        "model": cfg.model.name, "adapter": None if adapter is None else str(adapter), "dataset": data.dataset, "split": data.split,
+        "n": stats["kept"], "dropped_no_gold": stats["dropped_no_gold"], "dropped_too_long": stats["dropped_too_long"],
+        "max_new_tokens": args.max_new_tokens, "decoding": "greedy", "backend": backend, "device": device_name(),
+        "load_in_4bit": backend == "unsloth" and cfg.model.load_in_4bit,
+    }
+    write_results(out, {"settings": settings, "models": metrics}, rows)
+    print(f"\n{format_table(metrics)}\n\nwrote {out / 'summary.json'} and {out / 'predictions.jsonl'}")
+    return 0
+
+
+def run_ask(cfg, backend: str, adapter: Path | None, tokenizer, args: argparse.Namespace) -> int:
+    prompts = [train_grpo.chat_prompt(q) for q in args.ask]
+    models = MODELS[:1] if args.base_only else MODELS
+    generate = make_generator(cfg, backend, adapter, tokenizer, args)
+    answers = {which: generate(prompts, which) for which in models}
+    for i, question in enumerate(args.ask):
+        print(f"\n=== {question}")
+        for which in models:
+            text, tokens = answers[which][i]
+            print(f"--- {which} ({tokens} tokens, answer {rewards.extract_answer(text)!r})\n{text.strip()}")
+    return 0
+
+
+def merged_dtype(name: str):
+    """The base checkpoint's own dtype (bf16 for Qwen2.5): the merged folder is the base, retuned."""
+    import torch
+    from transformers import AutoConfig
+
+    dtype = getattr(AutoConfig.from_pretrained(name), "dtype", None)
+    return getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
+
+
+def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -> tuple[int, int]:
+    """Fold the adapter into the base weights, save, reload with plain transformers and compare greedy outputs.
+
+    Done with transformers + PEFT on both backends: Unsloth's merged save needs its GPU model, while
+    this needs only the 16-bit base; the merge itself is the same W + scale * B @ A either way.
+    Returns (prompts whose outputs match, prompts compared).
+    """
+    import torch
+
+    # fp32 for the merge and both references, so the only difference left is rounding to the saved dtype.
+    tuned = load_hf(cfg.model.name, adapter, torch.float32)
+    texts, stop_ids = render(tokenizer, prompts), train_grpo.stop_token_ids(tokenizer)
+    expected = hf_complete(tuned, tokenizer, texts, MERGE_CHECK_TOKENS, stop_ids, len(texts), "adapter")
+    merged = tuned.merge_and_unload()
+    # Saved models stop at the chat turn's end too, like generation here.
+    merged.generation_config.eos_token_id = stop_ids
+    merged.to(merged_dtype(cfg.model.name)).save_pretrained(str(out))
+    tokenizer.save_pretrained(str(out))
+    del tuned, merged
+    got = hf_complete(load_hf(str(out), None, torch.float32), tokenizer, texts, MERGE_CHECK_TOKENS, stop_ids, len(texts), "merged")
+    return sum(a == b for a, b in zip(expected, got)), len(texts)
+
+
+def run_merge(cfg, backend: str, adapter: Path, tokenizer, args: argparse.Namespace) -> int:
+    out = Path(args.merge)
+    # Any questions will do for an equality check, so a single training file is fine here.
+    data = dataclasses.replace(eval_data_config(cfg, args, held_out=False), limit=MERGE_CHECK_QUESTIONS)
+    dataset, _ = train_grpo.build_prompts(train_grpo.load_rows(data), tokenizer, data)
+    matched, total = merge(cfg, adapter, out, tokenizer, list(dataset["prompt"]))
+    if matched != total:
+        print(f"error: the merged model in {out} answers {total - matched} of {total} questions of {data.dataset} differently from the adapter (greedy, {MERGE_CHECK_TOKENS} tokens); do not use it", file=sys.stderr)
+        return 1
+    print(f"merged {adapter} into {out} (loads with AutoModelForCausalLM.from_pretrained); greedy output matches the adapter on {total} questions of {data.dataset}")
+    return 0
+
+
+def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
+    """The adapter folder and the config: by default the one the run saved next to its adapter."""
+    adapter = Path(args.adapter) if args.adapter else None
+    if adapter is None and not args.base_only:
+        raise RecipeError("pass --adapter with the adapter folder of a finished run (e.g. outputs/x/adapter), or --base-only")
+    if adapter is not None:
+        read_adapter_config(adapter)  # a wrong folder is the likelier mistake than a missing config
+    if args.merge and (adapter is None or args.base_only):
+        raise RecipeError("--merge needs --adapter and cannot be combined with --base-only")
+    if args.merge and Path(args.merge).exists() and any(Path(args.merge).iterdir()):
+        raise RecipeError(f"--merge {args.merge} exists and is not empty: pass a new folder")
+    config = args.config
+    if config is None and adapter is not None and (adapter.parent / "config.yaml").is_file():
+        config = str(adapter.parent / "config.yaml")
+    if config is None:
+        raise RecipeError("pass --config with the config the adapter was trained with (the run's output dir holds it as config.yaml)")
+    return adapter, config
+
+
+def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help="the training config (default: config.yaml next to the adapter)")
+    parser.add_argument("--adapter", help="the adapter folder of a run, e.g. outputs/x/adapter")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. model.name=/models/qwen (repeatable)")
+    parser.add_argument("--dataset", help="evaluation data instead of data.dataset: hub id, local file or dataset folder")
+    parser.add_argument("--split", default="test", help="split of a hub dataset or dataset folder (default: test)")
+    parser.add_argument("--limit", type=int, help="first N questions only")
+    parser.add_argument("--max-new-tokens", type=int, help="completion budget (default: training.max_completion_length)")
+    parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call on the transformers backend (default: 16)")
+    parser.add_argument("--out", help="results folder (default: <adapter>/../eval; with --base-only <output.dir>/eval-base)")
+    parser.add_argument("--base-only", action="store_true", help="score the base model alone")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--ask", action="append", metavar="QUESTION", help="print the base and the trained answer to QUESTION (repeatable)")
+    mode.add_argument("--merge", metavar="DIR", help="write base + adapter as one 16-bit model folder that plain transformers loads")
+    return parser.parse_args(argv)
+
+
+def main(argv: typing.Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        adapter, config = resolve_paths(args)
+        cfg = train_grpo.load_config(config, args.overrides)
+        for flag, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)):
+            if value is not None and value <= 0:
+                raise RecipeError(f"{flag} {value}: must be positive")
+        args.max_new_tokens = args.max_new_tokens or cfg.training.max_completion_length
+        if adapter is not None:
+            check_adapter(adapter, cfg)
+        # Merging uses plain transformers + PEFT whatever the training backend was.
+        backend = "trl" if args.merge else eval_backend(cfg)
+        if backend == "unsloth":
+            # Unsloth's usage statistics download stalls for minutes where the hub is unreachable.
+            os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+            import unsloth  # noqa: F401  (must come before transformers to patch it)
+        tokenizer = train_grpo.load_tokenizer(cfg.model.name)
+        if args.merge:
+            return run_merge(cfg, backend, adapter, tokenizer, args)
+        if args.ask:
+            return run_ask(cfg, backend, adapter, tokenizer, args)
+        return run_eval(cfg, backend, adapter, tokenizer, args)
+    except RecipeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,266 @@
+"""evaluate.py on the tiny model: scores, outputs, one-line errors before loading, --ask, --merge and the vLLM wiring."""
+
+import json
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+import evaluate
+import rewards
+import train_grpo
+
+ROOT = Path(__file__).resolve().parents[1]
+LIMIT, NEW_TOKENS = 4, 32
+STRICT = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>\n"
+
+
+def train(tiny_assets: Path, out: Path) -> int:
+    return train_grpo.main([
+        "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--set", f"model.name={tiny_assets / 'model'}",
+        "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set", f"output.dir={out}",
+        "--set", "training.max_steps=4",
+        "--set", "training.max_completion_length=32",
+        "--set", "output.save_steps=100",
+    ])
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def amplify(adapter: Path, factor: float) -> None:
+    """Scale the LoRA update so it surely changes greedy answers: four tiny GRPO steps may leave them all alone."""
+    from safetensors.torch import load_file, save_file
+
+    path = adapter / "adapter_model.safetensors"
+    tensors = load_file(str(path))
+    save_file({name: t * factor if "lora_B" in name else t for name, t in tensors.items()}, str(path))
+
+
+@pytest.fixture(scope="module")
+def run(tiny_assets, tmp_path_factory) -> Path:
+    """A trained run folder: adapter/, config.yaml (the resolved config evaluate.py defaults to)."""
+    out = tmp_path_factory.mktemp("run")
+    assert train(tiny_assets, out) == 0
+    amplify(out / "adapter", 100.0)
+    return out
+
+
+def evaluate_args(run: Path, tiny_assets: Path, *extra: str) -> list[str]:
+    return ["--adapter", str(run / "adapter"), "--dataset", str(tiny_assets / "data" / "test.jsonl"), "--max-new-tokens", str(NEW_TOKENS), *extra]
+
+
+@pytest.fixture(scope="module")
+def evaluated(run, tiny_assets) -> Path:
+    """The default results folder, <run>/eval, after scoring LIMIT test questions."""
+    assert evaluate.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT))) == 0
+    return run / "eval"
+
+
+def test_eval_writes_summary_and_predictions_for_both_models(evaluated, run, tiny_assets):
+    summary = json.loads((evaluated / "summary.json").read_text())
+    rows = read_jsonl(evaluated / "predictions.jsonl")
+    assert list(summary["models"]) == ["base", "trained"]
+    assert {k: summary["settings"][k] for k in ("model", "adapter", "n", "max_new_tokens", "backend", "device")} == {
+        "model": str(tiny_assets / "model"), "adapter": str(run / "adapter"), "n": LIMIT, "max_new_tokens": NEW_TOKENS, "backend": "trl", "device": "cpu",
+    }
+    assert [row["model"] for row in rows] == ["base"] * LIMIT + ["trained"] * LIMIT
+    questions = [json.loads(line)["question"] for line in (tiny_assets / "data" / "test.jsonl").read_text().splitlines()[:LIMIT]]
+    assert [row["question"] for row in rows] == questions * 2
+    for row in rows:
+        assert set(row) == {"model", "question", "gold", "response", "extracted", "correct", "strict_format", "tokens"}
+        assert 0 < row["tokens"] <= NEW_TOKENS
+    assert [row["response"] for row in rows[:LIMIT]] != [row["response"] for row in rows[LIMIT:]], "base and trained answered alike"
+
+
+@pytest.mark.parametrize("model", ["base", "trained"])
+def test_summary_agrees_with_predictions(evaluated, model):
+    summary = json.loads((evaluated / "summary.json").read_text())["models"][model]
+    rows = [row for row in read_jsonl(evaluated / "predictions.jsonl") if row["model"] == model]
+    assert summary == {
+        "n": len(rows),
+        "correct": sum(row["correct"] for row in rows),
+        "accuracy": sum(row["correct"] for row in rows) / len(rows),
+        "strict_format": sum(row["strict_format"] for row in rows) / len(rows),
+        "mean_tokens": sum(row["tokens"] for row in rows) / len(rows),
+        "unparsable": sum(rewards.parse_number(row["extracted"]) is None for row in rows),
+    }
+    assert all(row["correct"] == rewards.is_correct(row["response"], row["gold"]) for row in rows)
+
+
+def test_base_only_matches_the_base_of_the_side_by_side_run(evaluated, run, tiny_assets):
+    assert evaluate.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT), "--base-only")) == 0
+    alone = json.loads((run / "eval-base" / "summary.json").read_text())["models"]
+    side_by_side = json.loads((evaluated / "summary.json").read_text())["models"]
+    assert alone == {"base": side_by_side["base"]}
+    # PEFT's disable_adapter gives the very base model: the same answers as a run that never loaded the adapter.
+    base_rows = [row for row in read_jsonl(evaluated / "predictions.jsonl") if row["model"] == "base"]
+    assert read_jsonl(run / "eval-base" / "predictions.jsonl") == base_rows
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["model.backend=auto"], "trl"),
+        (["model.backend=trl"], "trl"),
+        (["model.backend=unsloth"], "needs a CUDA GPU"),
+    ],
+    ids=["gpu-config-auto", "gpu-config-trl", "unsloth"],
+)
+def test_a_gpu_config_evaluates_on_a_cpu(overrides, expected):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("checks the CPU fallback")
+    cfg = train_grpo.load_config(str(ROOT / "config.yaml"), overrides)  # 4-bit, vLLM and an 8-bit optimizer
+    if expected == "trl":
+        assert evaluate.eval_backend(cfg) == "trl"
+    else:
+        with pytest.raises(train_grpo.RecipeError, match=expected):
+            evaluate.eval_backend(cfg)
+
+
+@pytest.mark.parametrize(
+    "response, gold, correct, strict, unparsable",
+    [
+        (STRICT, "7", True, True, False),
+        (STRICT, "8", False, True, False),
+        ("<reasoning>\nsum\n</reasoning>\n<answer>\n$1,000.\n</answer>", "1000", True, True, False),
+        ("The total is <answer>7</answer> apples, I think.", "7", True, False, False),
+        ("The answer is 7.", "7", False, False, True),
+        ("<reasoning>\n3 + 4\n</reasoning>\n<answer>\nseven\n</answer>", "7", False, True, True),
+        ("<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7", "7", False, False, True),
+        ("", "7", False, False, True),
+    ],
+    ids=["strict-right", "strict-wrong", "dollars-and-commas", "loose-right", "no-tags", "words", "cut-off", "empty"],
+)
+def test_score_of_one_known_response(response, gold, correct, strict, unparsable):
+    metrics = evaluate.score([response], [gold], [12])
+    assert metrics == {"n": 1, "correct": int(correct), "accuracy": float(correct), "strict_format": float(strict), "mean_tokens": 12.0, "unparsable": int(unparsable)}
+
+
+@pytest.mark.parametrize(
+    "responses, golds, tokens, expected",
+    [
+        ([STRICT, STRICT, "7", "<answer>8</answer>"], ["7", "8", "7", "8"], [10, 20, 30, 40], {"n": 4, "correct": 2, "accuracy": 0.5, "strict_format": 0.5, "mean_tokens": 25.0, "unparsable": 1}),
+        ([], [], [], {"n": 0, "correct": 0, "accuracy": 0.0, "strict_format": 0.0, "mean_tokens": 0.0, "unparsable": 0}),
+    ],
+    ids=["mixed", "empty"],
+)
+def test_score_of_a_known_set(responses, golds, tokens, expected):
+    assert evaluate.score(responses, golds, tokens) == expected
+
+
+@pytest.mark.parametrize(
+    "a, b, same",
+    [
+        ("Qwen/Qwen2.5-3B", "unsloth/Qwen2.5-3B-unsloth-bnb-4bit", True),
+        ("Qwen/Qwen2.5-3B", "unsloth/qwen2.5-3b-bnb-4bit", True),
+        ("Qwen/Qwen2.5-3B", "Qwen/Qwen2.5-3B-Instruct", False),
+        ("Qwen/Qwen2.5-3B", "Qwen/Qwen2.5-1.5B", False),
+        ("tests/../tests", str(ROOT / "tests"), True),
+        ("tests", str(ROOT), False),
+    ],
+    ids=["unsloth-4bit-copy", "unsloth-lowercase", "instruct", "other-size", "same-folder", "other-folder"],
+)
+def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert (evaluate.model_key(a) == evaluate.model_key(b)) is same
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (lambda run, assets: ["--adapter", str(run / "missing")], "does not exist: pass the adapter folder of a finished run"),
+        (lambda run, assets: ["--adapter", str(run)], "/adapter looks like one)"),
+        (lambda run, assets: evaluate_args(run, assets, "--set", "model.name=Qwen/Qwen2.5-3B"), "but the config's model.name is Qwen/Qwen2.5-3B: pass the --config of that run"),
+        (lambda run, assets: evaluate_args(run, assets, "--set", f"model.name={assets / 'data'}"), "/data: pass the --config of that run"),
+        (lambda run, assets: evaluate_args(run, assets, "--set", "lora.r=4"), "has LoRA rank 8, above the config's lora.r=4"),
+        (lambda run, assets: ["--adapter", str(run / "adapter")], "is a single file, the one used for training: pass --dataset"),
+        (lambda run, assets: evaluate_args(run, assets, "--max-new-tokens", "320"), "leaves no room for a prompt"),
+        (lambda run, assets: evaluate_args(run, assets, "--merge", str(run)), "exists and is not empty"),
+        (lambda run, assets: [], "pass --adapter"),
+    ],
+    ids=["missing-adapter", "run-folder", "other-hub-base", "other-local-base", "rank-too-large", "training-file", "no-room", "merge-over-folder", "no-adapter"],
+)
+def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch):
+    def no_model(*args, **kwargs):
+        raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(evaluate, "load_hf", no_model)
+    monkeypatch.setattr(evaluate, "vllm_generator", no_model)
+    assert evaluate.main(args(run, tiny_assets)) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_ask_prints_the_base_then_the_trained_answer_of_eval(evaluated, run, tiny_assets, capsys):
+    rows = read_jsonl(evaluated / "predictions.jsonl")
+    question = rows[0]["question"]
+    assert evaluate.main(["--adapter", str(run / "adapter"), "--max-new-tokens", str(NEW_TOKENS), "--ask", question]) == 0
+    printed = capsys.readouterr().out
+    base, trained = (next(r["response"].strip() for r in rows if r["model"] == m and r["question"] == question) for m in ("base", "trained"))
+    assert printed.index(f"=== {question}") < printed.index("--- base") < printed.index(base) < printed.index("--- trained")
+    assert trained in printed[printed.index("--- trained") :]
+
+
+def test_merge_writes_a_plain_transformers_model_that_answers_like_the_adapter(run, tiny_assets, tmp_path, capsys):
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    merged_dir = tmp_path / "merged"
+    assert evaluate.main(["--adapter", str(run / "adapter"), "--merge", str(merged_dir)]) == 0
+    assert "greedy output matches the adapter on 3 questions" in capsys.readouterr().out
+
+    tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
+    ids = tokenizer.apply_chat_template(train_grpo.chat_prompt("Tom has 3 apples and buys 4 more. How many now?"), add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    merged = AutoModelForCausalLM.from_pretrained(str(merged_dir))
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
+    with torch.no_grad():
+        before = base(ids).logits
+        after = merged(ids).logits
+        adapted = PeftModel.from_pretrained(base, str(run / "adapter"))(ids).logits
+    assert torch.allclose(after, adapted, atol=1e-5)
+    assert not torch.allclose(after, before, atol=1e-5), "the adapter changed nothing, so this test proves nothing"
+    generated = merged.generate(ids, max_new_tokens=NEW_TOKENS, do_sample=False)
+    assert generated.shape[1] > ids.shape[1]
+
+
+class FakeVLLMModel:
+    """What Unsloth's vLLM-backed PeftModel exposes to evaluate.py: load_lora and fast_generate."""
+
+    def __init__(self):
+        self.calls = []
+
+    def load_lora(self, path):
+        return f"lora:{path}"
+
+    def fast_generate(self, texts, sampling_params, lora_request, use_tqdm):
+        self.calls.append((texts, sampling_params, lora_request))
+        tagged = "<reasoning>\nx\n</reasoning>\n<answer>\n7\n</answer>"
+        completion = types.SimpleNamespace(text=tagged if lora_request else "no idea", token_ids=[1] * (5 if lora_request else 3))
+        return [types.SimpleNamespace(outputs=[completion]) for _ in texts]
+
+
+def test_vllm_generator_sends_the_adapter_only_for_the_trained_pass(run, tiny_assets, monkeypatch):
+    fake = FakeVLLMModel()
+    loaded = []
+    monkeypatch.setattr(train_grpo, "load_model_unsloth", lambda cfg: loaded.append(cfg) or (fake, None))
+    monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=lambda **kw: kw))
+    cfg = train_grpo.load_config(str(run / "config.yaml"))
+    tokenizer = train_grpo.load_tokenizer(cfg.model.name)
+    generate = evaluate.vllm_generator(cfg, run / "adapter", tokenizer, NEW_TOKENS)
+    prompts = [train_grpo.chat_prompt("How many?")]
+
+    assert generate(prompts, "base") == [("no idea", 3)]
+    assert generate(prompts, "trained") == [("<reasoning>\nx\n</reasoning>\n<answer>\n7\n</answer>", 5)]
+    assert [lora for _, _, lora in fake.calls] == [None, f"lora:{(run / 'adapter').resolve()}"]
+    texts, params, _ = fake.calls[0]
+    assert texts == [tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)]
+    assert params == {"temperature": 0, "max_tokens": NEW_TOKENS, "stop_token_ids": train_grpo.stop_token_ids(tokenizer)}
+    assert loaded[0].model.fast_inference and loaded[0].lora.r == cfg.lora.r

@@ -1,0 +1,121 @@
+"""plots.py: PNGs from a real tiny run's metrics.jsonl, panels skipped when a metric is missing, clear errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import plots
+import train_grpo
+
+ROOT = Path(__file__).resolve().parents[1]
+STEPS = 3
+ALL_PNGS = ["rewards.png", "length.png", "kl.png", "step_time.png"]
+
+
+@pytest.fixture(scope="module")
+def metrics(tiny_assets, tmp_path_factory) -> Path:
+    """metrics.jsonl (and config.yaml) of a real tiny training run."""
+    out = tmp_path_factory.mktemp("run")
+    assert train_grpo.main([
+        "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--set", f"model.name={tiny_assets / 'model'}",
+        "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set", f"output.dir={out}",
+        "--set", f"training.max_steps={STEPS}",
+        "--set", "training.max_completion_length=32",
+        "--set", "output.save_steps=100",
+    ]) == 0
+    return out / "metrics.jsonl"
+
+
+def rewrite(metrics: Path, folder: Path, drop: tuple[str, ...]) -> Path:
+    """A copy of the run's metrics (and config) with the keys in ``drop`` removed from every line."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [json.loads(line) for line in metrics.read_text().splitlines()]
+    (folder / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in row.items() if k not in drop}) + "\n" for row in rows))
+    (folder / "config.yaml").write_text((metrics.parent / "config.yaml").read_text())
+    return folder / "metrics.jsonl"
+
+
+def is_png(path: Path) -> bool:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.format == "PNG" and min(image.size) >= 300
+
+
+@pytest.mark.parametrize(
+    "drop, expected",
+    [
+        ((), ALL_PNGS),
+        (("kl",), ["rewards.png", "length.png", "step_time.png"]),
+        (("completions/clipped_ratio", "completions/min_length", "completions/max_length"), ALL_PNGS),
+        (("completions/mean_length", "step_time"), ["rewards.png", "kl.png"]),
+    ],
+    ids=["real-run", "no-kl", "length-without-extras", "no-length-no-time"],
+)
+def test_plots_of_what_the_run_logged(metrics, tmp_path, drop, expected):
+    source = rewrite(metrics, tmp_path / "run", drop)
+    paths = plots.plot_metrics(source, tmp_path / "plots")
+    assert [p.name for p in paths] == expected
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == sorted(expected)
+    assert all(is_png(p) for p in paths)
+
+
+def test_command_writes_next_to_the_metrics_by_default(metrics, tmp_path, capsys):
+    source = rewrite(metrics, tmp_path / "run", ())
+    assert plots.main([str(source)]) == 0
+    assert sorted(p.name for p in (tmp_path / "run" / "plots").iterdir()) == sorted(ALL_PNGS)
+    assert "rewards.png" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "not found: pass the metrics.jsonl that train_grpo.py writes"),
+        ('{"step": 3, "train_runtime": 9.0}\n', "holds no training steps yet"),
+        ("step,reward\n1,0.5\n", ":1 is not JSON"),
+    ],
+    ids=["missing", "summary-line-only", "not-jsonl"],
+)
+def test_bad_metrics_file_is_one_line(tmp_path, capsys, content, message):
+    path = tmp_path / "metrics.jsonl"
+    if content is not None:
+        path.write_text(content)
+    assert plots.main([str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "plots").exists()
+
+
+def test_steps_skip_the_summary_line_and_keep_the_latest_of_a_repeated_step(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    lines = [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}, {"step": 2, "reward": 0.3}, {"step": 2, "train_runtime": 5.0}]
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    assert plots.read_steps(path) == [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.3}]
+
+
+@pytest.mark.parametrize(
+    "values, window, expected",
+    [
+        ([3.0, 3.0, 3.0], 10, [3.0, 3.0, 3.0]),
+        ([1.0, 5.0, 2.0], 1, [1.0, 5.0, 2.0]),
+        ([0.0, 2.0], 3, [0.0, 2 / 1.5]),
+        ([], None, []),
+    ],
+    ids=["constant-stays", "window-1-is-raw", "debiased-start", "empty"],
+)
+def test_smooth(values, window, expected):
+    assert plots.smooth(values, window) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("n, lag_at_most", [(20, 2), (300, 20)], ids=["short-run", "long-run"])
+def test_trend_follows_a_noisy_rise_without_overshooting(n, lag_at_most):
+    import random
+
+    rng = random.Random(0)
+    clean = [i / n for i in range(n)]
+    trend = plots.smooth([c + rng.gauss(0, 0.1) for c in clean])
+    assert max(abs(t - c) for t, c in zip(trend[n // 10 :], clean[n // 10 :])) < 0.1 + lag_at_most / n
+    assert trend[-1] > 0.8 and trend[0] < 0.3
