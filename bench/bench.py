@@ -37,18 +37,16 @@ QWEN25_3B = dict(
     tie_word_embeddings=True, use_sliding_window=False,
 )
 
-# Each setting is a list of train_grpo --set overrides on top of config.yaml.
-SEED = [
-    "model.load_in_4bit=true", "training.prompts_per_step=1", "training.num_generations=6",
-    "training.max_completion_length=200", "training.steps_per_generation=1", "model.gpu_memory_utilization=0.6",
-]
+# Each setting: what it is, the config it starts from, and train_grpo --set overrides on top.
+SEED_YAML = ROOT / "configs" / "seed-4090.yaml"
+DEFAULT_YAML = ROOT / "config.yaml"
 SETTINGS = {
-    "seed": ("the seed notebook: 4-bit, 1 prompt x 6, generate every step", SEED),
-    "default": ("config.yaml as shipped", []),
-    "16bit": ("16-bit LoRA", [*SEED, "model.load_in_4bit=false"]),
-    "4bit-spg4": ("4-bit, generate for 4 steps at once", [*SEED, "training.steps_per_generation=4"]),
-    "16bit-spg4": ("16-bit, generate for 4 steps at once", [*SEED, "model.load_in_4bit=false", "training.steps_per_generation=4"]),
-    "16bit-spg8": ("16-bit, generate for 8 steps at once", [*SEED, "model.load_in_4bit=false", "training.steps_per_generation=8"]),
+    "seed": ("the seed notebook: 4-bit, 1 prompt x 6, generate every step", SEED_YAML, []),
+    "default": ("config.yaml as shipped", DEFAULT_YAML, []),
+    "16bit": ("seed, 16-bit LoRA", SEED_YAML, ["model.load_in_4bit=false"]),
+    "4bit-spg4": ("seed, generate for 4 steps at once", SEED_YAML, ["training.steps_per_generation=4"]),
+    "16bit-spg4": ("seed, 16-bit, generate for 4 steps at once", SEED_YAML, ["model.load_in_4bit=false", "training.steps_per_generation=4"]),
+    "16bit-spg8": ("seed, 16-bit, generate for 8 steps at once", SEED_YAML, ["model.load_in_4bit=false", "training.steps_per_generation=8"]),
 }
 
 
@@ -151,7 +149,7 @@ def steady_state(rows: list[dict], spg: int, warmup: int) -> float:
     return statistics.median(cycles) if cycles else float("nan")
 
 
-def run_setting(name: str, description: str, overrides: list[str], args: argparse.Namespace, model: Path, data: Path) -> dict:
+def run_setting(name: str, description: str, config: Path, overrides: list[str], args: argparse.Namespace, model: Path, data: Path) -> dict:
     out = WORK / "runs" / name
     subprocess.run(["rm", "-rf", str(out)], check=True)
     out.mkdir(parents=True)
@@ -161,7 +159,8 @@ def run_setting(name: str, description: str, overrides: list[str], args: argpars
         sets += ["model.load_in_4bit=false", "model.fast_inference=false", "training.max_completion_length=64"]
     from train_grpo import load_config
 
-    cfg = load_config(str(args.config), sets)
+    config = ROOT / "configs" / "tiny-cpu.yaml" if args.smoke else config
+    cfg = load_config(str(config), sets)
     gpu = not args.smoke
     if gpu:
         import torch
@@ -169,7 +168,7 @@ def run_setting(name: str, description: str, overrides: list[str], args: argpars
         total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
         # vLLM's share is a fraction of the whole card: scale it so vLLM gets what it would on a 4090.
         sets.append(f"model.gpu_memory_utilization={cfg.model.gpu_memory_utilization * CARD_GIB / total_gib:.4f}")
-    train_args = ["--config", str(args.config)] + [arg for item in sets for arg in ("--set", item)]
+    train_args = ["--config", str(config)] + [arg for item in sets for arg in ("--set", item)]
     profile = out / "profile.jsonl"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--profile", str(profile)]
     if gpu:
@@ -187,7 +186,7 @@ def run_setting(name: str, description: str, overrides: list[str], args: argpars
         peak_gib = None
     log.close()
     text = (out / "stdout.log").read_text()
-    result = {"name": name, "description": description, "options": overrides, "exit_code": code, "wall_s": round(time.time() - started, 1)}
+    result = {"name": name, "description": description, "config": str(config.relative_to(ROOT)), "options": overrides, "exit_code": code, "wall_s": round(time.time() - started, 1)}
     if code != 0:
         result["error"] = text[-3000:]
         result["fits_24gb"] = False if "out of memory" in text.lower() else None
@@ -264,7 +263,6 @@ def main() -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
     parser.add_argument("--steps", type=int, default=16, help="steps per setting")
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
-    parser.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -281,7 +279,6 @@ def main() -> int:
     if args.smoke:
         offline.main(["tiny", "--out", str(WORK / "tiny")])
         model, data = WORK / "tiny" / "model", WORK / "tiny" / "data" / "train.jsonl"
-        args.config = ROOT / "configs" / "tiny-cpu.yaml"
         device = "CPU (harness smoke test; not a benchmark)"
     else:
         import torch

@@ -26,9 +26,18 @@ def test_shipped_config_sets_only_known_keys_and_every_reward(path):
         assert set(raw["rewards"]) <= set(train_grpo.rewards.REWARDS)
 
 
-def test_default_config_is_the_seed_recipe():
-    cfg = load_config(str(ROOT / "config.yaml"))
-    assert (cfg.model.name, cfg.model.max_seq_length, cfg.model.load_in_4bit) == ("Qwen/Qwen2.5-3B", 512, True)
+@pytest.mark.parametrize(
+    "path, load_in_4bit, steps_per_generation, max_steps, epochs",
+    [
+        pytest.param("configs/seed-4090.yaml", True, 1, -1, 3.0, id="seed-reproduction-22419-steps"),
+        pytest.param("config.yaml", False, 4, 1000, 1.0, id="default-16bit-batched-generation"),
+    ],
+)
+def test_configs_keep_the_seed_recipe(path, load_in_4bit, steps_per_generation, max_steps, epochs):
+    cfg = load_config(str(ROOT / path))
+    assert (cfg.model.load_in_4bit, cfg.training.steps_per_generation) == (load_in_4bit, steps_per_generation)
+    assert (cfg.training.max_steps, cfg.training.num_train_epochs) == (max_steps, epochs)
+    assert (cfg.model.name, cfg.model.max_seq_length) == ("Qwen/Qwen2.5-3B", 512)
     assert (cfg.model.fast_inference, cfg.model.gpu_memory_utilization) == (True, 0.6)
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.gradient_checkpointing) == (32, 32, "unsloth")
     assert cfg.lora.target_modules == train_grpo.LORA_PROJECTIONS
@@ -133,8 +142,8 @@ def test_missing_config_file():
     [
         pytest.param(["model.backend=unsloth"], "model.backend=unsloth needs a CUDA GPU", id="unsloth"),
         pytest.param(["model.backend=trl"], "model.fast_inference=true needs vLLM", id="vllm"),
-        pytest.param(["model.backend=trl", "model.fast_inference=false"], "model.load_in_4bit=true needs bitsandbytes", id="4bit"),
-        pytest.param(["model.fast_inference=false", "model.load_in_4bit=false"], "training.optim=paged_adamw_8bit needs bitsandbytes", id="8bit-optimizer"),
+        pytest.param(["model.backend=trl", "model.fast_inference=false", "model.load_in_4bit=true"], "model.load_in_4bit=true needs bitsandbytes", id="4bit"),
+        pytest.param(["model.fast_inference=false"], "training.optim=paged_adamw_8bit needs bitsandbytes", id="8bit-optimizer"),
     ],
 )
 def test_gpu_only_settings_fail_on_cpu(overrides, message):
