@@ -193,3 +193,23 @@ def test_cli_skips_existing_outputs(tmp_path: Path, capsys) -> None:
 def test_cli_requires_a_subcommand() -> None:
     with pytest.raises(SystemExit):
         offline.main([])
+
+
+def test_format_priming_updates_the_saved_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from safetensors.torch import load_file
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model_dir)
+    before = load_file(str(model_dir / "model.safetensors"))
+    losses = offline.prime_format(model_dir, offline.make_problems(20, seed=2), steps=2, seed=2, lr=1e-3)
+    after = load_file(str(model_dir / "model.safetensors"))
+    assert len(losses) == 2
+    assert any(not before[name].to(after[name].dtype).equal(after[name]) for name in after)
+
+
+def test_format_rate_reports_shares(tiny_model_dir: Path) -> None:
+    rate = offline.format_rate(tiny_model_dir, offline.make_problems(4, seed=1), samples=4, max_new_tokens=24)
+    assert set(rate) == {"soft", "strict", "correct"}
+    assert all(0.0 <= v <= 1.0 for v in rate.values())
