@@ -30,7 +30,7 @@ def test_shipped_config_sets_only_known_keys_and_every_reward(path):
     "path, load_in_4bit, steps_per_generation, max_steps, epochs",
     [
         pytest.param("configs/seed-4090.yaml", True, 1, -1, 3.0, id="seed-reproduction-22419-steps"),
-        pytest.param("config.yaml", False, 4, 1000, 1.0, id="default-16bit-batched-generation"),
+        pytest.param("config.yaml", True, 1, 1000, 1.0, id="default-seed-settings-1000-steps"),
     ],
 )
 def test_configs_keep_the_seed_recipe(path, load_in_4bit, steps_per_generation, max_steps, epochs):
@@ -142,8 +142,8 @@ def test_missing_config_file():
     [
         pytest.param(["model.backend=unsloth"], "model.backend=unsloth needs a CUDA GPU", id="unsloth"),
         pytest.param(["model.backend=trl"], "model.fast_inference=true needs vLLM", id="vllm"),
-        pytest.param(["model.backend=trl", "model.fast_inference=false", "model.load_in_4bit=true"], "model.load_in_4bit=true needs bitsandbytes", id="4bit"),
-        pytest.param(["model.fast_inference=false"], "training.optim=paged_adamw_8bit needs bitsandbytes", id="8bit-optimizer"),
+        pytest.param(["model.backend=trl", "model.fast_inference=false"], "model.load_in_4bit=true needs bitsandbytes", id="4bit"),
+        pytest.param(["model.fast_inference=false", "model.load_in_4bit=false"], "training.optim=paged_adamw_8bit needs bitsandbytes", id="8bit-optimizer"),
     ],
 )
 def test_gpu_only_settings_fail_on_cpu(overrides, message):
