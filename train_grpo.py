@@ -275,9 +275,10 @@ def resolve_resume(cfg: Config) -> str | None:
         if checkpoints:
             raise RecipeError(f"{out} already holds {checkpoints[-1].name}: pass --resume to continue that run, or set output.dir to a new folder")
         return None
-    if cfg.output.resume == "auto":
-        return str(checkpoints[-1]) if checkpoints else None
-    return cfg.output.resume
+    chosen = (str(checkpoints[-1]) if checkpoints else None) if cfg.output.resume == "auto" else cfg.output.resume
+    if chosen is not None and not (Path(chosen) / "trainer_state.json").is_file():
+        raise RecipeError(f"{chosen} has no trainer_state.json (an unfinished save?): delete it to resume from the one before, or set output.resume to another checkpoint")
+    return chosen
 
 
 def config_to_yaml(cfg: Config) -> str:
@@ -460,12 +461,12 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
     )
 
 
-def count_parameters(model) -> tuple[int, int]:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    return trainable, sum(p.numel() for p in model.parameters())
+def trainable_parameters(model) -> int:
+    # Only the trainable count: a 4-bit model packs two weights per stored element, so totals mislead.
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def memory_plan(cfg: Config, backend: str) -> str:
+def memory_plan(cfg: Config) -> str:
     import torch
 
     if not torch.cuda.is_available():
@@ -578,7 +579,7 @@ class SampleLog:
         return SampleCallback()
 
 
-def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args):
+def build_trainer(cfg: Config, model, tokenizer, dataset, args):
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOTrainer
 
@@ -650,7 +651,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(f"model {cfg.model.name} | backend {backend} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {'on' if cfg.model.fast_inference else 'off'}")
     print(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
     print(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
-    print(f"memory {memory_plan(cfg, backend)}")
+    print(f"memory {memory_plan(cfg)}")
     if args.dry_run:
         return 0
 
@@ -664,10 +665,9 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
 
     started = time.time()
     model, tokenizer = load_model(cfg, backend)
-    trainable, total = count_parameters(model)
-    print(f"loaded in {time.time() - started:.0f}s: {trainable:,} trainable parameters of {total:,}")
+    print(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
     print("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
-    trainer = build_trainer(cfg, backend, model, tokenizer, dataset, grpo_config)
+    trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config)
     trainer.train(resume_from_checkpoint=resume_from)
     adapter = save_adapter(trainer, tokenizer, out)
     plot_curves(out)

@@ -168,6 +168,7 @@ def test_auto_backend_is_trl_on_cpu():
 def test_resume_resolution(tmp_path, existing, resume, expected):
     for name in existing:
         (tmp_path / name).mkdir()
+        (tmp_path / name / "trainer_state.json").write_text("{}")
     cfg = load_config(None, [f"output.dir={tmp_path}", f"output.resume={resume}"])
     got = train_grpo.resolve_resume(cfg)
     assert got == (None if expected is None else str(tmp_path / expected))
@@ -195,3 +196,10 @@ def test_batch_is_prompts_times_generations_and_trl_accepts_it(tmp_path):
     assert args.per_device_train_batch_size == 3 * cfg.training.num_generations
     assert args.generation_batch_size == 2 * 3 * cfg.training.num_generations
     assert args.reward_weights == list(cfg.rewards.values())
+
+
+def test_half_written_checkpoint_is_named_not_resumed(tmp_path):
+    (tmp_path / "checkpoint-3").mkdir()
+    cfg = load_config(None, [f"output.dir={tmp_path}", "output.resume=auto"])
+    with pytest.raises(RecipeError, match="checkpoint-3 has no trainer_state.json"):
+        train_grpo.resolve_resume(cfg)
