@@ -492,6 +492,21 @@ def trim_jsonl(path: Path, last_step: int) -> None:
         path.write_text("".join(json.dumps(row) + "\n" for row in kept))
 
 
+HEALTH_WINDOW = 10
+
+
+def health_warnings(recent: list[dict]) -> list[str]:
+    """Hints when the last HEALTH_WINDOW logged steps show GRPO has nothing to learn from."""
+    if len(recent) < HEALTH_WINDOW:
+        return []
+    found = []
+    if all(row.get("completions/clipped_ratio", 0.0) >= 0.9 for row in recent):
+        found.append("almost every completion stops at training.max_completion_length, so no answer can follow: raise it (and model.max_seq_length)")
+    if all(row.get("frac_reward_zero_std", 0.0) >= 0.99 for row in recent):
+        found.append("every completion of a prompt gets the same reward, so GRPO has no advantage to follow: look at samples.jsonl (is the format ever written?)")
+    return found
+
+
 def make_callbacks(cfg: Config, sample_log: "SampleLog"):
     """Training callbacks: metrics JSONL, a compact progress bar and the samples log."""
     from tqdm.auto import tqdm
@@ -500,12 +515,21 @@ def make_callbacks(cfg: Config, sample_log: "SampleLog"):
     out = Path(cfg.output.dir)
 
     class MetricsLog(TrainerCallback):
-        """Every logged step as one JSON line: rewards, lengths, KL, step time."""
+        """Every logged step as one JSON line: rewards, lengths, KL, step time; warns once when learning is stuck."""
+
+        def __init__(self):
+            self.recent: list[dict] = []
+            self.warned: set[str] = set()
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
                 with open(out / "metrics.jsonl", "a") as f:
                     f.write(json.dumps({"step": state.global_step, "time": round(time.time(), 1), **logs}) + "\n")
+                if "reward" in logs:
+                    self.recent = [*self.recent, logs][-HEALTH_WINDOW:]
+                    for warning in set(health_warnings(self.recent)) - self.warned:
+                        self.warned.add(warning)
+                        print(f"\nwarning at step {state.global_step}: {warning}", flush=True)
 
     class ProgressBar(TrainerCallback):
         """One bar with ETA and the numbers that say whether it learns, instead of a dict per step."""

@@ -127,3 +127,22 @@ def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkey
     logged = [row["step"] for row in read_jsonl(tmp_path / "metrics.jsonl") if "reward" in row]
     assert logged == list(range(1, STEPS + 1)), "steps logged before the crash but after the checkpoint are logged once"
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
+
+
+HEALTHY = {"reward": 1.0, "completions/clipped_ratio": 0.1, "frac_reward_zero_std": 0.2}
+
+
+@pytest.mark.parametrize(
+    "rows, expected",
+    [
+        pytest.param([HEALTHY] * 10, [], id="healthy"),
+        pytest.param([{**HEALTHY, "completions/clipped_ratio": 1.0}] * 9, [], id="too-few-steps-to-judge"),
+        pytest.param([{**HEALTHY, "completions/clipped_ratio": 1.0}] * 10, ["training.max_completion_length"], id="all-truncated"),
+        pytest.param([{**HEALTHY, "frac_reward_zero_std": 1.0}] * 10, ["no advantage"], id="no-reward-variance"),
+        pytest.param([{**HEALTHY, "frac_reward_zero_std": 1.0}] * 9 + [HEALTHY], [], id="one-good-step-clears-it"),
+    ],
+)
+def test_health_warnings(rows, expected):
+    found = train_grpo.health_warnings(rows)
+    assert len(found) == len(expected)
+    assert all(fragment in message for fragment, message in zip(expected, found))
