@@ -9,6 +9,18 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import offline  # noqa: E402
+import train_grpo  # noqa: E402
+
+
+def train_tiny(tiny_assets: Path, out: Path, *args: str) -> int:
+    """train_grpo.main() on the tiny model and data, writing to ``out``; ``args`` are extra CLI words."""
+    return train_grpo.main([
+        "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--set", f"model.name={tiny_assets / 'model'}",
+        "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set", f"output.dir={out}",
+        *args,
+    ])
 
 
 @pytest.fixture(scope="session", autouse=True)

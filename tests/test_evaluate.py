@@ -10,6 +10,7 @@ import pytest
 import evaluate
 import rewards
 import train_grpo
+from conftest import train_tiny
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT, NEW_TOKENS = 4, 32
@@ -17,15 +18,10 @@ STRICT = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>\n"
 
 
 def train(tiny_assets: Path, out: Path) -> int:
-    return train_grpo.main([
-        "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
-        "--set", f"model.name={tiny_assets / 'model'}",
-        "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set", f"output.dir={out}",
-        "--set", "training.max_steps=4",
-        "--set", "training.max_completion_length=32",
-        "--set", "output.save_steps=100",
-    ])
+    return train_tiny(
+        tiny_assets, out,
+        "--set", "training.max_steps=4", "--set", "training.max_completion_length=32", "--set", "output.save_steps=100",
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:

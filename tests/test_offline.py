@@ -182,11 +182,12 @@ def test_torch_threads_restores_the_previous_count() -> None:
     assert torch.get_num_threads() == before
 
 
-def test_cli_skips_existing_outputs(tmp_path: Path, capsys) -> None:
+@pytest.mark.parametrize("command", ["tiny", "smollm2"])
+def test_cli_skips_existing_outputs(tmp_path: Path, capsys, command: str) -> None:
     for path in offline.tiny_outputs(tmp_path):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.touch()
-    offline.main(["tiny", "--out", str(tmp_path)])
+    offline.main([command, "--out", str(tmp_path)])
     assert "already built" in capsys.readouterr().out
 
 

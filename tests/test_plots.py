@@ -6,9 +6,8 @@ from pathlib import Path
 import pytest
 
 import plots
-import train_grpo
+from conftest import train_tiny
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 3
 ALL_PNGS = ["rewards.png", "length.png", "kl.png", "step_time.png"]
 
@@ -17,15 +16,10 @@ ALL_PNGS = ["rewards.png", "length.png", "kl.png", "step_time.png"]
 def metrics(tiny_assets, tmp_path_factory) -> Path:
     """metrics.jsonl (and config.yaml) of a real tiny training run."""
     out = tmp_path_factory.mktemp("run")
-    assert train_grpo.main([
-        "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
-        "--set", f"model.name={tiny_assets / 'model'}",
-        "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set", f"output.dir={out}",
-        "--set", f"training.max_steps={STEPS}",
-        "--set", "training.max_completion_length=32",
-        "--set", "output.save_steps=100",
-    ]) == 0
+    assert train_tiny(
+        tiny_assets, out,
+        "--set", f"training.max_steps={STEPS}", "--set", "training.max_completion_length=32", "--set", "output.save_steps=100",
+    ) == 0
     return out / "metrics.jsonl"
 
 

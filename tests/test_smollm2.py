@@ -55,14 +55,6 @@ def test_missing_package_is_a_one_line_system_exit(monkeypatch, tmp_path: Path, 
     assert not any(tmp_path.iterdir()), "nothing is written before the check"
 
 
-def test_cli_skips_existing_outputs(tmp_path: Path, capsys) -> None:
-    for path in offline.tiny_outputs(tmp_path):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-    offline.main(["smollm2", "--out", str(tmp_path)])
-    assert "already built" in capsys.readouterr().out
-
-
 # Runs in a fresh interpreter where `import gguf` fails, so nothing in the folder can need it.
 NO_GGUF_LOAD = """
 import json, sys

@@ -7,22 +7,16 @@ import pytest
 
 import rewards
 import train_grpo
+from conftest import train_tiny
 
-ROOT = Path(__file__).resolve().parents[1]
 STEPS = 4
 
 
 def run(tiny_assets: Path, out: Path, *extra: str) -> int:
-    return train_grpo.main([
-        "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
-        "--set", f"model.name={tiny_assets / 'model'}",
-        "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set", f"output.dir={out}",
-        "--set", f"training.max_steps={STEPS}",
-        "--set", "output.save_steps=2",
-        "--set", "output.sample_every=2",
-        *extra,
-    ])
+    return train_tiny(
+        tiny_assets, out,
+        "--set", f"training.max_steps={STEPS}", "--set", "output.save_steps=2", "--set", "output.sample_every=2", *extra,
+    )
 
 
 def read_jsonl(path: Path) -> list[dict]:
