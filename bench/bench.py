@@ -14,7 +14,10 @@ markdown table for README.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -151,7 +154,7 @@ def steady_state(rows: list[dict], spg: int, warmup: int) -> float:
 
 def run_setting(name: str, description: str, config: Path, overrides: list[str], args: argparse.Namespace, model: Path, data: Path) -> dict:
     out = WORK / "runs" / name
-    subprocess.run(["rm", "-rf", str(out)], check=True)
+    shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     sets = [f"model.name={model}", f"data.dataset={data}", f"output.dir={out}", f"training.max_steps={args.steps}",
             "output.save_steps=100000", "output.sample_every=100000", *overrides]
@@ -176,15 +179,9 @@ def run_setting(name: str, description: str, config: Path, overrides: list[str],
     command += ["--", *train_args]
     print(f"\n=== {name}: {' '.join(overrides) or '(config.yaml as is)'}", flush=True)
     started = time.time()
-    log = open(out / "stdout.log", "w")
-    if gpu:
-        with PeakMemory() as memory:
-            code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        peak_gib = memory.peak / 2**30
-    else:
+    with open(out / "stdout.log", "w") as log, PeakMemory() if gpu else contextlib.nullcontext() as memory:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-        peak_gib = None
-    log.close()
+    peak_gib = memory.peak / 2**30 if gpu else None
     text = (out / "stdout.log").read_text()
     result = {"name": name, "description": description, "config": str(config.relative_to(ROOT)), "options": overrides, "exit_code": code, "wall_s": round(time.time() - started, 1)}
     if code != 0:
@@ -202,15 +199,11 @@ def run_setting(name: str, description: str, config: Path, overrides: list[str],
 
 
 def blocked_gib(text: str) -> float:
-    import re
-
     match = re.search(r"bench: holding ([\d.]+) GiB", text)
     return float(match.group(1)) if match else 0.0
 
 
 def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
-    import re
-
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     steps = [row for row in rows if "step_time" in row]
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
