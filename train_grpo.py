@@ -396,7 +396,7 @@ def load_model_unsloth(cfg: Config):
     return model, tokenizer
 
 
-def load_model_trl(cfg: Config):
+def load_model_trl(cfg: Config, tokenizer):
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
@@ -405,12 +405,12 @@ def load_model_trl(cfg: Config):
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(cfg.model.name, dtype=dtype)
     peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules, lora_dropout=0.0, task_type="CAUSAL_LM")
-    return get_peft_model(model, peft_config), load_tokenizer(cfg.model.name)
+    return get_peft_model(model, peft_config), tokenizer
 
 
-def load_model(cfg: Config, backend: str):
-    loader = load_model_unsloth if backend == "unsloth" else load_model_trl
-    model, tokenizer = loader(cfg)
+def load_model(cfg: Config, backend: str, tokenizer):
+    """The LoRA model and the tokenizer to train with: Unsloth returns its own patched tokenizer."""
+    model, tokenizer = load_model_unsloth(cfg) if backend == "unsloth" else load_model_trl(cfg, tokenizer)
     model.generation_config.eos_token_id = stop_token_ids(tokenizer)
     return model, tokenizer
 
@@ -688,7 +688,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         print(f"resuming from {resume_from} (step {resumed_step})")
 
     started = time.time()
-    model, tokenizer = load_model(cfg, backend)
+    model, tokenizer = load_model(cfg, backend, tokenizer)
     print(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
     print("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
     trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config)
