@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import typing
 from pathlib import Path
@@ -364,9 +363,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         # Merging uses plain transformers + PEFT whatever the training backend was.
         backend = "trl" if args.merge else eval_backend(cfg)
         if backend == "unsloth":
-            # Unsloth's usage statistics download stalls for minutes where the hub is unreachable.
-            os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
-            import unsloth  # noqa: F401  (must come before transformers to patch it)
+            train_grpo.import_unsloth(cfg.model)
         tokenizer = train_grpo.load_tokenizer(cfg.model.name)
         if args.merge:
             return run_merge(cfg, backend, adapter, tokenizer, args)

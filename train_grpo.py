@@ -55,6 +55,7 @@ class ModelConfig:
     load_in_4bit: bool = True
     fast_inference: bool = True
     gpu_memory_utilization: float = 0.6
+    compile: bool = False
 
 
 @dataclass
@@ -371,6 +372,17 @@ def stop_token_ids(tokenizer) -> list[int]:
     return ids
 
 
+def import_unsloth(model: ModelConfig) -> None:
+    """Import Unsloth, which must come before transformers and trl to patch them."""
+    # Its usage statistics download stalls for minutes where the hub is unreachable.
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    if not model.compile:
+        # torch.compile unrolls Unsloth's chunked log-prob function over batch rows x 4 chunks: the
+        # seed's first step spent about 4 minutes compiling it, and 32 rows crashed the compiler.
+        os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
+    import unsloth  # noqa: F401
+
+
 def load_model_unsloth(cfg: Config):
     from unsloth import FastLanguageModel  # patches transformers/trl/peft, so it is imported first
 
@@ -471,12 +483,12 @@ def memory_plan(cfg: Config) -> str:
 
     if not torch.cuda.is_available():
         return "CPU only (no GPU memory plan)"
-    props = torch.cuda.get_device_properties(0)
-    total = props.total_memory / 2**30
-    plan = f"{props.name} {total:.0f} GiB; "
+    free, total = (b / 2**30 for b in torch.cuda.mem_get_info())
+    plan = f"{torch.cuda.get_device_name(0)} {total:.0f} GiB, {free:.1f} free; "
     if cfg.model.fast_inference:
-        vllm = cfg.model.gpu_memory_utilization * total
-        plan += f"vLLM takes {cfg.model.gpu_memory_utilization:.2f} x {total:.0f} = {vllm:.1f} GiB (weights + KV cache), training the rest; "
+        # Unsloth takes model.gpu_memory_utilization of the memory free at load time, not of the card.
+        vllm = cfg.model.gpu_memory_utilization * free
+        plan += f"vLLM takes {cfg.model.gpu_memory_utilization:.2f} x {free:.1f} = {vllm:.1f} GiB (weights + KV cache), training the rest; "
     plan += "lower model.gpu_memory_utilization or training.num_generations if it runs out of memory"
     return plan
 
@@ -659,9 +671,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         backend = resolve_backend(cfg)
         resume_from = resolve_resume(cfg)
         if backend == "unsloth":
-            # Unsloth's usage statistics download stalls for minutes where the hub is unreachable.
-            os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
-            import unsloth  # noqa: F401  (must come before transformers and trl to patch them)
+            import_unsloth(cfg.model)
         tokenizer = load_tokenizer(cfg.model.name)
         dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
         grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer))

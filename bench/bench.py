@@ -44,12 +44,12 @@ QWEN25_3B = dict(
 SEED_YAML = ROOT / "configs" / "seed-4090.yaml"
 DEFAULT_YAML = ROOT / "config.yaml"
 SETTINGS = {
-    "seed": ("the seed notebook: 4-bit, 1 prompt x 6, generate every step", SEED_YAML, []),
+    "seed": ("the seed notebook: 4-bit, compiled, 1 prompt x 6, generate every step", SEED_YAML, []),
     "default": ("config.yaml as shipped", DEFAULT_YAML, []),
-    "16bit": ("seed, 16-bit LoRA", SEED_YAML, ["model.load_in_4bit=false"]),
-    "4bit-spg4": ("seed, generate for 4 steps at once", SEED_YAML, ["training.steps_per_generation=4"]),
-    "16bit-spg4": ("seed, 16-bit, generate for 4 steps at once", SEED_YAML, ["model.load_in_4bit=false", "training.steps_per_generation=4"]),
-    "16bit-spg8": ("seed, 16-bit, generate for 8 steps at once", SEED_YAML, ["model.load_in_4bit=false", "training.steps_per_generation=8"]),
+    "nocompile": ("seed without torch.compile (config.yaml's settings)", SEED_YAML, ["model.compile=false"]),
+    "16bit": ("seed, 16-bit, no compile", SEED_YAML, ["model.compile=false", "model.load_in_4bit=false"]),
+    "4bit-spg4": ("seed, no compile, generate for 4 steps at once", SEED_YAML, ["model.compile=false", "training.steps_per_generation=4"]),
+    "16bit-spg4": ("seed, 16-bit, no compile, generate for 4 steps at once", SEED_YAML, ["model.compile=false", "model.load_in_4bit=false", "training.steps_per_generation=4"]),
 }
 
 
@@ -121,7 +121,9 @@ def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
     """Run train_grpo.main() on ``cap_gib`` of GPU memory and record TRL's profiling timers to ``profile``.
 
     The rest of the card is taken by one idle allocation first. A per-process memory fraction would
-    not do: it caps only PyTorch's allocator, and vLLM's KV cache is allocated outside it.
+    not do: it caps only PyTorch's allocator, and vLLM's KV cache is allocated outside it. Unsloth
+    sizes vLLM as model.gpu_memory_utilization of the memory free at load time, so the config's
+    fraction then means what it means on a 4090.
     """
     import torch
 
@@ -130,6 +132,12 @@ def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
         free, total = torch.cuda.mem_get_info()
         blocker = torch.empty(int(total - cap_gib * 2**30), dtype=torch.uint8, device="cuda")
         print(f"bench: holding {blocker.numel() / 2**30:.1f} GiB so {cap_gib} GiB of {total / 2**30:.1f} are left", flush=True)
+    import train_grpo
+
+    options = train_grpo.parse_args(train_args)
+    cfg = train_grpo.load_config(options.config, options.overrides)
+    if train_grpo.resolve_backend(cfg) == "unsloth":
+        train_grpo.import_unsloth(cfg.model)  # before trl, as main() would
     from trl.extras import profiling
 
     def record(self, duration: float) -> None:
@@ -137,8 +145,6 @@ def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
             f.write(json.dumps({"name": self.name.split(".")[-1], "step": self.step, "seconds": duration}) + "\n")
 
     profiling.ProfilingContext._log_metrics = record
-    import train_grpo
-
     code = train_grpo.main(train_args)
     del blocker
     return code
@@ -165,19 +171,13 @@ def run_setting(name: str, description: str, config: Path, overrides: list[str],
     config = ROOT / "configs" / "tiny-cpu.yaml" if args.smoke else config
     cfg = load_config(str(config), sets)
     gpu = not args.smoke
-    if gpu:
-        import torch
-
-        total_gib = torch.cuda.get_device_properties(0).total_memory / 2**30
-        # vLLM's share is a fraction of the whole card: scale it so vLLM gets what it would on a 4090.
-        sets.append(f"model.gpu_memory_utilization={cfg.model.gpu_memory_utilization * CARD_GIB / total_gib:.4f}")
     train_args = ["--config", str(config)] + [arg for item in sets for arg in ("--set", item)]
     profile = out / "profile.jsonl"
     command = [sys.executable, str(Path(__file__).resolve()), "--child", "--profile", str(profile)]
     if gpu:
         command += ["--cap-gib", str(CARD_GIB)]
     command += ["--", *train_args]
-    print(f"\n=== {name}: {' '.join(overrides) or '(config.yaml as is)'}", flush=True)
+    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(overrides)}", flush=True)
     started = time.time()
     with open(out / "stdout.log", "w") as log, PeakMemory() if gpu else contextlib.nullcontext() as memory:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)

@@ -1,5 +1,7 @@
 """Config: every shipped YAML validates, and bad input fails early with a message naming the fix."""
 
+import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,15 +29,15 @@ def test_shipped_config_sets_only_known_keys_and_every_reward(path):
 
 
 @pytest.mark.parametrize(
-    "path, load_in_4bit, steps_per_generation, max_steps, epochs",
+    "path, compile, steps_per_generation, max_steps, epochs",
     [
-        pytest.param("configs/seed-4090.yaml", True, 1, -1, 3.0, id="seed-reproduction-22419-steps"),
-        pytest.param("config.yaml", True, 1, 1000, 1.0, id="default-seed-settings-1000-steps"),
+        pytest.param("configs/seed-4090.yaml", True, 1, -1, 3.0, id="seed-reproduction-compiled-22419-steps"),
+        pytest.param("config.yaml", False, 1, 1000, 1.0, id="default-seed-settings-uncompiled-1000-steps"),
     ],
 )
-def test_configs_keep_the_seed_recipe(path, load_in_4bit, steps_per_generation, max_steps, epochs):
+def test_configs_keep_the_seed_recipe(path, compile, steps_per_generation, max_steps, epochs):
     cfg = load_config(str(ROOT / path))
-    assert (cfg.model.load_in_4bit, cfg.training.steps_per_generation) == (load_in_4bit, steps_per_generation)
+    assert (cfg.model.load_in_4bit, cfg.model.compile, cfg.training.steps_per_generation) == (True, compile, steps_per_generation)
     assert (cfg.training.max_steps, cfg.training.num_train_epochs) == (max_steps, epochs)
     assert (cfg.model.name, cfg.model.max_seq_length) == ("Qwen/Qwen2.5-3B", 512)
     assert (cfg.model.fast_inference, cfg.model.gpu_memory_utilization) == (True, 0.6)
@@ -150,6 +152,25 @@ def test_gpu_only_settings_fail_on_cpu(overrides, message):
     cfg = load_config(str(ROOT / "config.yaml"), overrides)
     with pytest.raises(RecipeError, match=message):
         train_grpo.resolve_backend(cfg)
+
+
+@pytest.mark.parametrize(
+    "compile, disabled",
+    [
+        pytest.param(False, "1", id="default-turns-unsloth-compile-off"),
+        pytest.param(True, None, id="compile-true-leaves-unsloth-alone"),
+    ],
+)
+def test_import_unsloth_sets_compile_switch_before_import(tmp_path, monkeypatch, compile, disabled):
+    # A stand-in unsloth that records the switch as it stood at import time, which is when Unsloth reads it.
+    (tmp_path / "unsloth.py").write_text("import os\nCOMPILE_DISABLE = os.environ.get('UNSLOTH_COMPILE_DISABLE')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "unsloth", raising=False)
+    monkeypatch.delenv("UNSLOTH_COMPILE_DISABLE", raising=False)
+    monkeypatch.delenv("UNSLOTH_DISABLE_STATISTICS", raising=False)
+    train_grpo.import_unsloth(train_grpo.ModelConfig(compile=compile))
+    assert sys.modules["unsloth"].COMPILE_DISABLE == disabled
+    assert os.environ["UNSLOTH_DISABLE_STATISTICS"] == "1"
 
 
 def test_auto_backend_is_trl_on_cpu():
