@@ -2,8 +2,8 @@
 
     python bench/learning.py --run outputs/smollm2-learn --eval outputs/smollm2-learn/eval/summary.json
 
-Reads the run's metrics.jsonl (first vs last 20 logged steps of the total, strict-format and
-correctness rewards) and evaluate.py's summary (held-out accuracy, base vs trained).
+Reads the run's metrics.jsonl (first vs last 20 reward rows of the total, strict-format and
+correctness rewards; with steps_per_generation N, TRL logs rewards every N steps only) and evaluate.py's summary (held-out accuracy, base vs trained).
 """
 
 from __future__ import annotations
@@ -27,20 +27,21 @@ def first_vs_last(rows: list[dict], window: int) -> dict:
     }
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="the run's output.dir")
     parser.add_argument("--eval", type=Path, help="evaluate.py's summary.json for this run")
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
 
     rows = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
     steps = [r for r in rows if "reward" in r]
     config = yaml.safe_load((args.run / "config.yaml").read_text())
     learning = {
         "config": config,
-        "steps": len(steps),
+        "steps": max(r["step"] for r in rows if "step" in r),
+        "reward_rows": len(steps),
         "minutes": round((steps[-1]["time"] - steps[0]["time"]) / 60, 1),
         "training_rewards": first_vs_last(steps, args.window),
     }
