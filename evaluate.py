@@ -110,7 +110,11 @@ def judge(response: str, gold: str | None, tokens: int) -> dict:
 
 def score(responses: list[str], golds: list[str | None], tokens: list[int]) -> dict:
     """Accuracy, strict-format rate, mean completion tokens and unparsable answers of one model."""
-    judged = [judge(r, g, t) for r, g, t in zip(responses, golds, tokens, strict=True)]
+    return summarize([judge(r, g, t) for r, g, t in zip(responses, golds, tokens, strict=True)])
+
+
+def summarize(judged: list[dict]) -> dict:
+    """score() of completions already judged."""
     n = len(judged)
 
     def rate(key: str) -> float:
@@ -216,8 +220,9 @@ def score_models(generate, dataset, models: typing.Sequence[str]) -> tuple[dict,
     metrics, rows = {}, []
     for which in models:
         texts, tokens = zip(*generate(prompts, which)) if prompts else ((), ())
-        metrics[which] = score(list(texts), golds, list(tokens))
-        rows += [{"model": which, "question": q, "gold": g, **judge(t, g, n)} for q, g, t, n in zip(questions, golds, texts, tokens)]
+        judged = [judge(t, g, n) for t, g, n in zip(texts, golds, tokens, strict=True)]
+        metrics[which] = summarize(judged)
+        rows += [{"model": which, "question": q, "gold": g, **j} for q, g, j in zip(questions, golds, judged)]
     return metrics, rows
 
 

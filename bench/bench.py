@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import offline  # noqa: E402
+import train_grpo  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 RESULTS = ROOT / "bench" / "results"
@@ -132,8 +133,6 @@ def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
         free, total = torch.cuda.mem_get_info()
         blocker = torch.empty(int(total - cap_gib * 2**30), dtype=torch.uint8, device="cuda")
         print(f"bench: holding {blocker.numel() / 2**30:.1f} GiB so {cap_gib} GiB of {total / 2**30:.1f} are left", flush=True)
-    import train_grpo
-
     options = train_grpo.parse_args(train_args)
     cfg = train_grpo.load_config(options.config, options.overrides)
     if train_grpo.resolve_backend(cfg) == "unsloth":
@@ -166,10 +165,8 @@ def run_setting(name: str, description: str, config: Path, overrides: list[str],
             "output.save_steps=100000", "output.sample_every=100000", *overrides]
     if args.smoke:  # the tiny model on a CPU: no 4-bit, no vLLM, shorter completions
         sets += ["model.load_in_4bit=false", "model.fast_inference=false", "training.max_completion_length=64"]
-    from train_grpo import load_config
-
     config = ROOT / "configs" / "tiny-cpu.yaml" if args.smoke else config
-    cfg = load_config(str(config), sets)
+    cfg = train_grpo.load_config(str(config), sets)
     gpu = not args.smoke
     train_args = ["--config", str(config)] + [arg for item in sets for arg in ("--set", item)]
     profile = out / "profile.jsonl"
@@ -204,7 +201,7 @@ def blocked_gib(text: str) -> float:
 
 
 def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = train_grpo.read_jsonl(out / "metrics.jsonl")
     steps = [row for row in rows if "step_time" in row]
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
     spg = cfg.training.steps_per_generation
@@ -213,7 +210,7 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     tail = steps[args.warmup:]
     lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
     mean_len = statistics.mean(lengths) if lengths else float("nan")
-    profile = [json.loads(line) for line in (out / "profile.jsonl").read_text().splitlines()] if (out / "profile.jsonl").exists() else []
+    profile = train_grpo.read_jsonl(out / "profile.jsonl")
     window = [p for p in profile if p["step"] is not None and p["step"] >= args.warmup]
     spent: dict[str, float] = {}
     for p in window:
