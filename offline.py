@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rewards
-from rewards import SYSTEM_PROMPT
+from train_grpo import chat_prompt
 
 if TYPE_CHECKING:
     import tokenizers
@@ -294,10 +294,6 @@ def tagged_reply(row: dict) -> str:
     return f"<reasoning>\n{reasoning}\n</reasoning>\n<answer>\n{gold}\n</answer>\n"
 
 
-def prompt_messages(question: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": question}]
-
-
 def render_chat(messages: list[dict[str, str]], add_generation_prompt: bool = False) -> str:
     """Python twin of CHAT_TEMPLATE, needed before a tokenizer exists to render it."""
     text = "".join(f"{IM_START}{m['role']}\n{m['content']}{IM_END}\n" for m in messages)
@@ -309,7 +305,7 @@ def conversations(rows: list[dict], seed: int) -> list[tuple[str, str]]:
     rng = random.Random(seed)
     pairs = []
     for row in rows:
-        prompt = render_chat(prompt_messages(row["question"]), add_generation_prompt=True)
+        prompt = render_chat(chat_prompt(row["question"]), add_generation_prompt=True)
         reply = row["answer"] if rng.random() < PLAIN_REPLY_FRACTION else tagged_reply(row)
         pairs.append((prompt, reply + IM_END))
     return pairs
@@ -369,7 +365,7 @@ def tokenizer_mismatches(raw: tokenizers.Tokenizer, hf: PreTrainedTokenizerBase,
 
 def probe_texts() -> list[str]:
     return [
-        SYSTEM_PROMPT,
+        rewards.SYSTEM_PROMPT,
         "A car costs $1,234. Tom pays $1,000 up front.\n\n#### 234",
         "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>\n",
         f"{IM_START}user\nHow many?{IM_END}\n{IM_START}assistant\n",
@@ -587,7 +583,7 @@ def fix_smollm2_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
 
 def check_smollm2_tokenizer(tokenizer: PreTrainedTokenizerBase) -> None:
     """Fail loudly unless recipe prompts render exactly as ChatML and texts round-trip."""
-    messages = prompt_messages("Tom has 3 apples. How many apples does Tom have?")
+    messages = chat_prompt("Tom has 3 apples. How many apples does Tom have?")
     rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     if rendered != render_chat(messages, add_generation_prompt=True):
         raise RuntimeError(f"SmolLM2 chat template renders recipe prompts differently: {rendered!r}")
@@ -693,7 +689,7 @@ def format_rate(model_dir: Path, rows: list[dict], samples: int = 32, max_new_to
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(device)
     picked = [rows[i % len(rows)] for i in range(samples)]
-    texts = [render_chat(prompt_messages(r["question"]), add_generation_prompt=True) for r in picked]
+    texts = [render_chat(chat_prompt(r["question"]), add_generation_prompt=True) for r in picked]
     batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     torch.manual_seed(0)
     with torch.no_grad():

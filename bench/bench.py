@@ -82,7 +82,7 @@ def build_model(out: Path, data: Path) -> None:
 
     rows = offline.make_problems(2000, seed=0)
     offline.write_jsonl(rows, data)
-    texts = [offline.render_chat(offline.prompt_messages(r["question"])) + offline.tagged_reply(r) for r in rows]
+    texts = [offline.render_chat(train_grpo.chat_prompt(r["question"])) + offline.tagged_reply(r) for r in rows]
     build_tokenizer(out, texts, QWEN25_3B["vocab_size"])
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     config = Qwen2Config(**QWEN25_3B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")

@@ -13,6 +13,7 @@ import pytest
 
 import offline
 import rewards
+import train_grpo
 
 EQUATION_RE = re.compile(r"(\d+) ([-+*/]) (\d+) = \$?(\d+)")
 OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
@@ -156,7 +157,7 @@ def test_tiny_model_sometimes_answers_in_the_tag_format(tiny_model_dir: Path) ->
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir), padding_side="left")
     questions = [row["question"] for row in offline.make_problems(16, seed=1)]
     prompts = [
-        tokenizer.apply_chat_template(offline.prompt_messages(q), add_generation_prompt=True, tokenize=False)
+        tokenizer.apply_chat_template(train_grpo.chat_prompt(q), add_generation_prompt=True, tokenize=False)
         for q in questions
     ]
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)

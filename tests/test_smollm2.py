@@ -18,6 +18,7 @@ import pytest
 
 import offline
 import rewards
+import train_grpo
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +92,7 @@ def test_model_is_smollm2_135m_with_tied_embeddings(loaded) -> None:
 def test_chat_template_renders_recipe_prompts_as_chatml(loaded) -> None:
     _, tokenizer = loaded
     assert tokenizer.chat_template
-    messages = offline.prompt_messages("Tom has 3 apples. How many apples does Tom have?")
+    messages = train_grpo.chat_prompt("Tom has 3 apples. How many apples does Tom have?")
     rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     assert rendered == offline.render_chat(messages, add_generation_prompt=True)
 
