@@ -52,7 +52,7 @@ class ModelConfig:
     name: str = "Qwen/Qwen2.5-3B"
     backend: str = "auto"
     max_seq_length: int = 512
-    load_in_4bit: bool = True
+    load_in_4bit: bool = False
     fast_inference: bool = True
     gpu_memory_utilization: float = 0.6
     compile: bool = False
@@ -83,7 +83,7 @@ class TrainingConfig:
     num_train_epochs: float = 1.0
     prompts_per_step: int = 1
     num_generations: int = 6
-    steps_per_generation: int = 1
+    steps_per_generation: int = 4
     max_completion_length: int = 200
     temperature: float = 0.9
     beta: float = 0.04

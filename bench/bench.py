@@ -1,6 +1,6 @@
 """Speed and memory of train_grpo.py, setting by setting, on one GPU, offline.
 
-    python bench/bench.py                          # every setting, 16 steps each (2.5 to 6 min a setting on an H100)
+    python bench/bench.py                          # every setting, 20 steps each (2.5 to 6 min a setting on an H100)
     python bench/bench.py --settings seed,default --steps 12
     python bench/bench.py --smoke                  # the harness itself, on a CPU, with the tiny model
 
@@ -47,10 +47,11 @@ DEFAULT_YAML = ROOT / "config.yaml"
 SETTINGS = {
     "seed": ("the seed notebook: 4-bit, compiled, 1 prompt x 6, generate every step", SEED_YAML, []),
     "default": ("config.yaml as shipped", DEFAULT_YAML, []),
-    "nocompile": ("seed without torch.compile (config.yaml's settings)", SEED_YAML, ["model.compile=false"]),
+    "nocompile": ("seed without torch.compile", SEED_YAML, ["model.compile=false"]),
     "16bit": ("seed, 16-bit, no compile", SEED_YAML, ["model.compile=false", "model.load_in_4bit=false"]),
     "4bit-spg4": ("seed, no compile, generate for 4 steps at once", SEED_YAML, ["model.compile=false", "training.steps_per_generation=4"]),
-    "16bit-spg4": ("seed, 16-bit, no compile, generate for 4 steps at once", SEED_YAML, ["model.compile=false", "model.load_in_4bit=false", "training.steps_per_generation=4"]),
+    "default-beta0": ("config.yaml without the KL term (no reference pass; TRL 1.x's default)", DEFAULT_YAML, ["training.beta=0.0"]),
+    "16bit-spg8": ("seed, 16-bit, no compile, generate for 8 steps at once", SEED_YAML, ["model.compile=false", "model.load_in_4bit=false", "training.steps_per_generation=8"]),
 }
 
 
@@ -92,6 +93,15 @@ def build_model(out: Path, data: Path) -> None:
     model.save_pretrained(str(out))
 
 
+def gpu_name() -> str:
+    """From NVML, so that this process never opens a CUDA context of its own on the measured GPU."""
+    import pynvml
+
+    pynvml.nvmlInit()
+    name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
+    return name.decode() if isinstance(name, bytes) else name
+
+
 class PeakMemory:
     """Peak GPU memory in use (NVML, the whole device), sampled from a thread."""
 
@@ -131,6 +141,8 @@ def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
     blocker = None
     if cap_gib and torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
+        if total - free > 2**30:  # more than this process's own CUDA context
+            print(f"bench: warning: {(total - free) / 2**30:.1f} GiB of the GPU were already in use; figures will be off", flush=True)
         blocker = torch.empty(int(total - cap_gib * 2**30), dtype=torch.uint8, device="cuda")
         print(f"bench: holding {blocker.numel() / 2**30:.1f} GiB so {cap_gib} GiB of {total / 2**30:.1f} are left", flush=True)
     options = train_grpo.parse_args(train_args)
@@ -251,14 +263,18 @@ def table(results: list[dict], device: str) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
-    parser.add_argument("--steps", type=int, default=16, help="steps per setting")
+    parser.add_argument("--steps", type=int, default=20, help="steps per setting")
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cap-gib", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--build", nargs=2, type=Path, metavar=("MODEL", "DATA"), help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
+    if args.build:
+        build_model(*args.build)
+        return 0
     if args.child:
         return child(args.cap_gib, args.profile, rest[1:] if rest[:1] == ["--"] else rest)
 
@@ -271,14 +287,13 @@ def main() -> int:
         model, data = WORK / "tiny" / "model", WORK / "tiny" / "data" / "train.jsonl"
         device = "CPU (harness smoke test; not a benchmark)"
     else:
-        import torch
-
         model, data = WORK / "qwen2.5-3b-random", WORK / "problems.jsonl"
         if not (model / "config.json").exists():
+            # In its own process: memory this one held would be missing from every setting's 24 GB.
             started = time.time()
-            build_model(model, data)
+            subprocess.check_call([sys.executable, str(Path(__file__).resolve()), "--build", str(model), str(data)])
             print(f"built {model} in {time.time() - started:.0f}s", flush=True)
-        device = torch.cuda.get_device_name(0)
+        device = gpu_name()
     results = [run_setting(name, *SETTINGS[name], args, model, data) for name in names]
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     if previous.get("device") == device and previous.get("steps_per_setting") == args.steps:

@@ -112,7 +112,7 @@ def test_a_gpu_config_evaluates_on_a_cpu(overrides, expected):
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU fallback")
-    cfg = train_grpo.load_config(str(ROOT / "config.yaml"), overrides)  # 4-bit, vLLM and an 8-bit optimizer
+    cfg = train_grpo.load_config(str(ROOT / "config.yaml"), overrides)  # vLLM and an 8-bit optimizer
     if expected == "trl":
         assert evaluate.eval_backend(cfg) == "trl"
     else:

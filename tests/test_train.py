@@ -98,7 +98,8 @@ class Crash(Exception):
     pass
 
 
-def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkeypatch):
+@pytest.mark.parametrize("spg", [1, 2], ids=["generate-every-step", "generate-for-2-steps"])
+def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkeypatch, spg):
     from transformers import TrainerCallback
 
     class CrashAtStep(TrainerCallback):
@@ -108,18 +109,20 @@ def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkey
 
     make_callbacks = train_grpo.make_callbacks
     monkeypatch.setattr(train_grpo, "make_callbacks", lambda *a: [*make_callbacks(*a), CrashAtStep()])
+    spg_set = ("--set", f"training.steps_per_generation={spg}")
     with pytest.raises(Crash):
-        run(tiny_assets, tmp_path)
+        run(tiny_assets, tmp_path, *spg_set)
     monkeypatch.undo()
     assert not (tmp_path / "checkpoint-4").exists() and (tmp_path / "checkpoint-2").exists()
 
-    assert run(tiny_assets, tmp_path) == 2, "a rerun without --resume must refuse to overwrite"
-    assert run(tiny_assets, tmp_path, "--resume") == 0
+    assert run(tiny_assets, tmp_path, *spg_set) == 2, "a rerun without --resume must refuse to overwrite"
+    assert run(tiny_assets, tmp_path, *spg_set, "--resume") == 0
 
     state = json.loads((tmp_path / "checkpoint-4" / "trainer_state.json").read_text())
     assert state["global_step"] == STEPS
     logged = [row["step"] for row in read_jsonl(tmp_path / "metrics.jsonl") if "reward" in row]
-    assert logged == list(range(1, STEPS + 1)), "steps logged before the crash but after the checkpoint are logged once"
+    # Rewards are logged on generation steps: every step, or every spg-th.
+    assert logged == list(range(1, STEPS + 1, spg)), "steps logged before the crash but after the checkpoint are logged once"
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
 
 
