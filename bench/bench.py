@@ -243,8 +243,8 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
 
 def table(results: list[dict], device: str) -> str:
     lines = [
-        f"Device: {device}. Random-weight Qwen2.5-3B shape, every completion {results[0].get('mean_completion_tokens', '?')} tokens; "
-        "memory capped to a 24 GB card.",
+        f"Device: {device}. " + ("The tiny model, uncapped." if device.startswith("CPU") else
+        f"Random-weight Qwen2.5-3B shape, every completion {results[0].get('mean_completion_tokens', '?')} tokens; memory capped to a 24 GB card."),
         "",
         "| setting | what | load s | first step s | s/step | tokens/s | prompts/s | peak GiB | fits 24 GB |",
         "|---|---|---|---|---|---|---|---|---|",
