@@ -6,7 +6,8 @@
 
 It builds a random-weight model with Qwen2.5-3B's exact architecture and a tokenizer with its
 vocabulary size (the hub is unreachable; random weights also make every completion run to the
-length cap, so settings are comparable), then runs train_grpo.main() for each setting in its own
+length cap, so settings are comparable) and keeps the problems whose prompts have one token length
+(see one_length), then runs train_grpo.main() for each setting in its own
 process, capped to the memory of a 24 GB RTX 4090. It writes bench/results/latest.json and a
 markdown table for README.
 """
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,21 +78,50 @@ def build_tokenizer(out: Path, texts: list[str], vocab_size: int) -> None:
     tokenizer.save_pretrained(str(out))
 
 
+def prompt_tokens(tokenizer, question: str) -> int:
+    """As train_grpo.build_prompts counts them."""
+    return len(tokenizer.apply_chat_template(train_grpo.chat_prompt(question), add_generation_prompt=True,
+                                             tokenize=True, return_dict=False))
+
+
+def one_length(rows: list[dict], lengths: list[int]) -> list[dict]:
+    """The rows whose prompt has the most common token length (the shortest such length on a tie).
+
+    Unsloth checks its packed log-prob forward against a per-row forward whenever a batch holds more
+    tokens than any before it: 24 extra forward passes in the default's generation step. A 22,419-step
+    run pays that a handful of times; 20 steps over prompts of varied length would pay it on most
+    generation steps and measure the check instead of the steady state.
+    """
+    counts = Counter(lengths)
+    length = max(sorted(counts), key=counts.__getitem__)
+    return [row for row, n in zip(rows, lengths) if n == length]
+
+
 def build_model(out: Path, data: Path) -> None:
-    """A random bf16 Qwen2.5-3B-shaped model folder, built on the GPU in under a minute."""
+    """A random bf16 Qwen2.5-3B-shaped model folder, built on the GPU in under a minute, and its prompts."""
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
     rows = offline.make_problems(2000, seed=0)
-    offline.write_jsonl(rows, data)
     texts = [offline.render_chat(train_grpo.chat_prompt(r["question"])) + offline.tagged_reply(r) for r in rows]
     build_tokenizer(out, texts, QWEN25_3B["vocab_size"])
     tokenizer = AutoTokenizer.from_pretrained(str(out))
+    kept = one_length(rows, [prompt_tokens(tokenizer, r["question"]) for r in rows])
+    offline.write_jsonl(kept, data)
     config = Qwen2Config(**QWEN25_3B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
     model.save_pretrained(str(out))
+
+
+def bench_prompt_tokens(model: Path, data: Path) -> int | None:
+    """The one prompt length of the bench's problems; None for data of several lengths (the smoke run)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    lengths = {prompt_tokens(tokenizer, row["question"]) for row in train_grpo.read_jsonl(data)}
+    return lengths.pop() if len(lengths) == 1 else None
 
 
 def gpu_name() -> str:
@@ -241,10 +272,11 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     }
 
 
-def table(results: list[dict], device: str) -> str:
+def table(results: list[dict], device: str, prompt_tokens: int | None = None) -> str:
     lines = [
         f"Device: {device}. " + ("The tiny model, uncapped." if device.startswith("CPU") else
-        f"Random-weight Qwen2.5-3B shape, every completion {results[0].get('mean_completion_tokens', '?')} tokens; memory capped to a 24 GB card."),
+        f"Random-weight Qwen2.5-3B shape, every prompt {prompt_tokens} tokens and every completion "
+        f"{results[0].get('mean_completion_tokens', '?')}; memory capped to a 24 GB card."),
         "",
         "| setting | what | load s | first step s | s/step | tokens/s | prompts/s | peak GiB | fits 24 GB |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -287,16 +319,17 @@ def main() -> int:
         model, data = WORK / "tiny" / "model", WORK / "tiny" / "data" / "train.jsonl"
         device = "CPU (harness smoke test; not a benchmark)"
     else:
-        model, data = WORK / "qwen2.5-3b-random", WORK / "problems.jsonl"
-        if not (model / "config.json").exists():
+        model, data = WORK / "qwen2.5-3b-random", WORK / "prompts-one-length.jsonl"
+        if not ((model / "config.json").exists() and data.exists()):
             # In its own process: memory this one held would be missing from every setting's 24 GB.
             started = time.time()
             subprocess.check_call([sys.executable, str(Path(__file__).resolve()), "--build", str(model), str(data)])
             print(f"built {model} in {time.time() - started:.0f}s", flush=True)
         device = gpu_name()
+    tokens = bench_prompt_tokens(model, data)
     results = [run_setting(name, *SETTINGS[name], args, model, data) for name in names]
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if previous.get("device") == device and previous.get("steps_per_setting") == args.steps:
+    if (previous.get("device"), previous.get("steps_per_setting"), previous.get("prompt_tokens")) == (device, args.steps, tokens):
         # Settings measured by an earlier invocation on the same device stay, so a long sweep can be split.
         results += [r for r in previous.get("settings", []) if r["name"] not in names]
         results.sort(key=lambda r: list(SETTINGS).index(r["name"]))
@@ -306,6 +339,7 @@ def main() -> int:
         "date": time.strftime("%Y-%m-%d"),
         "steps_per_setting": args.steps,
         "warmup_steps": args.warmup,
+        "prompt_tokens": tokens,
         "memory_cap_gib": None if args.smoke else CARD_GIB,
         "settings": results,
         "seed_s_per_step": by_name.get("seed", {}).get("s_per_step"),
@@ -320,8 +354,8 @@ def main() -> int:
             summary[key] = previous[key]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(table(results, device))
-    print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device)}")
+    args.out.with_suffix(".md").write_text(table(results, device, tokens))
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device, tokens)}")
     return 0
 
 

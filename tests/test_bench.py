@@ -70,3 +70,16 @@ def test_every_setting_resolves_to_a_valid_config(name):
     cfg = train_grpo.load_config(str(config), overrides)
     assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (1, 6, 200)
     assert cfg.model.compile == (name == "seed")
+
+
+@pytest.mark.parametrize(
+    "lengths, expected",
+    [
+        pytest.param([60, 62, 60, 58], [0, 2], id="most-common-length"),
+        pytest.param([62, 60, 62, 60], [1, 3], id="tie-takes-the-shorter"),
+        pytest.param([70], [0], id="one-row"),
+    ],
+)
+def test_one_length_keeps_the_rows_of_the_most_common_prompt_length(lengths, expected):
+    rows = [{"question": f"q{i}"} for i in range(len(lengths))]
+    assert bench.one_length(rows, lengths) == [rows[i] for i in expected]
