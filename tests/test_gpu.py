@@ -50,11 +50,14 @@ def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
     assert "backend unsloth" in log and "vLLM on" in log
 
 
-def test_killed_run_resumes_on_gpu(tmp_path):
+@pytest.mark.parametrize("spg", [1, 4], ids=["generate-every-step", "generate-for-4-steps"])
+def test_killed_run_resumes_on_gpu(tmp_path, spg):
     out = tmp_path / "resume"
-    run = train(out, "--set", "training.max_steps=6", "--set", "output.save_steps=3", background=True)
+    # 12 steps, a checkpoint every 4 (a generation-cycle boundary): the kill comes with steps left to run.
+    settings = ("--set", "training.max_steps=12", "--set", "output.save_steps=4", "--set", f"training.steps_per_generation={spg}")
+    run = train(out, *settings, background=True)
     deadline = time.time() + 600
-    while not (out / "checkpoint-3" / "trainer_state.json").exists():
+    while not (out / "checkpoint-4" / "trainer_state.json").exists():
         assert run.poll() is None and time.time() < deadline, (tmp_path / "resume.log").read_text()[-3000:]
         time.sleep(1)
     time.sleep(2)  # let the checkpoint finish writing
@@ -62,7 +65,8 @@ def test_killed_run_resumes_on_gpu(tmp_path):
     run.wait()
     assert not (out / "adapter").exists(), "the run was killed before it finished"
 
-    code = train(out, "--set", "training.max_steps=6", "--set", "output.save_steps=3", "--resume")
+    code = train(out, *settings, "--resume")
     assert code == 0, (tmp_path / "resume.log").read_text()[-3000:]
-    assert steps_logged(out) == [1, 2, 3, 4, 5, 6]
-    assert json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())["global_step"] == 6
+    # Rewards are logged on generation steps: every step, or every 4th.
+    assert steps_logged(out) == list(range(1, 13, spg))
+    assert json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())["global_step"] == 12
