@@ -1,6 +1,6 @@
 """Speed and memory of train_grpo.py, setting by setting, on one GPU, offline.
 
-    python bench/bench.py                          # every setting, 20 steps each (2.5 to 6 min a setting on an H100)
+    python bench/bench.py                          # every setting, 20 steps each (2 to 7.5 min a setting on an H100)
     python bench/bench.py --settings seed,default --steps 12
     python bench/bench.py --smoke                  # the harness itself, on a CPU, with the tiny model
 
