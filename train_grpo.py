@@ -321,6 +321,11 @@ def chat_prompt(question: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": rewards.SYSTEM_PROMPT}, {"role": "user", "content": question}]
 
 
+def prompt_tokens(tokenizer, prompt: list[dict[str, str]]) -> int:
+    """Tokens of a chat prompt as the model sees it, generation header included."""
+    return len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+
 def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]]:
     """Chat prompts with a parsed gold answer; drops rows without a gold number or over the prompt budget."""
     for column in (cfg.question_field, cfg.answer_field):
@@ -333,8 +338,8 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
     def to_prompt(row: dict) -> dict:
         gold = rewards.parse_gold(row[cfg.answer_field])
         prompt = chat_prompt(str(row[cfg.question_field]))
-        length = len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
-        return {"prompt": prompt, "question": str(row[cfg.question_field]), "answer": None if gold is None else f"{gold:f}", "prompt_tokens": length}
+        return {"prompt": prompt, "question": str(row[cfg.question_field]), "answer": None if gold is None else f"{gold:f}",
+                "prompt_tokens": prompt_tokens(tokenizer, prompt)}
 
     prompts = rows.map(to_prompt, remove_columns=rows.column_names)
     with_gold = prompts.filter(lambda row: row["answer"] is not None)

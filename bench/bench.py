@@ -78,12 +78,6 @@ def build_tokenizer(out: Path, texts: list[str], vocab_size: int) -> None:
     tokenizer.save_pretrained(str(out))
 
 
-def prompt_tokens(tokenizer, question: str) -> int:
-    """As train_grpo.build_prompts counts them."""
-    return len(tokenizer.apply_chat_template(train_grpo.chat_prompt(question), add_generation_prompt=True,
-                                             tokenize=True, return_dict=False))
-
-
 def one_length(rows: list[dict], lengths: list[int]) -> list[dict]:
     """The rows whose prompt has the most common token length (the shortest such length on a tie).
 
@@ -107,7 +101,7 @@ def build_model(out: Path, data: Path) -> None:
     texts = [offline.render_chat(train_grpo.chat_prompt(r["question"])) + offline.tagged_reply(r) for r in rows]
     build_tokenizer(out, texts, QWEN25_3B["vocab_size"])
     tokenizer = AutoTokenizer.from_pretrained(str(out))
-    kept = one_length(rows, [prompt_tokens(tokenizer, r["question"]) for r in rows])
+    kept = one_length(rows, [train_grpo.prompt_tokens(tokenizer, train_grpo.chat_prompt(r["question"])) for r in rows])
     offline.write_jsonl(kept, data)
     config = Qwen2Config(**QWEN25_3B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
     torch.manual_seed(0)
@@ -121,7 +115,7 @@ def bench_prompt_tokens(model: Path, data: Path) -> int | None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model))
-    lengths = {prompt_tokens(tokenizer, row["question"]) for row in train_grpo.read_jsonl(data)}
+    lengths = {train_grpo.prompt_tokens(tokenizer, train_grpo.chat_prompt(row["question"])) for row in train_grpo.read_jsonl(data)}
     return lengths.pop() if len(lengths) == 1 else None
 
 
