@@ -383,7 +383,7 @@ def import_unsloth(model: ModelConfig) -> None:
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
     if not model.compile:
         # torch.compile unrolls Unsloth's chunked log-prob function over batch rows x 4 chunks: the
-        # seed's first step spent about 4 minutes compiling it, and 32 rows crashed the compiler.
+        # seed's first step spent 3 to 4 minutes compiling it, and 32 rows crashed the compiler.
         os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
     import unsloth  # noqa: F401
 

@@ -3,7 +3,8 @@
     python bench/learning.py --run outputs/smollm2-learn --eval outputs/smollm2-learn/eval/summary.json
 
 Reads the run's metrics.jsonl (first vs last 20 reward rows of the total, strict-format and
-correctness rewards; with steps_per_generation N, TRL logs rewards every N steps only) and evaluate.py's summary (held-out accuracy, base vs trained).
+correctness rewards; with steps_per_generation N, TRL logs rewards every N steps only) and
+evaluate.py's summary (held-out accuracy, base vs trained).
 """
 
 from __future__ import annotations
