@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 import rewards
-from train_grpo import RecipeError
+from recipe.errors import RecipeError
 
 RAW_STYLE = {"linewidth": 0.8, "alpha": 0.35}
 TREND_STYLE = {"linewidth": 2.2}
@@ -127,9 +127,10 @@ def plot_rewards(rows: list[dict], config: dict, out: Path) -> Path:
     total.set_title("total reward (weighted sum)", fontweight="bold")
     for ax, name in zip(axes.flat[1:], names):
         draw(ax, *series(rows, f"rewards/{name}/mean"))
-        if name in rewards.MAX_REWARD:
-            best_line(ax, rewards.MAX_REWARD[name], "best possible")
-        ax.set_title(name + (" (2.0 = every answer right)" if name == "correctness" else ""))
+        best = rewards.MAX_REWARD.get(name)
+        if best is not None:
+            best_line(ax, best, "best possible")
+        ax.set_title(name if best is None else f"{name} (best {best:g})")
     panels = len(names) + 1
     for ax in axes.flat[panels:]:
         ax.set_visible(False)

@@ -6,10 +6,10 @@ call the same functions, so a completion is judged the same way everywhere.
 
 Every reward follows TRL's contract, ``fn(prompts, completions, answer, **kwargs) -> list[float]``,
 is pure (no printing, no I/O) and never raises on any string. TRL logs each one under its function
-name (``rewards/correctness/mean``). The values keep the seed notebook's scale, so the best total
-is 0.5 + 0.5 + 0.5 + 0.5 + 2.0 = 4.0 and the correctness curve is comparable with the seed's.
+name (``rewards/correctness/mean``). The values keep the notebook's scale, so the best total
+is 0.5 + 0.5 + 0.5 + 0.5 + 2.0 = 4.0 and the correctness curve is comparable with the notebook's.
 
-Bugs of the seed notebook fixed here, each with a regression row in tests/test_rewards.py:
+Bugs of the notebook fixed here, each with a regression row in tests/test_rewards.py:
 - format regexes without DOTALL never matched multi-line reasoning;
 - strict format needed a newline after ``</answer>``, which generation strips with the EOS token;
 - xmlcount subtracted the whole completion's length when no newline followed ``</answer>``;
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal, InvalidOperation
+from collections.abc import Callable
 from typing import Any
 
-# The seed's system prompt, verbatim, including its leading and trailing newline.
+# The notebook's system prompt, verbatim, including its leading and trailing newline.
 SYSTEM_PROMPT = """
 Respond in the following format:
 <reasoning>
@@ -92,12 +93,20 @@ def parse_integer(text: str | None) -> Decimal | None:
     return value if value is not None and value == value.to_integral_value() else None
 
 
+def split_gsm8k(answer: str) -> tuple[str, str]:
+    """A GSM8K answer as (reasoning, gold as written after ``####``); no marker: ("", the whole answer)."""
+    if GOLD_MARKER not in answer:
+        return "", answer.strip()
+    reasoning, gold = answer.rsplit(GOLD_MARKER, 1)
+    return reasoning.strip(), gold.strip()
+
+
 def parse_gold(answer: str | None) -> Decimal | None:
     """The gold number of a GSM8K answer ("... #### 1,234" -> 1234); a bare number works too."""
     if not answer:
         return None
     if GOLD_MARKER in answer:
-        return parse_number(answer.rsplit(GOLD_MARKER, 1)[1])
+        return parse_number(split_gsm8k(answer)[1])
     match = NUMBER_RE.fullmatch(answer.strip().removesuffix("."))
     return _to_decimal(*match.groups()) if match else None
 
@@ -145,30 +154,46 @@ def has_strict_format(text: str) -> bool:
     return STRICT_FORMAT_RE.fullmatch(text) is not None
 
 
+REWARDS: dict[str, Callable[..., list[float]]] = {}
+MAX_REWARD: dict[str, float] = {}
+
+
+def reward(best: float):
+    """Register a reward under its function name (TRL's metric name) with the best score it gives."""
+
+    def register(fn):
+        REWARDS[fn.__name__], MAX_REWARD[fn.__name__] = fn, best
+        return fn
+
+    return register
+
+
+@reward(best=0.5)
 def xmlcount(prompts, completions, answer=None, **kwargs) -> list[float]:
     """Partial credit for each tag of the format (0 to 0.5); see ``xml_count``."""
     return [xml_count(completion_text(c)) for c in completions]
 
 
+@reward(best=0.5)
 def soft_format(prompts, completions, answer=None, **kwargs) -> list[float]:
     """0.5 if a reasoning block is followed by an answer block, else 0."""
     return [0.5 if has_soft_format(completion_text(c)) else 0.0 for c in completions]
 
 
+@reward(best=0.5)
 def strict_format(prompts, completions, answer=None, **kwargs) -> list[float]:
     """0.5 if the completion is exactly the system prompt's layout, else 0."""
     return [0.5 if has_strict_format(completion_text(c)) else 0.0 for c in completions]
 
 
+@reward(best=0.5)
 def integer_answer(prompts, completions, answer=None, **kwargs) -> list[float]:
     """0.5 if the answer block holds a single integer (negatives and "1,000" count), else 0."""
     return [0.5 if parse_integer(extract_answer(completion_text(c))) is not None else 0.0 for c in completions]
 
 
+@reward(best=2.0)
 def correctness(prompts, completions, answer, **kwargs) -> list[float]:
     """2.0 if the answer block's number equals the gold number, else 0."""
     return [2.0 if is_correct(completion_text(c), gold) else 0.0 for c, gold in zip(completions, answer, strict=True)]
 
-
-REWARDS = {fn.__name__: fn for fn in (xmlcount, soft_format, strict_format, integer_answer, correctness)}
-MAX_REWARD = {"xmlcount": 0.5, "soft_format": 0.5, "strict_format": 0.5, "integer_answer": 0.5, "correctness": 2.0}

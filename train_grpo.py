@@ -17,255 +17,22 @@ trainer (TRL's GRPOTrainer with the rewards of rewards.py) and main().
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import difflib
 import functools
 import json
 import math
-import os
 import sys
 import time
-import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-import yaml
-
+import plots
 import rewards
+from recipe import backend as backends
+from recipe.config import Config, config_to_yaml, load_config
+from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
+from recipe.errors import RecipeError
+from recipe.jsonl import append_jsonl, trim_jsonl
 
-# Stop the hub client from retrying for minutes when it cannot be reached; a local path never needs it.
-os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
-os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
-
-LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
-
-
-class RecipeError(Exception):
-    """Bad input (config, data, paths): main() prints it as one line and exits with status 2."""
-
-
-@dataclass
-class ModelConfig:
-    name: str = "Qwen/Qwen2.5-3B"
-    backend: str = "auto"
-    max_seq_length: int = 512
-    load_in_4bit: bool = False
-    fast_inference: bool = True
-    gpu_memory_utilization: float = 0.6
-    compile: bool = False
-
-
-@dataclass
-class LoraConfig:
-    r: int = 32
-    alpha: int = 32
-    target_modules: list[str] = field(default_factory=lambda: list(LORA_PROJECTIONS))
-    gradient_checkpointing: bool | str = "unsloth"
-
-
-@dataclass
-class DataConfig:
-    dataset: str = "openai/gsm8k"
-    subset: str | None = "main"
-    split: str = "train"
-    question_field: str = "question"
-    answer_field: str = "answer"
-    max_prompt_length: int = 256
-    limit: int | None = None
-
-
-@dataclass
-class TrainingConfig:
-    max_steps: int = 1000
-    num_train_epochs: float = 1.0
-    prompts_per_step: int = 1
-    num_generations: int = 6
-    steps_per_generation: int = 4
-    max_completion_length: int = 200
-    temperature: float = 0.9
-    beta: float = 0.04
-    loss_type: str = "grpo"
-    learning_rate: float = 5e-6
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
-    weight_decay: float = 0.1
-    warmup_ratio: float = 0.1
-    lr_scheduler_type: str = "cosine"
-    optim: str = "paged_adamw_8bit"
-    max_grad_norm: float = 0.1
-    seed: int = 3407
-
-
-@dataclass
-class OutputConfig:
-    dir: str = "outputs/qwen2.5-3b-grpo"
-    logging_steps: int = 1
-    save_steps: int = 100
-    save_total_limit: int = 3
-    sample_every: int = 10
-    resume: str = "never"
-
-
-def default_rewards() -> dict[str, float]:
-    return {name: 1.0 for name in rewards.REWARDS}
-
-
-@dataclass
-class Config:
-    model: ModelConfig = field(default_factory=ModelConfig)
-    lora: LoraConfig = field(default_factory=LoraConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    rewards: dict[str, float] = field(default_factory=default_rewards)
-    training: TrainingConfig = field(default_factory=TrainingConfig)
-    output: OutputConfig = field(default_factory=OutputConfig)
-
-
-def _closest(name: str, valid: typing.Iterable[str], prefix: str = "") -> str:
-    match = difflib.get_close_matches(name, list(valid), n=1)
-    return f"did you mean '{prefix}{match[0]}'?" if match else f"valid keys: {', '.join(valid)}"
-
-
-def _coerce(value: Any, kind: Any, key: str) -> Any:
-    """``value`` checked against the annotation ``kind``; ints are accepted where floats are expected."""
-    origin, args = typing.get_origin(kind), typing.get_args(kind)
-    if origin in (typing.Union, types.UnionType):
-        for option in args:
-            try:
-                return _coerce(value, option, key)
-            except RecipeError:
-                continue
-        names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
-        raise RecipeError(f"{key}: expected {names}, got {value!r}")
-    if kind is type(None):
-        if value is None:
-            return None
-    elif origin is list:
-        if isinstance(value, list):
-            return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
-    elif origin is dict:
-        if isinstance(value, dict):
-            return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
-    elif kind is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads 5e-6 (no dot) as a string
-            try:
-                return float(value)
-            except ValueError:
-                pass
-    elif kind is bool or kind is int or kind is str:
-        if type(value) is kind:
-            return value
-    kind_name = "null" if kind is type(None) else getattr(kind, "__name__", str(kind))
-    raise RecipeError(f"{key}: expected {kind_name}, got {value!r}")
-
-
-def _build(cls: type, values: dict, prefix: str) -> Any:
-    """A dataclass from a YAML mapping; unknown keys and wrong types fail naming the key."""
-    if not isinstance(values, dict):
-        raise RecipeError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    names = [f.name for f in dataclasses.fields(cls)]
-    kwargs = {}
-    for key, value in values.items():
-        path = f"{prefix}{key}"
-        if key not in names:
-            raise RecipeError(f"unknown config key '{path}': {_closest(str(key), names, prefix)}")
-        kind = hints[key]
-        if dataclasses.is_dataclass(kind):
-            kwargs[key] = _build(kind, value, f"{path}.")
-        else:
-            kwargs[key] = _coerce(value, kind, path)
-    return cls(**kwargs)
-
-
-def apply_override(raw: dict, assignment: str) -> None:
-    """Apply ``section.key=value`` (value parsed as YAML) to the raw config mapping."""
-    if "=" not in assignment:
-        raise RecipeError(f"--set {assignment!r}: expected section.key=value, e.g. training.max_steps=500")
-    dotted, text = assignment.split("=", 1)
-    *parents, leaf = dotted.strip().split(".")
-    node = raw
-    for part in parents:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise RecipeError(f"--set {assignment!r}: '{part}' is not a section")
-    node[leaf] = yaml.safe_load(text)
-
-
-def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Config:
-    raw: dict = {}
-    if path is not None:
-        config_path = Path(path)
-        if not config_path.is_file():
-            raise RecipeError(f"config file '{path}' not found: pass --config with the path of a YAML file")
-        try:
-            raw = yaml.safe_load(config_path.read_text()) or {}
-        except yaml.YAMLError as error:
-            raise RecipeError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
-    for assignment in overrides:
-        apply_override(raw, assignment)
-    config = _build(Config, raw, "")
-    validate(config)
-    return config
-
-
-def validate(cfg: Config) -> None:
-    """Reject impossible settings before any model, tokenizer or dataset is loaded."""
-    m, lora, d, t, o = cfg.model, cfg.lora, cfg.data, cfg.training, cfg.output
-
-    def check(ok: bool, message: str) -> None:
-        if not ok:
-            raise RecipeError(message)
-
-    check(m.backend in ("auto", "unsloth", "trl"), f"model.backend={m.backend!r}: use auto, unsloth or trl")
-    check(0 < m.gpu_memory_utilization < 1, f"model.gpu_memory_utilization={m.gpu_memory_utilization}: use a fraction in (0, 1), e.g. 0.6")
-    check(lora.r > 0 and lora.alpha > 0, f"lora.r={lora.r}, lora.alpha={lora.alpha}: both must be positive (e.g. 32)")
-    check(bool(lora.target_modules), "lora.target_modules is empty: list the projections to adapt, e.g. [q_proj, v_proj]")
-    check(lora.gradient_checkpointing in (True, False, "unsloth"), f"lora.gradient_checkpointing={lora.gradient_checkpointing!r}: use unsloth, true or false")
-    check(d.max_prompt_length > 0, f"data.max_prompt_length={d.max_prompt_length}: must be positive")
-    check(d.limit is None or d.limit > 0, f"data.limit={d.limit}: use a positive number of questions, or null for all")
-    budget = d.max_prompt_length + t.max_completion_length
-    check(budget <= m.max_seq_length, f"data.max_prompt_length + training.max_completion_length = {budget} exceeds model.max_seq_length={m.max_seq_length}: raise model.max_seq_length to at least {budget} or shorten one of them")
-    check(bool(cfg.rewards), f"rewards is empty: list at least one of {', '.join(rewards.REWARDS)} with a weight")
-    for name, weight in cfg.rewards.items():
-        check(name in rewards.REWARDS, f"unknown reward '{name}' in rewards: {_closest(name, rewards.REWARDS, 'rewards.')}")
-        check(math.isfinite(weight), f"rewards.{name}={weight}: the weight must be a finite number")
-    check(t.num_generations >= 2, f"training.num_generations={t.num_generations}: GRPO compares completions of one prompt, so use at least 2")
-    check(t.prompts_per_step >= 1, f"training.prompts_per_step={t.prompts_per_step}: must be at least 1")
-    check(t.steps_per_generation >= 1, f"training.steps_per_generation={t.steps_per_generation}: must be at least 1")
-    check(t.max_completion_length > 0, f"training.max_completion_length={t.max_completion_length}: must be positive")
-    check(t.max_steps == -1 or t.max_steps > 0, f"training.max_steps={t.max_steps}: use a positive number, or -1 to train for training.num_train_epochs")
-    check(t.max_steps > 0 or t.num_train_epochs > 0, f"training.num_train_epochs={t.num_train_epochs}: must be positive when training.max_steps is -1")
-    check(t.temperature > 0, f"training.temperature={t.temperature}: must be positive (1.0 samples the model as is)")
-    check(t.learning_rate > 0, f"training.learning_rate={t.learning_rate}: must be positive")
-    check(t.beta >= 0, f"training.beta={t.beta}: the KL coefficient cannot be negative")
-    check(0 <= t.warmup_ratio < 1, f"training.warmup_ratio={t.warmup_ratio}: use a fraction in [0, 1)")
-    for key in ("logging_steps", "save_steps", "save_total_limit", "sample_every"):
-        check(getattr(o, key) > 0, f"output.{key}={getattr(o, key)}: must be positive")
-    check(o.resume in ("never", "auto") or Path(o.resume).is_dir(), f"output.resume={o.resume!r}: use never, auto, or the path of an existing checkpoint folder")
-
-
-def resolve_backend(cfg: Config) -> str:
-    """Pick the backend and reject GPU-only settings on a machine without CUDA."""
-    import torch
-
-    cuda = torch.cuda.is_available()
-    backend = cfg.model.backend if cfg.model.backend != "auto" else ("unsloth" if cuda else "trl")
-    if not cuda:
-        no_gpu = [
-            (backend == "unsloth", "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine"),
-            (cfg.model.fast_inference, "model.fast_inference=true needs vLLM on a CUDA GPU: set model.fast_inference=false on this machine"),
-            (cfg.model.load_in_4bit, "model.load_in_4bit=true needs bitsandbytes on a CUDA GPU: set model.load_in_4bit=false on this machine"),
-            ("8bit" in cfg.training.optim, f"training.optim={cfg.training.optim} needs bitsandbytes on a CUDA GPU: use adamw_torch on this machine"),
-        ]
-        for failed, message in no_gpu:
-            if failed:
-                raise RecipeError(message)
-    return backend
 
 
 def resolve_resume(cfg: Config) -> str | None:
@@ -280,156 +47,6 @@ def resolve_resume(cfg: Config) -> str | None:
     if chosen is not None and not (Path(chosen) / "trainer_state.json").is_file():
         raise RecipeError(f"{chosen} has no trainer_state.json (an unfinished save?): delete it to resume from the one before, or set output.resume to another checkpoint")
     return chosen
-
-
-def config_to_yaml(cfg: Config) -> str:
-    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
-
-
-def load_rows(cfg: DataConfig):
-    """The raw question/answer rows: a hub id, a local data file or a local dataset folder."""
-    import datasets
-
-    path = Path(cfg.dataset).expanduser()
-    try:
-        if path.is_file():
-            kind = LOCAL_DATA_SUFFIXES.get(path.suffix)
-            if kind is None:
-                raise RecipeError(f"data.dataset={cfg.dataset}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
-            return datasets.load_dataset(kind, data_files=str(path), split="train")
-        if path.is_dir():
-            if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-                saved = datasets.load_from_disk(str(path))
-                return saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved
-            return datasets.load_dataset(str(path), cfg.subset, split=cfg.split)
-        if cfg.dataset.startswith((".", "/", "~")) or path.suffix in LOCAL_DATA_SUFFIXES:
-            raise RecipeError(f"data.dataset={cfg.dataset}: no such file or folder")
-        return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split)
-    except RecipeError:
-        raise
-    except Exception as error:  # datasets raises many types for unreachable hubs and bad files
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-        raise RecipeError(
-            f"could not load data.dataset={cfg.dataset} ({type(error).__name__}: {first_line[:200]}); "
-            "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
-            "to a local .jsonl/.parquet file or dataset folder"
-        ) from None
-
-
-def chat_prompt(question: str) -> list[dict[str, str]]:
-    """The conversation the model sees: the format's system prompt, then the question."""
-    return [{"role": "system", "content": rewards.SYSTEM_PROMPT}, {"role": "user", "content": question}]
-
-
-def prompt_tokens(tokenizer, prompt: list[dict[str, str]]) -> int:
-    """Tokens of a chat prompt as the model sees it, generation header included."""
-    return len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
-
-
-def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]]:
-    """Chat prompts with a parsed gold answer; drops rows without a gold number or over the prompt budget."""
-    for column in (cfg.question_field, cfg.answer_field):
-        if column not in rows.column_names:
-            raise RecipeError(f"data.dataset={cfg.dataset} has no column '{column}' (columns: {', '.join(rows.column_names)}): set data.question_field / data.answer_field")
-    if cfg.limit is not None:
-        rows = rows.select(range(min(cfg.limit, len(rows))))
-    stats = {"rows": len(rows)}
-
-    def to_prompt(row: dict) -> dict:
-        gold = rewards.parse_gold(row[cfg.answer_field])
-        prompt = chat_prompt(str(row[cfg.question_field]))
-        return {"prompt": prompt, "question": str(row[cfg.question_field]), "answer": None if gold is None else f"{gold:f}",
-                "prompt_tokens": prompt_tokens(tokenizer, prompt)}
-
-    prompts = rows.map(to_prompt, remove_columns=rows.column_names)
-    with_gold = prompts.filter(lambda row: row["answer"] is not None)
-    stats["dropped_no_gold"] = len(prompts) - len(with_gold)
-    kept = with_gold.filter(lambda row: row["prompt_tokens"] <= cfg.max_prompt_length)
-    stats["dropped_too_long"] = len(with_gold) - len(kept)
-    stats["kept"] = len(kept)
-    stats["longest_prompt_tokens"] = max(kept["prompt_tokens"], default=0)
-    if len(kept) == 0:
-        raise RecipeError(f"no usable questions in data.dataset={cfg.dataset} ({stats}): check the answer column holds GSM8K answers ('... #### 42') and data.max_prompt_length")
-    return kept.remove_columns("prompt_tokens"), stats
-
-
-def load_tokenizer(name: str):
-    from transformers import AutoTokenizer
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(name)
-    except Exception as error:  # transformers raises OSError, ValueError or hub errors for a bad name
-        raise RecipeError(
-            f"could not load the tokenizer of model.name={name} ({type(error).__name__}); set model.name to a "
-            "local model folder if the Hugging Face Hub is unreachable"
-        ) from None
-    if tokenizer.chat_template is None:
-        raise RecipeError(f"the tokenizer of model.name={name} has no chat template: GRPO prompts here are chat messages, so use a model whose tokenizer ships one")
-    return tokenizer
-
-
-def stop_token_ids(tokenizer) -> list[int]:
-    """EOS plus the chat template's end-of-turn token: base models often end a turn without EOS."""
-    ids = [tokenizer.eos_token_id]
-    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
-    if end_of_turn is not None and end_of_turn not in ids:
-        ids.append(end_of_turn)
-    return ids
-
-
-def import_unsloth(model: ModelConfig) -> None:
-    """Import Unsloth, which must come before transformers and trl to patch them."""
-    # Its usage statistics download stalls for minutes where the hub is unreachable.
-    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
-    if not model.compile:
-        # torch.compile unrolls Unsloth's chunked log-prob function over batch rows x 4 chunks: the
-        # seed's first step spent 3 to 4 minutes compiling it, and 32 rows crashed the compiler.
-        os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
-    import unsloth  # noqa: F401
-
-
-def load_model_unsloth(cfg: Config):
-    from unsloth import FastLanguageModel  # patches transformers/trl/peft, so it is imported first
-
-    local = Path(cfg.model.name).expanduser()
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        # An absolute path keeps Unsloth from looking a relative "a/b" folder up as a hub name.
-        model_name=str(local.resolve()) if local.is_dir() else cfg.model.name,
-        local_files_only=local.is_dir(),
-        max_seq_length=cfg.model.max_seq_length,
-        load_in_4bit=cfg.model.load_in_4bit,
-        fast_inference=cfg.model.fast_inference,
-        max_lora_rank=cfg.lora.r,
-        gpu_memory_utilization=cfg.model.gpu_memory_utilization,
-    )
-    model = FastLanguageModel.get_peft_model(
-        model,
-        r=cfg.lora.r,
-        lora_alpha=cfg.lora.alpha,
-        target_modules=cfg.lora.target_modules,
-        use_gradient_checkpointing=cfg.lora.gradient_checkpointing,
-        random_state=cfg.training.seed,
-    )
-    return model, tokenizer
-
-
-def load_model_trl(cfg: Config, tokenizer):
-    import torch
-    from peft import LoraConfig as PeftLoraConfig
-    from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
-    model = AutoModelForCausalLM.from_pretrained(cfg.model.name, dtype=dtype)
-    peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules, lora_dropout=0.0, task_type="CAUSAL_LM")
-    return get_peft_model(model, peft_config), tokenizer
-
-
-def load_model(cfg: Config, backend: str, tokenizer):
-    """The LoRA model and the tokenizer to train with: Unsloth returns its own patched tokenizer."""
-    model, tokenizer = load_model_unsloth(cfg) if backend == "unsloth" else load_model_trl(cfg, tokenizer)
-    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
-    return model, tokenizer
 
 
 def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
@@ -498,17 +115,6 @@ def memory_plan(cfg: Config) -> str:
     return plan
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
-
-
-def trim_jsonl(path: Path, last_step: int) -> None:
-    """Drop records logged after ``last_step``: a resumed run logs those steps again."""
-    if path.exists():
-        kept = [row for row in read_jsonl(path) if row.get("step", 0) <= last_step]
-        path.write_text("".join(json.dumps(row) + "\n" for row in kept))
-
-
 HEALTH_WINDOW = 10
 
 
@@ -540,8 +146,7 @@ def make_callbacks(cfg: Config, sample_log: "SampleLog"):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                with open(out / "metrics.jsonl", "a") as f:
-                    f.write(json.dumps({"step": state.global_step, "time": round(time.time(), 1), **logs}) + "\n")
+                append_jsonl([{"step": state.global_step, "time": round(time.time(), 1), **logs}], out / "metrics.jsonl")
                 if "reward" in logs:
                     self.recent = [*self.recent, logs][-HEALTH_WINDOW:]
                     for warning in set(health_warnings(self.recent)) - self.warned:
@@ -574,31 +179,42 @@ def make_callbacks(cfg: Config, sample_log: "SampleLog"):
 
 
 class SampleLog:
-    """Keeps the last batch the rewards scored and writes it out every ``every`` steps.
+    """Records what each reward scored on the latest batch and writes it out every ``every`` steps.
 
-    The seed printed this from inside a reward; here rewards stay pure and this wrapper watches them.
+    The notebook printed this from inside a reward; here the rewards stay pure and each one is
+    wrapped to keep its own scores (under its own name, so TRL logs it as before), never re-run.
     """
 
-    def __init__(self, path: Path, every: int, reward_names: list[str]):
-        self.path, self.every, self.reward_names = path, every, reward_names
-        self.batch: dict | None = None
+    def __init__(self, path: Path, every: int):
+        self.path, self.every = path, every
+        self.batch: dict = {}
+        self.scores: dict[str, list[float]] = {}
 
-    def watch(self, fn):
+    def record(self, fn):
         @functools.wraps(fn)
-        def watched(prompts, completions, **kwargs):
-            self.batch = {"completions": completions, "answer": kwargs.get("answer"), "question": kwargs.get("question")}
-            return fn(prompts, completions, **kwargs)
+        def recorded(prompts, completions, **kwargs):
+            scores = fn(prompts, completions, **kwargs)
+            if completions is not self.batch.get("completions"):
+                self.batch = {"completions": completions, "answer": kwargs.get("answer"), "question": kwargs.get("question")}
+                self.scores = {}
+            self.scores[fn.__name__] = scores
+            return scores
 
-        return watched
+        return recorded
 
     def rows(self, step: int) -> list[dict]:
-        batch = self.batch or {}
-        texts = [rewards.completion_text(c) for c in batch.get("completions") or []]
-        answers = batch.get("answer") or [None] * len(texts)
-        questions = batch.get("question") or [None] * len(texts)
-        scores = {name: rewards.REWARDS[name]([None] * len(texts), texts, answer=answers) for name in self.reward_names}
+        texts = [rewards.completion_text(c) for c in self.batch.get("completions") or []]
+        answers = self.batch.get("answer") or [None] * len(texts)
+        questions = self.batch.get("question") or [None] * len(texts)
         return [
-            {"step": step, "question": q, "gold": a, "response": text, "extracted": rewards.extract_answer(text), **{name: scores[name][i] for name in self.reward_names}}
+            {
+                "step": step,
+                "question": q,
+                "gold": a,
+                "response": text,
+                "extracted": rewards.extract_answer(text),
+                **{name: scores[i] for name, scores in self.scores.items()},
+            }
             for i, (q, a, text) in enumerate(zip(questions, answers, texts))
         ]
 
@@ -609,13 +225,16 @@ class SampleLog:
 
         class SampleCallback(TrainerCallback):
             def on_step_end(self, args, state, control, **kwargs):
-                if not state.is_world_process_zero or log.batch is None or state.global_step % log.every:
+                if not state.is_world_process_zero or not log.scores or state.global_step % log.every:
                     return
                 rows = log.rows(state.global_step)
-                with open(log.path, "a") as f:
-                    f.writelines(json.dumps(row) + "\n" for row in rows)
+                append_jsonl(rows, log.path)
                 first = rows[0]
-                print(f"\n[step {first['step']}] gold={first['gold']} extracted={first['extracted']!r} correctness={first.get('correctness')}\n{first['response'][:600]}\n", flush=True)
+                print(
+                    f"\n[step {first['step']}] gold={first['gold']} extracted={first['extracted']!r} "
+                    f"correctness={first.get('correctness')}\n{first['response'][:600]}\n",
+                    flush=True,
+                )
 
         return SampleCallback()
 
@@ -624,10 +243,8 @@ def build_trainer(cfg: Config, model, tokenizer, dataset, args):
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOTrainer
 
-    out = Path(cfg.output.dir)
-    sample_log = SampleLog(out / "samples.jsonl", cfg.output.sample_every, list(cfg.rewards))
-    reward_funcs = [rewards.REWARDS[name] for name in cfg.rewards]
-    reward_funcs[0] = sample_log.watch(reward_funcs[0])
+    sample_log = SampleLog(Path(cfg.output.dir) / "samples.jsonl", cfg.output.sample_every)
+    reward_funcs = [sample_log.record(rewards.REWARDS[name]) for name in cfg.rewards]
     trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset)
     trainer.remove_callback(ProgressCallback)
     for callback in make_callbacks(cfg, sample_log):
@@ -650,13 +267,11 @@ def save_adapter(trainer, tokenizer, out: Path) -> Path:
 
 
 def plot_curves(out: Path) -> list[Path]:
-    """PNGs of metrics.jsonl; a plotting problem must not fail a finished run."""
-    import plots  # here, not at the top: plots imports RecipeError from this module
-
+    """PNGs of metrics.jsonl, best effort: the adapter and logs are saved, so nothing here may fail the run."""
     try:
         return plots.plot_metrics(out / "metrics.jsonl", out / "plots")
-    except RecipeError as error:
-        print(f"warning: no plots: {error}", file=sys.stderr)
+    except Exception as error:  # matplotlib raises many types; a missing plot is only a warning
+        print(f"warning: no plots ({type(error).__name__}: {error}); redraw with python plots.py {out / 'metrics.jsonl'}", file=sys.stderr)
         return []
 
 
@@ -671,12 +286,13 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    backends.quiet_hub()
     try:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
-        backend = resolve_backend(cfg)
+        backend = backends.resolve_backend(cfg)
         resume_from = resolve_resume(cfg)
         if backend == "unsloth":
-            import_unsloth(cfg.model)
+            backends.import_unsloth(cfg.model)
         tokenizer = load_tokenizer(cfg.model.name)
         dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
         grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer))
@@ -703,7 +319,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         print(f"resuming from {resume_from} (step {resumed_step})")
 
     started = time.time()
-    model, tokenizer = load_model(cfg, backend, tokenizer)
+    model, tokenizer = backends.load_model(cfg, backend, tokenizer)
     print(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
     print("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
     trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config)

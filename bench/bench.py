@@ -1,13 +1,13 @@
 """Speed and memory of train_grpo.py, setting by setting, on one GPU, offline.
 
     python bench/bench.py                          # every setting, 20 steps each (2 to 7.5 min a setting on an H100)
-    python bench/bench.py --settings seed,default --steps 12
+    python bench/bench.py --settings notebook,default --steps 12
     python bench/bench.py --smoke                  # the harness itself, on a CPU, with the tiny model
 
 It builds a random-weight model with Qwen2.5-3B's exact architecture and a tokenizer with its
 vocabulary size (the hub is unreachable; random weights also make every completion run to the
 length cap, so settings are comparable) and keeps the problems whose prompts have one token length
-(see one_length), then runs train_grpo.main() for each setting in its own
+(see most_common_length), then runs train_grpo.main() for each setting in its own
 process, capped to the memory of a 24 GB RTX 4090. It writes bench/results/latest.json and a
 markdown table for README.
 """
@@ -30,8 +30,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import offline  # noqa: E402
 import train_grpo  # noqa: E402
+from recipe import backend as backends  # noqa: E402
+from recipe import tiny  # noqa: E402
+from recipe.config import load_config  # noqa: E402
+from recipe.data import chat_prompt, prompt_tokens  # noqa: E402
+from recipe.jsonl import read_jsonl, write_jsonl  # noqa: E402
+from recipe.synthetic import make_problems, tagged_reply  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
 RESULTS = ROOT / "bench" / "results"
@@ -44,16 +49,16 @@ QWEN25_3B = dict(
 )
 
 # Each setting: what it is, the config it starts from, and train_grpo --set overrides on top.
-SEED_YAML = ROOT / "configs" / "seed-4090.yaml"
+NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 DEFAULT_YAML = ROOT / "config.yaml"
 SETTINGS = {
-    "seed": ("the seed notebook: 4-bit, compiled, 1 prompt x 6, generate every step", SEED_YAML, []),
+    "notebook": ("the notebook recipe: 4-bit, compiled, 1 prompt x 6, generate every step", NOTEBOOK_YAML, []),
     "default": ("config.yaml as shipped", DEFAULT_YAML, []),
-    "nocompile": ("seed without torch.compile", SEED_YAML, ["model.compile=false"]),
-    "16bit": ("seed, 16-bit, no compile", SEED_YAML, ["model.compile=false", "model.load_in_4bit=false"]),
-    "4bit-spg4": ("seed, no compile, generate for 4 steps at once", SEED_YAML, ["model.compile=false", "training.steps_per_generation=4"]),
+    "nocompile": ("notebook without torch.compile", NOTEBOOK_YAML, ["model.compile=false"]),
+    "16bit": ("notebook, 16-bit, no compile", NOTEBOOK_YAML, ["model.compile=false", "model.load_in_4bit=false"]),
+    "4bit-spg4": ("notebook, no compile, generate for 4 steps at once", NOTEBOOK_YAML, ["model.compile=false", "training.steps_per_generation=4"]),
     "default-beta0": ("config.yaml without the KL term (no reference pass; TRL 1.x's default)", DEFAULT_YAML, ["training.beta=0.0"]),
-    "16bit-spg8": ("seed, 16-bit, no compile, generate for 8 steps at once", SEED_YAML, ["model.compile=false", "model.load_in_4bit=false", "training.steps_per_generation=8"]),
+    "16bit-spg8": ("notebook, 16-bit, no compile, generate for 8 steps at once", NOTEBOOK_YAML, ["model.compile=false", "model.load_in_4bit=false", "training.steps_per_generation=8"]),
 }
 
 
@@ -65,12 +70,12 @@ def build_tokenizer(out: Path, texts: list[str], vocab_size: int) -> None:
     from tokenizers import Tokenizer
     from transformers import AutoTokenizer
 
-    raw = offline.train_bpe(texts)
+    raw = tiny.train_bpe(texts)
     spec = json.loads(raw.to_str())
     vocab = spec["model"]["vocab"]
     for i in range(vocab_size - 1 - len(vocab)):
         vocab[f"fill{i}"] = len(vocab)
-    offline.save_as_qwen2(Tokenizer.from_str(json.dumps(spec)), out)
+    tiny.save_as_qwen2(Tokenizer.from_str(json.dumps(spec)), out)
     # Like Qwen2.5, keep a pad token apart from EOS: Unsloth refuses a tokenizer whose pad is its EOS.
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     tokenizer.add_special_tokens({"pad_token": "<|fim_pad|>"})
@@ -78,7 +83,7 @@ def build_tokenizer(out: Path, texts: list[str], vocab_size: int) -> None:
     tokenizer.save_pretrained(str(out))
 
 
-def one_length(rows: list[dict], lengths: list[int]) -> list[dict]:
+def most_common_length(rows: list[dict], lengths: list[int]) -> list[dict]:
     """The rows whose prompt has the most common token length (the shortest such length on a tie).
 
     Unsloth checks its packed log-prob forward against a per-row forward whenever a batch holds more
@@ -97,12 +102,12 @@ def build_model(out: Path, data: Path) -> None:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    rows = offline.make_problems(2000, seed=0)
-    texts = [offline.render_chat(train_grpo.chat_prompt(r["question"])) + offline.tagged_reply(r) for r in rows]
+    rows = make_problems(2000, seed=0)
+    texts = [tiny.render_chat(chat_prompt(r["question"])) + tagged_reply(r) for r in rows]
     build_tokenizer(out, texts, QWEN25_3B["vocab_size"])
     tokenizer = AutoTokenizer.from_pretrained(str(out))
-    kept = one_length(rows, [train_grpo.prompt_tokens(tokenizer, train_grpo.chat_prompt(r["question"])) for r in rows])
-    offline.write_jsonl(kept, data)
+    kept = most_common_length(rows, [prompt_tokens(tokenizer, chat_prompt(r["question"])) for r in rows])
+    write_jsonl(kept, data)
     config = Qwen2Config(**QWEN25_3B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
@@ -115,7 +120,7 @@ def bench_prompt_tokens(model: Path, data: Path) -> int | None:
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model))
-    lengths = {train_grpo.prompt_tokens(tokenizer, train_grpo.chat_prompt(row["question"])) for row in train_grpo.read_jsonl(data)}
+    lengths = {prompt_tokens(tokenizer, chat_prompt(row["question"])) for row in read_jsonl(data)}
     return lengths.pop() if len(lengths) == 1 else None
 
 
@@ -154,7 +159,7 @@ class PeakMemory:
         self._thread.join()
 
 
-def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
+def run_capped(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
     """Run train_grpo.main() on ``cap_gib`` of GPU memory and record TRL's profiling timers to ``profile``.
 
     The rest of the card is taken by one idle allocation first. A per-process memory fraction would
@@ -172,9 +177,9 @@ def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
         blocker = torch.empty(int(total - cap_gib * 2**30), dtype=torch.uint8, device="cuda")
         print(f"bench: holding {blocker.numel() / 2**30:.1f} GiB so {cap_gib} GiB of {total / 2**30:.1f} are left", flush=True)
     options = train_grpo.parse_args(train_args)
-    cfg = train_grpo.load_config(options.config, options.overrides)
-    if train_grpo.resolve_backend(cfg) == "unsloth":
-        train_grpo.import_unsloth(cfg.model)  # before trl, as main() would
+    cfg = load_config(options.config, options.overrides)
+    if backends.resolve_backend(cfg) == "unsloth":
+        backends.import_unsloth(cfg.model)  # before trl, as main() would
     from trl.extras import profiling
 
     def record(self, duration: float) -> None:
@@ -187,11 +192,11 @@ def child(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
     return code
 
 
-def steady_state(rows: list[dict], spg: int, warmup: int) -> float:
+def steady_state(rows: list[dict], steps_per_generation: int, warmup: int) -> float:
     """Median seconds per step over whole generation cycles after the warm-up steps."""
     times = {row["step"]: row["time"] for row in rows if "step_time" in row}
-    starts = [s for s in sorted(times) if s >= warmup and (s - warmup) % spg == 0]
-    cycles = [(times[b] - times[a]) / spg for a, b in zip(starts, starts[1:])]
+    starts = [s for s in sorted(times) if s >= warmup and (s - warmup) % steps_per_generation == 0]
+    cycles = [(times[b] - times[a]) / steps_per_generation for a, b in zip(starts, starts[1:])]
     return statistics.median(cycles) if cycles else float("nan")
 
 
@@ -204,11 +209,11 @@ def run_setting(name: str, description: str, config: Path, overrides: list[str],
     if args.smoke:  # the tiny model on a CPU: no 4-bit, no vLLM, shorter completions
         sets += ["model.load_in_4bit=false", "model.fast_inference=false", "training.max_completion_length=64"]
     config = ROOT / "configs" / "tiny-cpu.yaml" if args.smoke else config
-    cfg = train_grpo.load_config(str(config), sets)
+    cfg = load_config(str(config), sets)
     gpu = not args.smoke
     train_args = ["--config", str(config)] + [arg for item in sets for arg in ("--set", item)]
     profile = out / "profile.jsonl"
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", "--profile", str(profile)]
+    command = [sys.executable, str(Path(__file__).resolve()), "--capped-run", "--profile", str(profile)]
     if gpu:
         command += ["--cap-gib", str(CARD_GIB)]
     command += ["--", *train_args]
@@ -239,16 +244,15 @@ def blocked_gib(text: str) -> float:
 
 
 def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
-    rows = train_grpo.read_jsonl(out / "metrics.jsonl")
+    rows = read_jsonl(out / "metrics.jsonl")
     steps = [row for row in rows if "step_time" in row]
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
-    spg = cfg.training.steps_per_generation
-    s_per_step = steady_state(rows, spg, warmup=args.warmup)
+    s_per_step = steady_state(rows, cfg.training.steps_per_generation, warmup=args.warmup)
     completions = cfg.training.prompts_per_step * cfg.training.num_generations
     tail = steps[args.warmup:]
     lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
     mean_len = statistics.mean(lengths) if lengths else float("nan")
-    profile = train_grpo.read_jsonl(out / "profile.jsonl")
+    profile = read_jsonl(out / "profile.jsonl")
     window = [p for p in profile if p["step"] is not None and p["step"] >= args.warmup]
     spent: dict[str, float] = {}
     for p in window:
@@ -294,7 +298,7 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--capped-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--cap-gib", type=float, help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--build", nargs=2, type=Path, metavar=("MODEL", "DATA"), help=argparse.SUPPRESS)
@@ -302,15 +306,15 @@ def main() -> int:
     if args.build:
         build_model(*args.build)
         return 0
-    if args.child:
-        return child(args.cap_gib, args.profile, rest[1:] if rest[:1] == ["--"] else rest)
+    if args.capped_run:
+        return run_capped(args.cap_gib, args.profile, rest[1:] if rest[:1] == ["--"] else rest)
 
     names = args.settings.split(",")
     unknown = [n for n in names if n not in SETTINGS]
     if unknown:
         parser.error(f"unknown settings {unknown}: choose from {', '.join(SETTINGS)}")
     if args.smoke:
-        offline.main(["tiny", "--out", str(WORK / "tiny")])
+        subprocess.check_call([sys.executable, str(ROOT / "offline.py"), "tiny", "--out", str(WORK / "tiny")])
         model, data = WORK / "tiny" / "model", WORK / "tiny" / "data" / "train.jsonl"
         device = "CPU (harness smoke test; not a benchmark)"
     else:
@@ -337,13 +341,13 @@ def main() -> int:
         "prompt_tokens": tokens,
         "memory_cap_gib": None if args.smoke else CARD_GIB,
         "settings": results,
-        "seed_s_per_step": by_name.get("seed", {}).get("s_per_step"),
+        "notebook_s_per_step": by_name.get("notebook", {}).get("s_per_step"),
         "default_s_per_step": by_name.get("default", {}).get("s_per_step"),
     }
-    if summary["seed_s_per_step"] and summary["default_s_per_step"]:
-        seed, default = by_name["seed"], by_name["default"]
-        summary["speedup_default_vs_seed"] = round(seed["s_per_step"] / default["s_per_step"], 2)
-        summary["prompts_per_s_default_vs_seed"] = round(default["prompts_per_s"] / seed["prompts_per_s"], 2)
+    if summary["notebook_s_per_step"] and summary["default_s_per_step"]:
+        notebook, default = by_name["notebook"], by_name["default"]
+        summary["speedup_default_vs_notebook"] = round(notebook["s_per_step"] / default["s_per_step"], 2)
+        summary["prompts_per_s_default_vs_notebook"] = round(default["prompts_per_s"] / notebook["prompts_per_s"], 2)
     for key in ("learning",):  # written by the learning run; a speed rerun keeps it
         if key in previous:
             summary[key] = previous[key]

@@ -4,7 +4,7 @@
 
 Reads the run's metrics.jsonl (first vs last 20 reward rows of the total, strict-format and
 correctness rewards; with steps_per_generation N, TRL logs rewards every N steps only) and
-evaluate.py's summary (held-out accuracy, base vs trained).
+eval_grpo.py's summary (held-out accuracy, base vs trained).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ def first_vs_last(rows: list[dict], window: int) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="the run's output.dir")
-    parser.add_argument("--eval", type=Path, help="evaluate.py's summary.json for this run")
+    parser.add_argument("--eval", type=Path, help="eval_grpo.py's summary.json for this run")
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)

@@ -10,6 +10,7 @@ sys.path.insert(0, str(ROOT))
 
 import offline  # noqa: E402
 import train_grpo  # noqa: E402
+from recipe.tiny import torch_threads
 
 
 def train_tiny(tiny_assets: Path, out: Path, *args: str) -> int:
@@ -25,8 +26,8 @@ def train_tiny(tiny_assets: Path, out: Path, *args: str) -> int:
 
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
-    """The tiny model on one torch thread: offline.torch_threads says why."""
-    with offline.torch_threads(1):
+    """The tiny model on one torch thread: torch_threads says why."""
+    with torch_threads(1):
         yield
 
 

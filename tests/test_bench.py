@@ -5,6 +5,7 @@ import json
 from pathlib import Path
 
 import pytest
+from recipe.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,9 +68,9 @@ def test_every_setting_resolves_to_a_valid_config(name):
     import train_grpo
 
     _, config, overrides = bench.SETTINGS[name]
-    cfg = train_grpo.load_config(str(config), overrides)
+    cfg = load_config(str(config), overrides)
     assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (1, 6, 200)
-    assert cfg.model.compile == (name == "seed")
+    assert cfg.model.compile == (name == "notebook")
 
 
 @pytest.mark.parametrize(
@@ -80,6 +81,6 @@ def test_every_setting_resolves_to_a_valid_config(name):
         pytest.param([70], [0], id="one-row"),
     ],
 )
-def test_one_length_keeps_the_rows_of_the_most_common_prompt_length(lengths, expected):
+def test_most_common_length_keeps_the_rows_of_the_most_common_prompt_length(lengths, expected):
     rows = [{"question": f"q{i}"} for i in range(len(lengths))]
-    assert bench.one_length(rows, lengths) == [rows[i] for i in expected]
+    assert bench.most_common_length(rows, lengths) == [rows[i] for i in expected]

@@ -8,7 +8,11 @@ import pytest
 import yaml
 
 import train_grpo
-from train_grpo import Config, RecipeError, load_config
+import rewards
+from recipe.backend import import_unsloth, resolve_backend
+from recipe.config import Config, LORA_PROJECTIONS, ModelConfig, config_to_yaml, load_config
+from recipe.errors import RecipeError
+
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([ROOT / "config.yaml", *(ROOT / "configs").glob("*.yaml")])
@@ -25,18 +29,18 @@ def test_shipped_config_sets_only_known_keys_and_every_reward(path):
     raw = yaml.safe_load(path.read_text())
     assert set(raw) <= {"model", "lora", "data", "rewards", "training", "output"}
     if "rewards" in raw:
-        assert set(raw["rewards"]) <= set(train_grpo.rewards.REWARDS)
+        assert set(raw["rewards"]) <= set(rewards.REWARDS)
 
 
 @pytest.mark.parametrize(
     "path, load_in_4bit, compile, steps_per_generation, max_steps, epochs",
     [
-        pytest.param("configs/seed-4090.yaml", True, True, 1, -1, 3.0, id="seed-reproduction-4bit-compiled-22419-steps"),
+        pytest.param("configs/notebook-4090.yaml", True, True, 1, -1, 3.0, id="notebook-reproduction-4bit-compiled-22419-steps"),
         pytest.param("config.yaml", False, False, 4, 1000, 1.0, id="default-16bit-generates-for-4-steps-1000-steps"),
     ],
 )
 def test_configs_keep_the_seed_recipe(path, load_in_4bit, compile, steps_per_generation, max_steps, epochs):
-    """Both keep the seed's optimisation (one question x 6 completions per step, its hyperparameters);
+    """Both keep the notebook's optimisation (one question x 6 completions per step, its hyperparameters);
     the default only changes how fast a step runs: 16-bit LoRA and one vLLM batch per 4 steps (bench/)."""
     cfg = load_config(str(ROOT / path))
     assert (cfg.model.load_in_4bit, cfg.model.compile, cfg.training.steps_per_generation) == (load_in_4bit, compile, steps_per_generation)
@@ -44,13 +48,13 @@ def test_configs_keep_the_seed_recipe(path, load_in_4bit, compile, steps_per_gen
     assert (cfg.model.name, cfg.model.max_seq_length) == ("Qwen/Qwen2.5-3B", 512)
     assert (cfg.model.fast_inference, cfg.model.gpu_memory_utilization) == (True, 0.6)
     assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.gradient_checkpointing) == (32, 32, "unsloth")
-    assert cfg.lora.target_modules == train_grpo.LORA_PROJECTIONS
+    assert cfg.lora.target_modules == LORA_PROJECTIONS
     t = cfg.training
     assert (t.learning_rate, t.adam_beta1, t.adam_beta2, t.weight_decay, t.warmup_ratio) == (5e-6, 0.9, 0.99, 0.1, 0.1)
     assert (t.lr_scheduler_type, t.optim, t.max_grad_norm) == ("cosine", "paged_adamw_8bit", 0.1)
     assert (t.prompts_per_step, t.num_generations, t.max_completion_length) == (1, 6, 200)
     assert cfg.data.max_prompt_length == 256 and cfg.data.dataset == "openai/gsm8k"
-    assert cfg.rewards == {name: 1.0 for name in train_grpo.rewards.REWARDS}
+    assert cfg.rewards == {name: 1.0 for name in rewards.REWARDS}
 
 
 def test_yaml_file_and_dataclass_defaults_agree():
@@ -61,7 +65,7 @@ def test_yaml_file_and_dataclass_defaults_agree():
 def test_resolved_config_round_trips_through_yaml(tmp_path):
     cfg = load_config(str(ROOT / "config.yaml"), ["training.max_steps=7", "lora.gradient_checkpointing=false"])
     saved = tmp_path / "config.yaml"
-    saved.write_text(train_grpo.config_to_yaml(cfg))
+    saved.write_text(config_to_yaml(cfg))
     assert load_config(str(saved)) == cfg
 
 
@@ -76,7 +80,7 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
         pytest.param("data.limit=null", "data.limit", None, id="optional-null"),
         pytest.param("lora.target_modules=[q_proj,v_proj]", "lora.target_modules", ["q_proj", "v_proj"], id="list"),
         pytest.param("output.dir=runs/a=b", "output.dir", "runs/a=b", id="value-may-hold-equals-sign"),
-        pytest.param("rewards.correctness=2", "rewards", {**{n: 1.0 for n in train_grpo.rewards.REWARDS}, "correctness": 2.0}, id="reward-weight"),
+        pytest.param("rewards.correctness=2", "rewards", {**{n: 1.0 for n in rewards.REWARDS}, "correctness": 2.0}, id="reward-weight"),
     ],
 )
 def test_override_sets_typed_value(override, key, value):
@@ -153,7 +157,7 @@ def test_missing_config_file():
 def test_gpu_only_settings_fail_on_cpu(overrides, message):
     cfg = load_config(str(ROOT / "config.yaml"), overrides)
     with pytest.raises(RecipeError, match=message):
-        train_grpo.resolve_backend(cfg)
+        resolve_backend(cfg)
 
 
 @pytest.mark.parametrize(
@@ -170,14 +174,14 @@ def test_import_unsloth_sets_compile_switch_before_import(tmp_path, monkeypatch,
     monkeypatch.delitem(sys.modules, "unsloth", raising=False)
     monkeypatch.delenv("UNSLOTH_COMPILE_DISABLE", raising=False)
     monkeypatch.delenv("UNSLOTH_DISABLE_STATISTICS", raising=False)
-    train_grpo.import_unsloth(train_grpo.ModelConfig(compile=compile))
+    import_unsloth(ModelConfig(compile=compile))
     assert sys.modules["unsloth"].COMPILE_DISABLE == disabled
     assert os.environ["UNSLOTH_DISABLE_STATISTICS"] == "1"
 
 
 def test_auto_backend_is_trl_on_cpu():
     cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), ["model.backend=auto"])
-    assert train_grpo.resolve_backend(cfg) == "trl"
+    assert resolve_backend(cfg) == "trl"
 
 
 @pytest.mark.parametrize(

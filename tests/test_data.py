@@ -6,8 +6,10 @@ from pathlib import Path
 import pytest
 
 import rewards
-import train_grpo
-from train_grpo import DataConfig, RecipeError
+from recipe.config import DataConfig
+from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
+from recipe.errors import RecipeError
+
 
 ROWS = [
     {"question": "Ann has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\n#### 5"},
@@ -20,7 +22,7 @@ ROWS = [
 
 @pytest.fixture(scope="module")
 def tokenizer(tiny_assets):
-    return train_grpo.load_tokenizer(str(tiny_assets / "model"))
+    return load_tokenizer(str(tiny_assets / "model"))
 
 
 def write_rows(tmp_path: Path, kind: str, rows=ROWS) -> Path:
@@ -43,12 +45,12 @@ def write_rows(tmp_path: Path, kind: str, rows=ROWS) -> Path:
 
 @pytest.mark.parametrize("kind", ["jsonl", "json", "parquet", "csv", "saved"])
 def test_local_data_loads(tmp_path, kind):
-    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, kind))))
+    rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, kind))))
     assert rows["question"] == [r["question"] for r in ROWS]
 
 
 def test_saved_dataset_folder_uses_the_split(tmp_path):
-    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "saved")), split="test"))
+    rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, "saved")), split="test"))
     assert len(rows) == 1
 
 
@@ -62,14 +64,14 @@ def test_saved_dataset_folder_uses_the_split(tmp_path):
 )
 def test_missing_local_data_fails_clearly(dataset, message):
     with pytest.raises(RecipeError, match=message):
-        train_grpo.load_rows(DataConfig(dataset=dataset))
+        load_rows(DataConfig(dataset=dataset))
 
 
 def test_unsupported_file_type(tmp_path):
     path = tmp_path / "rows.txt"
     path.write_text("hello")
     with pytest.raises(RecipeError, match="unsupported file type"):
-        train_grpo.load_rows(DataConfig(dataset=str(path)))
+        load_rows(DataConfig(dataset=str(path)))
 
 
 def test_unreachable_hub_says_to_use_a_local_path(monkeypatch):
@@ -80,13 +82,13 @@ def test_unreachable_hub_says_to_use_a_local_path(monkeypatch):
 
     monkeypatch.setattr(datasets, "load_dataset", offline)
     with pytest.raises(RecipeError, match="set data.dataset to a local"):
-        train_grpo.load_rows(DataConfig())
+        load_rows(DataConfig())
 
 
 @pytest.fixture
 def prompts(tmp_path, tokenizer):
-    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl"))))
-    return train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="rows.jsonl"))
+    rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl"))))
+    return build_prompts(rows, tokenizer, DataConfig(dataset="rows.jsonl"))
 
 
 def test_prompt_is_system_then_user(prompts):
@@ -110,32 +112,32 @@ def test_rows_without_gold_are_dropped_and_counted(prompts):
 
 def test_over_long_prompts_are_dropped_never_truncated(tmp_path, tokenizer):
     long_question = {"question": "How many? " + "Count the apples again. " * 40, "answer": "#### 1"}
-    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [*ROWS, long_question]))))
-    dataset, stats = train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="x", max_prompt_length=120))
+    rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [*ROWS, long_question]))))
+    dataset, stats = build_prompts(rows, tokenizer, DataConfig(dataset="x", max_prompt_length=120))
     assert stats["dropped_too_long"] == 1 and stats["kept"] == 4
     assert stats["longest_prompt_tokens"] <= 120
     assert long_question["question"] not in dataset["question"]
 
 
 def test_limit_takes_the_first_rows(tmp_path, tokenizer):
-    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl"))))
-    dataset, stats = train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="x", limit=2))
+    rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl"))))
+    dataset, stats = build_prompts(rows, tokenizer, DataConfig(dataset="x", limit=2))
     assert stats["rows"] == 2 and dataset["answer"] == ["5", "1234"]
 
 
 def test_missing_column_names_the_fields_to_set(tmp_path, tokenizer):
-    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [{"q": "x", "a": "#### 1"}]))))
+    rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [{"q": "x", "a": "#### 1"}]))))
     with pytest.raises(RecipeError, match="has no column 'question'.*set data.question_field"):
-        train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="x"))
+        build_prompts(rows, tokenizer, DataConfig(dataset="x"))
 
 
 def test_no_usable_rows_is_an_error(tmp_path, tokenizer):
-    rows = train_grpo.load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [ROWS[-1]]))))
+    rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [ROWS[-1]]))))
     with pytest.raises(RecipeError, match="no usable questions"):
-        train_grpo.build_prompts(rows, tokenizer, DataConfig(dataset="x"))
+        build_prompts(rows, tokenizer, DataConfig(dataset="x"))
 
 
 def test_stop_tokens_include_end_of_turn(tokenizer):
-    ids = train_grpo.stop_token_ids(tokenizer)
+    ids = stop_token_ids(tokenizer)
     assert ids[0] == tokenizer.eos_token_id
     assert tokenizer.convert_tokens_to_ids("<|im_end|>") in ids

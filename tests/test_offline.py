@@ -13,7 +13,11 @@ import pytest
 
 import offline
 import rewards
-import train_grpo
+from recipe.data import chat_prompt
+from recipe.jsonl import write_jsonl
+from recipe.smollm2 import format_rate, prime_format
+from recipe.synthetic import TEMPLATES, gsm8k_answer, make_problems
+from recipe.tiny import SPECIAL_TOKENS, build_tokenizer, conversations, render_chat, torch_threads
 
 EQUATION_RE = re.compile(r"(\d+) ([-+*/]) (\d+) = \$?(\d+)")
 OPERATIONS = {"+": lambda a, b: a + b, "-": lambda a, b: a - b, "*": lambda a, b: a * b, "/": lambda a, b: a / b}
@@ -24,24 +28,24 @@ def gold_of(answer: str) -> int:
 
 
 def test_make_problems_is_deterministic_per_seed() -> None:
-    assert offline.make_problems(50, seed=0) == offline.make_problems(50, seed=0)
-    assert offline.make_problems(50, seed=0) != offline.make_problems(50, seed=1)
+    assert make_problems(50, seed=0) == make_problems(50, seed=0)
+    assert make_problems(50, seed=0) != make_problems(50, seed=1)
 
 
 def test_make_problems_questions_are_unique_and_respect_exclude() -> None:
-    train = offline.make_problems(400, seed=0)
+    train = make_problems(400, seed=0)
     questions = {row["question"] for row in train}
-    test = offline.make_problems(100, seed=1, exclude=questions)
+    test = make_problems(100, seed=1, exclude=questions)
     assert len(questions) == 400
     assert len(test) == 100 and not questions & {row["question"] for row in test}
 
 
-@pytest.mark.parametrize("template", offline.TEMPLATES, ids=lambda t: t.__name__.lstrip("_"))
+@pytest.mark.parametrize("template", TEMPLATES, ids=lambda t: t.__name__.lstrip("_"))
 def test_every_equation_holds_and_the_last_one_is_the_gold(template) -> None:
     rng = random.Random(0)
     for _ in range(50):
         question, lines, value = template(rng)
-        answer = offline.gsm8k_answer(lines, value)
+        answer = gsm8k_answer(lines, value)
         equations = EQUATION_RE.findall(answer)
         assert equations, answer
         for a, op, b, result in equations:
@@ -52,7 +56,7 @@ def test_every_equation_holds_and_the_last_one_is_the_gold(template) -> None:
 
 
 def test_problems_include_large_numbers_written_with_commas() -> None:
-    rows = offline.make_problems(400, seed=0)
+    rows = make_problems(400, seed=0)
     assert any(re.search(r"\d,\d{3}", row["question"]) for row in rows)
     assert any(gold_of(row["answer"]) >= 1000 for row in rows)
     assert all(row["answer"].splitlines()[-1] == f"#### {gold_of(row['answer'])}" for row in rows)
@@ -61,8 +65,8 @@ def test_problems_include_large_numbers_written_with_commas() -> None:
 def test_write_jsonl_round_trips(tmp_path: Path) -> None:
     import json
 
-    rows = offline.make_problems(3, seed=0)
-    offline.write_jsonl(rows, tmp_path / "sub" / "rows.jsonl")
+    rows = make_problems(3, seed=0)
+    write_jsonl(rows, tmp_path / "sub" / "rows.jsonl")
     lines = (tmp_path / "sub" / "rows.jsonl").read_text(encoding="utf-8").splitlines()
     assert [json.loads(line) for line in lines] == rows
 
@@ -73,8 +77,8 @@ def tokenizers_pair(tmp_path_factory):
     from transformers import AutoTokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
-    pairs = offline.conversations(offline.make_problems(200, seed=0), seed=0)
-    raw = offline.build_tokenizer([prompt + reply for prompt, reply in pairs], out)
+    pairs = conversations(make_problems(200, seed=0), seed=0)
+    raw = build_tokenizer([prompt + reply for prompt, reply in pairs], out)
     return raw, AutoTokenizer.from_pretrained(str(out))
 
 
@@ -103,7 +107,7 @@ def test_tokenizer_loads_as_qwen2_with_chatml_specials(tokenizers_pair) -> None:
     _, hf = tokenizers_pair
     assert type(hf).__name__ == "Qwen2Tokenizer"
     assert (hf.eos_token, hf.pad_token) == ("<|endoftext|>", "<|endoftext|>")
-    assert hf.convert_tokens_to_ids(offline.SPECIAL_TOKENS) == [0, 1, 2]
+    assert hf.convert_tokens_to_ids(SPECIAL_TOKENS) == [0, 1, 2]
     assert hf.encode("<|im_start|><|im_end|>") == [1, 2]
     assert 500 <= len(hf) <= 2000
 
@@ -127,7 +131,7 @@ def test_chat_template_renders_chatml(tokenizers_pair, messages, add_generation_
     _, hf = tokenizers_pair
     rendered = hf.apply_chat_template(messages, add_generation_prompt=add_generation_prompt, tokenize=False)
     assert rendered == expected
-    assert offline.render_chat(messages, add_generation_prompt) == expected
+    assert render_chat(messages, add_generation_prompt) == expected
 
 
 @pytest.fixture(scope="session")
@@ -155,14 +159,14 @@ def test_tiny_model_sometimes_answers_in_the_tag_format(tiny_model_dir: Path) ->
 
     model = AutoModelForCausalLM.from_pretrained(str(tiny_model_dir))
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir), padding_side="left")
-    questions = [row["question"] for row in offline.make_problems(16, seed=1)]
+    questions = [row["question"] for row in make_problems(16, seed=1)]
     prompts = [
-        tokenizer.apply_chat_template(train_grpo.chat_prompt(q), add_generation_prompt=True, tokenize=False)
+        tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=False)
         for q in questions
     ]
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     torch.manual_seed(0)
-    with offline.torch_threads(1):
+    with torch_threads(1):
         output = model.generate(**batch, do_sample=True, temperature=1.0, top_k=0, top_p=1.0, max_new_tokens=128)
     completions = output[:, batch["input_ids"].shape[1] :]
     texts = tokenizer.batch_decode(completions, skip_special_tokens=True)
@@ -178,7 +182,7 @@ def test_torch_threads_restores_the_previous_count() -> None:
     import torch
 
     before = torch.get_num_threads()
-    with offline.torch_threads(1):
+    with torch_threads(1):
         assert torch.get_num_threads() == 1
     assert torch.get_num_threads() == before
 
@@ -205,13 +209,13 @@ def test_format_priming_updates_the_saved_weights(tiny_model_dir: Path, tmp_path
     model_dir = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model_dir)
     before = load_file(str(model_dir / "model.safetensors"))
-    losses = offline.prime_format(model_dir, offline.make_problems(20, seed=2), steps=2, seed=2, lr=1e-3)
+    losses = prime_format(model_dir, make_problems(20, seed=2), steps=2, seed=2, lr=1e-3)
     after = load_file(str(model_dir / "model.safetensors"))
     assert len(losses) == 2
     assert any(not before[name].to(after[name].dtype).equal(after[name]) for name in after)
 
 
 def test_format_rate_reports_shares(tiny_model_dir: Path) -> None:
-    rate = offline.format_rate(tiny_model_dir, offline.make_problems(4, seed=1), samples=4, max_new_tokens=24)
+    rate = format_rate(tiny_model_dir, make_problems(4, seed=1), samples=4, max_new_tokens=24)
     assert set(rate) == {"soft", "strict", "correct"}
     assert all(0.0 <= v <= 1.0 for v in rate.values())

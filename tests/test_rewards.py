@@ -1,7 +1,7 @@
 """Tables of behaviour for rewards.py: the answer format, its parsers and the five rewards.
 
 Each table row is one completion (or one string) and the exact value the code must give for it.
-Rows whose id starts with ``seed-bug-`` pin a bug of the seed notebook that rewards.py fixes.
+Rows whose id starts with ``notebook-bug-`` pin a bug of the notebook that rewards.py fixes.
 """
 
 from __future__ import annotations
@@ -51,34 +51,34 @@ LONG_REASONING = "\n".join(f"Step {i}: add {i} apples to the basket, which now h
 
 
 # ---------------------------------------------------------------------------------------------
-# 1. Regressions for the seed notebook's bugs.
+# 1. Regressions for the notebook's bugs.
 # ---------------------------------------------------------------------------------------------
 
 SEED_BUGS = [
-    # The seed's format regexes had no DOTALL, so "." stopped at the first newline of the reasoning.
-    pytest.param("soft_format", layout("First, 12 + 6 = 18.\nSo the answer is 18."), "#### 18", 0.5, id="seed-bug-multiline-reasoning-soft-format"),
-    pytest.param("strict_format", layout("First, 12 + 6 = 18.\nSo the answer is 18."), "#### 18", 0.5, id="seed-bug-multiline-reasoning-strict-format"),
-    # The seed's strict regex demanded "\n" after </answer>; generation ends at EOS right after the tag.
-    pytest.param("strict_format", layout(after=""), "#### 18", 0.5, id="seed-bug-strict-ends-at-answer-tag-no-trailing-newline"),
-    # The seed subtracted 0.001 * len(whole completion) when no "\n" followed </answer>.
-    pytest.param("xmlcount", layout(LONG_REASONING), "#### 18", 0.5, id="seed-bug-xmlcount-long-completion-ending-at-answer-tag"),
-    pytest.param("xmlcount", layout(LONG_REASONING, after="\n"), "#### 18", 0.5, id="seed-bug-xmlcount-long-completion-trailing-newline"),
-    # The seed used str.isdigit, which rejects signs, thousands separators and currency.
-    pytest.param("integer_answer", layout(answer="-5"), None, 0.5, id="seed-bug-integer-negative"),
-    pytest.param("integer_answer", layout(answer="1,000"), None, 0.5, id="seed-bug-integer-thousands-separator"),
-    pytest.param("integer_answer", layout(answer="$18"), None, 0.5, id="seed-bug-integer-dollar-sign"),
-    # The seed compared strings, so equal numbers written differently scored 0.
-    pytest.param("correctness", layout(answer="1,000"), "#### 1000", 2.0, id="seed-bug-correctness-thousands-separator-equals-plain"),
-    pytest.param("correctness", layout(answer="1000"), "#### 1,000", 2.0, id="seed-bug-correctness-plain-equals-gold-with-separator"),
-    pytest.param("correctness", layout(answer="$18"), "#### 18", 2.0, id="seed-bug-correctness-dollar-equals-plain"),
-    pytest.param("correctness", layout(answer="18.0"), "#### 18", 2.0, id="seed-bug-correctness-decimal-zero-equals-integer"),
+    # The notebook's format regexes had no DOTALL, so "." stopped at the first newline of the reasoning.
+    pytest.param("soft_format", layout("First, 12 + 6 = 18.\nSo the answer is 18."), "#### 18", 0.5, id="notebook-bug-multiline-reasoning-soft-format"),
+    pytest.param("strict_format", layout("First, 12 + 6 = 18.\nSo the answer is 18."), "#### 18", 0.5, id="notebook-bug-multiline-reasoning-strict-format"),
+    # The notebook's strict regex demanded "\n" after </answer>; generation ends at EOS right after the tag.
+    pytest.param("strict_format", layout(after=""), "#### 18", 0.5, id="notebook-bug-strict-ends-at-answer-tag-no-trailing-newline"),
+    # The notebook subtracted 0.001 * len(whole completion) when no "\n" followed </answer>.
+    pytest.param("xmlcount", layout(LONG_REASONING), "#### 18", 0.5, id="notebook-bug-xmlcount-long-completion-ending-at-answer-tag"),
+    pytest.param("xmlcount", layout(LONG_REASONING, after="\n"), "#### 18", 0.5, id="notebook-bug-xmlcount-long-completion-trailing-newline"),
+    # The notebook used str.isdigit, which rejects signs, thousands separators and currency.
+    pytest.param("integer_answer", layout(answer="-5"), None, 0.5, id="notebook-bug-integer-negative"),
+    pytest.param("integer_answer", layout(answer="1,000"), None, 0.5, id="notebook-bug-integer-thousands-separator"),
+    pytest.param("integer_answer", layout(answer="$18"), None, 0.5, id="notebook-bug-integer-dollar-sign"),
+    # The notebook compared strings, so equal numbers written differently scored 0.
+    pytest.param("correctness", layout(answer="1,000"), "#### 1000", 2.0, id="notebook-bug-correctness-thousands-separator-equals-plain"),
+    pytest.param("correctness", layout(answer="1000"), "#### 1,000", 2.0, id="notebook-bug-correctness-plain-equals-gold-with-separator"),
+    pytest.param("correctness", layout(answer="$18"), "#### 18", 2.0, id="notebook-bug-correctness-dollar-equals-plain"),
+    pytest.param("correctness", layout(answer="18.0"), "#### 18", 2.0, id="notebook-bug-correctness-decimal-zero-equals-integer"),
     # Comparing numbers must not drop the sign.
-    pytest.param("correctness", layout(answer="-3"), "#### 3", 0.0, id="seed-bug-correctness-negative-is-not-positive"),
+    pytest.param("correctness", layout(answer="-3"), "#### 3", 0.0, id="notebook-bug-correctness-negative-is-not-positive"),
 ]
 
 
 @pytest.mark.parametrize("name, completion, gold, expected", SEED_BUGS)
-def test_seed_bug_regressions(name, completion, gold, expected):
+def test_notebook_bug_regressions(name, completion, gold, expected):
     assert score(name, completion, gold) == exactly(expected)
 
 
@@ -396,7 +396,7 @@ def test_contract_function_name_is_registry_key(name):
 def test_registry_names_the_five_rewards_and_their_maxima():
     assert list(REWARDS) == ["xmlcount", "soft_format", "strict_format", "integer_answer", "correctness"]
     assert set(MAX_REWARD) == set(REWARDS)
-    assert sum(MAX_REWARD.values()) == 4.0  # the module docstring's best total, the seed's scale
+    assert sum(MAX_REWARD.values()) == 4.0  # the module docstring's best total, the notebook's scale
 
 
 @pytest.mark.parametrize("name", REWARD_NAMES)

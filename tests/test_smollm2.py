@@ -18,7 +18,6 @@ import pytest
 
 import offline
 import rewards
-import train_grpo
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +60,10 @@ NO_GGUF_LOAD = """
 import json, sys
 sys.modules["gguf"] = None
 from transformers import AutoModelForCausalLM, AutoTokenizer
+from recipe.data import chat_prompt
+from recipe.smollm2 import SMOKE_QUESTION
+from recipe.synthetic import make_problems
+from recipe.tiny import ENDOFTEXT, IM_END, render_chat
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 print(json.dumps({"model": type(model).__name__, "dtype": str(model.dtype), "eos": tokenizer.eos_token}))
@@ -92,17 +95,17 @@ def test_model_is_smollm2_135m_with_tied_embeddings(loaded) -> None:
 def test_chat_template_renders_recipe_prompts_as_chatml(loaded) -> None:
     _, tokenizer = loaded
     assert tokenizer.chat_template
-    messages = train_grpo.chat_prompt("Tom has 3 apples. How many apples does Tom have?")
+    messages = chat_prompt("Tom has 3 apples. How many apples does Tom have?")
     rendered = tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    assert rendered == offline.render_chat(messages, add_generation_prompt=True)
+    assert rendered == render_chat(messages, add_generation_prompt=True)
 
 
 def test_special_tokens_stop_at_im_end_and_pad_with_endoftext(loaded) -> None:
     from transformers.trainer_utils import align_special_tokens
 
     model, tokenizer = loaded
-    im_end, endoftext = tokenizer.convert_tokens_to_ids([offline.IM_END, offline.ENDOFTEXT])
-    assert (tokenizer.eos_token, tokenizer.pad_token) == (offline.IM_END, offline.ENDOFTEXT)
+    im_end, endoftext = tokenizer.convert_tokens_to_ids([IM_END, ENDOFTEXT])
+    assert (tokenizer.eos_token, tokenizer.pad_token) == (IM_END, ENDOFTEXT)
     assert model.config.eos_token_id == im_end
     assert im_end in model.generation_config.eos_token_id
     assert model.config.pad_token_id == model.generation_config.pad_token_id == endoftext
@@ -117,12 +120,12 @@ def test_greedy_reply_is_sensible_and_ends_the_turn(loaded) -> None:
 
     model, tokenizer = loaded
     batch = tokenizer.apply_chat_template(
-        [{"role": "user", "content": offline.SMOKE_QUESTION}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": SMOKE_QUESTION}], add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
     with torch.no_grad():
         output = model.generate(**batch, max_new_tokens=30, do_sample=False)
     reply = output[0, batch["input_ids"].shape[1] :].tolist()
-    assert tokenizer.convert_tokens_to_ids(offline.IM_END) in reply
+    assert tokenizer.convert_tokens_to_ids(IM_END) in reply
     assert "Paris" in tokenizer.decode(reply, skip_special_tokens=True)
 
 
@@ -134,6 +137,6 @@ def test_data_files_exist_and_are_disjoint(smollm2_assets: Path) -> None:
     train, test = questions("train.jsonl"), questions("test.jsonl")
     assert (len(train), len(test)) == (2000, 200)
     assert not set(train) & set(test)
-    assert train[:5] == [row["question"] for row in offline.make_problems(5, seed=0)]
+    assert train[:5] == [row["question"] for row in make_problems(5, seed=0)]
     first_test = json.loads((smollm2_assets / "data" / "test.jsonl").read_text(encoding="utf-8").splitlines()[0])
     assert rewards.parse_gold(first_test["answer"]) is not None

@@ -8,6 +8,7 @@ import pytest
 import rewards
 import train_grpo
 from conftest import train_tiny
+from recipe.config import load_config
 
 STEPS = 4
 
@@ -57,7 +58,7 @@ def test_samples_log_every_n_steps_with_each_reward(trained):
 
 
 def test_saved_config_is_the_resolved_one(trained):
-    cfg = train_grpo.load_config(str(trained / "config.yaml"))
+    cfg = load_config(str(trained / "config.yaml"))
     assert cfg.output.dir == str(trained) and cfg.training.max_steps == STEPS
 
 

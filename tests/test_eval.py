@@ -1,4 +1,4 @@
-"""evaluate.py on the tiny model: scores, outputs, one-line errors before loading, --ask, --merge and the vLLM wiring."""
+"""eval_grpo.py on the tiny model: scores, outputs, one-line errors before loading, --ask, --merge and the vLLM wiring."""
 
 import json
 import sys
@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-import evaluate
+import eval_grpo
 import rewards
-import train_grpo
 from conftest import train_tiny
+from recipe.config import load_config
+from recipe.data import chat_prompt, load_tokenizer, stop_token_ids
+from recipe.errors import RecipeError
 
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT, NEW_TOKENS = 4, 32
@@ -39,7 +41,7 @@ def amplify(adapter: Path, factor: float) -> None:
 
 @pytest.fixture(scope="module")
 def run(tiny_assets, tmp_path_factory) -> Path:
-    """A trained run folder: adapter/, config.yaml (the resolved config evaluate.py defaults to)."""
+    """A trained run folder: adapter/, config.yaml (the resolved config eval_grpo.py defaults to)."""
     out = tmp_path_factory.mktemp("run")
     assert train(tiny_assets, out) == 0
     amplify(out / "adapter", 100.0)
@@ -53,7 +55,7 @@ def evaluate_args(run: Path, tiny_assets: Path, *extra: str) -> list[str]:
 @pytest.fixture(scope="module")
 def evaluated(run, tiny_assets) -> Path:
     """The default results folder, <run>/eval, after scoring LIMIT test questions."""
-    assert evaluate.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT))) == 0
+    assert eval_grpo.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT))) == 0
     return run / "eval"
 
 
@@ -89,7 +91,7 @@ def test_summary_agrees_with_predictions(evaluated, model):
 
 
 def test_base_only_matches_the_base_of_the_side_by_side_run(evaluated, run, tiny_assets):
-    assert evaluate.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT), "--base-only")) == 0
+    assert eval_grpo.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT), "--base-only")) == 0
     alone = json.loads((run / "eval-base" / "summary.json").read_text())["models"]
     side_by_side = json.loads((evaluated / "summary.json").read_text())["models"]
     assert alone == {"base": side_by_side["base"]}
@@ -112,12 +114,12 @@ def test_a_gpu_config_evaluates_on_a_cpu(overrides, expected):
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU fallback")
-    cfg = train_grpo.load_config(str(ROOT / "config.yaml"), overrides)  # vLLM and an 8-bit optimizer
+    cfg = load_config(str(ROOT / "config.yaml"), overrides)  # vLLM and an 8-bit optimizer
     if expected == "trl":
-        assert evaluate.eval_backend(cfg) == "trl"
+        assert eval_grpo.eval_backend(cfg) == "trl"
     else:
-        with pytest.raises(train_grpo.RecipeError, match=expected):
-            evaluate.eval_backend(cfg)
+        with pytest.raises(RecipeError, match=expected):
+            eval_grpo.eval_backend(cfg)
 
 
 @pytest.mark.parametrize(
@@ -135,7 +137,7 @@ def test_a_gpu_config_evaluates_on_a_cpu(overrides, expected):
     ids=["strict-right", "strict-wrong", "dollars-and-commas", "loose-right", "no-tags", "words", "cut-off", "empty"],
 )
 def test_score_of_one_known_response(response, gold, correct, strict, unparsable):
-    metrics = evaluate.score([response], [gold], [12])
+    metrics = eval_grpo.score([response], [gold], [12])
     assert metrics == {"n": 1, "correct": int(correct), "accuracy": float(correct), "strict_format": float(strict), "mean_tokens": 12.0, "unparsable": int(unparsable)}
 
 
@@ -148,7 +150,7 @@ def test_score_of_one_known_response(response, gold, correct, strict, unparsable
     ids=["mixed", "empty"],
 )
 def test_score_of_a_known_set(responses, golds, tokens, expected):
-    assert evaluate.score(responses, golds, tokens) == expected
+    assert eval_grpo.score(responses, golds, tokens) == expected
 
 
 @pytest.mark.parametrize(
@@ -165,7 +167,7 @@ def test_score_of_a_known_set(responses, golds, tokens, expected):
 )
 def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
     monkeypatch.chdir(ROOT)
-    assert (evaluate.model_key(a) == evaluate.model_key(b)) is same
+    assert (eval_grpo.model_key(a) == eval_grpo.model_key(b)) is same
 
 
 @pytest.mark.parametrize(
@@ -187,9 +189,9 @@ def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, messag
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded")
 
-    monkeypatch.setattr(evaluate, "load_hf", no_model)
-    monkeypatch.setattr(evaluate, "vllm_generator", no_model)
-    assert evaluate.main(args(run, tiny_assets)) == 2
+    monkeypatch.setattr(eval_grpo, "load_hf", no_model)
+    monkeypatch.setattr(eval_grpo, "vllm_generator", no_model)
+    assert eval_grpo.main(args(run, tiny_assets)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
 
@@ -197,7 +199,7 @@ def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, messag
 def test_ask_prints_the_base_then_the_trained_answer_of_eval(evaluated, run, tiny_assets, capsys):
     rows = read_jsonl(evaluated / "predictions.jsonl")
     question = rows[0]["question"]
-    assert evaluate.main(["--adapter", str(run / "adapter"), "--max-new-tokens", str(NEW_TOKENS), "--ask", question]) == 0
+    assert eval_grpo.main(["--adapter", str(run / "adapter"), "--max-new-tokens", str(NEW_TOKENS), "--ask", question]) == 0
     printed = capsys.readouterr().out
     base, trained = (next(r["response"].strip() for r in rows if r["model"] == m and r["question"] == question) for m in ("base", "trained"))
     assert printed.index(f"=== {question}") < printed.index("--- base") < printed.index(base) < printed.index("--- trained")
@@ -210,11 +212,11 @@ def test_merge_writes_a_plain_transformers_model_that_answers_like_the_adapter(r
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     merged_dir = tmp_path / "merged"
-    assert evaluate.main(["--adapter", str(run / "adapter"), "--merge", str(merged_dir)]) == 0
+    assert eval_grpo.main(["--adapter", str(run / "adapter"), "--merge", str(merged_dir)]) == 0
     assert "greedy output matches the adapter on 3 questions" in capsys.readouterr().out
 
     tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
-    ids = tokenizer.apply_chat_template(train_grpo.chat_prompt("Tom has 3 apples and buys 4 more. How many now?"), add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template(chat_prompt("Tom has 3 apples and buys 4 more. How many now?"), add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
     merged = AutoModelForCausalLM.from_pretrained(str(merged_dir))
     base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
     with torch.no_grad():
@@ -228,7 +230,7 @@ def test_merge_writes_a_plain_transformers_model_that_answers_like_the_adapter(r
 
 
 class FakeVLLMModel:
-    """What Unsloth's vLLM-backed PeftModel exposes to evaluate.py: load_lora and fast_generate."""
+    """What Unsloth's vLLM-backed PeftModel exposes to eval_grpo.py: load_lora and fast_generate."""
 
     def __init__(self):
         self.calls = []
@@ -246,17 +248,17 @@ class FakeVLLMModel:
 def test_vllm_generator_sends_the_adapter_only_for_the_trained_pass(run, tiny_assets, monkeypatch):
     fake = FakeVLLMModel()
     loaded = []
-    monkeypatch.setattr(train_grpo, "load_model_unsloth", lambda cfg: loaded.append(cfg) or (fake, None))
+    monkeypatch.setattr(eval_grpo.backends, "load_model_unsloth", lambda cfg: loaded.append(cfg) or (fake, None))
     monkeypatch.setitem(sys.modules, "vllm", types.SimpleNamespace(SamplingParams=lambda **kw: kw))
-    cfg = train_grpo.load_config(str(run / "config.yaml"))
-    tokenizer = train_grpo.load_tokenizer(cfg.model.name)
-    generate = evaluate.vllm_generator(cfg, run / "adapter", tokenizer, NEW_TOKENS)
-    prompts = [train_grpo.chat_prompt("How many?")]
+    cfg = load_config(str(run / "config.yaml"))
+    tokenizer = load_tokenizer(cfg.model.name)
+    generate = eval_grpo.vllm_generator(cfg, run / "adapter", tokenizer, NEW_TOKENS)
+    prompts = [chat_prompt("How many?")]
 
     assert generate(prompts, "base") == [("no idea", 3)]
     assert generate(prompts, "trained") == [("<reasoning>\nx\n</reasoning>\n<answer>\n7\n</answer>", 5)]
     assert [lora for _, _, lora in fake.calls] == [None, f"lora:{(run / 'adapter').resolve()}"]
     texts, params, _ = fake.calls[0]
     assert texts == [tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)]
-    assert params == {"temperature": 0, "max_tokens": NEW_TOKENS, "stop_token_ids": train_grpo.stop_token_ids(tokenizer)}
+    assert params == {"temperature": 0, "max_tokens": NEW_TOKENS, "stop_token_ids": stop_token_ids(tokenizer)}
     assert loaded[0].model.fast_inference and loaded[0].lora.r == cfg.lora.r

@@ -1,15 +1,15 @@
 """Score a trained GRPO adapter against its base model on GSM8K test, side by side.
 
-    python evaluate.py --adapter outputs/qwen2.5-3b-grpo/adapter                  # all 1,319 test questions
-    python evaluate.py --config config.yaml --adapter outputs/qwen2.5-3b-grpo/adapter --limit 200
-    python evaluate.py --adapter outputs/qwen2.5-3b-grpo/adapter --ask "Which is bigger? 9.919 or 9.92?"
-    python evaluate.py --adapter outputs/qwen2.5-3b-grpo/adapter --merge outputs/qwen2.5-3b-grpo/merged
-    python evaluate.py --config config.yaml --base-only --limit 200                # the base model alone
+    python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter                  # all 1,319 test questions
+    python eval_grpo.py --config config.yaml --adapter outputs/qwen2.5-3b-grpo/adapter --limit 200
+    python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --ask "Which is bigger? 9.919 or 9.92?"
+    python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --merge outputs/qwen2.5-3b-grpo/merged
+    python eval_grpo.py --config config.yaml --base-only --limit 200                # the base model alone
 
 Offline on a CPU, after `python offline.py tiny && python train_grpo.py --config configs/tiny-cpu.yaml`:
 
-    python evaluate.py --adapter outputs/tiny-cpu/adapter --dataset assets/tiny/data/test.jsonl
-    python -m pytest tests/test_evaluate.py -q
+    python eval_grpo.py --adapter outputs/tiny-cpu/adapter --dataset assets/tiny/data/test.jsonl
+    python -m pytest tests/test_eval.py -q
 
 --config defaults to the config.yaml the run saved next to its adapter. Both models answer zero-shot
 with the training system prompt and greedy decoding; scoring uses rewards.py, so a completion is
@@ -29,8 +29,10 @@ import typing
 from pathlib import Path
 
 import rewards
-import train_grpo
-from train_grpo import RecipeError
+from recipe import backend as backends
+from recipe.config import Config, DataConfig, load_config
+from recipe.data import build_prompts, chat_prompt, load_rows, load_tokenizer, stop_token_ids
+from recipe.errors import RecipeError
 
 MODELS = ("base", "trained")
 MERGE_CHECK_QUESTIONS = 3
@@ -63,7 +65,7 @@ def model_key(name: str) -> str:
     return key
 
 
-def check_adapter(adapter: Path, cfg: train_grpo.Config) -> None:
+def check_adapter(adapter: Path, cfg: Config) -> None:
     """Reject an adapter that does not belong to the config's base model or does not fit vLLM's LoRA slots."""
     config = read_adapter_config(adapter)
     base = config.get("base_model_name_or_path")
@@ -74,7 +76,7 @@ def check_adapter(adapter: Path, cfg: train_grpo.Config) -> None:
         raise RecipeError(f"--adapter {adapter} has LoRA rank {rank}, above the config's lora.r={cfg.lora.r} (vLLM's max_lora_rank): pass the --config of that run or --set lora.r={rank}")
 
 
-def eval_data_config(cfg: train_grpo.Config, args: argparse.Namespace, held_out: bool = True) -> train_grpo.DataConfig:
+def eval_data_config(cfg: Config, args: argparse.Namespace, held_out: bool = True) -> DataConfig:
     """The training data section pointed at the test split, with room for every prompt that fits the model."""
     data = cfg.data
     if held_out and args.dataset is None and Path(data.dataset).expanduser().is_file():
@@ -86,14 +88,14 @@ def eval_data_config(cfg: train_grpo.Config, args: argparse.Namespace, held_out:
     return dataclasses.replace(data, dataset=args.dataset or data.dataset, split=args.split, limit=args.limit, max_prompt_length=budget)
 
 
-def eval_backend(cfg: train_grpo.Config) -> str:
-    """train_grpo.resolve_backend without its training-only objections.
+def eval_backend(cfg: Config) -> str:
+    """backends.resolve_backend without its training-only objections.
 
     No optimizer runs here, and the transformers path loads plain 16/32-bit weights without vLLM,
     so a GPU run's config evaluates on a CPU as it is; backend=unsloth still needs the GPU.
     """
     plain = dataclasses.replace(cfg.model, fast_inference=False, load_in_4bit=False)
-    return train_grpo.resolve_backend(dataclasses.replace(cfg, model=plain, training=dataclasses.replace(cfg.training, optim="adamw_torch")))
+    return backends.resolve_backend(dataclasses.replace(cfg, model=plain, training=dataclasses.replace(cfg.training, optim="adamw_torch")))
 
 
 def judge(response: str, gold: str | None, tokens: int) -> dict:
@@ -173,7 +175,7 @@ def hf_complete(model, tokenizer, texts: list[str], max_new_tokens: int, stop_id
     return completions
 
 
-def hf_generator(cfg: train_grpo.Config, adapter: Path | None, tokenizer, max_new_tokens: int, batch_size: int):
+def hf_generator(cfg: Config, adapter: Path | None, tokenizer, max_new_tokens: int, batch_size: int):
     """generate(prompts, "base" | "trained") with one copy of the base: PEFT switches the adapter off for the base."""
     import contextlib
 
@@ -181,7 +183,7 @@ def hf_generator(cfg: train_grpo.Config, adapter: Path | None, tokenizer, max_ne
 
     # Training's trl backend precision, so the scores describe the model that was trained.
     model = load_hf(cfg.model.name, adapter, torch.bfloat16 if torch.cuda.is_available() else torch.float32)
-    stop_ids = train_grpo.stop_token_ids(tokenizer)
+    stop_ids = stop_token_ids(tokenizer)
 
     def generate(prompts: list[list[dict]], which: str) -> list[Completion]:
         off = model.disable_adapter() if which == "base" and adapter is not None else contextlib.nullcontext()
@@ -191,13 +193,13 @@ def hf_generator(cfg: train_grpo.Config, adapter: Path | None, tokenizer, max_ne
     return generate
 
 
-def vllm_generator(cfg: train_grpo.Config, adapter: Path | None, tokenizer, max_new_tokens: int):
+def vllm_generator(cfg: Config, adapter: Path | None, tokenizer, max_new_tokens: int):
     """generate(prompts, "base" | "trained") with Unsloth's vLLM engine; the adapter is a LoRA request."""
     # vLLM (fast_inference) is what gives the model load_lora and fast_generate; get_peft_model inside adds them.
-    model, _ = train_grpo.load_model_unsloth(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fast_inference=True)))
+    model, _ = backends.load_model_unsloth(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fast_inference=True)))
     from vllm import SamplingParams  # after unsloth, which patches vLLM on import
 
-    params = SamplingParams(temperature=0, max_tokens=max_new_tokens, stop_token_ids=train_grpo.stop_token_ids(tokenizer))
+    params = SamplingParams(temperature=0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(tokenizer))
     lora = model.load_lora(str(adapter.resolve())) if adapter is not None else None
 
     def generate(prompts: list[list[dict]], which: str) -> list[Completion]:
@@ -207,7 +209,7 @@ def vllm_generator(cfg: train_grpo.Config, adapter: Path | None, tokenizer, max_
     return generate
 
 
-def make_generator(cfg: train_grpo.Config, backend: str, adapter: Path | None, tokenizer, args: argparse.Namespace):
+def make_generator(cfg: Config, backend: str, adapter: Path | None, tokenizer, args: argparse.Namespace):
     adapter = None if args.base_only else adapter
     if backend == "unsloth":
         return vllm_generator(cfg, adapter, tokenizer, args.max_new_tokens)
@@ -242,7 +244,7 @@ def format_table(metrics: dict[str, dict]) -> str:
 
 def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, args: argparse.Namespace) -> int:
     data = eval_data_config(cfg, args)
-    dataset, stats = train_grpo.build_prompts(train_grpo.load_rows(data), tokenizer, data)
+    dataset, stats = build_prompts(load_rows(data), tokenizer, data)
     # A base-only score must not overwrite the side-by-side one.
     out = Path(args.out) if args.out else (Path(cfg.output.dir) / "eval-base" if args.base_only else adapter.parent / "eval")
     print(f"data {data.dataset} ({data.split}): {stats['kept']} questions of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} prompts over {data.max_prompt_length} tokens dropped)")
@@ -260,7 +262,7 @@ def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, args: argparse.
 
 
 def run_ask(cfg, backend: str, adapter: Path | None, tokenizer, args: argparse.Namespace) -> int:
-    prompts = [train_grpo.chat_prompt(q) for q in args.ask]
+    prompts = [chat_prompt(q) for q in args.ask]
     models = MODELS[:1] if args.base_only else MODELS
     generate = make_generator(cfg, backend, adapter, tokenizer, args)
     answers = {which: generate(prompts, which) for which in models}
@@ -292,7 +294,7 @@ def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -
 
     # fp32 for the merge and both references, so the only difference left is rounding to the saved dtype.
     tuned = load_hf(cfg.model.name, adapter, torch.float32)
-    texts, stop_ids = render(tokenizer, prompts), train_grpo.stop_token_ids(tokenizer)
+    texts, stop_ids = render(tokenizer, prompts), stop_token_ids(tokenizer)
     expected = hf_complete(tuned, tokenizer, texts, MERGE_CHECK_TOKENS, stop_ids, len(texts), "adapter")
     merged = tuned.merge_and_unload()
     # Saved models stop at the chat turn's end too, like generation here.
@@ -308,7 +310,7 @@ def run_merge(cfg, backend: str, adapter: Path, tokenizer, args: argparse.Namesp
     out = Path(args.merge)
     # Any questions will do for an equality check, so a single training file is fine here.
     data = dataclasses.replace(eval_data_config(cfg, args, held_out=False), limit=MERGE_CHECK_QUESTIONS)
-    dataset, _ = train_grpo.build_prompts(train_grpo.load_rows(data), tokenizer, data)
+    dataset, _ = build_prompts(load_rows(data), tokenizer, data)
     matched, total = merge(cfg, adapter, out, tokenizer, list(dataset["prompt"]))
     if matched != total:
         print(f"error: the merged model in {out} answers {total - matched} of {total} questions of {data.dataset} differently from the adapter (greedy, {MERGE_CHECK_TOKENS} tokens); do not use it", file=sys.stderr)
@@ -356,9 +358,10 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: typing.Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    backends.quiet_hub()
     try:
         adapter, config = resolve_paths(args)
-        cfg = train_grpo.load_config(config, args.overrides)
+        cfg = load_config(config, args.overrides)
         for flag, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)):
             if value is not None and value <= 0:
                 raise RecipeError(f"{flag} {value}: must be positive")
@@ -368,8 +371,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         # Merging uses plain transformers + PEFT whatever the training backend was.
         backend = "trl" if args.merge else eval_backend(cfg)
         if backend == "unsloth":
-            train_grpo.import_unsloth(cfg.model)
-        tokenizer = train_grpo.load_tokenizer(cfg.model.name)
+            backends.import_unsloth(cfg.model)
+        tokenizer = load_tokenizer(cfg.model.name)
         if args.merge:
             return run_merge(cfg, backend, adapter, tokenizer, args)
         if args.ask:

@@ -1,0 +1,98 @@
+"""The two model stacks: Unsloth + vLLM on a CUDA GPU, or plain transformers + PEFT anywhere.
+
+Unsloth patches transformers, trl and peft when it is imported, so ``import_unsloth`` must run
+before any of them is imported; every entry point calls it right after reading its config.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from recipe.config import Config, ModelConfig
+from recipe.data import stop_token_ids
+from recipe.errors import RecipeError
+
+
+def resolve_backend(cfg: Config) -> str:
+    """Pick the backend and reject GPU-only settings on a machine without CUDA."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    backend = cfg.model.backend if cfg.model.backend != "auto" else ("unsloth" if cuda else "trl")
+    if not cuda:
+        no_gpu = [
+            (backend == "unsloth", "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine"),
+            (cfg.model.fast_inference, "model.fast_inference=true needs vLLM on a CUDA GPU: set model.fast_inference=false on this machine"),
+            (cfg.model.load_in_4bit, "model.load_in_4bit=true needs bitsandbytes on a CUDA GPU: set model.load_in_4bit=false on this machine"),
+            ("8bit" in cfg.training.optim, f"training.optim={cfg.training.optim} needs bitsandbytes on a CUDA GPU: use adamw_torch on this machine"),
+        ]
+        for failed, message in no_gpu:
+            if failed:
+                raise RecipeError(message)
+    return backend
+
+
+
+def quiet_hub() -> None:
+    """Stop the hub client from retrying for minutes when it cannot be reached; a local path never needs it.
+
+    Read by huggingface_hub when it is imported, so entry points call this first.
+    """
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+
+
+def import_unsloth(model: ModelConfig) -> None:
+    """Import Unsloth, which must come before transformers and trl to patch them."""
+    # Its usage statistics download stalls for minutes where the hub is unreachable.
+    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
+    if not model.compile:
+        # torch.compile unrolls Unsloth's chunked log-prob function over batch rows x 4 chunks: the
+        # seed's first step spent 3 to 4 minutes compiling it, and 32 rows crashed the compiler.
+        os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
+    import unsloth  # noqa: F401
+
+
+def load_model_unsloth(cfg: Config):
+    from unsloth import FastLanguageModel  # patches transformers/trl/peft, so it is imported first
+
+    local = Path(cfg.model.name).expanduser()
+    model, tokenizer = FastLanguageModel.from_pretrained(
+        # An absolute path keeps Unsloth from looking a relative "a/b" folder up as a hub name.
+        model_name=str(local.resolve()) if local.is_dir() else cfg.model.name,
+        local_files_only=local.is_dir(),
+        max_seq_length=cfg.model.max_seq_length,
+        load_in_4bit=cfg.model.load_in_4bit,
+        fast_inference=cfg.model.fast_inference,
+        max_lora_rank=cfg.lora.r,
+        gpu_memory_utilization=cfg.model.gpu_memory_utilization,
+    )
+    model = FastLanguageModel.get_peft_model(
+        model,
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        target_modules=cfg.lora.target_modules,
+        use_gradient_checkpointing=cfg.lora.gradient_checkpointing,
+        random_state=cfg.training.seed,
+    )
+    return model, tokenizer
+
+
+def load_model_trl(cfg: Config, tokenizer):
+    import torch
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    model = AutoModelForCausalLM.from_pretrained(cfg.model.name, dtype=dtype)
+    peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules, lora_dropout=0.0, task_type="CAUSAL_LM")
+    return get_peft_model(model, peft_config), tokenizer
+
+
+def load_model(cfg: Config, backend: str, tokenizer):
+    """The LoRA model and the tokenizer to train with: Unsloth returns its own patched tokenizer."""
+    model, tokenizer = load_model_unsloth(cfg) if backend == "unsloth" else load_model_trl(cfg, tokenizer)
+    model.generation_config.eos_token_id = stop_token_ids(tokenizer)
+    return model, tokenizer

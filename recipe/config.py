@@ -1,0 +1,233 @@
+"""The recipe's config: typed dataclasses with every default, loaded from YAML and ``--set`` overrides.
+
+Unknown keys fail with the closest valid name and wrong types name the key; ``validate`` rejects
+impossible settings. All of it runs before any model, tokenizer or dataset is loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+import rewards
+from recipe.errors import RecipeError
+
+LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+
+
+@dataclass
+class ModelConfig:
+    name: str = "Qwen/Qwen2.5-3B"
+    backend: str = "auto"
+    max_seq_length: int = 512
+    load_in_4bit: bool = False
+    fast_inference: bool = True
+    gpu_memory_utilization: float = 0.6
+    compile: bool = False
+
+
+@dataclass
+class LoraConfig:
+    r: int = 32
+    alpha: int = 32
+    target_modules: list[str] = field(default_factory=lambda: list(LORA_PROJECTIONS))
+    gradient_checkpointing: bool | str = "unsloth"
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "openai/gsm8k"
+    subset: str | None = "main"
+    split: str = "train"
+    question_field: str = "question"
+    answer_field: str = "answer"
+    max_prompt_length: int = 256
+    limit: int | None = None
+
+
+@dataclass
+class TrainingConfig:
+    max_steps: int = 1000
+    num_train_epochs: float = 1.0
+    prompts_per_step: int = 1
+    num_generations: int = 6
+    steps_per_generation: int = 4
+    max_completion_length: int = 200
+    temperature: float = 0.9
+    beta: float = 0.04
+    loss_type: str = "grpo"
+    learning_rate: float = 5e-6
+    adam_beta1: float = 0.9
+    adam_beta2: float = 0.99
+    weight_decay: float = 0.1
+    warmup_ratio: float = 0.1
+    lr_scheduler_type: str = "cosine"
+    optim: str = "paged_adamw_8bit"
+    max_grad_norm: float = 0.1
+    seed: int = 3407
+
+
+@dataclass
+class OutputConfig:
+    dir: str = "outputs/qwen2.5-3b-grpo"
+    logging_steps: int = 1
+    save_steps: int = 100
+    save_total_limit: int = 3
+    sample_every: int = 10
+    resume: str = "never"
+
+
+def default_rewards() -> dict[str, float]:
+    return {name: 1.0 for name in rewards.REWARDS}
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    lora: LoraConfig = field(default_factory=LoraConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    rewards: dict[str, float] = field(default_factory=default_rewards)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+
+def _closest(name: str, valid: typing.Iterable[str], prefix: str = "") -> str:
+    match = difflib.get_close_matches(name, list(valid), n=1)
+    return f"did you mean '{prefix}{match[0]}'?" if match else f"valid keys: {', '.join(valid)}"
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    """``value`` checked against the annotation ``kind``; ints are accepted where floats are expected."""
+    origin, args = typing.get_origin(kind), typing.get_args(kind)
+    if origin in (typing.Union, types.UnionType):
+        for option in args:
+            try:
+                return _coerce(value, option, key)
+            except RecipeError:
+                continue
+        names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
+        raise RecipeError(f"{key}: expected {names}, got {value!r}")
+    if kind is type(None):
+        if value is None:
+            return None
+    elif origin is list:
+        if isinstance(value, list):
+            return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+    elif origin is dict:
+        if isinstance(value, dict):
+            return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # PyYAML reads 5e-6 (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+    elif kind is bool or kind is int or kind is str:
+        if type(value) is kind:
+            return value
+    kind_name = "null" if kind is type(None) else getattr(kind, "__name__", str(kind))
+    raise RecipeError(f"{key}: expected {kind_name}, got {value!r}")
+
+
+def _build(cls: type, values: dict, prefix: str) -> Any:
+    """A dataclass from a YAML mapping; unknown keys and wrong types fail naming the key."""
+    if not isinstance(values, dict):
+        raise RecipeError(f"{prefix.rstrip('.') or 'config'}: expected a mapping of keys, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in values.items():
+        path = f"{prefix}{key}"
+        if key not in names:
+            raise RecipeError(f"unknown config key '{path}': {_closest(str(key), names, prefix)}")
+        kind = hints[key]
+        if dataclasses.is_dataclass(kind):
+            kwargs[key] = _build(kind, value, f"{path}.")
+        else:
+            kwargs[key] = _coerce(value, kind, path)
+    return cls(**kwargs)
+
+
+def apply_override(raw: dict, assignment: str) -> None:
+    """Apply ``section.key=value`` (value parsed as YAML) to the raw config mapping."""
+    if "=" not in assignment:
+        raise RecipeError(f"--set {assignment!r}: expected section.key=value, e.g. training.max_steps=500")
+    dotted, text = assignment.split("=", 1)
+    *parents, leaf = dotted.strip().split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise RecipeError(f"--set {assignment!r}: '{part}' is not a section")
+    node[leaf] = yaml.safe_load(text)
+
+
+def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Config:
+    raw: dict = {}
+    if path is not None:
+        config_path = Path(path)
+        if not config_path.is_file():
+            raise RecipeError(f"config file '{path}' not found: pass --config with the path of a YAML file")
+        try:
+            raw = yaml.safe_load(config_path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise RecipeError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+    for assignment in overrides:
+        apply_override(raw, assignment)
+    config = _build(Config, raw, "")
+    validate(config)
+    return config
+
+
+def validate(cfg: Config) -> None:
+    """Reject impossible settings before any model, tokenizer or dataset is loaded."""
+    m, lora, d, t, o = cfg.model, cfg.lora, cfg.data, cfg.training, cfg.output
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise RecipeError(message)
+
+    check(m.backend in ("auto", "unsloth", "trl"), f"model.backend={m.backend!r}: use auto, unsloth or trl")
+    check(0 < m.gpu_memory_utilization < 1, f"model.gpu_memory_utilization={m.gpu_memory_utilization}: use a fraction in (0, 1), e.g. 0.6")
+    check(lora.r > 0 and lora.alpha > 0, f"lora.r={lora.r}, lora.alpha={lora.alpha}: both must be positive (e.g. 32)")
+    check(bool(lora.target_modules), "lora.target_modules is empty: list the projections to adapt, e.g. [q_proj, v_proj]")
+    check(lora.gradient_checkpointing in (True, False, "unsloth"), f"lora.gradient_checkpointing={lora.gradient_checkpointing!r}: use unsloth, true or false")
+    check(d.max_prompt_length > 0, f"data.max_prompt_length={d.max_prompt_length}: must be positive")
+    check(d.limit is None or d.limit > 0, f"data.limit={d.limit}: use a positive number of questions, or null for all")
+    budget = d.max_prompt_length + t.max_completion_length
+    check(budget <= m.max_seq_length, f"data.max_prompt_length + training.max_completion_length = {budget} exceeds model.max_seq_length={m.max_seq_length}: raise model.max_seq_length to at least {budget} or shorten one of them")
+    check(bool(cfg.rewards), f"rewards is empty: list at least one of {', '.join(rewards.REWARDS)} with a weight")
+    for name, weight in cfg.rewards.items():
+        check(name in rewards.REWARDS, f"unknown reward '{name}' in rewards: {_closest(name, rewards.REWARDS, 'rewards.')}")
+        check(math.isfinite(weight), f"rewards.{name}={weight}: the weight must be a finite number")
+    check(t.num_generations >= 2, f"training.num_generations={t.num_generations}: GRPO compares completions of one prompt, so use at least 2")
+    check(t.prompts_per_step >= 1, f"training.prompts_per_step={t.prompts_per_step}: must be at least 1")
+    check(t.steps_per_generation >= 1, f"training.steps_per_generation={t.steps_per_generation}: must be at least 1")
+    check(t.max_completion_length > 0, f"training.max_completion_length={t.max_completion_length}: must be positive")
+    check(t.max_steps == -1 or t.max_steps > 0, f"training.max_steps={t.max_steps}: use a positive number, or -1 to train for training.num_train_epochs")
+    check(t.max_steps > 0 or t.num_train_epochs > 0, f"training.num_train_epochs={t.num_train_epochs}: must be positive when training.max_steps is -1")
+    check(t.temperature > 0, f"training.temperature={t.temperature}: must be positive (1.0 samples the model as is)")
+    check(t.learning_rate > 0, f"training.learning_rate={t.learning_rate}: must be positive")
+    check(t.beta >= 0, f"training.beta={t.beta}: the KL coefficient cannot be negative")
+    check(0 <= t.warmup_ratio < 1, f"training.warmup_ratio={t.warmup_ratio}: use a fraction in [0, 1)")
+    for key in ("logging_steps", "save_steps", "save_total_limit", "sample_every"):
+        check(getattr(o, key) > 0, f"output.{key}={getattr(o, key)}: must be positive")
+    check(o.resume in ("never", "auto") or Path(o.resume).is_dir(), f"output.resume={o.resume!r}: use never, auto, or the path of an existing checkpoint folder")
+
+
+
+def config_to_yaml(cfg: Config) -> str:
+    return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+
+

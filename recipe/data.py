@@ -1,0 +1,105 @@
+"""GSM8K-style questions as chat prompts: loading rows, the prompt, the tokenizer and its stop tokens."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import rewards
+from recipe.config import DataConfig
+from recipe.errors import RecipeError
+
+LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+
+
+def load_rows(cfg: DataConfig):
+    """The raw question/answer rows: a hub id, a local data file or a local dataset folder."""
+    import datasets
+
+    path = Path(cfg.dataset).expanduser()
+    try:
+        if path.is_file():
+            kind = LOCAL_DATA_SUFFIXES.get(path.suffix)
+            if kind is None:
+                raise RecipeError(f"data.dataset={cfg.dataset}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
+            return datasets.load_dataset(kind, data_files=str(path), split="train")
+        if path.is_dir():
+            if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+                saved = datasets.load_from_disk(str(path))
+                return saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved
+            return datasets.load_dataset(str(path), cfg.subset, split=cfg.split)
+        if cfg.dataset.startswith((".", "/", "~")) or path.suffix in LOCAL_DATA_SUFFIXES:
+            raise RecipeError(f"data.dataset={cfg.dataset}: no such file or folder")
+        return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split)
+    except RecipeError:
+        raise
+    except Exception as error:  # datasets raises many types for unreachable hubs and bad files
+        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise RecipeError(
+            f"could not load data.dataset={cfg.dataset} ({type(error).__name__}: {first_line[:200]}); "
+            "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
+            "to a local .jsonl/.parquet file or dataset folder"
+        ) from None
+
+
+def chat_prompt(question: str) -> list[dict[str, str]]:
+    """The conversation the model sees: the format's system prompt, then the question."""
+    return [{"role": "system", "content": rewards.SYSTEM_PROMPT}, {"role": "user", "content": question}]
+
+
+def prompt_tokens(tokenizer, prompt: list[dict[str, str]]) -> int:
+    """Tokens of a chat prompt as the model sees it, generation header included."""
+    return len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
+
+
+def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]]:
+    """Chat prompts with a parsed gold answer; drops rows without a gold number or over the prompt budget."""
+    for column in (cfg.question_field, cfg.answer_field):
+        if column not in rows.column_names:
+            raise RecipeError(f"data.dataset={cfg.dataset} has no column '{column}' (columns: {', '.join(rows.column_names)}): set data.question_field / data.answer_field")
+    if cfg.limit is not None:
+        rows = rows.select(range(min(cfg.limit, len(rows))))
+    stats = {"rows": len(rows)}
+
+    def to_prompt(row: dict) -> dict:
+        gold = rewards.parse_gold(row[cfg.answer_field])
+        prompt = chat_prompt(str(row[cfg.question_field]))
+        return {"prompt": prompt, "question": str(row[cfg.question_field]), "answer": None if gold is None else f"{gold:f}",
+                "prompt_tokens": prompt_tokens(tokenizer, prompt)}
+
+    prompts = rows.map(to_prompt, remove_columns=rows.column_names)
+    with_gold = prompts.filter(lambda row: row["answer"] is not None)
+    stats["dropped_no_gold"] = len(prompts) - len(with_gold)
+    kept = with_gold.filter(lambda row: row["prompt_tokens"] <= cfg.max_prompt_length)
+    stats["dropped_too_long"] = len(with_gold) - len(kept)
+    stats["kept"] = len(kept)
+    stats["longest_prompt_tokens"] = max(kept["prompt_tokens"], default=0)
+    if len(kept) == 0:
+        raise RecipeError(f"no usable questions in data.dataset={cfg.dataset} ({stats}): check the answer column holds GSM8K answers ('... #### 42') and data.max_prompt_length")
+    return kept.remove_columns("prompt_tokens"), stats
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(name)
+    except Exception as error:  # transformers raises OSError, ValueError or hub errors for a bad name
+        raise RecipeError(
+            f"could not load the tokenizer of model.name={name} ({type(error).__name__}); set model.name to a "
+            "local model folder if the Hugging Face Hub is unreachable"
+        ) from None
+    if tokenizer.chat_template is None:
+        raise RecipeError(f"the tokenizer of model.name={name} has no chat template: GRPO prompts here are chat messages, so use a model whose tokenizer ships one")
+    return tokenizer
+
+
+def stop_token_ids(tokenizer) -> list[int]:
+    """EOS plus the chat template's end-of-turn token: base models often end a turn without EOS."""
+    ids = [tokenizer.eos_token_id]
+    end_of_turn = tokenizer.convert_tokens_to_ids("<|im_end|>") if "<|im_end|>" in tokenizer.get_vocab() else None
+    if end_of_turn is not None and end_of_turn not in ids:
+        ids.append(end_of_turn)
+    return ids
+
+
