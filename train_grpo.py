@@ -82,7 +82,8 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         # vLLM stops only at EOS by default; a base model ends its chat turn with <|im_end|> instead.
         generation_kwargs={"stop_token_ids": stop_ids} if cfg.model.fast_inference else None,
         vllm_mode="colocate",
-        vllm_gpu_memory_utilization=cfg.model.gpu_memory_utilization,
+        # Unsloth builds its own engine from model.gpu_memory_utilization; TRL's needs it as a share of the card.
+        vllm_gpu_memory_utilization=backends.vllm_card_fraction(cfg.model.gpu_memory_utilization) if backend == "trl" else cfg.model.gpu_memory_utilization,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         use_cpu=not cuda,
         # Unsloth applies its own checkpointing through get_peft_model.
@@ -108,7 +109,7 @@ def memory_plan(cfg: Config) -> str:
     free, total = (b / 2**30 for b in torch.cuda.mem_get_info())
     plan = f"{torch.cuda.get_device_name(0)} {total:.0f} GiB, {free:.1f} free; "
     if cfg.model.fast_inference:
-        # Unsloth takes model.gpu_memory_utilization of the memory free at load time, not of the card.
+        # Both backends give vLLM model.gpu_memory_utilization of the memory free at start, not of the card.
         vllm = cfg.model.gpu_memory_utilization * free
         plan += f"vLLM takes {cfg.model.gpu_memory_utilization:.2f} x {free:.1f} = {vllm:.1f} GiB (weights + KV cache), training the rest; "
     plan += "lower model.gpu_memory_utilization or training.num_generations if it runs out of memory"

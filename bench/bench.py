@@ -1,21 +1,25 @@
 """Speed and memory of train_grpo.py, setting by setting, on one GPU, offline.
 
-    python bench/bench.py                          # every setting, 20 steps each (2 to 7.5 min a setting on an H100)
-    python bench/bench.py --settings notebook,default --steps 12
-    python bench/bench.py --smoke                  # the harness itself, on a CPU, with the tiny model
+    python bench/bench.py                              # the sweep: every setting, 12 steps each, one invocation
+    python bench/bench.py --settings default,trl       # some rows only
+    python bench/bench.py --fit 7B:4,14B:4 --cap-gib 12,16,23.99   # rows of the fit table (bench/results/fit.json)
+    python bench/bench.py --smoke                      # the harness itself, on a CPU, with the tiny model
 
-It builds a random-weight model with Qwen2.5-3B's exact architecture and a tokenizer with its
+It builds a random-weight model with a Qwen2.5 size's exact architecture and a tokenizer with its
 vocabulary size (the hub is unreachable; random weights also make every completion run to the
 length cap, so settings are comparable) and keeps the problems whose prompts have one token length
 (see most_common_length), then runs train_grpo.main() for each setting in its own
-process, capped to the memory of a 24 GB RTX 4090. It writes bench/results/latest.json and a
-markdown table for README.
+process, capped to the memory of a 24 GB RTX 4090 (or --cap-gib). The sweep writes
+bench/results/latest.json and latest.md: every row of one invocation, each with its phases per step
+(generation, weight sync, log-probs, training) next to their physical floors on the GPU's measured
+copy bandwidth and bf16 matrix rate.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import json
 import re
 import shutil
@@ -24,7 +28,9 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,24 +48,75 @@ WORK = ROOT / "bench" / ".work"
 RESULTS = ROOT / "bench" / "results"
 CARD_GIB = 23.99  # an RTX 4090 (24,564 MiB); what the recipe must fit in
 
-QWEN25_3B = dict(
-    vocab_size=151936, hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16,
-    num_key_value_heads=2, max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6,
-    tie_word_embeddings=True, use_sliding_window=False,
-)
 
-# Each setting: what it is, the config it starts from, and train_grpo --set overrides on top.
+@dataclass(frozen=True)
+class Setting:
+    what: str
+    config: Path
+    overrides: tuple[str, ...] = ()
+    env: tuple[tuple[str, str], ...] = ()
+
+
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 DEFAULT_YAML = ROOT / "config.yaml"
+# The rows of one sweep, in the order they run (the most telling first, so a lost machine costs the
+# least): the shipped default, the same recipe on plain TRL, candidate levers, and the notebook.
 SETTINGS = {
-    "notebook": ("the notebook recipe: 4-bit, compiled, 1 prompt x 6, generate every step", NOTEBOOK_YAML, []),
-    "default": ("config.yaml as shipped", DEFAULT_YAML, []),
-    "nocompile": ("notebook without torch.compile", NOTEBOOK_YAML, ["model.compile=false"]),
-    "16bit": ("notebook, 16-bit, no compile", NOTEBOOK_YAML, ["model.compile=false", "model.load_in_4bit=false"]),
-    "4bit-spg4": ("notebook, no compile, generate for 4 steps at once", NOTEBOOK_YAML, ["model.compile=false", "training.steps_per_generation=4"]),
-    "default-beta0": ("config.yaml without the KL term (no reference pass; TRL 1.x's default)", DEFAULT_YAML, ["training.beta=0.0"]),
-    "16bit-spg8": ("notebook, 16-bit, no compile, generate for 8 steps at once", NOTEBOOK_YAML, ["model.compile=false", "model.load_in_4bit=false", "training.steps_per_generation=8"]),
+    "default": Setting("config.yaml as shipped", DEFAULT_YAML),
+    # Plain transformers + PEFT + TRL's own colocated vLLM, no Unsloth: what a user would pick instead.
+    # TRL keeps a second copy of the weights for training, so vLLM's share must shrink to fit 24 GB.
+    "trl": Setting("the same recipe on plain TRL + PEFT + TRL's vLLM", DEFAULT_YAML, ("model.backend=trl", "model.gpu_memory_utilization=0.45")),
+    "nogc": Setting("default without gradient checkpointing (vLLM's share lowered to make room)", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.45")),
+    "merged": Setting("default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, (), (("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),)),
+    "nogc-merged": Setting("nogc and merged together", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.45"), (("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),)),
+    "notebook": Setting("the notebook recipe: 4-bit, compiled, generate every step", NOTEBOOK_YAML),
 }
+
+# Published Qwen2.5 base-model shapes, for random-weight stand-ins of each size.
+QWEN25_SHAPES = {
+    "0.5B": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "3B": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
+    "7B": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
+    "14B": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+    "32B": dict(hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
+}
+SHAPE_DEFAULTS = dict(max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6, use_sliding_window=False)
+
+
+def parameter_counts(shape: dict) -> dict[str, int]:
+    """Parameters by kind: the linear layers LoRA adapts and 4-bit quantizes, and the embeddings."""
+    h, inter, heads, kv = shape["hidden_size"], shape["intermediate_size"], shape["num_attention_heads"], shape["num_key_value_heads"]
+    kv_dim = h // heads * kv
+    per_layer = h * h + 2 * h * kv_dim + h * h + 3 * h * inter
+    embeddings = shape["vocab_size"] * h * (1 if shape["tie_word_embeddings"] else 2)
+    return {"linear": per_layer * shape["num_hidden_layers"], "embeddings": embeddings, "lm_head": shape["vocab_size"] * h}
+
+
+def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -> dict[str, float]:
+    """Each phase's physical floor in seconds per optimizer step, on the measured ceilings.
+
+    Decoding reads every weight once per generated token (batched rows share the read), so it is
+    bound by memory bandwidth; the scoring and training passes are matrix products, bound by the
+    bf16 rate: forward 2 FLOPs per weight per token, the backward pass to the activations 2 more
+    (the frozen base gets no weight gradient), and gradient checkpointing runs the forward again.
+    """
+    t = cfg.training
+    counts = parameter_counts(shape)
+    matmul_params = counts["linear"] + counts["lm_head"]
+    weight_bytes = counts["linear"] * (0.5 if cfg.model.load_in_4bit else 2) + counts["embeddings"] * 2
+    rows = t.prompts_per_step * t.num_generations
+    tokens = rows * (prompt_tokens + t.max_completion_length)
+    bandwidth, flops = ceilings["copy_gb_s"] * 1e9, ceilings["bf16_tflop_s"] * 1e12
+    scoring_passes = (t.steps_per_generation > 1) + (t.beta > 0)  # old policy, reference
+    train_passes = 3 if cfg.lora.gradient_checkpointing is not False else 2
+    return {
+        "generate": round(t.max_completion_length * weight_bytes / bandwidth / t.steps_per_generation, 4),
+        # TRL merges the LoRA into a copy of the weights and loads it into vLLM: one read and one write.
+        "sync_weights": round(2 * weight_bytes / bandwidth / t.steps_per_generation, 4) if backend == "trl" else 0.0,
+        "log_probs": round(scoring_passes * 2 * matmul_params * tokens / flops, 4),
+        "train": round(train_passes * 2 * matmul_params * tokens / flops, 4),
+    }
 
 
 def build_tokenizer(out: Path, texts: list[str], vocab_size: int) -> None:
@@ -97,18 +154,22 @@ def most_common_length(rows: list[dict], lengths: list[int]) -> list[dict]:
     return [row for row, n in zip(rows, lengths) if n == length]
 
 
-def build_model(out: Path, data: Path) -> None:
-    """A random bf16 Qwen2.5-3B-shaped model folder, built on the GPU in under a minute, and its prompts."""
+def build_model(out: Path, data: Path, size: str) -> None:
+    """A random bf16 Qwen2.5 model folder of ``size``'s published shape, and prompts of one length.
+
+    Built on the GPU in under a minute for the 3B (about 70 s for the 14B).
+    """
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
+    shape = QWEN25_SHAPES[size]
     rows = make_problems(2000, seed=0)
     texts = [tiny.render_chat(chat_prompt(r["question"])) + tagged_reply(r) for r in rows]
-    build_tokenizer(out, texts, QWEN25_3B["vocab_size"])
+    build_tokenizer(out, texts, shape["vocab_size"])
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     kept = most_common_length(rows, [prompt_tokens(tokenizer, chat_prompt(r["question"])) for r in rows])
     write_jsonl(kept, data)
-    config = Qwen2Config(**QWEN25_3B, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
+    config = Qwen2Config(**shape, **SHAPE_DEFAULTS, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
@@ -122,6 +183,33 @@ def bench_prompt_tokens(model: Path, data: Path) -> int | None:
     tokenizer = AutoTokenizer.from_pretrained(str(model))
     lengths = {prompt_tokens(tokenizer, chat_prompt(row["question"])) for row in read_jsonl(data)}
     return lengths.pop() if len(lengths) == 1 else None
+
+
+def measure_ceilings() -> dict[str, float]:
+    """The GPU's measured ceilings: device-to-device copy bandwidth (bytes read + written) and the bf16
+    matrix rate on random data (median of 20 timed 8192^3 products after warm-up)."""
+    import torch
+
+    def timed(fn, repeats: int = 20) -> float:
+        for _ in range(3):
+            fn()
+        times = []
+        for _ in range(repeats):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            fn()
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end) / 1e3)
+        return statistics.median(times)
+
+    src = torch.randn(2**30 // 2, dtype=torch.bfloat16, device="cuda")  # 1 GiB
+    dst = torch.empty_like(src)
+    copy_s = timed(lambda: dst.copy_(src))
+    n = 8192
+    a, b = (torch.randn(n, n, dtype=torch.bfloat16, device="cuda") for _ in range(2))
+    matmul_s = timed(lambda: a @ b)
+    return {"copy_gb_s": round(2 * src.numel() * 2 / copy_s / 1e9, 1), "bf16_tflop_s": round(2 * n**3 / matmul_s / 1e12, 1)}
 
 
 def gpu_name() -> str:
@@ -163,9 +251,9 @@ def run_capped(cap_gib: float | None, profile: Path, train_args: list[str]) -> i
     """Run train_grpo.main() on ``cap_gib`` of GPU memory and record TRL's profiling timers to ``profile``.
 
     The rest of the card is taken by one idle allocation first. A per-process memory fraction would
-    not do: it caps only PyTorch's allocator, and vLLM's KV cache is allocated outside it. Unsloth
-    sizes vLLM as model.gpu_memory_utilization of the memory free at load time, so the config's
-    fraction then means what it means on a 4090.
+    not do: it caps only PyTorch's allocator, and vLLM's KV cache is allocated outside it. Both
+    backends size vLLM as model.gpu_memory_utilization of the memory free at start, so the
+    config's fraction then means what it means on a card of ``cap_gib``.
     """
     import torch
 
@@ -200,40 +288,41 @@ def steady_state(rows: list[dict], steps_per_generation: int, warmup: int) -> fl
     return statistics.median(cycles) if cycles else float("nan")
 
 
-def run_setting(name: str, description: str, config: Path, overrides: list[str], args: argparse.Namespace, model: Path, data: Path) -> dict:
+def run_setting(name: str, setting: Setting, args: argparse.Namespace, model: Path, data: Path, cap_gib: float | None) -> dict:
+    """Train ``setting`` for ``args.steps`` steps in its own process under the memory cap; its measured row."""
     out = WORK / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     sets = [f"model.name={model}", f"data.dataset={data}", f"output.dir={out}", f"training.max_steps={args.steps}",
-            "output.save_steps=100000", "output.sample_every=100000", *overrides]
+            "output.save_steps=100000", "output.sample_every=100000", *setting.overrides]
+    config = setting.config
     if args.smoke:  # the tiny model on a CPU: no 4-bit, no vLLM, shorter completions
+        config = ROOT / "configs" / "tiny-cpu.yaml"
         sets += ["model.load_in_4bit=false", "model.fast_inference=false", "training.max_completion_length=64"]
-    config = ROOT / "configs" / "tiny-cpu.yaml" if args.smoke else config
     cfg = load_config(str(config), sets)
-    gpu = not args.smoke
     train_args = ["--config", str(config)] + [arg for item in sets for arg in ("--set", item)]
     profile = out / "profile.jsonl"
     command = [sys.executable, str(Path(__file__).resolve()), "--capped-run", "--profile", str(profile)]
-    if gpu:
-        command += ["--cap-gib", str(CARD_GIB)]
+    if cap_gib:
+        command += ["--cap-gib", str(cap_gib)]
     command += ["--", *train_args]
-    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(overrides)}", flush=True)
+    env = {**os.environ, **dict(setting.env)}
+    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(setting.overrides)} {' '.join(f'{k}={v}' for k, v in setting.env)}", flush=True)
     started = time.time()
-    with open(out / "stdout.log", "w") as log, PeakMemory() if gpu else contextlib.nullcontext() as memory:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
-    peak_gib = memory.peak / 2**30 if gpu else None
+    with open(out / "stdout.log", "w") as log, PeakMemory() if cap_gib else contextlib.nullcontext() as memory:
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
     text = (out / "stdout.log").read_text()
-    result = {"name": name, "description": description, "config": str(config.relative_to(ROOT)), "options": overrides, "exit_code": code, "wall_s": round(time.time() - started, 1)}
+    result = {"name": name, "description": setting.what, "config": str(config.relative_to(ROOT)), "options": list(setting.overrides),
+              "env": dict(setting.env), "exit_code": code, "wall_s": round(time.time() - started, 1)}
+    peak_gib = memory.peak / 2**30 - blocked_gib(text) if cap_gib else None
+    result["peak_gpu_gib"] = None if peak_gib is None else round(peak_gib, 2)
     if code != 0:
         result["error"] = text[-3000:]
-        result["fits_24gb"] = False if "out of memory" in text.lower() else None
+        result["fits"] = False if "out of memory" in text.lower() else None
         print(f"{name} failed with exit code {code}; log in {out / 'stdout.log'}", flush=True)
         return result
     result.update(measure(text, out, cfg, args))
-    if peak_gib is not None:
-        peak_gib -= blocked_gib(text)
-    result["peak_gpu_gib"] = None if peak_gib is None else round(peak_gib, 2)
-    result["fits_24gb"] = None if peak_gib is None else peak_gib <= CARD_GIB
+    result["fits"] = None if peak_gib is None else peak_gib <= cap_gib
     print(json.dumps(result), flush=True)
     return result
 
@@ -243,31 +332,51 @@ def blocked_gib(text: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
+def phases(profile_s_per_step: dict[str, float], s_per_step: float) -> dict[str, float]:
+    """Seconds per optimizer step by phase, from TRL's timers.
+
+    _prepare_inputs holds the whole generation step: weight sync, vLLM, scoring under the old policy
+    and the reference, and rewards; whatever is left of a step is the training forward and backward.
+    """
+    prepare = profile_s_per_step.get("_prepare_inputs", 0.0)
+    generate = profile_s_per_step.get("generate", 0.0)
+    sync = profile_s_per_step.get("sync_weights", 0.0)
+    return {
+        "generate": round(generate, 3),
+        "sync_weights": round(sync, 3),
+        "log_probs": round(max(0.0, prepare - generate - sync), 3),
+        "train": round(max(0.0, s_per_step - prepare), 3),
+    }
+
+
 def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     rows = read_jsonl(out / "metrics.jsonl")
     steps = [row for row in rows if "step_time" in row]
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
+    backend = re.search(r"backend (\w+)", text)
     s_per_step = steady_state(rows, cfg.training.steps_per_generation, warmup=args.warmup)
     completions = cfg.training.prompts_per_step * cfg.training.num_generations
     tail = steps[args.warmup:]
     lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
     mean_len = statistics.mean(lengths) if lengths else float("nan")
-    profile = read_jsonl(out / "profile.jsonl")
-    window = [p for p in profile if p["step"] is not None and p["step"] >= args.warmup]
+    window = [p for p in read_jsonl(out / "profile.jsonl") if p["step"] is not None and p["step"] >= args.warmup]
     spent: dict[str, float] = {}
     for p in window:
         spent[p["name"]] = spent.get(p["name"], 0.0) + p["seconds"]
-    n_window = max(1, len(tail))
+    profile = {k: round(v / max(1, len(tail)), 3) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])}
     return {
+        "backend": backend.group(1) if backend else None,
         "load_s": int(loaded.group(1)) if loaded else None,
         "trainable_params": int(loaded.group(2).replace(",", "")) if loaded else None,
         "first_step_s": round(steps[0]["step_time"], 1) if steps else None,
+        "startup_s": (int(loaded.group(1)) + round(steps[0]["step_time"], 1)) if loaded and steps else None,
         "s_per_step": round(s_per_step, 3),
         "completions_per_step": completions,
         "mean_completion_tokens": round(mean_len, 1),
         "tokens_per_s": round(mean_len * completions / s_per_step, 1),
         "prompts_per_s": round(cfg.training.prompts_per_step / s_per_step, 3),
-        "profile_s_per_step": {k: round(v / n_window, 3) for k, v in sorted(spent.items(), key=lambda kv: -kv[1])},
+        "profile_s_per_step": profile,
+        "phases_s_per_step": phases(profile, s_per_step),
     }
 
 
@@ -277,85 +386,157 @@ def table(results: list[dict], device: str, prompt_tokens: int | None = None) ->
         f"Random-weight Qwen2.5-3B shape, every prompt {prompt_tokens} tokens and every completion "
         f"{results[0].get('mean_completion_tokens', '?')}; memory capped to a 24 GB card."),
         "",
-        "| setting | what | load s | first step s | s/step | tokens/s | prompts/s | peak GiB | fits 24 GB |",
+        "| setting | what | load + first step s | s/step | prompts/s | generate / sync / log-probs / train s | floor s | peak GiB | fits 24 GB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.get("exit_code"):
-            lines.append(f"| {r['name']} | {r['description']} | failed (exit {r['exit_code']}) | | | | | | |")
+            lines.append(f"| {r['name']} | {r['description']} | failed (exit {r['exit_code']}) | | | | | {r.get('peak_gpu_gib')} | {r.get('fits')} |")
             continue
+        ph, fl = r["phases_s_per_step"], r.get("floor_s_per_step", {})
+        split = " / ".join(f"{ph[k]:.2f}" for k in ("generate", "sync_weights", "log_probs", "train"))
         lines.append(
-            f"| {r['name']} | {r['description']} | {r['load_s']} | {r['first_step_s']} | "
-            f"{r['s_per_step']} | {r['tokens_per_s']} | {r['prompts_per_s']} | {r['peak_gpu_gib']} | {r['fits_24gb']} |"
+            f"| {r['name']} | {r['description']} | {r['load_s']} + {r['first_step_s']} | {r['s_per_step']} | {r['prompts_per_s']} | "
+            f"{split} | {sum(fl.values()):.3f} | {r['peak_gpu_gib']} | {r['fits']} |"
         )
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
-    parser.add_argument("--steps", type=int, default=20, help="steps per setting")
-    parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
-    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
-    parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
-    parser.add_argument("--capped-run", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--cap-gib", type=float, help=argparse.SUPPRESS)
-    parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--build", nargs=2, type=Path, metavar=("MODEL", "DATA"), help=argparse.SUPPRESS)
-    args, rest = parser.parse_known_args()
-    if args.build:
-        build_model(*args.build)
-        return 0
-    if args.capped_run:
-        return run_capped(args.cap_gib, args.profile, rest[1:] if rest[:1] == ["--"] else rest)
+def ensure_model(size: str) -> tuple[Path, Path]:
+    """The random-weight model of ``size`` and its prompts, built in a process of their own.
 
+    Memory this process held would be missing from every setting's cap; a GPU disk holds about
+    two 14B folders, so other sizes are deleted first.
+    """
+    model, data = WORK / f"qwen2.5-{size.lower()}-random", WORK / f"prompts-{size.lower()}.jsonl"
+    if not ((model / "config.json").exists() and data.exists()):
+        for other in WORK.glob("qwen2.5-*-random"):
+            shutil.rmtree(other)
+        started = time.time()
+        subprocess.check_call([sys.executable, str(Path(__file__).resolve()), "--build", size, str(model), str(data)])
+        print(f"built {model} in {time.time() - started:.0f}s", flush=True)
+    return model, data
+
+
+def ceilings() -> dict[str, float]:
+    out = subprocess.check_output([sys.executable, str(Path(__file__).resolve()), "--ceilings"], text=True)
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def sweep(args: argparse.Namespace) -> int:
+    """Every setting of --settings in one invocation; latest.json holds exactly this invocation's rows."""
     names = args.settings.split(",")
-    unknown = [n for n in names if n not in SETTINGS]
-    if unknown:
-        parser.error(f"unknown settings {unknown}: choose from {', '.join(SETTINGS)}")
     if args.smoke:
         subprocess.check_call([sys.executable, str(ROOT / "offline.py"), "tiny", "--out", str(WORK / "tiny")])
         model, data = WORK / "tiny" / "model", WORK / "tiny" / "data" / "train.jsonl"
-        device = "CPU (harness smoke test; not a benchmark)"
+        device, limits, cap = "CPU (harness smoke test; not a benchmark)", None, None
     else:
-        model, data = WORK / "qwen2.5-3b-random", WORK / "prompts-one-length.jsonl"
-        if not ((model / "config.json").exists() and data.exists()):
-            # In its own process: memory this one held would be missing from every setting's 24 GB.
-            started = time.time()
-            subprocess.check_call([sys.executable, str(Path(__file__).resolve()), "--build", str(model), str(data)])
-            print(f"built {model} in {time.time() - started:.0f}s", flush=True)
-        device = gpu_name()
+        model, data = ensure_model("3B")
+        device, limits, cap = gpu_name(), ceilings(), args.cap_gib
     tokens = bench_prompt_tokens(model, data)
-    results = [run_setting(name, *SETTINGS[name], args, model, data) for name in names]
+    invocation = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    results = []
+    for name in names:
+        row = run_setting(name, SETTINGS[name], args, model, data, cap)
+        row["invocation"] = invocation
+        if limits and tokens and not row["exit_code"]:
+            cfg = load_config(str(SETTINGS[name].config), list(SETTINGS[name].overrides))
+            row["floor_s_per_step"] = floors(QWEN25_SHAPES["3B"], cfg, row["backend"], tokens, limits)
+        results.append(row)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    if (previous.get("device"), previous.get("steps_per_setting"), previous.get("prompt_tokens")) == (device, args.steps, tokens):
-        # Settings measured by an earlier invocation on the same device stay, so a long sweep can be split.
-        results += [r for r in previous.get("settings", []) if r["name"] not in names]
-        results.sort(key=lambda r: list(SETTINGS).index(r["name"]))
     by_name = {r["name"]: r for r in results if not r.get("exit_code")}
     summary = {
+        "invocation": invocation,
         "device": device,
         "date": time.strftime("%Y-%m-%d"),
+        "command": " ".join(["python", "bench/bench.py", *sys.argv[1:]]),
         "steps_per_setting": args.steps,
         "warmup_steps": args.warmup,
         "prompt_tokens": tokens,
-        "memory_cap_gib": None if args.smoke else CARD_GIB,
+        "memory_cap_gib": cap,
+        "ceilings": limits,
         "settings": results,
-        "notebook_s_per_step": by_name.get("notebook", {}).get("s_per_step"),
-        "default_s_per_step": by_name.get("default", {}).get("s_per_step"),
     }
-    if summary["notebook_s_per_step"] and summary["default_s_per_step"]:
-        notebook, default = by_name["notebook"], by_name["default"]
-        summary["speedup_default_vs_notebook"] = round(notebook["s_per_step"] / default["s_per_step"], 2)
-        summary["prompts_per_s_default_vs_notebook"] = round(default["prompts_per_s"] / notebook["prompts_per_s"], 2)
-    for key in ("learning",):  # written by the learning run; a speed rerun keeps it
-        if key in previous:
-            summary[key] = previous[key]
+    default = by_name.get("default")
+    for peer in ("trl", "notebook"):
+        if default and peer in by_name:
+            summary[f"prompts_per_s_default_vs_{peer}"] = round(default["prompts_per_s"] / by_name[peer]["prompts_per_s"], 2)
+            summary[f"startup_s_default_vs_{peer}"] = [default["startup_s"], by_name[peer]["startup_s"]]
+    if "learning" in previous:  # written by bench/learning.py; a speed rerun keeps it
+        summary["learning"] = previous["learning"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(table(results, device, tokens))
     print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device, tokens)}")
     return 0
+
+
+def fit_config(size: str, bits: int) -> tuple[Path, list[str]]:
+    """The shipped config for ``size`` if there is one (with its own bit width), else config.yaml."""
+    shipped = ROOT / "configs" / f"qwen2.5-{size.lower()}-4090.yaml"
+    base = shipped if shipped.exists() else DEFAULT_YAML
+    return base, [f"model.load_in_4bit={'true' if bits == 4 else 'false'}"]
+
+
+def fit(args: argparse.Namespace) -> int:
+    """Rows of the fit table: each SIZE:BITS trained under each --cap-gib; rows merge into fit.json by key."""
+    out = RESULTS / "fit.json"
+    table_rows = {(r["model"], r["bits"], r["cap_gib"]): r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
+    device = gpu_name()
+    for item in args.fit.split(","):
+        size, bits = item.split(":")
+        model, data = ensure_model(size)
+        config, overrides = fit_config(size, int(bits))
+        for cap in args.caps:
+            name = f"fit-{size}-{bits}bit-{cap:g}gib"
+            setting = Setting(f"Qwen2.5-{size} {bits}-bit under {cap:g} GiB", config, tuple(overrides))
+            row = run_setting(name, setting, args, model, data, cap)
+            command = f"python bench/bench.py --fit {size}:{bits} --cap-gib {cap:g} --steps {args.steps}"
+            table_rows[(f"Qwen2.5-{size}", int(bits), cap)] = {
+                "model": f"Qwen2.5-{size}", "bits": int(bits), "cap_gib": cap, "fits": row["fits"] if not row["exit_code"] else False,
+                "exit_code": row["exit_code"], "s_per_step": row.get("s_per_step"), "peak_gpu_gib": row.get("peak_gpu_gib"),
+                "startup_s": row.get("startup_s"), "trainable_params": row.get("trainable_params"),
+                "config": str(config.relative_to(ROOT)), "options": overrides, "command": command, "device": device,
+                "date": time.strftime("%Y-%m-%d"), "error_tail": row.get("error", "")[-400:] or None,
+            }
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps({"rows": sorted(table_rows.values(), key=lambda r: (float(r["model"].split("-")[1][:-1]), r["bits"], r["cap_gib"]))}, indent=2) + "\n")
+    print(out.read_text())
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
+    parser.add_argument("--steps", type=int, default=12, help="steps per setting")
+    parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
+    parser.add_argument("--cap-gib", default=str(CARD_GIB), help="GiB of GPU memory to emulate, comma-separated for --fit (default: a 24 GB RTX 4090)")
+    parser.add_argument("--fit", metavar="SIZE:BITS,...", help=f"fit-table rows instead of the sweep, sizes from {', '.join(QWEN25_SHAPES)}, e.g. 7B:4,14B:4")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
+    parser.add_argument("--capped-run", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--ceilings", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--build", nargs=3, metavar=("SIZE", "MODEL", "DATA"), help=argparse.SUPPRESS)
+    args, rest = parser.parse_known_args()
+    if args.build:
+        build_model(Path(args.build[1]), Path(args.build[2]), args.build[0])
+        return 0
+    if args.ceilings:
+        print(json.dumps(measure_ceilings()))
+        return 0
+    args.caps = [float(cap) for cap in args.cap_gib.split(",")]
+    args.cap_gib = args.caps[0]
+    if args.capped_run:
+        return run_capped(args.cap_gib, args.profile, rest[1:] if rest[:1] == ["--"] else rest)
+    if args.smoke and args.out == RESULTS / "latest.json":
+        args.out = WORK / "smoke.json"  # a harness check never replaces measured results
+    if args.fit:
+        return fit(args)
+    unknown = [n for n in args.settings.split(",") if n not in SETTINGS]
+    if unknown:
+        parser.error(f"unknown settings {unknown}: choose from {', '.join(SETTINGS)}")
+    return sweep(args)
 
 
 if __name__ == "__main__":

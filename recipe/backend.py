@@ -34,6 +34,26 @@ def resolve_backend(cfg: Config) -> str:
 
 
 
+def trl_vllm_fraction(utilization: float, free_bytes: int, total_bytes: int) -> float:
+    """model.gpu_memory_utilization (vLLM's share of the memory free at start, as Unsloth reads it)
+    as TRL's vllm_gpu_memory_utilization, which vLLM reads as a share of the whole card.
+
+    On a card with nothing else on it the two barely differ; on a shared or partly used card (or the
+    bench's capped one) the same YAML would otherwise ask TRL's vLLM for far more than is free.
+    """
+    return utilization * free_bytes / total_bytes
+
+
+def vllm_card_fraction(utilization: float) -> float:
+    """trl_vllm_fraction on this machine's first GPU, now (before any model loads); unchanged without one."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return utilization
+    free, total = torch.cuda.mem_get_info()
+    return trl_vllm_fraction(utilization, free, total)
+
+
 def quiet_hub() -> None:
     """Stop the hub client from retrying for minutes when it cannot be reached; a local path never needs it.
 

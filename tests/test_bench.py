@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def load(name: str):
     spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "bench" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
     spec.loader.exec_module(module)
     return module
 
@@ -25,17 +27,17 @@ def timed(times: dict[int, float]) -> list[dict]:
 
 
 @pytest.mark.parametrize(
-    "times, spg, warmup, expected",
+    "times, steps_per_generation, warmup, expected",
     [
         pytest.param({1: 0, 2: 100, 3: 103, 4: 106, 5: 109, 6: 112}, 1, 2, 3.0, id="every-step-after-warmup"),
         pytest.param({1: 0, 2: 200, 3: 201, 4: 202, 5: 203, 6: 230}, 1, 2, 1.0, id="median-ignores-one-slow-step"),
         # Generation every 4 steps: the cycle is timed whole and divided, never one cheap step alone.
-        pytest.param({s: (s - 1) // 4 * 8.0 + (s - 1) % 4 * 0.1 for s in range(1, 14)}, 4, 1, 2.0, id="spg4-whole-cycles"),
+        pytest.param({s: (s - 1) // 4 * 8.0 + (s - 1) % 4 * 0.1 for s in range(1, 14)}, 4, 1, 2.0, id="generate-for-4-steps-whole-cycles"),
         pytest.param({1: 0, 2: 5}, 1, 4, float("nan"), id="too-few-steps-is-nan"),
     ],
 )
-def test_steady_state_seconds_per_step(times, spg, warmup, expected):
-    result = bench.steady_state(timed(times), spg, warmup)
+def test_steady_state_seconds_per_step(times, steps_per_generation, warmup, expected):
+    result = bench.steady_state(timed(times), steps_per_generation, warmup)
     assert result == pytest.approx(expected, nan_ok=True)
 
 
@@ -64,13 +66,56 @@ def test_learning_summary_counts_steps_and_reward_rows_apart(tmp_path):
 
 
 @pytest.mark.parametrize("name", list(bench.SETTINGS))
-def test_every_setting_resolves_to_a_valid_config(name):
-    import train_grpo
-
-    _, config, overrides = bench.SETTINGS[name]
-    cfg = load_config(str(config), overrides)
+def test_every_setting_resolves_to_a_valid_config_at_the_notebooks_optimisation(name):
+    setting = bench.SETTINGS[name]
+    cfg = load_config(str(setting.config), list(setting.overrides))
     assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (1, 6, 200)
+    assert (cfg.training.learning_rate, cfg.training.beta, cfg.training.temperature) == (5e-6, 0.04, 0.9)
     assert cfg.model.compile == (name == "notebook")
+
+
+def test_the_sweep_holds_the_peers_a_user_would_pick_instead():
+    assert {"notebook", "default", "trl"} <= set(bench.SETTINGS)
+    trl = load_config(str(bench.SETTINGS["trl"].config), list(bench.SETTINGS["trl"].overrides))
+    assert trl.model.backend == "trl" and trl.model.fast_inference
+
+
+@pytest.mark.parametrize(
+    "size, trainable",
+    [
+        # r=32 on all seven projections; the 3B count is the notebook's own log line.
+        pytest.param("3B", 59_867_136, id="3B-matches-the-notebook"),
+        pytest.param("14B", 137_625_600, id="14B-as-measured"),
+    ],
+)
+def test_shapes_give_the_measured_lora_parameter_counts(size, trainable):
+    shape = bench.QWEN25_SHAPES[size]
+    h, inter, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
+    kv = h // shape["num_attention_heads"] * shape["num_key_value_heads"]
+    r = 32
+    per_layer = r * ((h + h) + (h + kv) * 2 + (h + h) + (h + inter) * 3)
+    assert per_layer * layers == trainable
+
+
+def test_floors_scale_with_what_each_phase_moves():
+    cfg = load_config(str(ROOT / "config.yaml"))
+    limits = {"copy_gb_s": 4000.0, "bf16_tflop_s": 800.0}
+    shape = bench.QWEN25_SHAPES["3B"]
+    unsloth, trl = (bench.floors(shape, cfg, backend, 60, limits) for backend in ("unsloth", "trl"))
+    counts = bench.parameter_counts(shape)
+    weight_bytes = 2 * (counts["linear"] + counts["embeddings"])
+    # 200 decode steps, each reading every 16-bit weight once, shared by the 4 steps of a generation.
+    assert unsloth["generate"] == pytest.approx(200 * weight_bytes / 4e12 / 4, rel=1e-3)
+    assert unsloth["sync_weights"] == 0.0 and trl["sync_weights"] > 0
+    # Two scoring passes (old policy, reference) against three training passes (forward, backward, recompute).
+    assert unsloth["train"] == pytest.approx(unsloth["log_probs"] * 1.5, rel=1e-2)
+    four_bit = bench.floors(shape, load_config(str(ROOT / "config.yaml"), ["model.load_in_4bit=true"]), "unsloth", 60, limits)
+    assert four_bit["generate"] < unsloth["generate"] / 2
+
+
+def test_phases_split_the_generation_step_and_leave_training_the_rest():
+    profile = {"_prepare_inputs": 0.5, "generate": 0.3, "sync_weights": 0.05}
+    assert bench.phases(profile, 0.9) == {"generate": 0.3, "sync_weights": 0.05, "log_probs": 0.15, "train": 0.4}
 
 
 @pytest.mark.parametrize(

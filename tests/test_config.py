@@ -230,3 +230,17 @@ def test_half_written_checkpoint_is_named_not_resumed(tmp_path):
     cfg = load_config(None, [f"output.dir={tmp_path}", "output.resume=auto"])
     with pytest.raises(RecipeError, match="checkpoint-3 has no trainer_state.json"):
         train_grpo.resolve_resume(cfg)
+
+
+@pytest.mark.parametrize(
+    "utilization, free_gib, total_gib, expected",
+    [
+        pytest.param(0.6, 23.5, 24.0, 0.5875, id="a-24gb-card-barely-differs"),
+        # The bench's capped H200: the same YAML must not ask TRL's vLLM for 0.6 of 141 GB.
+        pytest.param(0.6, 24.0, 141.0, 0.6 * 24 / 141, id="a-capped-large-card"),
+    ],
+)
+def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(utilization, free_gib, total_gib, expected):
+    from recipe.backend import trl_vllm_fraction
+
+    assert trl_vllm_fraction(utilization, free_gib * 2**30, total_gib * 2**30) == pytest.approx(expected)

@@ -70,3 +70,22 @@ def test_killed_run_resumes_on_gpu(tmp_path, spg):
     # Rewards are logged on generation steps: every step, or every 4th.
     assert steps_logged(out) == list(range(1, 13, spg))
     assert json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())["global_step"] == 12
+
+
+@pytest.mark.parametrize("backend", ["unsloth", "trl"])
+def test_adapter_drives_vllm_rollouts(tmp_path, backend):
+    out = tmp_path / f"{backend}.json"
+    log = tmp_path / f"{backend}.log"
+    with open(log, "w") as f:
+        code = subprocess.run(
+            [sys.executable, str(ROOT / "tests" / "adapter_probe.py"), "--backend", backend, "--out", str(out)],
+            cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=600,
+        ).returncode
+    assert code == 0, log.read_text()[-3000:]
+    probe = json.loads(out.read_text())
+    assert probe["lora_b_tensors"] > 0
+    # A fresh adapter (B = 0) is the base model, and so is one zeroed again: same greedy tokens.
+    assert probe["fresh"] == probe["zeroed"]
+    # Moving the adapter must move the rollouts on most prompts; sampled from the base, none would change.
+    changed = sum(a != b for a, b in zip(probe["fresh"], probe["moved"]))
+    assert changed >= 2, probe

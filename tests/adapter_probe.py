@@ -1,0 +1,82 @@
+"""Does the LoRA adapter drive the trainer's vLLM rollouts? Run by tests/test_gpu.py, one backend per process.
+
+    python tests/adapter_probe.py --backend unsloth --out probe.json
+
+Builds the trainer exactly as train_grpo.main() does (SmolLM2 assets), then samples greedily through
+the trainer's own generation step (GRPOTrainer._generate_single_turn, which syncs the policy into vLLM
+when the step changed) three times: with the fresh adapter (LoRA B is zero, so it equals the base),
+with LoRA B moved to random values, and with B zeroed again. Unsloth once sampled every rollout from
+the base model with TRL >= 1.10 (its PR #8701); the middle outputs must differ from the other two.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+QUESTIONS = [
+    "Tom has 3 apples and buys 4 more. How many apples does Tom have?",
+    "A box holds 12 pencils. How many pencils are in 5 boxes?",
+    "Mia had 40 stickers and gave away 15. How many are left?",
+]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", choices=["unsloth", "trl"], required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args()
+
+    import train_grpo
+    from recipe import backend as backends
+    from recipe.config import load_config
+    from recipe.data import build_prompts, chat_prompt, load_rows, load_tokenizer, stop_token_ids
+
+    overrides = [
+        f"model.backend={args.backend}",
+        # vLLM samples greedily below a temperature of 1e-5: the same weights give the same tokens.
+        "training.temperature=1e-6",
+        "training.max_completion_length=32",
+        f"output.dir={args.out.parent / ('probe-' + args.backend)}",
+    ]
+    if args.backend == "trl":
+        overrides.append("model.gpu_memory_utilization=0.3")
+    cfg = load_config(str(ROOT / "configs" / "smollm2-learn.yaml"), overrides)
+    if args.backend == "unsloth":
+        backends.import_unsloth(cfg.model)
+    import torch
+
+    tokenizer = load_tokenizer(cfg.model.name)
+    dataset, _ = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
+    grpo_config = train_grpo.grpo_args(cfg, args.backend, stop_token_ids(tokenizer))
+    model, tokenizer = backends.load_model(cfg, args.backend, tokenizer)
+    trainer = train_grpo.build_trainer(cfg, model, tokenizer, dataset, grpo_config)
+    prompt_ids = [tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=True, return_dict=False) for q in QUESTIONS]
+    lora_b = [p for name, p in model.named_parameters() if "lora_B" in name and "default" in name]
+
+    def rollout() -> list[list[int]]:
+        trainer.state.global_step += 1  # a new step: the trainer syncs the policy before generating
+        completion_ids, _ = trainer._generate_single_turn(prompt_ids, None, {}, 1)
+        return [list(map(int, ids)) for ids in completion_ids]
+
+    fresh = rollout()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for p in lora_b:
+            p.normal_(0.0, 0.05)
+    moved = rollout()
+    with torch.no_grad():
+        for p in lora_b:
+            p.zero_()
+    zeroed = rollout()
+    args.out.write_text(json.dumps({"lora_b_tensors": len(lora_b), "fresh": fresh, "moved": moved, "zeroed": zeroed}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
