@@ -500,9 +500,30 @@ def fit(args: argparse.Namespace) -> int:
                 "date": time.strftime("%Y-%m-%d"), "error_tail": row.get("error", "")[-400:] or None,
             }
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"rows": sorted(table_rows.values(), key=lambda r: (float(r["model"].split("-")[1][:-1]), r["bits"], r["cap_gib"]))}, indent=2) + "\n")
-    print(out.read_text())
+            rows = sorted(table_rows.values(), key=lambda r: (float(r["model"].split("-")[1][:-1]), r["bits"], r["cap_gib"]))
+            out.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
+            out.with_suffix(".md").write_text(fit_table(rows))
+    print(out.with_suffix(".md").read_text())
     return 0
+
+
+def fit_table(rows: list[dict]) -> str:
+    """fit.json as README's table: one line per model and bit width, one column per card size."""
+    caps = sorted({r["cap_gib"] for r in rows})
+    lines = ["| model | bits | " + " | ".join(f"{cap:g} GiB card" for cap in caps) + " | config |", "|---|---|" + "---|" * (len(caps) + 1)]
+    for model, bits in dict.fromkeys((r["model"], r["bits"]) for r in rows):
+        cells = []
+        for cap in caps:
+            r = next((r for r in rows if (r["model"], r["bits"], r["cap_gib"]) == (model, bits, cap)), None)
+            if r is None:
+                cells.append("not run")
+            elif r["fits"]:
+                cells.append(f"fits: {r['s_per_step']} s/step, peak {r['peak_gpu_gib']} GiB")
+            else:
+                cells.append(f"does not fit (peak {r['peak_gpu_gib']} GiB, exit {r['exit_code']})")
+        config = next(r["config"] for r in rows if (r["model"], r["bits"]) == (model, bits))
+        lines.append(f"| {model} | {bits} | " + " | ".join(cells) + f" | `{config}` |")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:

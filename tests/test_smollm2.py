@@ -18,6 +18,10 @@ import pytest
 
 import offline
 import rewards
+from recipe.data import chat_prompt
+from recipe.smollm2 import SMOKE_QUESTION
+from recipe.synthetic import make_problems
+from recipe.tiny import ENDOFTEXT, IM_END, render_chat
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +64,6 @@ NO_GGUF_LOAD = """
 import json, sys
 sys.modules["gguf"] = None
 from transformers import AutoModelForCausalLM, AutoTokenizer
-from recipe.data import chat_prompt
-from recipe.smollm2 import SMOKE_QUESTION
-from recipe.synthetic import make_problems
-from recipe.tiny import ENDOFTEXT, IM_END, render_chat
 model = AutoModelForCausalLM.from_pretrained(sys.argv[1])
 tokenizer = AutoTokenizer.from_pretrained(sys.argv[1])
 print(json.dumps({"model": type(model).__name__, "dtype": str(model.dtype), "eos": tokenizer.eos_token}))
