@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import json
 import re
 import shutil
@@ -54,7 +53,6 @@ class Setting:
     what: str
     config: Path
     overrides: tuple[str, ...] = ()
-    env: tuple[tuple[str, str], ...] = ()
 
 
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
@@ -67,8 +65,8 @@ SETTINGS = {
     # TRL keeps a second copy of the weights for training, so vLLM's share must shrink to fit 24 GB.
     "trl": Setting("the same recipe on plain TRL + PEFT + TRL's vLLM", DEFAULT_YAML, ("model.backend=trl", "model.gpu_memory_utilization=0.45")),
     "nogc": Setting("default without gradient checkpointing (vLLM's share lowered to make room)", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.45")),
-    "merged": Setting("default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, (), (("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),)),
-    "nogc-merged": Setting("nogc and merged together", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.45"), (("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),)),
+    "merged": Setting("default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, ("model.merged_rollouts=true",)),
+    "nogc-merged": Setting("nogc and merged together", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.45", "model.merged_rollouts=true")),
     "notebook": Setting("the notebook recipe: 4-bit, compiled, generate every step", NOTEBOOK_YAML),
 }
 
@@ -306,14 +304,13 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace, model: Pa
     if cap_gib:
         command += ["--cap-gib", str(cap_gib)]
     command += ["--", *train_args]
-    env = {**os.environ, **dict(setting.env)}
-    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(setting.overrides)} {' '.join(f'{k}={v}' for k, v in setting.env)}", flush=True)
+    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(setting.overrides)}", flush=True)
     started = time.time()
     with open(out / "stdout.log", "w") as log, PeakMemory() if cap_gib else contextlib.nullcontext() as memory:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=env)
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     text = (out / "stdout.log").read_text()
     result = {"name": name, "description": setting.what, "config": str(config.relative_to(ROOT)), "options": list(setting.overrides),
-              "env": dict(setting.env), "exit_code": code, "wall_s": round(time.time() - started, 1)}
+              "exit_code": code, "wall_s": round(time.time() - started, 1)}
     peak_gib = memory.peak / 2**30 - blocked_gib(text) if cap_gib else None
     result["peak_gpu_gib"] = None if peak_gib is None else round(peak_gib, 2)
     if code != 0:

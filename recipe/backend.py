@@ -30,6 +30,8 @@ def resolve_backend(cfg: Config) -> str:
         for failed, message in no_gpu:
             if failed:
                 raise RecipeError(message)
+    if cfg.model.merged_rollouts and backend != "unsloth":
+        raise RecipeError("model.merged_rollouts=true is an Unsloth option (TRL's vLLM always generates from merged weights): set it false with model.backend=trl")
     return backend
 
 
@@ -71,6 +73,10 @@ def import_unsloth(model: ModelConfig) -> None:
         # torch.compile unrolls Unsloth's chunked log-prob function over batch rows x 4 chunks: the
         # seed's first step spent 3 to 4 minutes compiling it, and 32 rows crashed the compiler.
         os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
+    if model.merged_rollouts:
+        # Each rollout generates from base + s*B*A folded into vLLM's weights (restored after),
+        # instead of running LoRA kernels beside them; read when Unsloth loads vLLM.
+        os.environ["UNSLOTH_VLLM_MERGED_ROLLOUT"] = "1"
     import unsloth  # noqa: F401
 
 
