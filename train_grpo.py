@@ -4,6 +4,7 @@
     python train_grpo.py --config config.yaml --set training.max_steps=500 --set output.dir=runs/short
     python train_grpo.py --config config.yaml --resume        # continue from the latest checkpoint
     python train_grpo.py --config config.yaml --dry-run       # validate, build the data, load no model
+    python train_grpo.py --config configs/qwen2.5-14b-4090.yaml --dry-run --card-gib 24   # will it fit a 24 GB card?
 
 Offline on a CPU, with a tiny model and problems this project builds itself (about a minute):
 
@@ -308,14 +309,15 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
         if args.card_gib is not None and args.card_gib <= 0:
             raise RecipeError(f"--card-gib {args.card_gib:g}: give the card's memory in GiB, e.g. --card-gib 24")
-        # Before anything loads (and before a missing GPU or hub can stop the run), so it always shows.
-        for line in memory_forecast(cfg, args.card_gib):
-            print(f"memory {line}")
         planning = planning_for_a_gpu(args)
         backend = planned_backend(cfg) if planning else backends.resolve_backend(cfg)
         resume_from = resolve_resume(cfg)
         if backend == "unsloth" and not planning:
             backends.import_unsloth(cfg.model)
+        # After Unsloth's import (it sets the CUDA allocator's options, which CUDA's first use fixes) and
+        # before the tokenizer, data and model load, so it shows even when the hub is unreachable.
+        for line in memory_forecast(cfg, args.card_gib):
+            print(f"memory {line}")
         tokenizer = load_tokenizer(cfg.model.name)
         dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
         grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer))
