@@ -4,6 +4,7 @@
     python train_grpo.py --config config.yaml --set training.max_steps=500 --set output.dir=runs/short
     python train_grpo.py --config config.yaml --resume        # continue from the latest checkpoint
     python train_grpo.py --config config.yaml --dry-run       # validate, build the data, load no model
+    python train_grpo.py --config configs/qwen2.5-14b-4090.yaml --dry-run --card-gib 24   # will it fit a 24 GB card?
 
 Offline on a CPU, with a tiny model and problems this project builds itself (about a minute):
 
@@ -28,6 +29,7 @@ from pathlib import Path
 import plots
 import rewards
 from recipe import backend as backends
+from recipe import memory
 from recipe.config import Config, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -101,19 +103,23 @@ def trainable_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def memory_plan(cfg: Config) -> str:
+def memory_forecast(cfg: Config, card_gib: float | None) -> list[str]:
+    """The predicted peak GPU memory, on the GPU present or on a card of ``card_gib`` (``--card-gib``)."""
     import torch
 
-    if not torch.cuda.is_available():
-        return "CPU only (no GPU memory plan)"
-    free, total = (b / 2**30 for b in torch.cuda.mem_get_info())
-    plan = f"{torch.cuda.get_device_name(0)} {total:.0f} GiB, {free:.1f} free; "
-    if cfg.model.fast_inference:
-        # Both backends give vLLM model.gpu_memory_utilization of the memory free at start, not of the card.
-        vllm = cfg.model.gpu_memory_utilization * free
-        plan += f"vLLM takes {cfg.model.gpu_memory_utilization:.2f} x {free:.1f} = {vllm:.1f} GiB (weights + KV cache), training the rest; "
-    plan += "lower model.gpu_memory_utilization or training.num_generations if it runs out of memory"
-    return plan
+    free_gib = None
+    if torch.cuda.is_available():
+        free, total = (b / 2**30 for b in torch.cuda.mem_get_info())
+        # Planning for a smaller card than this one: it cannot have more free than its size allows.
+        free_gib = free if card_gib is None else min(free, card_gib - memory.CUDA_CONTEXT_GIB)
+        card_gib = total if card_gib is None else card_gib
+        where = f"{torch.cuda.get_device_name(0)} {total:.1f} GiB, {free:.1f} free"
+    elif card_gib is None:
+        return ["CPU only: no GPU memory forecast (pass --card-gib 24 to forecast a 24 GiB card)"]
+    else:
+        where = f"a {card_gib:g} GiB card (--card-gib; no GPU here)"
+    result = memory.forecast(cfg, memory.model_shape(cfg.model.name), card_gib, free_gib=free_gib)
+    return [f"for {where}", *result.lines()]
 
 
 HEALTH_WINDOW = 10
@@ -276,12 +282,24 @@ def plot_curves(out: Path) -> list[Path]:
         return []
 
 
+def planning_for_a_gpu(args: argparse.Namespace) -> bool:
+    """A dry run with --card-gib on a machine without CUDA checks the config as it would run on that card."""
+    import torch
+
+    return args.dry_run and args.card_gib is not None and not torch.cuda.is_available()
+
+
+def planned_backend(cfg: Config) -> str:
+    return "unsloth" if cfg.model.backend == "auto" else cfg.model.backend
+
+
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help="YAML config (defaults: the dataclasses in this file)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. training.max_steps=500 (repeatable)")
     parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output.dir (same as output.resume=auto)")
     parser.add_argument("--dry-run", action="store_true", help="validate the config, build the dataset and print the plan without loading the model")
+    parser.add_argument("--card-gib", type=float, metavar="GIB", help="forecast GPU memory for a card of this size (e.g. 24) instead of the GPU present; with --dry-run it works on a CPU")
     return parser.parse_args(argv)
 
 
@@ -290,10 +308,17 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     backends.quiet_hub()
     try:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
-        backend = backends.resolve_backend(cfg)
+        if args.card_gib is not None and args.card_gib <= 0:
+            raise RecipeError(f"--card-gib {args.card_gib:g}: give the card's memory in GiB, e.g. --card-gib 24")
+        planning = planning_for_a_gpu(args)
+        backend = planned_backend(cfg) if planning else backends.resolve_backend(cfg)
         resume_from = resolve_resume(cfg)
-        if backend == "unsloth":
+        if backend == "unsloth" and not planning:
             backends.import_unsloth(cfg.model)
+        # After Unsloth's import (it sets the CUDA allocator's options, which CUDA's first use fixes) and
+        # before the tokenizer, data and model load, so it shows even when the hub is unreachable.
+        for line in memory_forecast(cfg, args.card_gib):
+            print(f"memory {line}")
         tokenizer = load_tokenizer(cfg.model.name)
         dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
         grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer))
@@ -307,7 +332,6 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(f"model {cfg.model.name} | backend {backend} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {'on' if cfg.model.fast_inference else 'off'}")
     print(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
     print(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
-    print(f"memory {memory_plan(cfg)}")
     if args.dry_run:
         return 0
 

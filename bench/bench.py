@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 import train_grpo  # noqa: E402
 from recipe import backend as backends  # noqa: E402
-from recipe import tiny  # noqa: E402
+from recipe import memory, tiny  # noqa: E402
 from recipe.config import load_config  # noqa: E402
 from recipe.data import chat_prompt, prompt_tokens  # noqa: E402
 from recipe.jsonl import read_jsonl, write_jsonl  # noqa: E402
@@ -70,25 +70,11 @@ SETTINGS = {
     "notebook": Setting("the notebook recipe: 4-bit, compiled, generate every step", NOTEBOOK_YAML),
 }
 
-# Published Qwen2.5 base-model shapes, for random-weight stand-ins of each size.
-QWEN25_SHAPES = {
-    "0.5B": dict(hidden_size=896, intermediate_size=4864, num_hidden_layers=24, num_attention_heads=14, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "1.5B": dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "3B": dict(hidden_size=2048, intermediate_size=11008, num_hidden_layers=36, num_attention_heads=16, num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True),
-    "7B": dict(hidden_size=3584, intermediate_size=18944, num_hidden_layers=28, num_attention_heads=28, num_key_value_heads=4, vocab_size=152064, tie_word_embeddings=False),
-    "14B": dict(hidden_size=5120, intermediate_size=13824, num_hidden_layers=48, num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
-    "32B": dict(hidden_size=5120, intermediate_size=27648, num_hidden_layers=64, num_attention_heads=40, num_key_value_heads=8, vocab_size=152064, tie_word_embeddings=False),
-}
-SHAPE_DEFAULTS = dict(max_position_embeddings=32768, rope_theta=1000000.0, rms_norm_eps=1e-6, use_sliding_window=False)
+SIZES = [hub_id.removeprefix("Qwen/Qwen2.5-") for hub_id in memory.QWEN25_SHAPES]  # 0.5B ... 32B
 
 
-def parameter_counts(shape: dict) -> dict[str, int]:
-    """Parameters by kind: the linear layers LoRA adapts and 4-bit quantizes, and the embeddings."""
-    h, inter, heads, kv = shape["hidden_size"], shape["intermediate_size"], shape["num_attention_heads"], shape["num_key_value_heads"]
-    kv_dim = h // heads * kv
-    per_layer = h * h + 2 * h * kv_dim + h * h + 3 * h * inter
-    embeddings = shape["vocab_size"] * h * (1 if shape["tie_word_embeddings"] else 2)
-    return {"linear": per_layer * shape["num_hidden_layers"], "embeddings": embeddings, "lm_head": shape["vocab_size"] * h}
+def shape_of(size: str) -> dict:
+    return memory.QWEN25_SHAPES[f"Qwen/Qwen2.5-{size}"]
 
 
 def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -> dict[str, float]:
@@ -100,9 +86,9 @@ def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -
     (the frozen base gets no weight gradient), and gradient checkpointing runs the forward again.
     """
     t = cfg.training
-    counts = parameter_counts(shape)
-    matmul_params = counts["linear"] + counts["lm_head"]
-    weight_bytes = counts["linear"] * (0.5 if cfg.model.load_in_4bit else 2) + counts["embeddings"] * 2
+    projection, _ = memory.parameter_counts(shape)
+    matmul_params = projection + shape["vocab_size"] * shape["hidden_size"]  # the LM head is a matrix product too
+    weight_bytes = memory.weights_gib(shape, cfg.model.load_in_4bit) * memory.GIB
     rows = t.prompts_per_step * t.num_generations
     tokens = rows * (prompt_tokens + t.max_completion_length)
     bandwidth, flops = ceilings["copy_gb_s"] * 1e9, ceilings["bf16_tflop_s"] * 1e12
@@ -160,14 +146,14 @@ def build_model(out: Path, data: Path, size: str) -> None:
     import torch
     from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
 
-    shape = QWEN25_SHAPES[size]
+    shape = shape_of(size)
     rows = make_problems(2000, seed=0)
     texts = [tiny.render_chat(chat_prompt(r["question"])) + tagged_reply(r) for r in rows]
     build_tokenizer(out, texts, shape["vocab_size"])
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     kept = most_common_length(rows, [prompt_tokens(tokenizer, chat_prompt(r["question"])) for r in rows])
     write_jsonl(kept, data)
-    config = Qwen2Config(**shape, **SHAPE_DEFAULTS, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
+    config = Qwen2Config(**shape, use_sliding_window=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
@@ -299,6 +285,8 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace, model: Pa
         sets += ["model.load_in_4bit=false", "model.fast_inference=false", "training.max_completion_length=64"]
     cfg = load_config(str(config), sets)
     train_args = ["--config", str(config)] + [arg for item in sets for arg in ("--set", item)]
+    if cap_gib:
+        train_args += ["--card-gib", str(cap_gib)]
     profile = out / "profile.jsonl"
     command = [sys.executable, str(Path(__file__).resolve()), "--capped-run", "--profile", str(profile)]
     if cap_gib:
@@ -438,7 +426,10 @@ def sweep(args: argparse.Namespace) -> int:
         row["invocation"] = invocation
         if limits and tokens and not row["exit_code"]:
             cfg = load_config(str(SETTINGS[name].config), list(SETTINGS[name].overrides))
-            row["floor_s_per_step"] = floors(QWEN25_SHAPES["3B"], cfg, row["backend"], tokens, limits)
+            row["floor_s_per_step"] = floors(shape_of("3B"), cfg, row["backend"], tokens, limits)
+        if tokens and cap:
+            row["predicted_peak_gib"] = predicted_peak(SETTINGS[name].config, list(SETTINGS[name].overrides), "3B", cap, tokens)
+            row["forecast_error"] = forecast_error(row["predicted_peak_gib"], row.get("peak_gpu_gib"))
         results.append(row)
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     by_name = {r["name"]: r for r in results if not r.get("exit_code")}
@@ -468,6 +459,17 @@ def sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def predicted_peak(config: Path, overrides: list[str], size: str, cap_gib: float, prompt_tokens: int | None) -> float | None:
+    """recipe.memory's forecast for this row, made before it ran, from the shape alone."""
+    cfg = load_config(str(config), overrides)
+    return memory.forecast(cfg, shape_of(size), cap_gib, prompt_tokens=prompt_tokens, advise=False).peak_gib
+
+
+def forecast_error(predicted: float | None, measured: float | None) -> float | None:
+    """(forecast - measured) / measured; the forecast must stay within 15% of every measured peak."""
+    return None if predicted is None or not measured else round((predicted - measured) / measured, 3)
+
+
 def fit_config(size: str, bits: int) -> tuple[Path, list[str]]:
     """The shipped config for ``size`` if there is one (with its own bit width), else config.yaml."""
     shipped = ROOT / "configs" / f"qwen2.5-{size.lower()}-4090.yaml"
@@ -489,9 +491,11 @@ def fit(args: argparse.Namespace) -> int:
             setting = Setting(f"Qwen2.5-{size} {bits}-bit under {cap:g} GiB", config, tuple(overrides))
             row = run_setting(name, setting, args, model, data, cap)
             command = f"python bench/bench.py --fit {size}:{bits} --cap-gib {cap:g} --steps {args.steps}"
+            predicted = predicted_peak(config, overrides, size, cap, bench_prompt_tokens(model, data))
             table_rows[(f"Qwen2.5-{size}", int(bits), cap)] = {
                 "model": f"Qwen2.5-{size}", "bits": int(bits), "cap_gib": cap, "fits": row["fits"] if not row["exit_code"] else False,
                 "exit_code": row["exit_code"], "s_per_step": row.get("s_per_step"), "peak_gpu_gib": row.get("peak_gpu_gib"),
+                "predicted_peak_gib": predicted, "forecast_error": forecast_error(predicted, row.get("peak_gpu_gib")),
                 "startup_s": row.get("startup_s"), "trainable_params": row.get("trainable_params"),
                 "config": str(config.relative_to(ROOT)), "options": overrides, "command": command, "device": device,
                 "date": time.strftime("%Y-%m-%d"), "error_tail": row.get("error", "")[-400:] or None,
@@ -529,7 +533,7 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=12, help="steps per setting")
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
     parser.add_argument("--cap-gib", default=str(CARD_GIB), help="GiB of GPU memory to emulate, comma-separated for --fit (default: a 24 GB RTX 4090)")
-    parser.add_argument("--fit", metavar="SIZE:BITS,...", help=f"fit-table rows instead of the sweep, sizes from {', '.join(QWEN25_SHAPES)}, e.g. 7B:4,14B:4")
+    parser.add_argument("--fit", metavar="SIZE:BITS,...", help=f"fit-table rows instead of the sweep, sizes from {', '.join(SIZES)}, e.g. 7B:4,14B:4")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
     parser.add_argument("--capped-run", action="store_true", help=argparse.SUPPRESS)

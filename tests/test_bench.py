@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from recipe.config import load_config
+from recipe.config import LORA_PROJECTIONS, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -89,21 +89,15 @@ def test_the_sweep_holds_the_peers_a_user_would_pick_instead():
     ],
 )
 def test_shapes_give_the_measured_lora_parameter_counts(size, trainable):
-    shape = bench.QWEN25_SHAPES[size]
-    h, inter, layers = shape["hidden_size"], shape["intermediate_size"], shape["num_hidden_layers"]
-    kv = h // shape["num_attention_heads"] * shape["num_key_value_heads"]
-    r = 32
-    per_layer = r * ((h + h) + (h + kv) * 2 + (h + h) + (h + inter) * 3)
-    assert per_layer * layers == trainable
+    assert bench.memory.lora_parameters(bench.shape_of(size), 32, LORA_PROJECTIONS) == trainable
 
 
 def test_floors_scale_with_what_each_phase_moves():
     cfg = load_config(str(ROOT / "config.yaml"))
     limits = {"copy_gb_s": 4000.0, "bf16_tflop_s": 800.0}
-    shape = bench.QWEN25_SHAPES["3B"]
+    shape = bench.shape_of("3B")
     unsloth, trl = (bench.floors(shape, cfg, backend, 60, limits) for backend in ("unsloth", "trl"))
-    counts = bench.parameter_counts(shape)
-    weight_bytes = 2 * (counts["linear"] + counts["embeddings"])
+    weight_bytes = 2 * sum(bench.memory.parameter_counts(shape))
     # 200 decode steps, each reading every 16-bit weight once, shared by the 4 steps of a generation.
     assert unsloth["generate"] == pytest.approx(200 * weight_bytes / 4e12 / 4, rel=1e-3)
     assert unsloth["sync_weights"] == 0.0 and trl["sync_weights"] > 0

@@ -1,0 +1,249 @@
+"""GPU memory forecast for a config, from the model's shape alone: nothing is loaded, no torch needed.
+
+The peak of a GRPO run with vLLM is mostly vLLM's share (``model.gpu_memory_utilization`` x the
+memory free when the model starts loading: the weights and the KV cache) plus what training adds on
+top (LoRA weights, gradients and optimizer states, activations, logits). The terms below are simple
+physics; the three constants marked "fitted" were set against measured peaks (tests/test_memory.py
+holds that table and each row's error).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+GIB = 2**30
+
+# Published config.json values of the base models, in the keys transformers.Qwen2Config takes.
+# The Instruct models have the same shapes.
+_QWEN_SMALL = {"vocab_size": 151936, "tie_word_embeddings": True, "rope_theta": 1e6, "rms_norm_eps": 1e-6}
+_QWEN_LARGE = {"vocab_size": 152064, "tie_word_embeddings": False, "rope_theta": 1e6, "max_position_embeddings": 131072}
+QWEN25_SHAPES: dict[str, dict] = {
+    "Qwen/Qwen2.5-0.5B": {**_QWEN_SMALL, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+                          "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32768},
+    "Qwen/Qwen2.5-1.5B": {**_QWEN_SMALL, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
+                          "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 131072},
+    "Qwen/Qwen2.5-3B": {**_QWEN_SMALL, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
+                        "num_attention_heads": 16, "num_key_value_heads": 2, "max_position_embeddings": 32768},
+    "Qwen/Qwen2.5-7B": {**_QWEN_LARGE, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+                        "num_attention_heads": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-6},
+    "Qwen/Qwen2.5-14B": {**_QWEN_LARGE, "hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 48,
+                         "num_attention_heads": 40, "num_key_value_heads": 8, "rms_norm_eps": 1e-5},
+    "Qwen/Qwen2.5-32B": {**_QWEN_LARGE, "hidden_size": 5120, "intermediate_size": 27648, "num_hidden_layers": 64,
+                         "num_attention_heads": 40, "num_key_value_heads": 8, "rms_norm_eps": 1e-5},
+}
+SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+# Hub variants of the same weights: unsloth/Qwen2.5-7B-bnb-4bit, Qwen/Qwen2.5-7B-Instruct, ...
+_VARIANT_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit", "-Instruct")
+
+CUDA_CONTEXT_GIB = 0.5  # this process's CUDA context, taken before the model loads (H100 with torch 2.x)
+VLLM_OVERHEAD_GIB = 0.6  # inside vLLM's share but not KV cache: its profiling activations, non-torch memory
+# Fitted: vLLM's CUDA graphs, cuBLAS workspaces and allocator slack outside vLLM's share.
+RUNTIME_GIB = 1.2
+BNB_RUNTIME_GIB = 0.27  # fitted: what 4-bit added over 16-bit at equal settings (dequantisation buffers)
+# Fitted: bytes per (generated row x token x layer x hidden unit), 16-bit; ~1.3 x one layer input per layer.
+ACTIVATION_BYTES = 2.55
+# Unsloth computes log-probs in chunks: about half the fp32 logits of a training batch live at once;
+# with model.compile the fused kernel keeps next to none (measured 0.5 GiB lower).
+UNSLOTH_LOGIT_FRACTION = 0.5
+# Plain TRL: bf16 logits, their gradient and an fp32 log-softmax row: ~8 bytes per logit.
+TRL_LOGIT_BYTES = 8
+# Optimizer state bytes per trainable parameter; unknown optimizers are taken as Adam in fp32.
+OPTIMIZER_BYTES = {"paged_adamw_8bit": 2, "adamw_8bit": 2, "adamw_bnb_8bit": 2, "paged_adamw_32bit": 8,
+                   "adamw_torch": 8, "adamw_torch_fused": 8, "adafactor": 1, "sgd": 0}
+NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weights + double-quantised absmax per 64-weight block
+LORA_BYTES = 4 + 4  # fp32 weights (PEFT keeps adapters in fp32) and their fp32 gradients
+HEADROOM_GIB = 0.5  # a suggested fix must leave this much free: fragmentation varies run to run
+
+
+@dataclass
+class Forecast:
+    """Predicted peak GPU memory of a config on a card; GiB throughout. ``peak_gib`` is None when unknown."""
+
+    card_gib: float
+    peak_gib: float | None
+    breakdown: dict[str, float] = field(default_factory=dict)
+    kv_cache_gib: float | None = None
+    fits: bool | None = None
+    problem: str = ""  # why it does not fit, or why it cannot be predicted
+    advice: str = ""  # the key to change first when it does not fit
+
+    def lines(self) -> list[str]:
+        if self.peak_gib is None:
+            return [f"cannot predict GPU memory: {self.problem}"]
+        parts = ", ".join(f"{name} {gib:.1f}" for name, gib in self.breakdown.items())
+        verdict = "fits" if self.fits else "does NOT fit"
+        lines = [f"forecast peak {self.peak_gib:.1f} GiB of {self.card_gib:.1f}: {verdict} ({parts})"]
+        if self.kv_cache_gib is not None:
+            lines.append(f"vLLM KV cache {self.kv_cache_gib:.1f} GiB inside its share")
+        if not self.fits:
+            lines.append(f"warning: {self.problem}; change first: {self.advice}")
+        return lines
+
+
+def model_shape(name: str) -> dict | None:
+    """The shape of ``model.name``: a local folder's config.json, a known hub id, or None."""
+    config_file = Path(name).expanduser() / "config.json"
+    if config_file.is_file():
+        try:
+            raw = json.loads(config_file.read_text())
+        except (OSError, ValueError):
+            return None
+        raw = raw.get("text_config", raw)
+        if not all(isinstance(raw.get(key), int) for key in SHAPE_KEYS):
+            return None
+        shape = {key: raw[key] for key in SHAPE_KEYS}
+        shape["num_key_value_heads"] = raw.get("num_key_value_heads") or raw["num_attention_heads"]
+        shape["tie_word_embeddings"] = bool(raw.get("tie_word_embeddings", False))
+        return shape
+    base = name.rsplit("/", 1)[-1].lower()
+    for suffix in _VARIANT_SUFFIXES:
+        base = base.removesuffix(suffix.lower())
+    for hub_id, shape in QWEN25_SHAPES.items():
+        if hub_id.rsplit("/", 1)[-1].lower() == base:
+            return dict(shape)
+    return None
+
+
+def _linear_shapes(shape: dict) -> dict[str, tuple[int, int]]:
+    """(in, out) features of each projection of one decoder layer."""
+    hidden, inter = shape["hidden_size"], shape["intermediate_size"]
+    kv = hidden // shape["num_attention_heads"] * shape["num_key_value_heads"]
+    return {"q_proj": (hidden, hidden), "k_proj": (hidden, kv), "v_proj": (hidden, kv), "o_proj": (hidden, hidden),
+            "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
+
+
+def parameter_counts(shape: dict) -> tuple[int, int]:
+    """(parameters in the decoder layers' projections, all other parameters: embeddings, head, norms, biases)."""
+    layers, hidden = shape["num_hidden_layers"], shape["hidden_size"]
+    linears = _linear_shapes(shape)
+    projection = layers * sum(i * o for i, o in linears.values())
+    biases = layers * (linears["q_proj"][1] + 2 * linears["k_proj"][1])  # Qwen2 has q, k, v biases
+    norms = (2 * layers + 1) * hidden
+    embeddings = shape["vocab_size"] * hidden * (1 if shape.get("tie_word_embeddings", False) else 2)
+    return projection, embeddings + norms + biases
+
+
+def lora_parameters(shape: dict, r: int, target_modules: list[str]) -> int:
+    linears = _linear_shapes(shape)
+    return shape["num_hidden_layers"] * sum(r * sum(linears[m]) for m in target_modules if m in linears)
+
+
+def weights_gib(shape: dict, four_bit: bool) -> float:
+    """The base model's weights: 16-bit, or nf4 projections with 16-bit embeddings, head and norms."""
+    projection, other = parameter_counts(shape)
+    return (projection * (NF4_BYTES if four_bit else 2) + other * 2) / GIB
+
+
+def kv_bytes_per_token(shape: dict) -> int:
+    head_dim = shape["hidden_size"] // shape["num_attention_heads"]
+    return 2 * shape["num_hidden_layers"] * shape["num_key_value_heads"] * head_dim * 2
+
+
+def forecast(cfg, shape: dict | None, card_gib: float, *, free_gib: float | None = None,
+             prompt_tokens: int | None = None, advise: bool = True) -> Forecast:
+    """The predicted peak of ``cfg`` (a recipe Config) on a card of ``card_gib``.
+
+    ``free_gib``: memory free when the model starts loading (default: the card less a CUDA context).
+    ``prompt_tokens``: the longest prompt expected (default: data.max_prompt_length, the worst case).
+    """
+    if shape is None:
+        return Forecast(card_gib, None, problem=f"model.name={cfg.model.name} is neither a local folder with a "
+                        f"config.json nor one of {', '.join(QWEN25_SHAPES)}")
+    m, t = cfg.model, cfg.training
+    free = card_gib - CUDA_CONTEXT_GIB if free_gib is None else free_gib
+    backend = "trl" if m.backend == "trl" else "unsloth"  # auto means unsloth on a CUDA card
+    # load_model_trl always loads 16-bit weights; only Unsloth quantises.
+    four_bit = m.load_in_4bit and backend == "unsloth"
+    tokens = (cfg.data.max_prompt_length if prompt_tokens is None else prompt_tokens) + t.max_completion_length
+    train_rows = t.prompts_per_step * t.num_generations
+    generated_rows = train_rows * t.steps_per_generation
+    weights = weights_gib(shape, four_bit)
+    lora = lora_parameters(shape, cfg.lora.r, cfg.lora.target_modules)
+    layers, hidden = shape["num_hidden_layers"], shape["hidden_size"]
+
+    parts = {"in use before loading": card_gib - free}
+    kv_cache = None
+    if m.fast_inference:
+        share = m.gpu_memory_utilization * free
+        kv_cache = share - weights - VLLM_OVERHEAD_GIB
+        parts["vLLM share"] = share
+        if backend == "trl":  # TRL's vLLM holds its own copy; the trained model is another
+            parts["training weights"] = weights
+    else:
+        parts["weights"] = weights
+        parts["generation KV cache"] = generated_rows * tokens * kv_bytes_per_token(shape) / GIB
+    parts["LoRA + grads + optimizer"] = lora * (LORA_BYTES + OPTIMIZER_BYTES.get(t.optim, 8)) / GIB
+    if cfg.lora.gradient_checkpointing is False:
+        # Every layer's activations kept for backward: roughly 16 hidden-wide and 6 MLP-wide tensors a token.
+        per_token = layers * (16 * hidden + 6 * shape["intermediate_size"]) * 2
+        parts["activations"] = (generated_rows * tokens * layers * hidden * ACTIVATION_BYTES
+                                + train_rows * tokens * per_token) / GIB
+    else:
+        parts["activations"] = generated_rows * tokens * layers * hidden * ACTIVATION_BYTES / GIB
+    logits = train_rows * t.max_completion_length * shape["vocab_size"]
+    if backend == "trl":
+        parts["logits"] = logits * TRL_LOGIT_BYTES / GIB
+    else:
+        parts["logits"] = 0.0 if m.compile else logits * 4 * UNSLOTH_LOGIT_FRACTION / GIB
+    parts["runtime"] = RUNTIME_GIB + (BNB_RUNTIME_GIB if four_bit else 0.0)
+    peak = sum(parts.values())
+
+    result = Forecast(card_gib, peak, {k: round(v, 2) for k, v in parts.items()}, kv_cache, fits=True)
+    one_sequence = m.max_seq_length * kv_bytes_per_token(shape) / GIB
+    if kv_cache is not None and kv_cache < one_sequence:
+        result.fits = False
+        result.problem = (f"vLLM's share ({parts['vLLM share']:.1f} GiB) cannot hold the {weights:.1f} GiB of weights "
+                          f"and a KV cache for one {m.max_seq_length}-token sequence")
+    elif peak > card_gib:
+        result.fits = False
+        result.problem = f"the peak exceeds the card by {peak - card_gib:.1f} GiB"
+    if advise and not result.fits:
+        result.advice = advice(cfg, shape, card_gib, free, tokens - t.max_completion_length)
+    return result
+
+
+def _with(cfg, section: str, **changes):
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **changes)})
+
+
+def _fits_well(cfg, shape: dict, card_gib: float, free: float, prompt_tokens: int) -> bool:
+    """Fits with headroom and, with vLLM, a KV cache for the whole generation batch (no queueing)."""
+    f = forecast(cfg, shape, card_gib, free_gib=free, prompt_tokens=prompt_tokens, advise=False)
+    t = cfg.training
+    batch = t.prompts_per_step * t.num_generations * t.steps_per_generation * cfg.model.max_seq_length
+    kv_ok = f.kv_cache_gib is None or f.kv_cache_gib >= batch * kv_bytes_per_token(shape) / GIB
+    return bool(f.fits) and f.peak_gib <= card_gib - HEADROOM_GIB and kv_ok
+
+
+def _utilizations(cfg, shape, card_gib, free, prompt_tokens) -> list[float]:
+    """The values of model.gpu_memory_utilization, in steps of 0.05 from 0.95 down, that fit well."""
+    steps = [round(u / 100, 2) for u in range(95, 9, -5)]
+    return [u for u in steps if _fits_well(_with(cfg, "model", gpu_memory_utilization=u), shape, card_gib, free,
+                                           prompt_tokens)]
+
+
+def advice(cfg, shape: dict, card_gib: float, free: float, prompt_tokens: int) -> str:
+    """The first single change that the forecast says fits, in the order that costs least speed."""
+    m, t = cfg.model, cfg.training
+    if m.fast_inference:
+        good = _utilizations(cfg, shape, card_gib, free, prompt_tokens)
+        if good:  # the largest share that fits keeps vLLM's batch fastest
+            verb = "lower" if good[0] < m.gpu_memory_utilization else "raise"
+            return f"{verb} model.gpu_memory_utilization to {good[0]}"
+    if not m.load_in_4bit and m.backend != "trl":
+        quantised = _with(cfg, "model", load_in_4bit=True)
+        if not m.fast_inference and _fits_well(quantised, shape, card_gib, free, prompt_tokens):
+            return "set model.load_in_4bit: true"
+        good = _utilizations(quantised, shape, card_gib, free, prompt_tokens) if m.fast_inference else []
+        if good:
+            return f"set model.load_in_4bit: true (with model.gpu_memory_utilization: {good[0]})"
+    for spg in range(t.steps_per_generation - 1, 0, -1):
+        if _fits_well(_with(cfg, "training", steps_per_generation=spg), shape, card_gib, free, prompt_tokens):
+            return f"lower training.steps_per_generation to {spg}"
+    for n in range(t.num_generations - 1, 1, -1):
+        if _fits_well(_with(cfg, "training", num_generations=n), shape, card_gib, free, prompt_tokens):
+            return f"lower training.num_generations to {n}"
+    return "a smaller model: no single key change makes this one fit"
