@@ -54,7 +54,7 @@ def folder_problem(folder: Path) -> str | None:
                 return "has a trainer_state.json of another step"
         except (OSError, ValueError, KeyError, TypeError):
             return "has an unreadable trainer_state.json"
-    return weights_problem(folder / "adapter_model.safetensors")
+    return weights_problem(folder / "adapter_model.safetensors") if "adapter_model.safetensors" in files else None
 
 
 def weights_problem(path: Path) -> str | None:
