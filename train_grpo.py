@@ -18,9 +18,10 @@ trainer (TRL's GRPOTrainer with the rewards of rewards.py) and main().
 from __future__ import annotations
 
 import argparse
+import errno
 import functools
-import json
 import math
+import shlex
 import sys
 import time
 import typing
@@ -29,7 +30,7 @@ from pathlib import Path
 import plots
 import rewards
 from recipe import backend as backends
-from recipe import memory
+from recipe import memory, preflight, runs
 from recipe.config import Config, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -37,18 +38,20 @@ from recipe.jsonl import append_jsonl, trim_jsonl
 
 
 
-def resolve_resume(cfg: Config) -> str | None:
-    """The checkpoint to resume from, or None; refuses to overwrite a run that has checkpoints."""
+def resolve_resume(cfg: Config) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from (None: start at step 0) and warnings; refuses to overwrite an earlier run."""
     out = Path(cfg.output.dir)
-    checkpoints = sorted(out.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
     if cfg.output.resume == "never":
-        if checkpoints:
-            raise RecipeError(f"{out} already holds {checkpoints[-1].name}: pass --resume to continue that run, or set output.dir to a new folder")
-        return None
-    chosen = (str(checkpoints[-1]) if checkpoints else None) if cfg.output.resume == "auto" else cfg.output.resume
-    if chosen is not None and not (Path(chosen) / "trainer_state.json").is_file():
-        raise RecipeError(f"{chosen} has no trainer_state.json (an unfinished save?): delete it to resume from the one before, or set output.resume to another checkpoint")
-    return chosen
+        runs.refuse_earlier_run(out)
+        return None, []
+    return runs.chosen_checkpoint(out, cfg.output.resume)
+
+
+def resume_command(argv: typing.Sequence[str] | None) -> str:
+    """The command line that continues this run: the same words plus --resume."""
+    words = list(sys.argv[1:] if argv is None else argv)
+    script = sys.argv[0] if Path(sys.argv[0]).name == "train_grpo.py" else "train_grpo.py"
+    return "python " + shlex.join([script, *words, *([] if "--resume" in words else ["--resume"])])
 
 
 def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
@@ -256,6 +259,14 @@ def build_trainer(cfg: Config, model, tokenizer, dataset, args):
     trainer.remove_callback(ProgressCallback)
     for callback in make_callbacks(cfg, sample_log):
         trainer.add_callback(callback)
+    load_checkpoint = trainer._load_from_checkpoint
+
+    def load_checkpoint_and_trained_adapter(resume_from_checkpoint, model=None):
+        load_checkpoint(resume_from_checkpoint, model)
+        runs.load_trained_adapter(trainer.model, Path(resume_from_checkpoint))
+
+    # transformers' Trainer skips the trained adapter when TRL's ref adapter sits beside it: runs.load_trained_adapter.
+    trainer._load_from_checkpoint = load_checkpoint_and_trained_adapter
     return trainer
 
 
@@ -267,10 +278,13 @@ def planned_steps(cfg: Config, n_prompts: int) -> tuple[int, float]:
 
 
 def save_adapter(trainer, tokenizer, out: Path) -> Path:
-    adapter = out / "adapter"
-    trainer.save_model(str(adapter))
-    tokenizer.save_pretrained(str(adapter))
-    return adapter
+    """adapter/, written beside it first and moved into place once complete, so a kill never leaves half of one."""
+    partial = out / "adapter.partial"
+    trainer.save_model(str(partial))
+    tokenizer.save_pretrained(str(partial))
+    runs.write_marker(partial, trainer.state.global_step)
+    runs.replace_folder(partial, out / "adapter")
+    return out / "adapter"
 
 
 def plot_curves(out: Path) -> list[Path]:
@@ -303,6 +317,81 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def finished_run(cfg: Config, resume_from: Path | None, steps: int) -> str | None:
+    """What to print when resuming a run that has nothing left to train, or None.
+
+    Nothing is written, except adapter/ when the run was killed while saving it: it is rebuilt from
+    the checkpoint of the last step, which holds the same trained adapter.
+    """
+    out = Path(cfg.output.dir)
+    if cfg.output.resume == "never":
+        return None
+    if runs.adapter_complete(out):
+        return f"{out} holds a finished run (adapter/ saved at step {runs.saved_step(out / 'adapter')}): nothing to train; evaluate it with eval_grpo.py, or train more into a new output.dir"
+    if resume_from is None or runs.saved_step(resume_from) < steps:
+        return None
+    runs.adapter_from_checkpoint(resume_from, out)
+    return f"{resume_from} is at step {runs.saved_step(resume_from)} of the {steps} planned: the run is finished; adapter/ rebuilt from it"
+
+
+def prepare(cfg: Config, card_gib: float | None, planning: bool):
+    """Everything checked and built before a model loads: the backend, the resume point, the memory
+    forecast, tokenizer and data. ``planning``: a CPU dry run for a card of ``card_gib``."""
+    backend = planned_backend(cfg) if planning else backends.resolve_backend(cfg)
+    runs.check_output_dir(Path(cfg.output.dir))
+    preflight.check_model_folder(cfg)
+    resume_from, warnings = resolve_resume(cfg)
+    if backend == "unsloth" and not planning:
+        backends.import_unsloth(cfg.model)
+    # After Unsloth's import (it sets the CUDA allocator's options, which CUDA's first use fixes) and
+    # before the tokenizer, data and model load, so it shows even when the hub is unreachable.
+    for line in memory_forecast(cfg, card_gib):
+        print(f"memory {line}")
+    tokenizer = load_tokenizer(cfg.model.name)
+    dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
+    preflight.check_enough_prompts(cfg, stats["kept"])
+    grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer))
+    return backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config
+
+
+def load_model(cfg: Config, backend: str, tokenizer):
+    try:
+        return backends.load_model(cfg, backend, tokenizer)
+    except (OSError, ValueError, RuntimeError) as error:  # transformers/safetensors raise these for bad weights
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise RecipeError(f"could not load the weights of model.name={cfg.model.name} ({type(error).__name__}: {first}): check the model folder or hub id") from None
+
+
+def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulStop) -> None:
+    """trainer.train, with the failures of resuming a damaged checkpoint or a full disk as one line."""
+    from transformers import TrainerCallback
+
+    started = {}
+
+    class Started(TrainerCallback):
+        def on_train_begin(self, args, state, control, **kwargs):
+            # The checkpoint's weights, optimizer and scheduler are loaded by now, so the logs can be trimmed.
+            started["step"] = state.global_step
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                trim_jsonl(Path(cfg.output.dir) / name, state.global_step)
+
+    trainer.add_callback(Started())
+    trainer.add_callback(stop.callback(Path(cfg.output.dir)))
+    try:
+        trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
+    except OSError as error:
+        if error.errno == errno.ENOSPC:
+            raise RecipeError(f"the disk holding output.dir={cfg.output.dir} is full: free space, then resume with --resume") from None
+        if "step" in started or resume_from is None:
+            raise
+        raise RecipeError(f"could not load {resume_from} ({type(error).__name__}: {str(error)[:160]}): delete it to resume from the checkpoint before") from None
+    except (RuntimeError, ValueError, KeyError, EOFError) as error:
+        if "step" in started or resume_from is None:
+            raise
+        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        raise RecipeError(f"could not load {resume_from} ({type(error).__name__}: {first}): delete it to resume from the checkpoint before") from None
+
+
 def main(argv: typing.Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     backends.quiet_hub()
@@ -310,24 +399,19 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
         if args.card_gib is not None and args.card_gib <= 0:
             raise RecipeError(f"--card-gib {args.card_gib:g}: give the card's memory in GiB, e.g. --card-gib 24")
-        planning = planning_for_a_gpu(args)
-        backend = planned_backend(cfg) if planning else backends.resolve_backend(cfg)
-        resume_from = resolve_resume(cfg)
-        if backend == "unsloth" and not planning:
-            backends.import_unsloth(cfg.model)
-        # After Unsloth's import (it sets the CUDA allocator's options, which CUDA's first use fixes) and
-        # before the tokenizer, data and model load, so it shows even when the hub is unreachable.
-        for line in memory_forecast(cfg, args.card_gib):
-            print(f"memory {line}")
-        tokenizer = load_tokenizer(cfg.model.name)
-        dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
-        grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer))
+        backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config = prepare(cfg, args.card_gib, planning_for_a_gpu(args))
+        steps, epochs = planned_steps(cfg, stats["kept"])
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+        done = None if args.dry_run else finished_run(cfg, resume_from, steps)
     except RecipeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if done is not None:
+        print(done)
+        return 0
 
     out = Path(cfg.output.dir)
-    steps, epochs = planned_steps(cfg, stats["kept"])
     print(f"config (saved to {out / 'config.yaml'}):\n{config_to_yaml(cfg)}")
     print(f"model {cfg.model.name} | backend {backend} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {'on' if cfg.model.fast_inference else 'off'}")
     print(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
@@ -335,21 +419,43 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     if args.dry_run:
         return 0
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(config_to_yaml(cfg))
+    try:
+        return train_and_save(cfg, backend, resume_from, tokenizer, dataset, grpo_config, steps, argv)
+    except RecipeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"\nstopped before a checkpoint could be saved; the newest complete one is kept: {resume_command(argv)}", file=sys.stderr)
+        return 130
+
+
+def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, grpo_config, steps: int, argv) -> int:
+    out = Path(cfg.output.dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(config_to_yaml(cfg))
+    except OSError as error:
+        raise RecipeError(f"cannot write to output.dir={out} ({error.strerror}): choose another output.dir or free space") from None
     if resume_from is not None:
-        resumed_step = int(json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"])
-        for name in ("metrics.jsonl", "samples.jsonl"):
-            trim_jsonl(out / name, resumed_step)
-        print(f"resuming from {resume_from} (step {resumed_step})")
+        print(f"resuming from {resume_from} (step {runs.saved_step(resume_from)})")
+    elif cfg.output.resume != "never" and runs.earlier_outputs(out):
+        print(f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)", file=sys.stderr)
 
     started = time.time()
-    model, tokenizer = backends.load_model(cfg, backend, tokenizer)
+    model, tokenizer = load_model(cfg, backend, tokenizer)
     print(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
     print("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
     trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config)
-    trainer.train(resume_from_checkpoint=resume_from)
-    adapter = save_adapter(trainer, tokenizer, out)
+    with runs.GracefulStop() as stop:
+        train(cfg, trainer, resume_from, stop)
+        step = trainer.state.global_step
+        if stop.received is not None and step < steps:
+            print(f"stopped at step {step} of {steps}: checkpoint-{step} saved; continue with: {resume_command(argv)}", file=sys.stderr)
+            return stop.exit_code
+        try:
+            adapter = save_adapter(trainer, tokenizer, out)
+        except OSError as error:
+            raise RecipeError(f"could not save {out / 'adapter'} ({error.strerror}): free space, then rerun with --resume to save it from the last checkpoint") from None
     plot_curves(out)
     print(f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}")
     return 0

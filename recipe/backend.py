@@ -109,10 +109,12 @@ def load_model_trl(cfg: Config, tokenizer):
     import torch
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM, set_seed
 
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(cfg.model.name, dtype=dtype)
+    # The LoRA's random init follows the seed, as Unsloth's random_state does: a rerun trains the same weights.
+    set_seed(cfg.training.seed)
     peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules, lora_dropout=0.0, task_type="CAUSAL_LM")
     return get_peft_model(model, peft_config), tokenizer
 

@@ -171,7 +171,10 @@ def apply_override(raw: dict, assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise RecipeError(f"--set {assignment!r}: '{part}' is not a section")
-    node[leaf] = yaml.safe_load(text)
+    try:
+        node[leaf] = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise RecipeError(f"--set {assignment!r}: the value is not valid YAML ({str(error).splitlines()[0]}); quote it or fix it") from None
 
 
 def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Config:
@@ -181,9 +184,14 @@ def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Confi
         if not config_path.is_file():
             raise RecipeError(f"config file '{path}' not found: pass --config with the path of a YAML file")
         try:
-            raw = yaml.safe_load(config_path.read_text()) or {}
+            raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
+        except UnicodeDecodeError as error:
+            raise RecipeError(f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
         except yaml.YAMLError as error:
             raise RecipeError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+    if isinstance(raw, dict) and "rewards" not in raw and any(a.strip().startswith("rewards.") for a in overrides):
+        # A --set of one weight adjusts the defaults; without this it would replace them and drop the other rewards.
+        raw["rewards"] = default_rewards()
     for assignment in overrides:
         apply_override(raw, assignment)
     config = _build(Config, raw, "")
@@ -226,6 +234,33 @@ def validate(cfg: Config) -> None:
     for key in ("logging_steps", "save_steps", "save_total_limit", "sample_every"):
         check(getattr(o, key) > 0, f"output.{key}={getattr(o, key)}: must be positive")
     check(o.resume in ("never", "auto") or Path(o.resume).is_dir(), f"output.resume={o.resume!r}: use never, auto, or the path of an existing checkpoint folder")
+    validate_training_values(t)
+
+
+LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")  # TRL 1.14's GRPOTrainer
+
+
+def validate_training_values(t: TrainingConfig) -> None:
+    """Values TRL or torch would take unchecked and fail on (or train nonsense with) only after the model loads."""
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    def check(ok: bool, message: str) -> None:
+        if not ok:
+            raise RecipeError(message)
+
+    for key in ("learning_rate", "beta", "temperature", "max_grad_norm", "weight_decay", "warmup_ratio", "num_train_epochs"):
+        check(math.isfinite(getattr(t, key)), f"training.{key}={getattr(t, key)}: must be a finite number")
+    check(t.max_grad_norm >= 0, f"training.max_grad_norm={t.max_grad_norm}: use a positive clipping norm (0 turns clipping off)")
+    check(t.weight_decay >= 0, f"training.weight_decay={t.weight_decay}: cannot be negative")
+    for key in ("adam_beta1", "adam_beta2"):
+        check(0 <= getattr(t, key) < 1, f"training.{key}={getattr(t, key)}: use a value in [0, 1), e.g. 0.9 or 0.99")
+    check(0 <= t.seed < 2**32, f"training.seed={t.seed}: use a whole number in [0, 2**32)")
+    check(t.loss_type in LOSS_TYPES, f"training.loss_type={t.loss_type!r}: use one of {', '.join(LOSS_TYPES)}")
+    schedulers = [s.value for s in SchedulerType]
+    check(t.lr_scheduler_type in schedulers, f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}")
+    optimizers = [o.value for o in OptimizerNames]
+    check(t.optim in optimizers, f"training.optim={t.optim!r}: {_closest(t.optim, optimizers)} (e.g. adamw_torch)")
 
 
 

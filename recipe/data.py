@@ -35,6 +35,12 @@ def load_rows(cfg: DataConfig):
         raise
     except Exception as error:  # datasets raises many types for unreachable hubs and bad files
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        if path.exists():
+            encoding = " (is it UTF-8 text?)" if "utf-8" in repr(error).lower() or "decode" in repr(error).lower() else ""
+            raise RecipeError(
+                f"could not read data.dataset={cfg.dataset}{encoding} ({type(error).__name__}: {first_line[:200]}): "
+                "fix the file or point data.dataset at another one"
+            ) from None
         raise RecipeError(
             f"could not load data.dataset={cfg.dataset} ({type(error).__name__}: {first_line[:200]}); "
             "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
@@ -52,6 +58,13 @@ def prompt_tokens(tokenizer, prompt: list[dict[str, str]]) -> int:
     return len(tokenizer.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True, return_dict=False))
 
 
+def answer_text(answer: Any) -> str | None:
+    """The answer column as text: a numeric column (42, 3.5) is a bare gold number; bool is never an answer."""
+    if isinstance(answer, (int, float)) and not isinstance(answer, bool):
+        return str(answer)
+    return answer if isinstance(answer, str) else None
+
+
 def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]]:
     """Chat prompts with a parsed gold answer; drops rows without a gold number or over the prompt budget."""
     for column in (cfg.question_field, cfg.answer_field):
@@ -62,12 +75,18 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
     stats = {"rows": len(rows)}
 
     def to_prompt(row: dict) -> dict:
-        gold = rewards.parse_gold(row[cfg.answer_field])
-        prompt = chat_prompt(str(row[cfg.question_field]))
-        return {"prompt": prompt, "question": str(row[cfg.question_field]), "answer": None if gold is None else f"{gold:f}",
+        gold = rewards.parse_gold(answer_text(row[cfg.answer_field]))
+        question = row[cfg.question_field]
+        # A missing question has no text to train on; str(None) would train on the word "None".
+        usable = isinstance(question, str) and question.strip() and gold is not None
+        prompt = chat_prompt(question if usable else "")
+        return {"prompt": prompt, "question": question if usable else "", "answer": f"{gold:f}" if usable else None,
                 "prompt_tokens": prompt_tokens(tokenizer, prompt)}
 
-    prompts = rows.map(to_prompt, remove_columns=rows.column_names)
+    try:
+        prompts = rows.map(to_prompt, remove_columns=rows.column_names)
+    except UnicodeError as error:  # pyarrow reads invalid bytes in; they fail only when the text is used
+        raise RecipeError(f"could not read data.dataset={cfg.dataset}: it is not UTF-8 text ({error.reason}): save it as UTF-8") from None
     with_gold = prompts.filter(lambda row: row["answer"] is not None)
     stats["dropped_no_gold"] = len(prompts) - len(with_gold)
     kept = with_gold.filter(lambda row: row["prompt_tokens"] <= cfg.max_prompt_length)
@@ -85,6 +104,9 @@ def load_tokenizer(name: str):
     try:
         tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as error:  # transformers raises OSError, ValueError or hub errors for a bad name
+        if Path(name).expanduser().is_dir():
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            raise RecipeError(f"could not load the tokenizer in model.name={name} ({type(error).__name__}: {first}): check its tokenizer files") from None
         raise RecipeError(
             f"could not load the tokenizer of model.name={name} ({type(error).__name__}); set model.name to a "
             "local model folder if the Hugging Face Hub is unreachable"

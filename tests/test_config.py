@@ -9,6 +9,7 @@ import yaml
 
 import train_grpo
 import rewards
+from recipe import runs
 from recipe.backend import import_unsloth, resolve_backend
 from recipe.config import Config, LORA_PROJECTIONS, ModelConfig, config_to_yaml, load_config
 from recipe.errors import RecipeError
@@ -195,16 +196,18 @@ def test_auto_backend_is_trl_on_cpu():
 def test_resume_resolution(tmp_path, existing, resume, expected):
     for name in existing:
         (tmp_path / name).mkdir()
-        (tmp_path / name / "trainer_state.json").write_text("{}")
+        step = int(name.split("-")[1])
+        (tmp_path / name / "trainer_state.json").write_text(f'{{"global_step": {step}}}')
+        runs.write_marker(tmp_path / name, step)
     cfg = load_config(None, [f"output.dir={tmp_path}", f"output.resume={resume}"])
-    got = train_grpo.resolve_resume(cfg)
-    assert got == (None if expected is None else str(tmp_path / expected))
+    got, warnings = train_grpo.resolve_resume(cfg)
+    assert got == (None if expected is None else tmp_path / expected) and warnings == []
 
 
 def test_existing_checkpoints_are_never_overwritten(tmp_path):
     (tmp_path / "checkpoint-5").mkdir()
     cfg = load_config(None, [f"output.dir={tmp_path}"])
-    with pytest.raises(RecipeError, match="already holds checkpoint-5: pass --resume"):
+    with pytest.raises(RecipeError, match=r"already holds an earlier run \(checkpoint-5\): pass --resume"):
         train_grpo.resolve_resume(cfg)
 
 
@@ -228,8 +231,8 @@ def test_batch_is_prompts_times_generations_and_trl_accepts_it(tmp_path):
 def test_half_written_checkpoint_is_named_not_resumed(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     cfg = load_config(None, [f"output.dir={tmp_path}", "output.resume=auto"])
-    with pytest.raises(RecipeError, match="checkpoint-3 has no trainer_state.json"):
-        train_grpo.resolve_resume(cfg)
+    got, warnings = train_grpo.resolve_resume(cfg)
+    assert got is None and warnings == [f"skipping {tmp_path / 'checkpoint-3'} : it has no completion marker (its save was cut off)"]
 
 
 @pytest.mark.parametrize(

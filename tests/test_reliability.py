@@ -1,0 +1,203 @@
+"""What a stopped run keeps: resume restores the trained adapter, signals save a checkpoint, bad input is one line."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, train_tiny
+from recipe import runs
+
+STEPS = 4
+# Short completions keep each step of the tiny model about a second.
+FAST = ("--set", "training.max_completion_length=16", "--set", "output.save_steps=2", "--set", "output.sample_every=1")
+
+
+def run(tiny_assets: Path, out: Path, *extra: str) -> int:
+    return train_tiny(tiny_assets, out, "--set", f"training.max_steps={STEPS}", *FAST, *extra)
+
+
+def lora(folder: Path, adapter: str = "") -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / adapter / "adapter_model.safetensors"))
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tiny_assets, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("whole")
+    assert run(tiny_assets, out) == 0
+    return out
+
+
+def stopped_copy(src: Path, dst: Path, keep_adapter=False, drop=("checkpoint-4",)) -> Path:
+    shutil.copytree(src, dst)
+    for name in drop:
+        shutil.rmtree(dst / name)
+    if not keep_adapter:
+        shutil.rmtree(dst / "adapter")
+    return dst
+
+
+def test_resume_ends_with_the_uninterrupted_weights(uninterrupted, tiny_assets, tmp_path):
+    out = stopped_copy(uninterrupted, tmp_path / "resumed")
+    assert run(tiny_assets, out, "--resume") == 0
+    assert same_weights(lora(out / "adapter"), lora(uninterrupted / "adapter"))
+    assert not same_weights(lora(out / "adapter"), lora(out / "adapter", "ref")), "the saved adapter is the trained one"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [row["step"] for row in rows if "reward" in row] == list(range(1, STEPS + 1)), "each step is logged once"
+
+
+def test_resume_at_the_last_step_saves_the_checkpoint_adapter(uninterrupted, tiny_assets, tmp_path, capsys):
+    # The issue's case: max_steps lowered to a checkpoint's step; the killed-while-saving-adapter/ case is the same.
+    out = stopped_copy(uninterrupted, tmp_path / "lowered")
+    before = files(out)
+    assert train_tiny(tiny_assets, out, "--set", "training.max_steps=2", *FAST, "--resume") == 0
+    assert "finished" in capsys.readouterr().out
+    assert same_weights(lora(out / "adapter"), lora(out / "checkpoint-2"))
+    assert not same_weights(lora(out / "adapter"), lora(out / "checkpoint-2", "ref"))
+    assert {k: v for k, v in files(out).items() if not k.startswith("adapter/")} == before, "only adapter/ is written"
+
+
+def test_resume_of_a_finished_run_changes_nothing(uninterrupted, tiny_assets, capsys):
+    before = files(uninterrupted)
+    assert run(tiny_assets, uninterrupted, "--resume") == 0
+    assert "finished run" in capsys.readouterr().out
+    assert files(uninterrupted) == before
+
+
+@pytest.mark.parametrize(
+    "damage, problem",
+    [
+        pytest.param(lambda c: (c / runs.MARKER).unlink(), "no completion marker", id="save-cut-off"),
+        pytest.param(lambda c: (c / "trainer_state.json").write_text(""), "trainer_state.json of", id="empty-state"),
+        pytest.param(lambda c: (c / "optimizer.pt").write_bytes((c / "optimizer.pt").read_bytes()[:100]), "optimizer.pt of 100 bytes", id="truncated-optimizer"),
+        pytest.param(lambda c: (c / "scheduler.pt").unlink(), "lacks scheduler.pt", id="missing-file"),
+        pytest.param(lambda c: (c / "adapter_model.safetensors").write_bytes(b"x" * (c / "adapter_model.safetensors").stat().st_size), "damaged adapter_model", id="corrupt-weights"),
+    ],
+)
+def test_damaged_checkpoint_is_skipped_and_logs_are_kept(uninterrupted, tiny_assets, tmp_path, capsys, damage, problem):
+    out = stopped_copy(uninterrupted, tmp_path / "damaged", drop=())
+    damage(out / "checkpoint-4")
+    metrics = (out / "metrics.jsonl").read_bytes()
+    assert run(tiny_assets, out, "--resume", "--dry-run") == 0
+    assert f"skipping {out / 'checkpoint-4'}" in capsys.readouterr().err
+    assert (out / "metrics.jsonl").read_bytes() == metrics
+    assert run(tiny_assets, out, "--set", f"output.resume={out / 'checkpoint-4'}") == 2
+    assert problem in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "leftover",
+    [pytest.param("metrics.jsonl", id="killed-before-first-checkpoint"), pytest.param("adapter", id="checkpoints-deleted")],
+)
+def test_earlier_run_is_not_overwritten(uninterrupted, tiny_assets, tmp_path, capsys, leftover):
+    out = tmp_path / "earlier"
+    out.mkdir()
+    (out / leftover).mkdir() if leftover == "adapter" else (out / leftover).write_text('{"step": 1}\n')
+    assert run(tiny_assets, out) == 2
+    assert f"already holds an earlier run ({leftover})" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [leftover]
+
+
+def test_sigterm_saves_the_step_and_resume_finishes_it(uninterrupted, tiny_assets, tmp_path):
+    out = tmp_path / "signalled"
+    command = [
+        sys.executable, str(ROOT / "train_grpo.py"), "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--set", f"model.name={tiny_assets / 'model'}", "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set", f"output.dir={out}", "--set", f"training.max_steps={STEPS}", *FAST, "--set", "output.save_steps=100",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    saved = runs.checkpoints(out)
+    assert saved and runs.folder_problem(saved[-1]) is None
+    step = runs.saved_step(saved[-1])
+    assert 1 <= step < STEPS and not (out / "adapter").exists()
+    assert f"stopped at step {step} of {STEPS}: checkpoint-{step} saved; continue with: python " in err
+    assert err.strip().splitlines()[-1].endswith("--resume")
+
+    assert subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True).returncode == 0
+    assert runs.saved_step(out / "adapter") == STEPS
+    assert same_weights(lora(out / "adapter"), lora(uninterrupted / "adapter"))
+
+
+def write(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+def model_without(tiny_assets: Path, tmp: Path, *names: str, damage: str | None = None) -> Path:
+    model = tmp / "model"
+    shutil.copytree(tiny_assets / "model", model)
+    for name in names:
+        (model / name).unlink()
+    if damage:
+        (model / damage).write_bytes(b"\0" * 64)
+    return model
+
+
+NOT_UTF8_ROW = b'{"question": "\xff", "answer": "#### 1"}\n'
+
+# (id, extra CLI words given a tmp folder and the assets, fragment of the one-line error)
+BAD_INPUT = [
+    ("set-bad-yaml", lambda t, a: ["--set", "training.max_steps=[1,"], "--set 'training.max_steps=[1,': the value is not valid YAML"),
+    ("config-not-utf8", lambda t, a: ["--config", str(write(t / "c.yaml", b"model:\n  name: \xff\n"))], "is not UTF-8"),
+    ("data-not-utf8", lambda t, a: ["--set", "data.dataset=" + str(write(t / "d.jsonl", NOT_UTF8_ROW))], "could not read data.dataset"),
+    ("seed-out-of-range", lambda t, a: ["--set", "training.seed=-1"], "training.seed=-1"),
+    ("loss-type", lambda t, a: ["--set", "training.loss_type=grop"], "training.loss_type='grop': use one of grpo"),
+    ("scheduler", lambda t, a: ["--set", "training.lr_scheduler_type=cosin"], "training.lr_scheduler_type='cosin'"),
+    ("optim", lambda t, a: ["--set", "training.optim=adamw_torh"], "did you mean 'adamw_torch'"),
+    ("adam-beta", lambda t, a: ["--set", "training.adam_beta2=1.0"], "training.adam_beta2=1.0: use a value in [0, 1)"),
+    ("inf-learning-rate", lambda t, a: ["--set", "training.learning_rate=.inf"], "training.learning_rate=inf: must be a finite"),
+    ("nan-beta", lambda t, a: ["--set", "training.beta=.nan"], "training.beta=nan"),
+    ("nan-temperature", lambda t, a: ["--set", "training.temperature=.nan"], "training.temperature=nan"),
+    ("nan-grad-norm", lambda t, a: ["--set", "training.max_grad_norm=.nan"], "training.max_grad_norm=nan"),
+    ("nan-reward-weight", lambda t, a: ["--set", "rewards.correctness=.nan"], "rewards.correctness=nan"),
+    ("target-module", lambda t, a: ["--set", "lora.target_modules=[q_proj, qkv_proj]"], "lora.target_modules names qkv_proj"),
+    ("too-few-prompts", lambda t, a: ["--set", "data.limit=1", "--set", "training.num_generations=64"], "has 1 usable prompt(s)"),
+    ("output-is-a-file", lambda t, a: ["--set", f"output.dir={write(t / 'f', b'')}"], "is a file"),
+    ("no-tokenizer", lambda t, a: ["--set", f"model.name={model_without(a, t, 'tokenizer.json')}"], "has no tokenizer files"),
+    ("no-weights", lambda t, a: ["--set", f"model.name={model_without(a, t, 'model.safetensors')}"], "has no weights"),
+    ("corrupt-weights", lambda t, a: ["--set", f"model.name={model_without(a, t, damage='model.safetensors')}"], "damaged model.safetensors"),
+    ("missing-model-folder", lambda t, a: ["--set", f"model.name={t / 'nothing'}"], "no such folder"),
+]
+
+
+@pytest.mark.parametrize("extra, message", [pytest.param(e, m, id=i) for i, e, m in BAD_INPUT])
+def test_bad_input_is_one_line_before_any_model_loads(tiny_assets, tmp_path, capsys, extra, message):
+    assert run(tiny_assets, tmp_path / "out", *extra(tmp_path, tiny_assets)) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err[-1000:]
+    assert not (tmp_path / "out").exists()
+
+
+def test_one_reward_override_keeps_the_other_rewards():
+    from recipe.config import default_rewards, load_config
+
+    for config in sorted((ROOT / "configs").glob("*.yaml")):
+        cfg = load_config(str(config), ["rewards.correctness=2"])
+        assert cfg.rewards == {**default_rewards(), "correctness": 2.0}, config.name
