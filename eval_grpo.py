@@ -48,7 +48,14 @@ def read_adapter_config(adapter: Path) -> dict:
     """adapter_config.json of a saved adapter; a run folder or a typo gets a hint instead."""
     config = adapter / "adapter_config.json"
     if config.is_file():
-        return json.loads(config.read_text())
+        try:
+            found = json.loads(config.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise RecipeError(f"{config} is not valid JSON: the adapter's save was cut off or the file was edited; use another adapter or checkpoint") from None
+        base = found.get("base_model_name_or_path") if isinstance(found, dict) else None
+        if base is not None and not isinstance(base, str):
+            raise RecipeError(f"{config}: base_model_name_or_path is {base!r}, not a model name: set it to the base model's hub id or folder")
+        return found
     hint = f" ({adapter / 'adapter'} looks like one)" if (adapter / "adapter" / "adapter_config.json").is_file() else ""
     what = "has no adapter_config.json" if adapter.is_dir() else "does not exist"
     raise RecipeError(f"--adapter {adapter} {what}: pass the adapter folder of a finished run, e.g. outputs/x/adapter{hint}")
@@ -328,7 +335,9 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
         read_adapter_config(adapter)  # a wrong folder is the likelier mistake than a missing config
     if args.merge and (adapter is None or args.base_only):
         raise RecipeError("--merge needs --adapter and cannot be combined with --base-only")
-    if args.merge and Path(args.merge).exists() and any(Path(args.merge).iterdir()):
+    if args.merge and Path(args.merge).is_file():
+        raise RecipeError(f"--merge {args.merge} is a file: pass the path of a new folder")
+    if args.merge and Path(args.merge).is_dir() and any(Path(args.merge).iterdir()):
         raise RecipeError(f"--merge {args.merge} exists and is not empty: pass a new folder")
     config = args.config
     if config is None and adapter is not None and (adapter.parent / "config.yaml").is_file():

@@ -181,9 +181,10 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
         (lambda run, assets: ["--adapter", str(run / "adapter")], "is a single file, the one used for training: pass --dataset"),
         (lambda run, assets: evaluate_args(run, assets, "--max-new-tokens", "320"), "leaves no room for a prompt"),
         (lambda run, assets: evaluate_args(run, assets, "--merge", str(run)), "exists and is not empty"),
+        (lambda run, assets: evaluate_args(run, assets, "--merge", str(run / "config.yaml")), "is a file: pass the path of a new folder"),
         (lambda run, assets: [], "pass --adapter"),
     ],
-    ids=["missing-adapter", "run-folder", "other-hub-base", "other-local-base", "rank-too-large", "training-file", "no-room", "merge-over-folder", "no-adapter"],
+    ids=["missing-adapter", "run-folder", "other-hub-base", "other-local-base", "rank-too-large", "training-file", "no-room", "merge-over-folder", "merge-onto-a-file", "no-adapter"],
 )
 def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch):
     def no_model(*args, **kwargs):
@@ -262,3 +263,19 @@ def test_vllm_generator_sends_the_adapter_only_for_the_trained_pass(run, tiny_as
     assert texts == [tokenizer.apply_chat_template(prompts[0], add_generation_prompt=True, tokenize=False)]
     assert params == {"temperature": 0, "max_tokens": NEW_TOKENS, "stop_token_ids": stop_token_ids(tokenizer)}
     assert loaded[0].model.fast_inference and loaded[0].lora.r == cfg.lora.r
+
+
+@pytest.mark.parametrize(
+    "adapter_config, message",
+    [
+        pytest.param("{not json", "is not valid JSON", id="truncated-config"),
+        pytest.param('{"base_model_name_or_path": 7, "r": 8}', "base_model_name_or_path is 7, not a model name", id="base-not-a-name"),
+    ],
+)
+def test_damaged_adapter_config_is_one_line(tmp_path, adapter_config, message, capsys):
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text(adapter_config)
+    assert eval_grpo.main(["--adapter", str(adapter), "--config", str(ROOT / "configs" / "tiny-cpu.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1

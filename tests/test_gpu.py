@@ -70,6 +70,23 @@ def test_killed_run_resumes_on_gpu(tmp_path, spg):
     # Rewards are logged on generation steps: every step, or every 4th.
     assert steps_logged(out) == list(range(1, 13, spg))
     assert json.loads((out / "checkpoint-12" / "trainer_state.json").read_text())["global_step"] == 12
+    # What the user keeps: training went on from checkpoint-4's adapter, not from a fresh one. Four
+    # steps at lr 1e-4 move LoRA A by a few percent; a re-initialised A (the bug this guards
+    # against: the checkpoint's `ref` copy loaded instead) differs from it by about its own norm x 1.4.
+    assert relative_change(out / "checkpoint-4", out / "checkpoint-8", "lora_A") < 0.3
+    assert relative_change(out / "checkpoint-12", out / "adapter", "lora_") < 1e-6
+
+
+def relative_change(before: Path, after: Path, kind: str) -> float:
+    """||after - before|| / ||before|| over the adapter tensors whose names contain ``kind``."""
+    import torch
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(folder / "adapter_model.safetensors")) for folder in (before, after))
+    names = [name for name in a if kind in name]
+    assert names and set(names) <= set(b), (sorted(a)[:3], sorted(b)[:3])
+    diff = sum(float(torch.sum((b[n].float() - a[n].float()) ** 2)) for n in names) ** 0.5
+    return diff / sum(float(torch.sum(a[n].float() ** 2)) for n in names) ** 0.5
 
 
 @pytest.mark.parametrize("backend", ["unsloth", "trl"])
