@@ -28,6 +28,7 @@ from pathlib import Path
 import plots
 import rewards
 from recipe import backend as backends
+from recipe import tracking
 from recipe.config import Config, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -90,7 +91,11 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         logging_steps=o.logging_steps,
         save_steps=o.save_steps,
         save_total_limit=o.save_total_limit,
-        report_to="none",
+        report_to=tracking.trackers(o.report_to) or "none",
+        # Named after the output folder, so runs tell apart in W&B and trackio.
+        run_name=Path(o.dir).name,
+        # trackio otherwise publishes a static Space to the Hub after training; logging stays local.
+        trackio_static_space_id=False,
         log_completions=False,
     )
 
@@ -289,6 +294,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     backends.quiet_hub()
     try:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
+        tracking.check_installed(cfg.output.report_to)
         backend = backends.resolve_backend(cfg)
         resume_from = resolve_resume(cfg)
         if backend == "unsloth":
@@ -307,11 +313,13 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
     print(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
     print(f"memory {memory_plan(cfg)}")
+    print(f"tracking {tracking.where(cfg.output.report_to, out)}")
     if args.dry_run:
         return 0
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(config_to_yaml(cfg))
+    tracking.keep_logs_in(cfg.output.report_to, out)
     if resume_from is not None:
         resumed_step = int(json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"])
         for name in ("metrics.jsonl", "samples.jsonl"):
