@@ -5,6 +5,7 @@
     python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --ask "Which is bigger? 9.919 or 9.92?"
     python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --merge outputs/qwen2.5-3b-grpo/merged
     python eval_grpo.py --config config.yaml --base-only --limit 200                # the base model alone
+    python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --dataset gsm-symbolic  # GSM-Symbolic, 200 questions
 
 Offline on a CPU, after `python offline.py tiny && python train_grpo.py --config configs/tiny-cpu.yaml`:
 
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import rewards
 from recipe import backend as backends
+from recipe import gsm_symbolic
 from recipe.config import Config, DataConfig, load_config
 from recipe.data import build_prompts, chat_prompt, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -263,6 +265,8 @@ def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, args: argparse.
         "max_new_tokens": args.max_new_tokens, "decoding": "greedy", "backend": backend, "device": device_name(),
         "load_in_4bit": backend == "unsloth" and cfg.model.load_in_4bit,
     }
+    if data.dataset == gsm_symbolic.NAME:
+        settings["generated"] = gsm_symbolic.describe(data.limit)
     write_results(out, {"settings": settings, "models": metrics}, rows)
     print(f"\n{format_table(metrics)}\n\nwrote {out / 'summary.json'} and {out / 'predictions.jsonl'}")
     return 0
@@ -352,7 +356,7 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--config", help="the training config (default: config.yaml next to the adapter)")
     parser.add_argument("--adapter", help="the adapter folder of a run, e.g. outputs/x/adapter")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. model.name=/models/qwen (repeatable)")
-    parser.add_argument("--dataset", help="evaluation data instead of data.dataset: hub id, local file or dataset folder")
+    parser.add_argument("--dataset", help=f"evaluation data instead of data.dataset: hub id, local file, dataset folder, or {gsm_symbolic.NAME} (fresh GSM8K test variants, seed {gsm_symbolic.SEED}, --limit questions, default {gsm_symbolic.DEFAULT_SIZE}; needs reasoning-gym)")
     parser.add_argument("--split", default="test", help="split of a hub dataset or dataset folder (default: test)")
     parser.add_argument("--limit", type=int, help="first N questions only")
     parser.add_argument("--max-new-tokens", type=int, help="completion budget (default: training.max_completion_length)")

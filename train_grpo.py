@@ -30,7 +30,7 @@ from pathlib import Path
 import plots
 import rewards
 from recipe import backend as backends
-from recipe import memory, preflight, runs
+from recipe import memory, preflight, runs, tracking
 from recipe.config import Config, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -96,7 +96,11 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         logging_steps=o.logging_steps,
         save_steps=o.save_steps,
         save_total_limit=o.save_total_limit,
-        report_to="none",
+        report_to=tracking.trackers(o.report_to) or "none",
+        # Named after the output folder, so runs tell apart in W&B and trackio.
+        run_name=Path(o.dir).name,
+        # trackio otherwise publishes a static Space to the Hub after training; logging stays local.
+        trackio_static_space_id=False,
         log_completions=False,
     )
 
@@ -399,6 +403,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
         if args.card_gib is not None and args.card_gib <= 0:
             raise RecipeError(f"--card-gib {args.card_gib:g}: give the card's memory in GiB, e.g. --card-gib 24")
+        tracking.check_installed(cfg.output.report_to)
         backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config = prepare(cfg, args.card_gib, planning_for_a_gpu(args))
         steps, epochs = planned_steps(cfg, stats["kept"])
         for warning in warnings:
@@ -416,6 +421,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     print(f"model {cfg.model.name} | backend {backend} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {'on' if cfg.model.fast_inference else 'off'}")
     print(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
     print(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
+    print(f"tracking {tracking.where(cfg.output.report_to, out)}")
     if args.dry_run:
         return 0
 
@@ -436,6 +442,7 @@ def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, g
         (out / "config.yaml").write_text(config_to_yaml(cfg))
     except OSError as error:
         raise RecipeError(f"cannot write to output.dir={out} ({error.strerror}): choose another output.dir or free space") from None
+    tracking.keep_logs_in(cfg.output.report_to, out)
     if resume_from is not None:
         print(f"resuming from {resume_from} (step {runs.saved_step(resume_from)})")
     elif cfg.output.resume != "never" and runs.earlier_outputs(out):

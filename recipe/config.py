@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 import rewards
+from recipe import tracking
 from recipe.errors import RecipeError
 
 LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -84,6 +85,7 @@ class OutputConfig:
     save_total_limit: int = 3
     sample_every: int = 10
     resume: str = "never"
+    report_to: str | list[str] = "none"
 
 
 def default_rewards() -> dict[str, float]:
@@ -233,6 +235,7 @@ def validate(cfg: Config) -> None:
     check(0 <= t.warmup_ratio < 1, f"training.warmup_ratio={t.warmup_ratio}: use a fraction in [0, 1)")
     for key in ("logging_steps", "save_steps", "save_total_limit", "sample_every"):
         check(getattr(o, key) > 0, f"output.{key}={getattr(o, key)}: must be positive")
+    tracking.check_names(o.report_to)
     check(o.resume in ("never", "auto") or Path(o.resume).is_dir(), f"output.resume={o.resume!r}: use never, auto, or the path of an existing checkpoint folder")
     validate_training_values(t)
 

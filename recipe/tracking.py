@@ -1,0 +1,64 @@
+"""Experiment trackers for ``output.report_to``: which names are valid and whether their package is installed.
+
+Transformers' own callbacks do the logging (TRL passes ``report_to`` on); this module only turns a typo
+or a missing package into one line before anything heavy loads. metrics.jsonl is written either way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.util
+import os
+import typing
+from pathlib import Path
+
+from recipe.errors import RecipeError
+
+# Tracker name -> the package its transformers callback imports. All three log locally:
+# TensorBoard to <output.dir>/runs/, W&B to <output.dir>/wandb/ (with WANDB_MODE=offline it never syncs),
+# trackio to its local database (~/.cache/huggingface/trackio) unless a Space is asked for.
+TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "trackio": "trackio"}
+CHOICES = ("none", *TRACKERS)
+
+
+def trackers(report_to: str | list[str]) -> list[str]:
+    """The tracker names of ``output.report_to``: none -> [], one name -> [name]."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    return [name for name in names if name != "none"]
+
+
+def check_names(report_to: str | list[str]) -> None:
+    """Reject unknown names (with the closest valid one) and 'none' listed next to a tracker."""
+    names = [report_to] if isinstance(report_to, str) else list(report_to)
+    for name in names:
+        if name not in CHOICES:
+            match = difflib.get_close_matches(name, CHOICES, n=1)
+            hint = f"did you mean '{match[0]}'?" if match else f"use one of {', '.join(CHOICES)}"
+            raise RecipeError(f"output.report_to: unknown tracker '{name}': {hint}")
+    if "none" in names and len(names) > 1:
+        raise RecipeError(f"output.report_to={names}: 'none' cannot be listed with trackers; drop it or use none alone")
+
+
+def check_installed(report_to: str | list[str], find_spec: typing.Callable | None = None) -> None:
+    """Refuse a tracker whose package is missing, before the model loads (transformers would fail mid-setup)."""
+    find_spec = find_spec or importlib.util.find_spec
+    for name in trackers(report_to):
+        package = TRACKERS[name]
+        if find_spec(package) is None:
+            raise RecipeError(f"output.report_to={name} needs the {package} package: pip install {package}")
+
+
+def keep_logs_in(report_to: str | list[str], out: Path) -> None:
+    """W&B writes to ./wandb of wherever it was started; put it in the run's folder unless WANDB_DIR says otherwise."""
+    if "wandb" in trackers(report_to):
+        os.environ.setdefault("WANDB_DIR", str(out.resolve()))
+
+
+def where(report_to: str | list[str], out: Path) -> str:
+    """One line saying where each tracker's logs go, for the run's plan."""
+    places = {
+        "tensorboard": f"tensorboard --logdir {out / 'runs'}",
+        "wandb": f"W&B run in {os.environ.get('WANDB_DIR', out)}/wandb (WANDB_MODE=offline keeps it local; wandb sync uploads)",
+        "trackio": "trackio's local database (trackio show opens it)",
+    }
+    return "; ".join(places[name] for name in trackers(report_to)) or "metrics.jsonl only (output.report_to=none)"
