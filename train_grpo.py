@@ -17,6 +17,8 @@ trainer (TRL's GRPOTrainer with the rewards of rewards.py) and main().
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import functools
 import json
 import math
@@ -28,7 +30,7 @@ from pathlib import Path
 import plots
 import rewards
 from recipe import backend as backends
-from recipe.config import Config, config_to_yaml, load_config
+from recipe.config import Config, OutputConfig, TrainingConfig, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
 from recipe.jsonl import append_jsonl, trim_jsonl
@@ -50,13 +52,12 @@ def resolve_resume(cfg: Config) -> str | None:
 
 
 def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
-    """TRL's GRPOConfig from ours; GRPOConfig checks its own invariants when built."""
+    """TRL's GRPOConfig from ours plus training.trl; GRPOConfig checks its own invariants when built."""
     import torch
-    from trl import GRPOConfig
 
     t, o = cfg.training, cfg.output
     cuda = torch.cuda.is_available()
-    return GRPOConfig(
+    kwargs = dict(
         output_dir=o.dir,
         max_steps=t.max_steps,
         num_train_epochs=t.num_train_epochs,
@@ -93,6 +94,65 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         report_to="none",
         log_completions=False,
     )
+    return with_trl_keys(kwargs, t.trl)
+
+
+# GRPOConfig fields set from a recipe key of another name; same-named ones are found in TrainingConfig and OutputConfig.
+RECIPE_KEYS = {
+    "output_dir": "output.dir",
+    "per_device_train_batch_size": "training.prompts_per_step",
+    "warmup_steps": "training.warmup_ratio",
+    "reward_weights": "rewards",
+    "use_vllm": "model.fast_inference",
+    "vllm_gpu_memory_utilization": "model.gpu_memory_utilization",
+    "gradient_checkpointing": "lora.gradient_checkpointing",
+}
+
+
+def recipe_key(field_name: str) -> str | None:
+    """The recipe key that sets a GRPOConfig field, or None when the recipe fixes it itself."""
+    for section, cls in (("training", TrainingConfig), ("output", OutputConfig)):
+        if field_name in {f.name for f in dataclasses.fields(cls)}:
+            return f"{section}.{field_name}"
+    return RECIPE_KEYS.get(field_name)
+
+
+def with_trl_keys(kwargs: dict, trl: dict):
+    """GRPOConfig(**kwargs, **trl); a trl key the recipe sets, an unknown one or a value TRL rejects is a RecipeError.
+
+    One place for TRL's other knobs, so the recipe need not mirror all of GRPOConfig, and two places never
+    set one value.
+    """
+    from trl import GRPOConfig
+
+    fields = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
+    for key, value in trl.items():
+        if key in kwargs:
+            ours = recipe_key(key)
+            fix = f"set {ours} instead" if ours else f"the recipe sets it ({kwargs[key]!r}); remove it"
+            raise RecipeError(f"training.trl.{key}: {fix}")
+        if key not in fields:
+            match = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean 'training.trl.{match[0]}'?" if match else "use a field of trl.GRPOConfig"
+            raise RecipeError(f"training.trl.{key} is not a GRPOConfig field: {hint}")
+    try:
+        return GRPOConfig(**kwargs, **trl)
+    except (ValueError, TypeError) as error:
+        if not trl:
+            raise
+        together = error
+    GRPOConfig(**kwargs)  # raises as before when the recipe's own values are the problem
+    # TRL names fields, not our keys: build again one key at a time to name the one it refuses.
+    for key, value in trl.items():
+        try:
+            GRPOConfig(**kwargs, **{key: value})
+        except (ValueError, TypeError) as error:
+            raise RecipeError(f"training.trl.{key}={value!r}: {one_line(error)}") from None
+    raise RecipeError(f"training.trl: GRPOConfig refuses {', '.join(trl)} together: {one_line(together)}")
+
+
+def one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def trainable_parameters(model) -> int:
