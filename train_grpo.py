@@ -299,7 +299,8 @@ class SampleLog:
         return SampleCallback()
 
 
-def build_trainer(cfg: Config, model, tokenizer, dataset, args):
+def build_trainer(cfg: Config, model, tokenizer, dataset, args, callbacks: typing.Sequence = ()):
+    """GRPOTrainer with the recipe's rewards and callbacks; ``callbacks`` are extra TrainerCallbacks, e.g. a test's."""
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOTrainer
 
@@ -307,7 +308,7 @@ def build_trainer(cfg: Config, model, tokenizer, dataset, args):
     reward_funcs = [sample_log.record(rewards.REWARDS[name]) for name in cfg.rewards]
     trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset)
     trainer.remove_callback(ProgressCallback)
-    for callback in make_callbacks(cfg, sample_log):
+    for callback in [*make_callbacks(cfg, sample_log), *callbacks]:
         trainer.add_callback(callback)
     return trainer
 
@@ -344,7 +345,8 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def main(argv: typing.Sequence[str] | None = None) -> int:
+def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = ()) -> int:
+    """The command line; ``callbacks`` (TrainerCallbacks) join the recipe's own when main is called from Python."""
     args = parse_args(argv)
     backends.quiet_hub()
     try:
@@ -382,7 +384,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     model, tokenizer = backends.load_model(cfg, backend, tokenizer)
     print(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
     print("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
-    trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config)
+    trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config, callbacks)
     trainer.train(resume_from_checkpoint=resume_from)
     adapter = save_adapter(trainer, tokenizer, out)
     plot_curves(out)

@@ -22,7 +22,7 @@ TRAINED_RUN = (
 )
 
 
-def train_tiny(tiny_assets: Path, out: Path, *args: str) -> int:
+def train_tiny(tiny_assets: Path, out: Path, *args: str, callbacks=()) -> int:
     """train_grpo.main() on the tiny model and data, writing to ``out``; ``args`` are extra CLI words."""
     return train_grpo.main([
         "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
@@ -30,7 +30,7 @@ def train_tiny(tiny_assets: Path, out: Path, *args: str) -> int:
         "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
         "--set", f"output.dir={out}",
         *args,
-    ])
+    ], callbacks=callbacks)
 
 
 @pytest.fixture(scope="session", autouse=True)

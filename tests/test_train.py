@@ -11,9 +11,9 @@ from conftest import TRAINED_RUN, TRAINED_STEPS as STEPS, train_tiny
 from recipe.config import load_config
 
 
-def run(tiny_assets: Path, out: Path, *extra: str) -> int:
+def run(tiny_assets: Path, out: Path, *extra: str, callbacks=()) -> int:
     """The shared run's settings (conftest.TRAINED_RUN) into ``out``, for the tests that need a run of their own."""
-    return train_tiny(tiny_assets, out, *TRAINED_RUN, *extra)
+    return train_tiny(tiny_assets, out, *TRAINED_RUN, *extra, callbacks=callbacks)
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -89,7 +89,7 @@ class Crash(Exception):
 
 
 @pytest.mark.parametrize("spg", [1, 2], ids=["generate-every-step", "generate-for-2-steps"])
-def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkeypatch, spg):
+def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, spg):
     from transformers import TrainerCallback
 
     class CrashAtStep(TrainerCallback):
@@ -97,12 +97,9 @@ def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkey
             if state.global_step == STEPS:
                 raise Crash
 
-    make_callbacks = train_grpo.make_callbacks
-    monkeypatch.setattr(train_grpo, "make_callbacks", lambda *a: [*make_callbacks(*a), CrashAtStep()])
     spg_set = ("--set", f"training.steps_per_generation={spg}")
     with pytest.raises(Crash):
-        run(tiny_assets, tmp_path, *spg_set)
-    monkeypatch.undo()
+        run(tiny_assets, tmp_path, *spg_set, callbacks=[CrashAtStep()])
     assert not (tmp_path / "checkpoint-4").exists() and (tmp_path / "checkpoint-2").exists()
 
     assert run(tiny_assets, tmp_path, *spg_set) == 2, "a rerun without --resume must refuse to overwrite"
