@@ -18,12 +18,13 @@ def hf_complete(
     with tqdm(total=len(texts), desc=desc, dynamic_ncols=True, disable=len(texts) <= batch_size) as bar:
         for start in range(0, len(texts), batch_size):
             # Left padding: generation appends on the right, so padding must not sit there.
-            batch = tokenizer(
-                texts[start : start + batch_size], return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False
-            ).to(model.device)
+            chunk = texts[start : start + batch_size]
+            batch = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False)
+            batch = batch.to(model.device)
             with torch.no_grad():
                 out = model.generate(
-                    **batch, max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id, **sampling
+                    **batch, max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                    **sampling,
                 )
             for row in out[:, batch["input_ids"].shape[1] :].tolist():
                 # Rows that stopped early are padded with the pad token, which may equal EOS: keep up to the first stop.
