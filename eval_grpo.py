@@ -35,6 +35,7 @@ from recipe import gsm_symbolic
 from recipe.config import Config, DataConfig, load_config
 from recipe.data import build_prompts, chat_prompt, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
+from recipe.generate import Completion, hf_complete
 
 MODELS = ("base", "trained")
 MERGE_CHECK_QUESTIONS = 3
@@ -43,7 +44,6 @@ MERGE_CHECK_TOKENS = 32
 # (Qwen/Qwen2.5-3B -> unsloth/Qwen2.5-3B-unsloth-bnb-4bit); the weights are the same model.
 UNSLOTH_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit")
 
-Completion = tuple[str, int]  # (text, generated tokens including the stop token)
 
 
 def read_adapter_config(adapter: Path) -> dict:
@@ -162,26 +162,6 @@ def load_hf(name: str, adapter: Path | None, dtype):
 
         model = PeftModel.from_pretrained(model, str(adapter))
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
-
-
-def hf_complete(model, tokenizer, texts: list[str], max_new_tokens: int, stop_ids: list[int], batch_size: int, desc: str) -> list[Completion]:
-    """Greedy completions with transformers, batched with left padding."""
-    import torch
-    from tqdm.auto import tqdm
-
-    completions: list[Completion] = []
-    with tqdm(total=len(texts), desc=desc, dynamic_ncols=True, disable=len(texts) <= batch_size) as bar:
-        for start in range(0, len(texts), batch_size):
-            # Left padding: generation appends on the right, so padding must not sit there.
-            batch = tokenizer(texts[start : start + batch_size], return_tensors="pt", padding=True, padding_side="left", add_special_tokens=False).to(model.device)
-            with torch.no_grad():
-                out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id)
-            for row in out[:, batch["input_ids"].shape[1] :].tolist():
-                # Rows that stopped early are padded with the pad token, which may equal EOS: keep up to the first stop.
-                length = next((i + 1 for i, token in enumerate(row) if token in stop_ids), len(row))
-                completions.append((tokenizer.decode(row[:length], skip_special_tokens=True), length))
-            bar.update(len(batch["input_ids"]))
-    return completions
 
 
 def hf_generator(cfg: Config, adapter: Path | None, tokenizer, max_new_tokens: int, batch_size: int):

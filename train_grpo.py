@@ -18,6 +18,8 @@ trainer (TRL's GRPOTrainer with the rewards of rewards.py) and main().
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import difflib
 import errno
 import functools
 import math
@@ -31,7 +33,7 @@ import plots
 import rewards
 from recipe import backend as backends
 from recipe import memory, preflight, runs, tracking
-from recipe.config import Config, config_to_yaml, load_config
+from recipe.config import Config, OutputConfig, TrainingConfig, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
 from recipe.jsonl import append_jsonl, trim_jsonl
@@ -55,13 +57,12 @@ def resume_command(argv: typing.Sequence[str] | None) -> str:
 
 
 def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
-    """TRL's GRPOConfig from ours; GRPOConfig checks its own invariants when built."""
+    """TRL's GRPOConfig from ours plus training.trl; GRPOConfig checks its own invariants when built."""
     import torch
-    from trl import GRPOConfig
 
     t, o = cfg.training, cfg.output
     cuda = torch.cuda.is_available()
-    return GRPOConfig(
+    kwargs = dict(
         output_dir=o.dir,
         max_steps=t.max_steps,
         num_train_epochs=t.num_train_epochs,
@@ -103,6 +104,65 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         trackio_static_space_id=False,
         log_completions=False,
     )
+    return with_trl_keys(kwargs, t.trl)
+
+
+# GRPOConfig fields set from a recipe key of another name; same-named ones are found in TrainingConfig and OutputConfig.
+RECIPE_KEYS = {
+    "output_dir": "output.dir",
+    "per_device_train_batch_size": "training.prompts_per_step",
+    "warmup_steps": "training.warmup_ratio",
+    "reward_weights": "rewards",
+    "use_vllm": "model.fast_inference",
+    "vllm_gpu_memory_utilization": "model.gpu_memory_utilization",
+    "gradient_checkpointing": "lora.gradient_checkpointing",
+}
+
+
+def recipe_key(field_name: str) -> str | None:
+    """The recipe key that sets a GRPOConfig field, or None when the recipe fixes it itself."""
+    for section, cls in (("training", TrainingConfig), ("output", OutputConfig)):
+        if field_name in {f.name for f in dataclasses.fields(cls)}:
+            return f"{section}.{field_name}"
+    return RECIPE_KEYS.get(field_name)
+
+
+def with_trl_keys(kwargs: dict, trl: dict):
+    """GRPOConfig(**kwargs, **trl); a trl key the recipe sets, an unknown one or a value TRL rejects is a RecipeError.
+
+    One place for TRL's other knobs, so the recipe need not mirror all of GRPOConfig, and two places never
+    set one value.
+    """
+    from trl import GRPOConfig
+
+    fields = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
+    for key, value in trl.items():
+        if key in kwargs:
+            ours = recipe_key(key)
+            fix = f"set {ours} instead" if ours else f"the recipe sets it ({kwargs[key]!r}); remove it"
+            raise RecipeError(f"training.trl.{key}: {fix}")
+        if key not in fields:
+            match = difflib.get_close_matches(key, fields, n=1)
+            hint = f"did you mean 'training.trl.{match[0]}'?" if match else "use a field of trl.GRPOConfig"
+            raise RecipeError(f"training.trl.{key} is not a GRPOConfig field: {hint}")
+    try:
+        return GRPOConfig(**kwargs, **trl)
+    except (ValueError, TypeError) as error:
+        if not trl:
+            raise
+        together = error
+    GRPOConfig(**kwargs)  # raises as before when the recipe's own values are the problem
+    # TRL names fields, not our keys: build again one key at a time to name the one it refuses.
+    for key, value in trl.items():
+        try:
+            GRPOConfig(**kwargs, **{key: value})
+        except (ValueError, TypeError) as error:
+            raise RecipeError(f"training.trl.{key}={value!r}: {one_line(error)}") from None
+    raise RecipeError(f"training.trl: GRPOConfig refuses {', '.join(trl)} together: {one_line(together)}")
+
+
+def one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
 
 
 def trainable_parameters(model) -> int:
@@ -253,7 +313,8 @@ class SampleLog:
         return SampleCallback()
 
 
-def build_trainer(cfg: Config, model, tokenizer, dataset, args):
+def build_trainer(cfg: Config, model, tokenizer, dataset, args, callbacks: typing.Sequence = ()):
+    """GRPOTrainer with the recipe's rewards and callbacks; ``callbacks`` are extra TrainerCallbacks, e.g. a test's."""
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOTrainer
 
@@ -261,7 +322,7 @@ def build_trainer(cfg: Config, model, tokenizer, dataset, args):
     reward_funcs = [sample_log.record(rewards.REWARDS[name]) for name in cfg.rewards]
     trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset)
     trainer.remove_callback(ProgressCallback)
-    for callback in make_callbacks(cfg, sample_log):
+    for callback in [*make_callbacks(cfg, sample_log), *callbacks]:
         trainer.add_callback(callback)
     load_checkpoint = trainer._load_from_checkpoint
 
@@ -396,7 +457,8 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
         raise RecipeError(f"could not load {resume_from} ({type(error).__name__}: {first}): delete it to resume from the checkpoint before") from None
 
 
-def main(argv: typing.Sequence[str] | None = None) -> int:
+def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = ()) -> int:
+    """The command line; ``callbacks`` (TrainerCallbacks) join the recipe's own when main is called from Python."""
     args = parse_args(argv)
     backends.quiet_hub()
     try:
@@ -426,7 +488,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         return 0
 
     try:
-        return train_and_save(cfg, backend, resume_from, tokenizer, dataset, grpo_config, steps, argv)
+        return train_and_save(cfg, backend, resume_from, tokenizer, dataset, grpo_config, steps, argv, callbacks)
     except RecipeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -435,7 +497,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         return 130
 
 
-def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, grpo_config, steps: int, argv) -> int:
+def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, grpo_config, steps: int, argv, callbacks=()) -> int:
     out = Path(cfg.output.dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -452,7 +514,7 @@ def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, g
     model, tokenizer = load_model(cfg, backend, tokenizer)
     print(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
     print("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
-    trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config)
+    trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config, callbacks)
     with runs.GracefulStop() as stop:
         train(cfg, trainer, resume_from, stop)
         step = trainer.state.global_step

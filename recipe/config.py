@@ -75,6 +75,8 @@ class TrainingConfig:
     optim: str = "paged_adamw_8bit"
     max_grad_norm: float = 0.1
     seed: int = 3407
+    # Any other GRPOConfig field, passed through as is; train_grpo.grpo_args checks each against TRL.
+    trl: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -110,6 +112,8 @@ def _closest(name: str, valid: typing.Iterable[str], prefix: str = "") -> str:
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
     """``value`` checked against the annotation ``kind``; ints are accepted where floats are expected."""
+    if kind is Any:
+        return value
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     if origin in (typing.Union, types.UnionType):
         for option in args:

@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import rewards
-from recipe.data import chat_prompt
+from recipe.data import chat_prompt, stop_token_ids
+from recipe.generate import hf_complete
 from recipe.tiny import CHAT_TEMPLATE, ENDOFTEXT, IM_END, conversations, encode_pairs, pretrain, probe_texts, render_chat, tiny_generation_config
 
 if TYPE_CHECKING:
@@ -164,16 +165,15 @@ def format_rate(model_dir: Path, rows: list[dict], samples: int = 32, max_new_to
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(model_dir), padding_side="left")
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32).to(device)
     picked = [rows[i % len(rows)] for i in range(samples)]
     texts = [render_chat(chat_prompt(r["question"]), add_generation_prompt=True) for r in picked]
-    batch = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(device)
     torch.manual_seed(0)
-    with torch.no_grad():
-        out = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=True, temperature=1.0)
-    replies = tokenizer.batch_decode(out[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+    # Stopping where training and evaluation stop, so the shares are those GRPO's rewards would see.
+    completions = hf_complete(model, tokenizer, texts, max_new_tokens, stop_token_ids(tokenizer), samples, temperature=1.0)
+    replies = [text for text, _ in completions]
     return {
         "soft": sum(map(rewards.has_soft_format, replies)) / samples,
         "strict": sum(map(rewards.has_strict_format, replies)) / samples,

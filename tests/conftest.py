@@ -1,5 +1,6 @@
-"""Shared fixtures: the tiny offline assets are built once per test session (about 25 s)."""
+"""Shared fixtures, each built once per test session: the tiny offline assets (about 25 s) and one tiny training run."""
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -10,10 +11,18 @@ sys.path.insert(0, str(ROOT))
 
 import offline  # noqa: E402
 import train_grpo  # noqa: E402
-from recipe.tiny import torch_threads
+from recipe.config import config_to_yaml, load_config  # noqa: E402
+from recipe.tiny import torch_threads  # noqa: E402
+
+# The shared run: checkpoints and samples every 2 of 4 steps, short completions to keep it quick.
+TRAINED_STEPS = 4
+TRAINED_RUN = (
+    "--set", f"training.max_steps={TRAINED_STEPS}", "--set", "training.max_completion_length=32",
+    "--set", "output.save_steps=2", "--set", "output.sample_every=2",
+)
 
 
-def train_tiny(tiny_assets: Path, out: Path, *args: str) -> int:
+def train_tiny(tiny_assets: Path, out: Path, *args: str, callbacks=()) -> int:
     """train_grpo.main() on the tiny model and data, writing to ``out``; ``args`` are extra CLI words."""
     return train_grpo.main([
         "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
@@ -21,7 +30,7 @@ def train_tiny(tiny_assets: Path, out: Path, *args: str) -> int:
         "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
         "--set", f"output.dir={out}",
         *args,
-    ])
+    ], callbacks=callbacks)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -37,6 +46,23 @@ def tiny_assets(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny")
     offline.main(["tiny", "--out", str(out)])
     return out
+
+
+@pytest.fixture(scope="session")
+def trained_run(tiny_assets, tmp_path_factory) -> Path:
+    """The output folder of one tiny TRAINED_RUN, shared by every test that only reads it: copy_run it to write."""
+    out = tmp_path_factory.mktemp("trained")
+    assert train_tiny(tiny_assets, out, *TRAINED_RUN) == 0
+    return out
+
+
+def copy_run(run: Path, dst: Path) -> Path:
+    """A copy of ``run`` without its checkpoints, its saved config pointing at the copy, as if trained there."""
+    shutil.copytree(run, dst, ignore=shutil.ignore_patterns("checkpoint-*"))
+    cfg = load_config(str(dst / "config.yaml"))
+    cfg.output.dir = str(dst)
+    (dst / "config.yaml").write_text(config_to_yaml(cfg))
+    return dst
 
 
 def pytest_configure(config):

@@ -259,3 +259,45 @@ def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(ut
 def test_merged_rollouts_refused_where_they_cannot_apply(overrides, message):
     with pytest.raises(RecipeError, match=message):
         resolve_backend(load_config(str(ROOT / "config.yaml"), ["model.fast_inference=false", "training.optim=adamw_torch", *overrides]))
+
+
+def tiny_grpo_args(tmp_path, *overrides: str):
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"output.dir={tmp_path}", *overrides])
+    return train_grpo.grpo_args(cfg, "trl", [0])
+
+
+@pytest.mark.parametrize(
+    "override, expected",
+    [
+        pytest.param("training.trl={num_iterations: 2, top_p: 0.95}", {"num_iterations": 2, "top_p": 0.95}, id="mapping"),
+        pytest.param("training.trl.epsilon_high=0.28", {"epsilon_high": 0.28}, id="dotted-set"),
+        pytest.param("training.trl.mask_truncated_completions=true", {"mask_truncated_completions": True}, id="bool"),
+    ],
+)
+def test_trl_keys_reach_grpo_config(tmp_path, override, expected):
+    args = tiny_grpo_args(tmp_path, override)
+    assert {key: getattr(args, key) for key in expected} == expected
+    assert args.beta == load_config(str(ROOT / "configs" / "tiny-cpu.yaml")).training.beta, "the recipe's own values stay"
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        pytest.param("training.trl.beta=0.1", "training.trl.beta: set training.beta instead", id="modelled-same-name"),
+        pytest.param("training.trl.per_device_train_batch_size=8", "training.trl.per_device_train_batch_size: set training.prompts_per_step instead", id="modelled-other-name"),
+        pytest.param("training.trl.output_dir=elsewhere", "training.trl.output_dir: set output.dir instead", id="modelled-output"),
+        pytest.param("training.trl.log_completions=true", "training.trl.log_completions: the recipe sets it (False); remove it", id="fixed-by-recipe"),
+        pytest.param("training.trl.report_to=wandb", "training.trl.report_to: set output.report_to instead", id="modelled-in-output"),
+        pytest.param("training.trl.num_iteration=2", "training.trl.num_iteration is not a GRPOConfig field: did you mean 'training.trl.num_iterations'?", id="typo-suggests-field"),
+        pytest.param("training.trl.xyzzy=1", "training.trl.xyzzy is not a GRPOConfig field: use a field of trl.GRPOConfig", id="unknown-no-match"),
+        pytest.param("training.trl.auto_find_batch_size=true", "training.trl.auto_find_batch_size=True: auto_find_batch_size is not supported by GRPO", id="value-grpo-refuses"),
+        pytest.param("training.trl.generation_batch_size=16", "training.trl.generation_batch_size=16: 'generation_batch_size' and 'steps_per_generation' can not be both", id="conflicts-with-recipe"),
+        pytest.param("training.trl.eval_strategy=sometimes", "training.trl.eval_strategy='sometimes': ", id="value-transformers-refuses"),
+        pytest.param("training.trl=3", "training.trl: expected dict, got 3", id="not-a-mapping"),
+    ],
+)
+def test_bad_trl_key_is_one_line_naming_it(tmp_path, override, message):
+    with pytest.raises(RecipeError) as error:
+        tiny_grpo_args(tmp_path, override)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)

@@ -9,7 +9,7 @@ import pytest
 
 import eval_grpo
 import rewards
-from conftest import train_tiny
+from conftest import copy_run
 from recipe.config import load_config
 from recipe.data import chat_prompt, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -17,13 +17,6 @@ from recipe.errors import RecipeError
 ROOT = Path(__file__).resolve().parents[1]
 LIMIT, NEW_TOKENS = 4, 32
 STRICT = "<reasoning>\n3 + 4 = 7\n</reasoning>\n<answer>\n7\n</answer>\n"
-
-
-def train(tiny_assets: Path, out: Path) -> int:
-    return train_tiny(
-        tiny_assets, out,
-        "--set", "training.max_steps=4", "--set", "training.max_completion_length=32", "--set", "output.save_steps=100",
-    )
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -40,10 +33,9 @@ def amplify(adapter: Path, factor: float) -> None:
 
 
 @pytest.fixture(scope="module")
-def run(tiny_assets, tmp_path_factory) -> Path:
-    """A trained run folder: adapter/, config.yaml (the resolved config eval_grpo.py defaults to)."""
-    out = tmp_path_factory.mktemp("run")
-    assert train(tiny_assets, out) == 0
+def run(trained_run, tmp_path_factory) -> Path:
+    """A copy of the shared run, amplified: adapter/, config.yaml (the resolved config eval_grpo.py defaults to)."""
+    out = copy_run(trained_run, tmp_path_factory.mktemp("eval") / "run")
     amplify(out / "adapter", 100.0)
     return out
 

@@ -6,21 +6,13 @@ from pathlib import Path
 import pytest
 
 import plots
-from conftest import train_tiny
-
-STEPS = 3
 ALL_PNGS = ["rewards.png", "length.png", "kl.png", "step_time.png"]
 
 
-@pytest.fixture(scope="module")
-def metrics(tiny_assets, tmp_path_factory) -> Path:
-    """metrics.jsonl (and config.yaml) of a real tiny training run."""
-    out = tmp_path_factory.mktemp("run")
-    assert train_tiny(
-        tiny_assets, out,
-        "--set", f"training.max_steps={STEPS}", "--set", "training.max_completion_length=32", "--set", "output.save_steps=100",
-    ) == 0
-    return out / "metrics.jsonl"
+@pytest.fixture
+def metrics(trained_run) -> Path:
+    """metrics.jsonl (and config.yaml) of the shared tiny training run; tests read it and write copies."""
+    return trained_run / "metrics.jsonl"
 
 
 def rewrite(metrics: Path, folder: Path, drop: tuple[str, ...]) -> Path:

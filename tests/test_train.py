@@ -7,82 +7,71 @@ import pytest
 
 import rewards
 import train_grpo
-from conftest import train_tiny
+from conftest import TRAINED_RUN, TRAINED_STEPS as STEPS, train_tiny
 from recipe.config import load_config
 
-STEPS = 4
 
-
-def run(tiny_assets: Path, out: Path, *extra: str) -> int:
-    return train_tiny(
-        tiny_assets, out,
-        "--set", f"training.max_steps={STEPS}", "--set", "output.save_steps=2", "--set", "output.sample_every=2", *extra,
-    )
+def run(tiny_assets: Path, out: Path, *extra: str, callbacks=()) -> int:
+    """The shared run's settings (conftest.TRAINED_RUN) into ``out``, for the tests that need a run of their own."""
+    return train_tiny(tiny_assets, out, *TRAINED_RUN, *extra, callbacks=callbacks)
 
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-@pytest.fixture(scope="module")
-def trained(tiny_assets, tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("run")
-    assert run(tiny_assets, out) == 0
-    return out
-
-
-def test_run_leaves_every_output(trained):
+def test_run_leaves_every_output(trained_run):
     for name in ["config.yaml", "metrics.jsonl", "samples.jsonl", "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "checkpoint-2", "checkpoint-4", "plots/rewards.png"]:
-        assert (trained / name).exists(), name
+        assert (trained_run / name).exists(), name
 
 
 @pytest.mark.parametrize("name", list(rewards.REWARDS))
-def test_metrics_hold_every_reward_at_every_step(trained, name):
-    steps = [row for row in read_jsonl(trained / "metrics.jsonl") if "reward" in row]
+def test_metrics_hold_every_reward_at_every_step(trained_run, name):
+    steps = [row for row in read_jsonl(trained_run / "metrics.jsonl") if "reward" in row]
     assert [row["step"] for row in steps] == list(range(1, STEPS + 1))
     assert all(0 <= row[f"rewards/{name}/mean"] <= rewards.MAX_REWARD[name] for row in steps)
 
 
 @pytest.mark.parametrize("key", ["reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "kl", "step_time", "learning_rate"])
-def test_metrics_hold_training_health(trained, key):
-    rows = [row for row in read_jsonl(trained / "metrics.jsonl") if "reward" in row]
+def test_metrics_hold_training_health(trained_run, key):
+    rows = [row for row in read_jsonl(trained_run / "metrics.jsonl") if "reward" in row]
     assert all(isinstance(row[key], float) for row in rows)
 
 
-def test_samples_log_every_n_steps_with_each_reward(trained):
-    rows = read_jsonl(trained / "samples.jsonl")
+def test_samples_log_every_n_steps_with_each_reward(trained_run):
+    rows = read_jsonl(trained_run / "samples.jsonl")
     assert sorted({row["step"] for row in rows}) == [2, 4]
     for row in rows:
         assert {"question", "gold", "response", "extracted", *rewards.REWARDS} <= set(row)
         assert row["correctness"] == (2.0 if rewards.is_correct(row["response"], row["gold"]) else 0.0)
 
 
-def test_saved_config_is_the_resolved_one(trained):
-    cfg = load_config(str(trained / "config.yaml"))
-    assert cfg.output.dir == str(trained) and cfg.training.max_steps == STEPS
+def test_saved_config_is_the_resolved_one(trained_run):
+    cfg = load_config(str(trained_run / "config.yaml"))
+    assert cfg.output.dir == str(trained_run) and cfg.training.max_steps == STEPS
 
 
-def test_lora_weights_changed(trained):
+def test_lora_weights_changed(trained_run):
     from safetensors.torch import load_file
 
-    tensors = load_file(str(trained / "adapter" / "adapter_model.safetensors"))
+    tensors = load_file(str(trained_run / "adapter" / "adapter_model.safetensors"))
     lora_b = {name: t for name, t in tensors.items() if "lora_B" in name}
     assert lora_b, "no LoRA B matrices saved"
     # PEFT starts every B at zero, so any non-zero entry is a trained update.
     assert any(t.abs().max() > 0 for t in lora_b.values())
 
 
-def test_adapter_reloads_with_plain_peft_and_changes_the_model(trained, tiny_assets):
+def test_adapter_reloads_with_plain_peft_and_changes_the_model(trained_run, tiny_assets):
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(str(trained / "adapter"))
+    tokenizer = AutoTokenizer.from_pretrained(str(trained_run / "adapter"))
     ids = tokenizer("Tom has 3 apples.", return_tensors="pt").input_ids
     base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
     with torch.no_grad():
         before = base(ids).logits
-        tuned = PeftModel.from_pretrained(base, str(trained / "adapter"))
+        tuned = PeftModel.from_pretrained(base, str(trained_run / "adapter"))
         after = tuned(ids).logits
     assert not torch.allclose(before, after)
 
@@ -100,7 +89,7 @@ class Crash(Exception):
 
 
 @pytest.mark.parametrize("spg", [1, 2], ids=["generate-every-step", "generate-for-2-steps"])
-def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkeypatch, spg):
+def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, spg):
     from transformers import TrainerCallback
 
     class CrashAtStep(TrainerCallback):
@@ -108,12 +97,9 @@ def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, monkey
             if state.global_step == STEPS:
                 raise Crash
 
-    make_callbacks = train_grpo.make_callbacks
-    monkeypatch.setattr(train_grpo, "make_callbacks", lambda *a: [*make_callbacks(*a), CrashAtStep()])
     spg_set = ("--set", f"training.steps_per_generation={spg}")
     with pytest.raises(Crash):
-        run(tiny_assets, tmp_path, *spg_set)
-    monkeypatch.undo()
+        run(tiny_assets, tmp_path, *spg_set, callbacks=[CrashAtStep()])
     assert not (tmp_path / "checkpoint-4").exists() and (tmp_path / "checkpoint-2").exists()
 
     assert run(tiny_assets, tmp_path, *spg_set) == 2, "a rerun without --resume must refuse to overwrite"
