@@ -28,6 +28,7 @@ from pathlib import Path
 import plots
 import rewards
 from recipe import backend as backends
+from recipe import distributed
 from recipe.config import Config, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -49,18 +50,23 @@ def resolve_resume(cfg: Config) -> str | None:
     return chosen
 
 
-def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
-    """TRL's GRPOConfig from ours; GRPOConfig checks its own invariants when built."""
+def grpo_args(cfg: Config, backend: str, stop_ids: list[int], world: int | None = None):
+    """TRL's GRPOConfig from ours for ``world`` processes (default: the launcher's); GRPOConfig checks its own invariants.
+
+    Built before the model loads: under DeepSpeed ZeRO-3 it is what makes from_pretrained shard the weights.
+    """
     import torch
     from trl import GRPOConfig
 
-    t, o = cfg.training, cfg.output
+    t, o, v = cfg.training, cfg.output, cfg.vllm
+    world = distributed.world_size() if world is None else world
     cuda = torch.cuda.is_available()
-    return GRPOConfig(
+    args = GRPOConfig(
         output_dir=o.dir,
         max_steps=t.max_steps,
         num_train_epochs=t.num_train_epochs,
-        per_device_train_batch_size=t.prompts_per_step * t.num_generations,
+        # prompts_per_step is the whole run's, so one YAML trains the same recipe on 1 or 8 GPUs.
+        per_device_train_batch_size=distributed.per_device_batch(cfg, world),
         gradient_accumulation_steps=1,
         steps_per_generation=t.steps_per_generation,
         num_generations=t.num_generations,
@@ -81,8 +87,14 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         use_vllm=cfg.model.fast_inference,
         # vLLM stops only at EOS by default; a base model ends its chat turn with <|im_end|> instead.
         generation_kwargs={"stop_token_ids": stop_ids} if cfg.model.fast_inference else None,
-        vllm_mode="colocate",
+        vllm_mode=v.mode,
+        vllm_tensor_parallel_size=v.tensor_parallel_size,
+        vllm_server_host=v.server_host,
+        vllm_server_port=v.server_port,
         vllm_gpu_memory_utilization=cfg.model.gpu_memory_utilization,
+        # Else TRL's own vLLM reserves KV cache for the model's whole context (32k tokens for Qwen2.5);
+        # Unsloth builds its engine with max_seq_length itself.
+        vllm_max_model_length=cfg.model.max_seq_length if backend == "trl" else None,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         use_cpu=not cuda,
         # Unsloth applies its own checkpointing through get_peft_model.
@@ -93,11 +105,15 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         report_to="none",
         log_completions=False,
     )
+    if args.world_size != world:
+        raise RecipeError(f"WORLD_SIZE says {world} processes but accelerate sees {args.world_size}: launch with torchrun or accelerate launch, not a mix")
+    return args
 
 
 def trainable_parameters(model) -> int:
     # Only the trainable count: a 4-bit model packs two weights per stored element, so totals mislead.
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # Under ZeRO-3 a parameter holds only this process's shard; ds_numel is its full size.
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
 
 
 def memory_plan(cfg: Config) -> str:
@@ -261,8 +277,10 @@ def planned_steps(cfg: Config, n_prompts: int) -> tuple[int, float]:
 
 def save_adapter(trainer, tokenizer, out: Path) -> Path:
     adapter = out / "adapter"
+    # Every process calls save_model: under ZeRO-3 each holds a shard to gather; only the main one writes.
     trainer.save_model(str(adapter))
-    tokenizer.save_pretrained(str(adapter))
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(adapter))
     return adapter
 
 
@@ -284,49 +302,79 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def say(message: str, file: typing.TextIO | None = None) -> None:
+    """print on the main process only, so N processes print the plan once."""
+    if distributed.is_main_process():
+        print(message, file=file or sys.stdout, flush=True)
+
+
+def vllm_summary(cfg: Config) -> str:
+    v = cfg.vllm
+    if not cfg.model.fast_inference:
+        return "off"
+    if v.mode == "server":
+        return f"server at {v.server_host}:{v.server_port}"
+    return "colocate" + (f", tensor parallel {v.tensor_parallel_size}" if v.tensor_parallel_size > 1 else "")
+
+
+def split_summary(cfg: Config, world: int, per_device: int) -> str:
+    t = cfg.training
+    return (f"{world} process{'es' if world > 1 else ''} x {per_device} completions each = "
+            f"{t.prompts_per_step} prompt(s) x {t.num_generations} completions a step")
+
+
 def main(argv: typing.Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     backends.quiet_hub()
     try:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
-        backend = backends.resolve_backend(cfg)
+        world = distributed.world_size()
+        per_device = distributed.per_device_batch(cfg, world)
+        backend = backends.resolve_backend(cfg, world)
         resume_from = resolve_resume(cfg)
         if backend == "unsloth":
             backends.import_unsloth(cfg.model)
         tokenizer = load_tokenizer(cfg.model.name)
         dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
-        grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer))
+        grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer), world)
     except RecipeError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", file=sys.stderr)
         return 2
 
     out = Path(cfg.output.dir)
     steps, epochs = planned_steps(cfg, stats["kept"])
-    print(f"config (saved to {out / 'config.yaml'}):\n{config_to_yaml(cfg)}")
-    print(f"model {cfg.model.name} | backend {backend} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {'on' if cfg.model.fast_inference else 'off'}")
-    print(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
-    print(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
-    print(f"memory {memory_plan(cfg)}")
+    say(f"config (saved to {out / 'config.yaml'}):\n{config_to_yaml(cfg)}")
+    say(f"model {cfg.model.name} | backend {backends.describe_backend(cfg, backend, world)} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {vllm_summary(cfg)}")
+    say(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
+    say(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
+    say(f"split {split_summary(cfg, world, per_device)}")
+    say(f"memory {memory_plan(cfg)}")
     if args.dry_run:
         return 0
 
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "config.yaml").write_text(config_to_yaml(cfg))
+    main_process = distributed.is_main_process()
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.yaml").write_text(config_to_yaml(cfg))
     if resume_from is not None:
         resumed_step = int(json.loads((Path(resume_from) / "trainer_state.json").read_text())["global_step"])
-        for name in ("metrics.jsonl", "samples.jsonl"):
-            trim_jsonl(out / name, resumed_step)
-        print(f"resuming from {resume_from} (step {resumed_step})")
+        if main_process:
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                trim_jsonl(out / name, resumed_step)
+        say(f"resuming from {resume_from} (step {resumed_step})")
 
     started = time.time()
     model, tokenizer = backends.load_model(cfg, backend, tokenizer)
-    print(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
-    print("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
+    say(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
+    say("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
     trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config)
+    if world > 1 and grpo_config.device.type == "cpu":
+        distributed.accept_indexed_cpu_locations()
     trainer.train(resume_from_checkpoint=resume_from)
     adapter = save_adapter(trainer, tokenizer, out)
-    plot_curves(out)
-    print(f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}")
+    if main_process:
+        plot_curves(out)
+    say(f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}")
     return 0
 
 

@@ -9,17 +9,28 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from recipe import distributed
 from recipe.config import Config, ModelConfig
 from recipe.data import stop_token_ids
 from recipe.errors import RecipeError
 
 
-def resolve_backend(cfg: Config) -> str:
-    """Pick the backend and reject GPU-only settings on a machine without CUDA."""
+def resolve_backend(cfg: Config, world: int | None = None) -> str:
+    """Pick the backend for ``world`` processes (default: the launcher's) and reject settings this machine cannot run.
+
+    auto means Unsloth on one CUDA GPU and trl otherwise: Unsloth trains in one process only (its vLLM
+    engine hangs under DDP, and fast_inference raises under FSDP2), and it cannot use a vLLM server.
+    """
     import torch
 
+    world = distributed.world_size() if world is None else world
     cuda = torch.cuda.is_available()
-    backend = cfg.model.backend if cfg.model.backend != "auto" else ("unsloth" if cuda else "trl")
+    if cfg.model.backend != "auto":
+        backend = cfg.model.backend
+    else:
+        backend = "unsloth" if cuda and world == 1 and cfg.vllm.mode == "colocate" else "trl"
+    if backend == "unsloth" and world > 1:
+        raise RecipeError(f"model.backend=unsloth trains in one process, and this run has {world}: use model.backend=trl (or auto) on several GPUs")
     if not cuda:
         no_gpu = [
             (backend == "unsloth", "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine"),
@@ -30,8 +41,19 @@ def resolve_backend(cfg: Config) -> str:
         for failed, message in no_gpu:
             if failed:
                 raise RecipeError(message)
+    distributed.check_vllm_split(cfg, world)
     return backend
 
+
+def describe_backend(cfg: Config, backend: str, world: int) -> str:
+    """The banner's backend, with why auto chose it."""
+    if cfg.model.backend != "auto" or backend == "unsloth":
+        return backend
+    if world > 1:
+        return f"{backend} (auto: {world} processes; Unsloth trains on one GPU only)"
+    if cfg.vllm.mode == "server":
+        return f"{backend} (auto: vllm.mode=server; Unsloth only colocates vLLM)"
+    return f"{backend} (auto: no CUDA GPU)"
 
 
 def quiet_hub() -> None:
