@@ -17,7 +17,9 @@ def _env_int(name: str, default: int) -> int:
     try:
         return int(text)
     except ValueError:
-        raise RecipeError(f"environment variable {name}={text!r} is not a number: launch with torchrun or accelerate launch, or unset it") from None
+        raise RecipeError(
+            f"environment variable {name}={text!r} is not a number: launch with torchrun or accelerate launch, or unset it"
+        ) from None
 
 
 def world_size() -> int:
@@ -36,7 +38,7 @@ def _smallest_multiple(start: int, factor: int, world: int) -> int:
 
 
 def per_device_batch(cfg: Config, world: int) -> int:
-    """Completions each process trains on per optimizer step, so the whole run keeps training.prompts_per_step.
+    """Completions each process trains on per optimizer step, so the whole run keeps prompts_per_step.
 
     TRL's per_device_train_batch_size counts completions on one process; a prompt's group of
     num_generations may span processes, since TRL gathers every reward before the advantages.
@@ -59,7 +61,10 @@ def check_vllm_split(cfg: Config, world: int) -> None:
     tp = cfg.vllm.tensor_parallel_size
     if cfg.model.fast_inference and cfg.vllm.mode == "colocate" and world % tp:
         fits = ", ".join(str(n) for n in range(1, world + 1) if world % n == 0)
-        raise RecipeError(f"vllm.tensor_parallel_size={tp} must divide the {world} training processes: use one of {fits}, or launch a multiple of {tp} processes")
+        raise RecipeError(
+            f"vllm.tensor_parallel_size={tp} must divide the {world} training processes: use one of {fits}, "
+            f"or launch a multiple of {tp} processes"
+        )
 
 
 _accepting_indexed_cpu = False

@@ -59,6 +59,13 @@ def test_world_comes_from_the_launchers_environment(monkeypatch, env, world, mai
     assert (distributed.world_size(), distributed.is_main_process()) == (world, main)
 
 
+@pytest.mark.parametrize("rank, printed", [pytest.param("0", True, id="main-process"), pytest.param("1", False, id="other-process")])
+def test_only_the_main_process_reports_a_config_error(monkeypatch, capsys, tmp_path, rank, printed):
+    monkeypatch.setenv("RANK", rank)
+    assert train_grpo.main(["--config", TINY, "--set", "training.max_stesp=5", "--set", f"output.dir={tmp_path / 'run'}"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown config key") == printed
+
+
 @pytest.mark.parametrize(
     "overrides, world, expected",
     [
