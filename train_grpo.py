@@ -32,7 +32,7 @@ from pathlib import Path
 import plots
 import rewards
 from recipe import backend as backends
-from recipe import memory, preflight, runs, tracking
+from recipe import distributed, memory, preflight, runs, tracking
 from recipe.config import Config, OutputConfig, TrainingConfig, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -56,17 +56,22 @@ def resume_command(argv: typing.Sequence[str] | None) -> str:
     return "python " + shlex.join([script, *words, *([] if "--resume" in words else ["--resume"])])
 
 
-def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
-    """TRL's GRPOConfig from ours plus training.trl; GRPOConfig checks its own invariants when built."""
+def grpo_args(cfg: Config, backend: str, stop_ids: list[int], world: int | None = None):
+    """TRL's GRPOConfig from ours plus training.trl, for ``world`` processes (default: the launcher's).
+
+    Built before the model loads: under DeepSpeed ZeRO-3 it is what makes from_pretrained shard the weights.
+    """
     import torch
 
-    t, o = cfg.training, cfg.output
+    t, o, v = cfg.training, cfg.output, cfg.vllm
+    world = distributed.world_size() if world is None else world
     cuda = torch.cuda.is_available()
     kwargs = dict(
         output_dir=o.dir,
         max_steps=t.max_steps,
         num_train_epochs=t.num_train_epochs,
-        per_device_train_batch_size=t.prompts_per_step * t.num_generations,
+        # prompts_per_step is the whole run's, so one YAML trains the same recipe on 1 or 8 GPUs.
+        per_device_train_batch_size=distributed.per_device_batch(cfg, world),
         gradient_accumulation_steps=1,
         steps_per_generation=t.steps_per_generation,
         num_generations=t.num_generations,
@@ -87,9 +92,15 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         use_vllm=cfg.model.fast_inference,
         # vLLM stops only at EOS by default; a base model ends its chat turn with <|im_end|> instead.
         generation_kwargs={"stop_token_ids": stop_ids} if cfg.model.fast_inference else None,
-        vllm_mode="colocate",
+        vllm_mode=v.mode,
+        vllm_tensor_parallel_size=v.tensor_parallel_size,
+        vllm_server_host=v.server_host,
+        vllm_server_port=v.server_port,
         # Unsloth builds its own engine from model.gpu_memory_utilization; TRL's needs it as a share of the card.
         vllm_gpu_memory_utilization=backends.vllm_card_fraction(cfg.model.gpu_memory_utilization) if backend == "trl" else cfg.model.gpu_memory_utilization,
+        # Else TRL's own vLLM reserves KV cache for the model's whole context (32k tokens for Qwen2.5);
+        # Unsloth builds its engine with max_seq_length itself.
+        vllm_max_model_length=cfg.model.max_seq_length if backend == "trl" else None,
         bf16=cuda and torch.cuda.is_bf16_supported(),
         use_cpu=not cuda,
         # Unsloth applies its own checkpointing through get_peft_model.
@@ -104,7 +115,10 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int]):
         trackio_static_space_id=False,
         log_completions=False,
     )
-    return with_trl_keys(kwargs, t.trl)
+    args = with_trl_keys(kwargs, t.trl)
+    if args.world_size != world:
+        raise RecipeError(f"WORLD_SIZE says {world} processes but accelerate sees {args.world_size}: launch with torchrun or accelerate launch, not a mix")
+    return args
 
 
 # GRPOConfig fields set from a recipe key of another name; same-named ones are found in TrainingConfig and OutputConfig.
@@ -116,6 +130,11 @@ RECIPE_KEYS = {
     "use_vllm": "model.fast_inference",
     "vllm_gpu_memory_utilization": "model.gpu_memory_utilization",
     "gradient_checkpointing": "lora.gradient_checkpointing",
+    "vllm_mode": "vllm.mode",
+    "vllm_tensor_parallel_size": "vllm.tensor_parallel_size",
+    "vllm_server_host": "vllm.server_host",
+    "vllm_server_port": "vllm.server_port",
+    "vllm_max_model_length": "model.max_seq_length",
 }
 
 
@@ -167,7 +186,8 @@ def one_line(error: Exception) -> str:
 
 def trainable_parameters(model) -> int:
     # Only the trainable count: a 4-bit model packs two weights per stored element, so totals mislead.
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+    # Under ZeRO-3 a parameter holds only this process's shard; ds_numel is its full size.
+    return sum(getattr(p, "ds_numel", p.numel()) for p in model.parameters() if p.requires_grad)
 
 
 def memory_forecast(cfg: Config, card_gib: float | None) -> list[str]:
@@ -345,10 +365,12 @@ def planned_steps(cfg: Config, n_prompts: int) -> tuple[int, float]:
 def save_adapter(trainer, tokenizer, out: Path) -> Path:
     """adapter/, written beside it first and moved into place once complete, so a kill never leaves half of one."""
     partial = out / "adapter.partial"
+    # Every process calls save_model: under ZeRO-3 each holds a shard to gather; only the main one writes.
     trainer.save_model(str(partial))
-    tokenizer.save_pretrained(str(partial))
-    runs.write_marker(partial, trainer.state.global_step)
-    runs.replace_folder(partial, out / "adapter")
+    if trainer.is_world_process_zero():
+        tokenizer.save_pretrained(str(partial))
+        runs.write_marker(partial, trainer.state.global_step)
+        runs.replace_folder(partial, out / "adapter")
     return out / "adapter"
 
 
@@ -402,7 +424,9 @@ def finished_run(cfg: Config, resume_from: Path | None, steps: int) -> str | Non
 def prepare(cfg: Config, card_gib: float | None, planning: bool):
     """Everything checked and built before a model loads: the backend, the resume point, the memory
     forecast, tokenizer and data. ``planning``: a CPU dry run for a card of ``card_gib``."""
-    backend = planned_backend(cfg) if planning else backends.resolve_backend(cfg)
+    world = distributed.world_size()
+    per_device = distributed.per_device_batch(cfg, world)
+    backend = planned_backend(cfg) if planning else backends.resolve_backend(cfg, world)
     runs.check_output_dir(Path(cfg.output.dir))
     preflight.check_model_folder(cfg)
     resume_from, warnings = resolve_resume(cfg)
@@ -411,12 +435,12 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool):
     # After Unsloth's import (it sets the CUDA allocator's options, which CUDA's first use fixes) and
     # before the tokenizer, data and model load, so it shows even when the hub is unreachable.
     for line in memory_forecast(cfg, card_gib):
-        print(f"memory {line}")
+        say(f"memory {line}")
     tokenizer = load_tokenizer(cfg.model.name)
     dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
     preflight.check_enough_prompts(cfg, stats["kept"])
-    grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer))
-    return backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config
+    grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer), world)
+    return world, per_device, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config
 
 
 def load_model(cfg: Config, backend: str, tokenizer):
@@ -437,8 +461,9 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
         def on_train_begin(self, args, state, control, **kwargs):
             # The checkpoint's weights, optimizer and scheduler are loaded by now, so the logs can be trimmed.
             started["step"] = state.global_step
-            for name in ("metrics.jsonl", "samples.jsonl"):
-                trim_jsonl(Path(cfg.output.dir) / name, state.global_step)
+            if state.is_world_process_zero:
+                for name in ("metrics.jsonl", "samples.jsonl"):
+                    trim_jsonl(Path(cfg.output.dir) / name, state.global_step)
 
     trainer.add_callback(Started())
     trainer.add_callback(stop.callback(Path(cfg.output.dir)))
@@ -457,6 +482,27 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
         raise RecipeError(f"could not load {resume_from} ({type(error).__name__}: {first}): delete it to resume from the checkpoint before") from None
 
 
+def say(message: str, file: typing.TextIO | None = None) -> None:
+    """print on the main process only, so N processes print the plan once."""
+    if distributed.is_main_process():
+        print(message, file=file or sys.stdout, flush=True)
+
+
+def vllm_summary(cfg: Config) -> str:
+    v = cfg.vllm
+    if not cfg.model.fast_inference:
+        return "off"
+    if v.mode == "server":
+        return f"server at {v.server_host}:{v.server_port}"
+    return "colocate" + (f", tensor parallel {v.tensor_parallel_size}" if v.tensor_parallel_size > 1 else "")
+
+
+def split_summary(cfg: Config, world: int, per_device: int) -> str:
+    t = cfg.training
+    return (f"{world} process{'es' if world > 1 else ''} x {per_device} completions each = "
+            f"{t.prompts_per_step} prompt(s) x {t.num_generations} completions a step")
+
+
 def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = ()) -> int:
     """The command line; ``callbacks`` (TrainerCallbacks) join the recipe's own when main is called from Python."""
     args = parse_args(argv)
@@ -466,67 +512,73 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         if args.card_gib is not None and args.card_gib <= 0:
             raise RecipeError(f"--card-gib {args.card_gib:g}: give the card's memory in GiB, e.g. --card-gib 24")
         tracking.check_installed(cfg.output.report_to)
-        backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config = prepare(cfg, args.card_gib, planning_for_a_gpu(args))
+        world, per_device, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config = prepare(cfg, args.card_gib, planning_for_a_gpu(args))
         steps, epochs = planned_steps(cfg, stats["kept"])
         for warning in warnings:
-            print(f"warning: {warning}", file=sys.stderr)
+            say(f"warning: {warning}", file=sys.stderr)
         done = None if args.dry_run else finished_run(cfg, resume_from, steps)
     except RecipeError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", file=sys.stderr)
         return 2
     if done is not None:
-        print(done)
+        say(done)
         return 0
 
     out = Path(cfg.output.dir)
-    print(f"config (saved to {out / 'config.yaml'}):\n{config_to_yaml(cfg)}")
-    print(f"model {cfg.model.name} | backend {backend} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {'on' if cfg.model.fast_inference else 'off'}")
-    print(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
-    print(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
-    print(f"tracking {tracking.where(cfg.output.report_to, out)}")
+    say(f"config (saved to {out / 'config.yaml'}):\n{config_to_yaml(cfg)}")
+    say(f"model {cfg.model.name} | backend {backends.describe_backend(cfg, backend, world)} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {vllm_summary(cfg)}")
+    say(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
+    say(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
+    say(f"split {split_summary(cfg, world, per_device)}")
+    say(f"tracking {tracking.where(cfg.output.report_to, out)}")
     if args.dry_run:
         return 0
 
     try:
         return train_and_save(cfg, backend, resume_from, tokenizer, dataset, grpo_config, steps, argv, callbacks)
     except RecipeError as error:
-        print(f"error: {error}", file=sys.stderr)
+        say(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"\nstopped before a checkpoint could be saved; the newest complete one is kept: {resume_command(argv)}", file=sys.stderr)
+        say(f"\nstopped before a checkpoint could be saved; the newest complete one is kept: {resume_command(argv)}", file=sys.stderr)
         return 130
 
 
 def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, grpo_config, steps: int, argv, callbacks=()) -> int:
     out = Path(cfg.output.dir)
+    main_process = distributed.is_main_process()
     try:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "config.yaml").write_text(config_to_yaml(cfg))
+        if main_process:
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "config.yaml").write_text(config_to_yaml(cfg))
     except OSError as error:
         raise RecipeError(f"cannot write to output.dir={out} ({error.strerror}): choose another output.dir or free space") from None
     tracking.keep_logs_in(cfg.output.report_to, out)
     if resume_from is not None:
-        print(f"resuming from {resume_from} (step {runs.saved_step(resume_from)})")
+        say(f"resuming from {resume_from} (step {runs.saved_step(resume_from)})")
     elif cfg.output.resume != "never" and runs.earlier_outputs(out):
-        print(f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)", file=sys.stderr)
+        say(f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)", file=sys.stderr)
 
     started = time.time()
     model, tokenizer = load_model(cfg, backend, tokenizer)
-    print(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
-    print("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
+    say(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
+    say("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
     trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config, callbacks)
+    if distributed.world_size() > 1 and grpo_config.device.type == "cpu":
+        distributed.accept_indexed_cpu_locations()
     with runs.GracefulStop() as stop:
         train(cfg, trainer, resume_from, stop)
         step = trainer.state.global_step
         if stop.received is not None and step < steps:
-            print(f"stopped at step {step} of {steps}: checkpoint-{step} saved; continue with: {resume_command(argv)}", file=sys.stderr)
+            say(f"stopped at step {step} of {steps}: checkpoint-{step} saved; continue with: {resume_command(argv)}", file=sys.stderr)
             return stop.exit_code
         try:
             adapter = save_adapter(trainer, tokenizer, out)
         except OSError as error:
             raise RecipeError(f"could not save {out / 'adapter'} ({error.strerror}): free space, then rerun with --resume to save it from the last checkpoint") from None
-    plot_curves(out)
-    print(f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}")
+    if main_process:
+        plot_curves(out)
+    say(f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}")
     return 0
 
 

@@ -9,17 +9,28 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from recipe import distributed
 from recipe.config import Config, ModelConfig
 from recipe.data import stop_token_ids
 from recipe.errors import RecipeError
 
 
-def resolve_backend(cfg: Config) -> str:
-    """Pick the backend and reject GPU-only settings on a machine without CUDA."""
+def resolve_backend(cfg: Config, world: int | None = None) -> str:
+    """Pick the backend for ``world`` processes (default: the launcher's) and reject settings this machine cannot run.
+
+    auto means Unsloth on one CUDA GPU and trl otherwise: Unsloth trains in one process only (its vLLM
+    engine hangs under DDP, and fast_inference raises under FSDP2), and it cannot use a vLLM server.
+    """
     import torch
 
+    world = distributed.world_size() if world is None else world
     cuda = torch.cuda.is_available()
-    backend = cfg.model.backend if cfg.model.backend != "auto" else ("unsloth" if cuda else "trl")
+    if cfg.model.backend != "auto":
+        backend = cfg.model.backend
+    else:
+        backend = "unsloth" if cuda and world == 1 and cfg.vllm.mode == "colocate" else "trl"
+    if backend == "unsloth" and world > 1:
+        raise RecipeError(f"model.backend=unsloth trains in one process, and this run has {world}: use model.backend=trl (or auto) on several GPUs")
     if not cuda:
         no_gpu = [
             (backend == "unsloth", "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine"),
@@ -32,8 +43,19 @@ def resolve_backend(cfg: Config) -> str:
                 raise RecipeError(message)
     if cfg.model.merged_rollouts and backend != "unsloth":
         raise RecipeError("model.merged_rollouts=true is an Unsloth option (TRL's vLLM always generates from merged weights): set it false with model.backend=trl")
+    distributed.check_vllm_split(cfg, world)
     return backend
 
+
+def describe_backend(cfg: Config, backend: str, world: int) -> str:
+    """The banner's backend, with why auto chose it."""
+    if cfg.model.backend != "auto" or backend == "unsloth":
+        return backend
+    if world > 1:
+        return f"{backend} (auto: {world} processes; Unsloth trains on one GPU only)"
+    if cfg.vllm.mode == "server":
+        return f"{backend} (auto: vllm.mode=server; Unsloth only colocates vLLM)"
+    return f"{backend} (auto: no CUDA GPU)"
 
 
 def trl_vllm_fraction(utilization: float, free_bytes: int, total_bytes: int) -> float:
@@ -47,12 +69,13 @@ def trl_vllm_fraction(utilization: float, free_bytes: int, total_bytes: int) -> 
 
 
 def vllm_card_fraction(utilization: float) -> float:
-    """trl_vllm_fraction on this machine's first GPU, now (before any model loads); unchanged without one."""
+    """trl_vllm_fraction on this process's GPU, now (before any model loads); unchanged without one."""
     import torch
 
     if not torch.cuda.is_available():
         return utilization
-    free, total = torch.cuda.mem_get_info()
+    # Each rank's GPU under torchrun/accelerate; before the Trainer sets the device, the current one is 0.
+    free, total = torch.cuda.mem_get_info(int(os.environ.get("LOCAL_RANK", 0)))
     return trl_vllm_fraction(utilization, free, total)
 
 

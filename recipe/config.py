@@ -37,6 +37,16 @@ class ModelConfig:
 
 
 @dataclass
+class VllmConfig:
+    """How TRL runs vLLM when model.fast_inference is true; the keys TRL's GRPOConfig calls vllm_*."""
+
+    mode: str = "colocate"
+    tensor_parallel_size: int = 1
+    server_host: str = "0.0.0.0"
+    server_port: int = 8000
+
+
+@dataclass
 class LoraConfig:
     r: int = 32
     alpha: int = 32
@@ -97,6 +107,7 @@ def default_rewards() -> dict[str, float]:
 @dataclass
 class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
+    vllm: VllmConfig = field(default_factory=VllmConfig)
     lora: LoraConfig = field(default_factory=LoraConfig)
     data: DataConfig = field(default_factory=DataConfig)
     rewards: dict[str, float] = field(default_factory=default_rewards)
@@ -242,6 +253,7 @@ def validate(cfg: Config) -> None:
     tracking.check_names(o.report_to)
     check(o.resume in ("never", "auto") or Path(o.resume).is_dir(), f"output.resume={o.resume!r}: use never, auto, or the path of an existing checkpoint folder")
     validate_training_values(t)
+    validate_vllm(cfg)
 
 
 LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vespo")  # TRL 1.14's GRPOTrainer
@@ -268,6 +280,25 @@ def validate_training_values(t: TrainingConfig) -> None:
     check(t.lr_scheduler_type in schedulers, f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}")
     optimizers = [o.value for o in OptimizerNames]
     check(t.optim in optimizers, f"training.optim={t.optim!r}: {_closest(t.optim, optimizers)} (e.g. adamw_torch)")
+
+
+def validate_vllm(cfg: Config) -> None:
+    """The vllm section against the model section; checks that need the number of processes are in recipe.distributed."""
+    m, v = cfg.model, cfg.vllm
+    problems = [
+        (v.mode not in ("colocate", "server"), f"vllm.mode={v.mode!r}: use colocate (vLLM inside each training process) or server (a separate `vllm serve`)"),
+        (v.tensor_parallel_size < 1, f"vllm.tensor_parallel_size={v.tensor_parallel_size}: use 1, or the number of GPUs one vLLM engine spans"),
+        (not 0 < v.server_port < 65536, f"vllm.server_port={v.server_port}: use a TCP port, e.g. 8000"),
+        (v.mode == "server" and not m.fast_inference, "vllm.mode=server generates on a vLLM server: set model.fast_inference=true, or leave vllm.mode at colocate"),
+        # Unsloth holds its own vLLM engine and makes TRL use it, whatever vllm.mode says.
+        (v.mode == "server" and m.backend == "unsloth", "vllm.mode=server needs model.backend=trl (or auto): Unsloth always generates with its own colocated vLLM"),
+        (v.mode == "server" and v.tensor_parallel_size > 1, f"vllm.tensor_parallel_size={v.tensor_parallel_size} applies to colocate mode: leave it at 1 and start the server with `vllm serve --tensor-parallel-size {v.tensor_parallel_size}`"),
+        (v.tensor_parallel_size > 1 and not m.fast_inference, f"vllm.tensor_parallel_size={v.tensor_parallel_size} needs model.fast_inference=true: without vLLM nothing is split"),
+        (v.tensor_parallel_size > 1 and m.backend == "unsloth", f"vllm.tensor_parallel_size={v.tensor_parallel_size} needs model.backend=trl: Unsloth's vLLM runs on one GPU"),
+    ]
+    for failed, message in problems:
+        if failed:
+            raise RecipeError(message)
 
 
 

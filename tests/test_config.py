@@ -28,7 +28,7 @@ def test_shipped_config_loads_and_validates(path):
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(ROOT).as_posix() for p in SHIPPED])
 def test_shipped_config_sets_only_known_keys_and_every_reward(path):
     raw = yaml.safe_load(path.read_text())
-    assert set(raw) <= {"model", "lora", "data", "rewards", "training", "output"}
+    assert set(raw) <= {"model", "vllm", "lora", "data", "rewards", "training", "output"}
     if "rewards" in raw:
         assert set(raw["rewards"]) <= set(rewards.REWARDS)
 
