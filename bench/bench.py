@@ -63,10 +63,10 @@ SETTINGS = {
     "default": Setting("config.yaml as shipped", DEFAULT_YAML),
     # Plain transformers + PEFT + TRL's own colocated vLLM, no Unsloth: what a user would pick instead.
     # TRL keeps a second copy of the weights for training, so vLLM's share must shrink to fit 24 GB.
-    "trl": Setting("the same recipe on plain TRL + PEFT + TRL's vLLM", DEFAULT_YAML, ("model.backend=trl", "model.gpu_memory_utilization=0.45")),
-    "nogc": Setting("default without gradient checkpointing (vLLM's share lowered to make room)", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.45")),
+    "trl": Setting("the same recipe on plain TRL + PEFT + TRL's vLLM", DEFAULT_YAML, ("model.backend=trl", "model.gpu_memory_utilization=0.35")),
+    "nogc": Setting("default without gradient checkpointing (vLLM's share lowered to make room)", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35")),
     "merged": Setting("default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, ("model.merged_rollouts=true",)),
-    "nogc-merged": Setting("nogc and merged together", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.45", "model.merged_rollouts=true")),
+    "nogc-merged": Setting("nogc and merged together", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35", "model.merged_rollouts=true")),
     "notebook": Setting("the notebook recipe: 4-bit, compiled, generate every step", NOTEBOOK_YAML),
 }
 

@@ -21,7 +21,9 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu
 step assets 300 python offline.py smollm2
 step sweep 1200 python bench/bench.py ${SWEEP_ARGS:-}
 cp bench/results/latest.json bench/results/latest.md "$RES/" 2>/dev/null
-step gpu-tests 900 python -m pytest -m gpu -q -x -p no:cacheprovider tests/test_gpu.py ${GPU_TESTS:+-k "$GPU_TESTS"}
+mkdir -p "$RES/runs" && for f in bench/.work/runs/*/stdout.log; do cp "$f" "$RES/runs/$(basename "$(dirname "$f")").log"; done
+step gpu-tests 900 python -m pytest -m gpu -q -p no:cacheprovider ${GPU_TESTS:-tests/test_gpu.py}
 step fit 1200 python bench/bench.py --fit ${FIT:-7B:4,14B:4}
-cp bench/results/fit.json "$RES/" 2>/dev/null
+cp bench/results/fit.json bench/results/fit.md "$RES/" 2>/dev/null
+for f in bench/.work/runs/fit-*/stdout.log; do cp "$f" "$RES/runs/$(basename "$(dirname "$f")").log"; done
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"
