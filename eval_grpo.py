@@ -45,7 +45,6 @@ MERGE_CHECK_TOKENS = 32
 UNSLOTH_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit")
 
 
-
 def read_adapter_config(adapter: Path) -> dict:
     """adapter_config.json of a saved adapter; a run folder or a typo gets a hint instead."""
     config = adapter / "adapter_config.json"
@@ -53,14 +52,20 @@ def read_adapter_config(adapter: Path) -> dict:
         try:
             found = json.loads(config.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RecipeError(f"{config} is not valid JSON: the adapter's save was cut off or the file was edited; use another adapter or checkpoint") from None
+            raise RecipeError(
+                f"{config} is not valid JSON: the adapter's save was cut off or the file was edited; use another adapter or checkpoint"
+            ) from None
         base = found.get("base_model_name_or_path") if isinstance(found, dict) else None
         if base is not None and not isinstance(base, str):
-            raise RecipeError(f"{config}: base_model_name_or_path is {base!r}, not a model name: set it to the base model's hub id or folder")
+            raise RecipeError(
+                f"{config}: base_model_name_or_path is {base!r}, not a model name: set it to the base model's hub id or folder"
+            )
         return found
     hint = f" ({adapter / 'adapter'} looks like one)" if (adapter / "adapter" / "adapter_config.json").is_file() else ""
     what = "has no adapter_config.json" if adapter.is_dir() else "does not exist"
-    raise RecipeError(f"--adapter {adapter} {what}: pass the adapter folder of a finished run, e.g. outputs/x/adapter{hint}")
+    raise RecipeError(
+        f"--adapter {adapter} {what}: pass the adapter folder of a finished run, e.g. outputs/x/adapter{hint}"
+    )
 
 
 def model_key(name: str) -> str:
@@ -79,22 +84,32 @@ def check_adapter(adapter: Path, cfg: Config) -> None:
     config = read_adapter_config(adapter)
     base = config.get("base_model_name_or_path")
     if base and model_key(base) != model_key(cfg.model.name):
-        raise RecipeError(f"--adapter {adapter} was trained on {base}, but the config's model.name is {cfg.model.name}: pass the --config of that run (its output dir holds config.yaml)")
+        raise RecipeError(
+            f"--adapter {adapter} was trained on {base}, but the config's model.name is {cfg.model.name}: pass the --config of that run (its output dir holds config.yaml)"
+        )
     rank = max([int(config.get("r") or 0), *map(int, (config.get("rank_pattern") or {}).values())])
     if rank > cfg.lora.r:
-        raise RecipeError(f"--adapter {adapter} has LoRA rank {rank}, above the config's lora.r={cfg.lora.r} (vLLM's max_lora_rank): pass the --config of that run or --set lora.r={rank}")
+        raise RecipeError(
+            f"--adapter {adapter} has LoRA rank {rank}, above the config's lora.r={cfg.lora.r} (vLLM's max_lora_rank): pass the --config of that run or --set lora.r={rank}"
+        )
 
 
 def eval_data_config(cfg: Config, args: argparse.Namespace, held_out: bool = True) -> DataConfig:
     """The training data section pointed at the test split, with room for every prompt that fits the model."""
     data = cfg.data
     if held_out and args.dataset is None and Path(data.dataset).expanduser().is_file():
-        raise RecipeError(f"data.dataset={data.dataset} is a single file, the one used for training: pass --dataset with the test file, e.g. --dataset assets/tiny/data/test.jsonl")
+        raise RecipeError(
+            f"data.dataset={data.dataset} is a single file, the one used for training: pass --dataset with the test file, e.g. --dataset assets/tiny/data/test.jsonl"
+        )
     # Prompts are never truncated, so only what cannot fit next to the completion is dropped (and reported).
     budget = cfg.model.max_seq_length - args.max_new_tokens
     if budget <= 0:
-        raise RecipeError(f"--max-new-tokens {args.max_new_tokens} leaves no room for a prompt in model.max_seq_length={cfg.model.max_seq_length}")
-    return dataclasses.replace(data, dataset=args.dataset or data.dataset, split=args.split, limit=args.limit, max_prompt_length=budget)
+        raise RecipeError(
+            f"--max-new-tokens {args.max_new_tokens} leaves no room for a prompt in model.max_seq_length={cfg.model.max_seq_length}"
+        )
+    return dataclasses.replace(
+        data, dataset=args.dataset or data.dataset, split=args.split, limit=args.limit, max_prompt_length=budget
+    )
 
 
 def eval_backend(cfg: Config) -> str:
@@ -104,7 +119,9 @@ def eval_backend(cfg: Config) -> str:
     so a GPU run's config evaluates on a CPU as it is; backend=unsloth still needs the GPU.
     """
     plain = dataclasses.replace(cfg.model, fast_inference=False, load_in_4bit=False)
-    return backends.resolve_backend(dataclasses.replace(cfg, model=plain, training=dataclasses.replace(cfg.training, optim="adamw_torch")))
+    return backends.resolve_backend(
+        dataclasses.replace(cfg, model=plain, training=dataclasses.replace(cfg.training, optim="adamw_torch"))
+    )
 
 
 def judge(response: str, gold: str | None, tokens: int) -> dict:
@@ -177,7 +194,9 @@ def hf_generator(cfg: Config, adapter: Path | None, tokenizer, max_new_tokens: i
     def generate(prompts: list[list[dict]], which: str) -> list[Completion]:
         off = model.disable_adapter() if which == "base" and adapter is not None else contextlib.nullcontext()
         with off:
-            return hf_complete(model, tokenizer, render(tokenizer, prompts), max_new_tokens, stop_ids, batch_size, which)
+            return hf_complete(
+                model, tokenizer, render(tokenizer, prompts), max_new_tokens, stop_ids, batch_size, which
+            )
 
     return generate
 
@@ -185,14 +204,21 @@ def hf_generator(cfg: Config, adapter: Path | None, tokenizer, max_new_tokens: i
 def vllm_generator(cfg: Config, adapter: Path | None, tokenizer, max_new_tokens: int):
     """generate(prompts, "base" | "trained") with Unsloth's vLLM engine; the adapter is a LoRA request."""
     # vLLM (fast_inference) is what gives the model load_lora and fast_generate; get_peft_model inside adds them.
-    model, _ = backends.load_model_unsloth(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fast_inference=True)))
+    model, _ = backends.load_model_unsloth(
+        dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, fast_inference=True))
+    )
     from vllm import SamplingParams  # after unsloth, which patches vLLM on import
 
     params = SamplingParams(temperature=0, max_tokens=max_new_tokens, stop_token_ids=stop_token_ids(tokenizer))
     lora = model.load_lora(str(adapter.resolve())) if adapter is not None else None
 
     def generate(prompts: list[list[dict]], which: str) -> list[Completion]:
-        outputs = model.fast_generate(render(tokenizer, prompts), sampling_params=params, lora_request=lora if which == "trained" else None, use_tqdm=True)
+        outputs = model.fast_generate(
+            render(tokenizer, prompts),
+            sampling_params=params,
+            lora_request=lora if which == "trained" else None,
+            use_tqdm=True,
+        )
         return [(o.outputs[0].text, len(o.outputs[0].token_ids)) for o in outputs]
 
     return generate
@@ -227,7 +253,9 @@ def write_results(out: Path, summary: dict, rows: list[dict]) -> None:
 def format_table(metrics: dict[str, dict]) -> str:
     lines = [f"{'model':<8} {'accuracy':>9} {'strict format':>14} {'mean tokens':>12} {'unparsable':>11}"]
     for which, m in metrics.items():
-        lines.append(f"{which:<8} {m['accuracy']:>9.1%} {m['strict_format']:>14.1%} {m['mean_tokens']:>12.1f} {m['unparsable']:>11}")
+        lines.append(
+            f"{which:<8} {m['accuracy']:>9.1%} {m['strict_format']:>14.1%} {m['mean_tokens']:>12.1f} {m['unparsable']:>11}"
+        )
     return "\n".join(lines)
 
 
@@ -235,14 +263,28 @@ def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, args: argparse.
     data = eval_data_config(cfg, args)
     dataset, stats = build_prompts(load_rows(data), tokenizer, data)
     # A base-only score must not overwrite the side-by-side one.
-    out = Path(args.out) if args.out else (Path(cfg.output.dir) / "eval-base" if args.base_only else adapter.parent / "eval")
-    print(f"data {data.dataset} ({data.split}): {stats['kept']} questions of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} prompts over {data.max_prompt_length} tokens dropped)")
+    out = (
+        Path(args.out)
+        if args.out
+        else (Path(cfg.output.dir) / "eval-base" if args.base_only else adapter.parent / "eval")
+    )
+    print(
+        f"data {data.dataset} ({data.split}): {stats['kept']} questions of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} prompts over {data.max_prompt_length} tokens dropped)"
+    )
     models = MODELS[:1] if args.base_only else MODELS
     metrics, rows = score_models(make_generator(cfg, backend, adapter, tokenizer, args), dataset, models)
     settings = {
-        "model": cfg.model.name, "adapter": None if adapter is None else str(adapter), "dataset": data.dataset, "split": data.split,
-        "n": stats["kept"], "dropped_no_gold": stats["dropped_no_gold"], "dropped_too_long": stats["dropped_too_long"],
-        "max_new_tokens": args.max_new_tokens, "decoding": "greedy", "backend": backend, "device": device_name(),
+        "model": cfg.model.name,
+        "adapter": None if adapter is None else str(adapter),
+        "dataset": data.dataset,
+        "split": data.split,
+        "n": stats["kept"],
+        "dropped_no_gold": stats["dropped_no_gold"],
+        "dropped_too_long": stats["dropped_too_long"],
+        "max_new_tokens": args.max_new_tokens,
+        "decoding": "greedy",
+        "backend": backend,
+        "device": device_name(),
         "load_in_4bit": backend == "unsloth" and cfg.model.load_in_4bit,
     }
     if data.dataset == gsm_symbolic.NAME:
@@ -293,7 +335,9 @@ def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -
     merged.to(merged_dtype(cfg.model.name)).save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     del tuned, merged
-    got = hf_complete(load_hf(str(out), None, torch.float32), tokenizer, texts, MERGE_CHECK_TOKENS, stop_ids, len(texts), "merged")
+    got = hf_complete(
+        load_hf(str(out), None, torch.float32), tokenizer, texts, MERGE_CHECK_TOKENS, stop_ids, len(texts), "merged"
+    )
     return sum(a == b for a, b in zip(expected, got)), len(texts)
 
 
@@ -304,9 +348,14 @@ def run_merge(cfg, backend: str, adapter: Path, tokenizer, args: argparse.Namesp
     dataset, _ = build_prompts(load_rows(data), tokenizer, data)
     matched, total = merge(cfg, adapter, out, tokenizer, list(dataset["prompt"]))
     if matched != total:
-        print(f"error: the merged model in {out} answers {total - matched} of {total} questions of {data.dataset} differently from the adapter (greedy, {MERGE_CHECK_TOKENS} tokens); do not use it", file=sys.stderr)
+        print(
+            f"error: the merged model in {out} answers {total - matched} of {total} questions of {data.dataset} differently from the adapter (greedy, {MERGE_CHECK_TOKENS} tokens); do not use it",
+            file=sys.stderr,
+        )
         return 1
-    print(f"merged {adapter} into {out} (loads with AutoModelForCausalLM.from_pretrained); greedy output matches the adapter on {total} questions of {data.dataset}")
+    print(
+        f"merged {adapter} into {out} (loads with AutoModelForCausalLM.from_pretrained); greedy output matches the adapter on {total} questions of {data.dataset}"
+    )
     return 0
 
 
@@ -314,7 +363,9 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
     """The adapter folder and the config: by default the one the run saved next to its adapter."""
     adapter = Path(args.adapter) if args.adapter else None
     if adapter is None and not args.base_only:
-        raise RecipeError("pass --adapter with the adapter folder of a finished run (e.g. outputs/x/adapter), or --base-only")
+        raise RecipeError(
+            "pass --adapter with the adapter folder of a finished run (e.g. outputs/x/adapter), or --base-only"
+        )
     if adapter is not None:
         read_adapter_config(adapter)  # a wrong folder is the likelier mistake than a missing config
     if args.merge and (adapter is None or args.base_only):
@@ -327,25 +378,52 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
     if config is None and adapter is not None and (adapter.parent / "config.yaml").is_file():
         config = str(adapter.parent / "config.yaml")
     if config is None:
-        raise RecipeError("pass --config with the config the adapter was trained with (the run's output dir holds it as config.yaml)")
+        raise RecipeError(
+            "pass --config with the config the adapter was trained with (the run's output dir holds it as config.yaml)"
+        )
     return adapter, config
 
 
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", help="the training config (default: config.yaml next to the adapter)")
     parser.add_argument("--adapter", help="the adapter folder of a run, e.g. outputs/x/adapter")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. model.name=/models/qwen (repeatable)")
-    parser.add_argument("--dataset", help=f"evaluation data instead of data.dataset: hub id, local file, dataset folder, or {gsm_symbolic.NAME} (fresh GSM8K test variants, seed {gsm_symbolic.SEED}, --limit questions, default {gsm_symbolic.DEFAULT_SIZE}; needs reasoning-gym)")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. model.name=/models/qwen (repeatable)",
+    )
+    parser.add_argument(
+        "--dataset",
+        help=f"evaluation data instead of data.dataset: hub id, local file, dataset folder, or {gsm_symbolic.NAME} (fresh GSM8K test variants, seed {gsm_symbolic.SEED}, --limit questions, default {gsm_symbolic.DEFAULT_SIZE}; needs reasoning-gym)",
+    )
     parser.add_argument("--split", default="test", help="split of a hub dataset or dataset folder (default: test)")
     parser.add_argument("--limit", type=int, help="first N questions only")
-    parser.add_argument("--max-new-tokens", type=int, help="completion budget (default: training.max_completion_length)")
-    parser.add_argument("--batch-size", type=int, default=16, help="prompts per generate call on the transformers backend (default: 16)")
-    parser.add_argument("--out", help="results folder (default: <adapter>/../eval; with --base-only <output.dir>/eval-base)")
+    parser.add_argument(
+        "--max-new-tokens", type=int, help="completion budget (default: training.max_completion_length)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=16, help="prompts per generate call on the transformers backend (default: 16)"
+    )
+    parser.add_argument(
+        "--out", help="results folder (default: <adapter>/../eval; with --base-only <output.dir>/eval-base)"
+    )
     parser.add_argument("--base-only", action="store_true", help="score the base model alone")
     mode = parser.add_mutually_exclusive_group()
-    mode.add_argument("--ask", action="append", metavar="QUESTION", help="print the base and the trained answer to QUESTION (repeatable)")
-    mode.add_argument("--merge", metavar="DIR", help="write base + adapter as one 16-bit model folder that plain transformers loads")
+    mode.add_argument(
+        "--ask",
+        action="append",
+        metavar="QUESTION",
+        help="print the base and the trained answer to QUESTION (repeatable)",
+    )
+    mode.add_argument(
+        "--merge", metavar="DIR", help="write base + adapter as one 16-bit model folder that plain transformers loads"
+    )
     return parser.parse_args(argv)
 
 
@@ -355,7 +433,11 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     try:
         adapter, config = resolve_paths(args)
         cfg = load_config(config, args.overrides)
-        for flag, value in (("--limit", args.limit), ("--max-new-tokens", args.max_new_tokens), ("--batch-size", args.batch_size)):
+        for flag, value in (
+            ("--limit", args.limit),
+            ("--max-new-tokens", args.max_new_tokens),
+            ("--batch-size", args.batch_size),
+        ):
             if value is not None and value <= 0:
                 raise RecipeError(f"{flag} {value}: must be positive")
         args.max_new_tokens = args.max_new_tokens or cfg.training.max_completion_length

@@ -32,7 +32,6 @@ def tiny_outputs(out: Path) -> list[Path]:
     ]
 
 
-
 def cmd_tiny(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if not args.force and all(p.exists() for p in tiny_outputs(out)):
@@ -64,11 +63,15 @@ def cmd_smollm2(args: argparse.Namespace) -> None:
         f"wrote {out / 'model'}: {stats['architecture']}, {stats['parameters']:,} parameters, "
         f"tied embeddings {stats['tied']}, bf16, {stats['megabytes']:.0f} MB, converted in {stats['seconds']:.1f}s"
     )
-    print(f"smoke test, greedy: {smollm2.SMOKE_QUESTION!r} -> {smollm2.chat_reply(out / 'model', smollm2.SMOKE_QUESTION)!r}")
+    print(
+        f"smoke test, greedy: {smollm2.SMOKE_QUESTION!r} -> {smollm2.chat_reply(out / 'model', smollm2.SMOKE_QUESTION)!r}"
+    )
     if args.prime_steps:
         primer = make_problems(args.prime_examples, seed=2, exclude={r["question"] for r in train + test})
         losses = smollm2.prime_format(out / "model", primer, args.prime_steps, seed=2)
-        print(f"format priming: {args.prime_steps} steps on {len(primer)} other problems, loss {losses[0]:.2f} -> {losses[-1]:.2f}")
+        print(
+            f"format priming: {args.prime_steps} steps on {len(primer)} other problems, loss {losses[0]:.2f} -> {losses[-1]:.2f}"
+        )
     print(f"sampled on test questions (temperature 1): {smollm2.format_rate(out / 'model', test)}")
     print(f"took {time.perf_counter() - start:.1f}s")
 
@@ -89,8 +92,15 @@ def main(argv: list[str] | None = None) -> None:
     smol.add_argument("--train", type=int, default=2000, help="training problems (seed 0)")
     smol.add_argument("--test", type=int, default=200, help="test problems (seed 1, disjoint from train)")
     smol.add_argument("--force", action="store_true", help="rebuild even if outputs exist")
-    smol.add_argument("--prime-steps", type=int, default=0, help="supervised format-priming steps (batch 16) before GRPO")
-    smol.add_argument("--prime-examples", type=int, default=200, help="problems for the priming (seed 2, disjoint from train and test)")
+    smol.add_argument(
+        "--prime-steps", type=int, default=0, help="supervised format-priming steps (batch 16) before GRPO"
+    )
+    smol.add_argument(
+        "--prime-examples",
+        type=int,
+        default=200,
+        help="problems for the priming (seed 2, disjoint from train and test)",
+    )
     smol.set_defaults(func=cmd_smollm2)
     args = parser.parse_args(argv)
     args.func(args)

@@ -53,7 +53,9 @@ def read_steps(path: Path) -> list[dict]:
 
 def series(rows: list[dict], key: str) -> tuple[list[float], list[float]]:
     """(steps, values) where ``key`` was logged as a finite number."""
-    points = [(row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])]
+    points = [
+        (row["step"], row[key]) for row in rows if isinstance(row.get(key), (int, float)) and math.isfinite(row[key])
+    ]
     return [p[0] for p in points], [p[1] for p in points]
 
 
@@ -140,7 +142,9 @@ def plot_rewards(rows: list[dict], config: dict, out: Path) -> Path:
     for ax in axes.flat[max(0, panels - columns) : panels]:
         ax.tick_params(labelbottom=True)
         ax.set_xlabel("training step")
-    fig.suptitle(f"Rewards over {rows[-1]['step']} steps   (faint: every step, bold: trend, dashed: best possible)", y=1.0)
+    fig.suptitle(
+        f"Rewards over {rows[-1]['step']} steps   (faint: every step, bold: trend, dashed: best possible)", y=1.0
+    )
     fig.tight_layout()
     return save(fig, out / "rewards.png")
 
@@ -153,7 +157,14 @@ def plot_length(rows: list[dict], config: dict, out: Path) -> Path | None:
     if not steps:
         return None
     clipped = series(rows, "completions/clipped_ratio")
-    fig, axes = plt.subplots(2 if clipped[0] else 1, 1, figsize=(8, 6 if clipped[0] else 3.6), sharex=True, squeeze=False, height_ratios=[2, 1] if clipped[0] else None)
+    fig, axes = plt.subplots(
+        2 if clipped[0] else 1,
+        1,
+        figsize=(8, 6 if clipped[0] else 3.6),
+        sharex=True,
+        squeeze=False,
+        height_ratios=[2, 1] if clipped[0] else None,
+    )
     ax = axes[0][0]
     low, high = series(rows, "completions/min_length")[1], series(rows, "completions/max_length")[1]
     if len(low) == len(high) == len(steps):
@@ -221,7 +232,9 @@ def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
 
 
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("metrics", help="metrics.jsonl of a run (in its output.dir)")
     parser.add_argument("--out", help="folder for the PNGs (default: plots/ next to metrics.jsonl)")
     return parser.parse_args(argv)

@@ -20,8 +20,8 @@ Bugs of the notebook fixed here, each with a regression row in tests/test_reward
 from __future__ import annotations
 
 import re
-from decimal import Decimal, InvalidOperation
 from collections.abc import Callable
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 # The notebook's system prompt, verbatim, including its leading and trailing newline.
@@ -196,4 +196,3 @@ def integer_answer(prompts, completions, answer=None, **kwargs) -> list[float]:
 def correctness(prompts, completions, answer, **kwargs) -> list[float]:
     """2.0 if the answer block's number equals the gold number, else 0."""
     return [2.0 if is_correct(completion_text(c), gold) else 0.0 for c, gold in zip(completions, answer, strict=True)]
-

@@ -39,7 +39,6 @@ from recipe.errors import RecipeError
 from recipe.jsonl import append_jsonl, trim_jsonl
 
 
-
 def resolve_resume(cfg: Config) -> tuple[Path | None, list[str]]:
     """The checkpoint to resume from (None: start at step 0) and warnings; refuses to overwrite an earlier run."""
     out = Path(cfg.output.dir)
@@ -97,7 +96,9 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int], world: int | None 
         vllm_server_host=v.server_host,
         vllm_server_port=v.server_port,
         # Unsloth builds its own engine from model.gpu_memory_utilization; TRL's needs it as a share of the card.
-        vllm_gpu_memory_utilization=backends.vllm_card_fraction(cfg.model.gpu_memory_utilization) if backend == "trl" else cfg.model.gpu_memory_utilization,
+        vllm_gpu_memory_utilization=backends.vllm_card_fraction(cfg.model.gpu_memory_utilization)
+        if backend == "trl"
+        else cfg.model.gpu_memory_utilization,
         # Else TRL's own vLLM reserves KV cache for the model's whole context (32k tokens for Qwen2.5);
         # Unsloth builds its engine with max_seq_length itself.
         vllm_max_model_length=cfg.model.max_seq_length if backend == "trl" else None,
@@ -117,7 +118,9 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int], world: int | None 
     )
     args = with_trl_keys(kwargs, t.trl)
     if args.world_size != world:
-        raise RecipeError(f"WORLD_SIZE says {world} processes but accelerate sees {args.world_size}: launch with torchrun or accelerate launch, not a mix")
+        raise RecipeError(
+            f"WORLD_SIZE says {world} processes but accelerate sees {args.world_size}: launch with torchrun or accelerate launch, not a mix"
+        )
     return args
 
 
@@ -155,7 +158,7 @@ def with_trl_keys(kwargs: dict, trl: dict):
     from trl import GRPOConfig
 
     fields = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
-    for key, value in trl.items():
+    for key in trl:
         if key in kwargs:
             ours = recipe_key(key)
             fix = f"set {ours} instead" if ours else f"the recipe sets it ({kwargs[key]!r}); remove it"
@@ -218,13 +221,17 @@ def health_warnings(recent: list[dict]) -> list[str]:
         return []
     found = []
     if all(row.get("completions/clipped_ratio", 0.0) >= 0.9 for row in recent):
-        found.append("almost every completion stops at training.max_completion_length, so no answer can follow: raise it (and model.max_seq_length)")
+        found.append(
+            "almost every completion stops at training.max_completion_length, so no answer can follow: raise it (and model.max_seq_length)"
+        )
     if all(row.get("frac_reward_zero_std", 0.0) >= 0.99 for row in recent):
-        found.append("every completion of a prompt gets the same reward, so GRPO has no advantage to follow: look at samples.jsonl (is the format ever written?)")
+        found.append(
+            "every completion of a prompt gets the same reward, so GRPO has no advantage to follow: look at samples.jsonl (is the format ever written?)"
+        )
     return found
 
 
-def make_callbacks(cfg: Config, sample_log: "SampleLog"):
+def make_callbacks(cfg: Config, sample_log: SampleLog):
     """Training callbacks: metrics JSONL, a compact progress bar and the samples log."""
     from tqdm.auto import tqdm
     from transformers import TrainerCallback
@@ -240,7 +247,9 @@ def make_callbacks(cfg: Config, sample_log: "SampleLog"):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                append_jsonl([{"step": state.global_step, "time": round(time.time(), 1), **logs}], out / "metrics.jsonl")
+                append_jsonl(
+                    [{"step": state.global_step, "time": round(time.time(), 1), **logs}], out / "metrics.jsonl"
+                )
                 if "reward" in logs:
                     self.recent = [*self.recent, logs][-HEALTH_WINDOW:]
                     for warning in set(health_warnings(self.recent)) - self.warned:
@@ -262,7 +271,12 @@ def make_callbacks(cfg: Config, sample_log: "SampleLog"):
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if self.bar is not None and logs:
-                shown = {"reward": logs.get("reward"), "correct": logs.get("rewards/correctness/mean"), "len": logs.get("completions/mean_length"), "s/step": logs.get("step_time")}
+                shown = {
+                    "reward": logs.get("reward"),
+                    "correct": logs.get("rewards/correctness/mean"),
+                    "len": logs.get("completions/mean_length"),
+                    "s/step": logs.get("step_time"),
+                }
                 self.bar.set_postfix({k: f"{v:.3g}" for k, v in shown.items() if v is not None}, refresh=False)
 
         def on_train_end(self, args, state, control, **kwargs):
@@ -289,7 +303,11 @@ class SampleLog:
         def recorded(prompts, completions, **kwargs):
             scores = fn(prompts, completions, **kwargs)
             if completions is not self.batch.get("completions"):
-                self.batch = {"completions": completions, "answer": kwargs.get("answer"), "question": kwargs.get("question")}
+                self.batch = {
+                    "completions": completions,
+                    "answer": kwargs.get("answer"),
+                    "question": kwargs.get("question"),
+                }
                 self.scores = {}
             self.scores[fn.__name__] = scores
             return scores
@@ -340,7 +358,9 @@ def build_trainer(cfg: Config, model, tokenizer, dataset, args, callbacks: typin
 
     sample_log = SampleLog(Path(cfg.output.dir) / "samples.jsonl", cfg.output.sample_every)
     reward_funcs = [sample_log.record(rewards.REWARDS[name]) for name in cfg.rewards]
-    trainer = GRPOTrainer(model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset)
+    trainer = GRPOTrainer(
+        model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset
+    )
     trainer.remove_callback(ProgressCallback)
     for callback in [*make_callbacks(cfg, sample_log), *callbacks]:
         trainer.add_callback(callback)
@@ -379,7 +399,10 @@ def plot_curves(out: Path) -> list[Path]:
     try:
         return plots.plot_metrics(out / "metrics.jsonl", out / "plots")
     except Exception as error:  # matplotlib raises many types; a missing plot is only a warning
-        print(f"warning: no plots ({type(error).__name__}: {error}); redraw with python plots.py {out / 'metrics.jsonl'}", file=sys.stderr)
+        print(
+            f"warning: no plots ({type(error).__name__}: {error}); redraw with python plots.py {out / 'metrics.jsonl'}",
+            file=sys.stderr,
+        )
         return []
 
 
@@ -395,12 +418,34 @@ def planned_backend(cfg: Config) -> str:
 
 
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", help="YAML config (defaults: the dataclasses in this file)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE", help="override a config key, e.g. training.max_steps=500 (repeatable)")
-    parser.add_argument("--resume", action="store_true", help="continue from the latest checkpoint in output.dir (same as output.resume=auto)")
-    parser.add_argument("--dry-run", action="store_true", help="validate the config, build the dataset and print the plan without loading the model")
-    parser.add_argument("--card-gib", type=float, metavar="GIB", help="forecast GPU memory for a card of this size (e.g. 24) instead of the GPU present; with --dry-run it works on a CPU")
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a config key, e.g. training.max_steps=500 (repeatable)",
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue from the latest checkpoint in output.dir (same as output.resume=auto)",
+    )
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate the config, build the dataset and print the plan without loading the model",
+    )
+    parser.add_argument(
+        "--card-gib",
+        type=float,
+        metavar="GIB",
+        help="forecast GPU memory for a card of this size (e.g. 24) instead of the GPU present; with --dry-run it works on a CPU",
+    )
     return parser.parse_args(argv)
 
 
@@ -448,7 +493,9 @@ def load_model(cfg: Config, backend: str, tokenizer):
         return backends.load_model(cfg, backend, tokenizer)
     except (OSError, ValueError, RuntimeError) as error:  # transformers/safetensors raise these for bad weights
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
-        raise RecipeError(f"could not load the weights of model.name={cfg.model.name} ({type(error).__name__}: {first}): check the model folder or hub id") from None
+        raise RecipeError(
+            f"could not load the weights of model.name={cfg.model.name} ({type(error).__name__}: {first}): check the model folder or hub id"
+        ) from None
 
 
 def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulStop) -> None:
@@ -471,15 +518,21 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
         trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
     except OSError as error:
         if error.errno == errno.ENOSPC:
-            raise RecipeError(f"the disk holding output.dir={cfg.output.dir} is full: free space, then resume with --resume") from None
+            raise RecipeError(
+                f"the disk holding output.dir={cfg.output.dir} is full: free space, then resume with --resume"
+            ) from None
         if "step" in started or resume_from is None:
             raise
-        raise RecipeError(f"could not load {resume_from} ({type(error).__name__}: {str(error)[:160]}): delete it to resume from the checkpoint before") from None
+        raise RecipeError(
+            f"could not load {resume_from} ({type(error).__name__}: {str(error)[:160]}): delete it to resume from the checkpoint before"
+        ) from None
     except (RuntimeError, ValueError, KeyError, EOFError) as error:
         if "step" in started or resume_from is None:
             raise
         first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-        raise RecipeError(f"could not load {resume_from} ({type(error).__name__}: {first}): delete it to resume from the checkpoint before") from None
+        raise RecipeError(
+            f"could not load {resume_from} ({type(error).__name__}: {first}): delete it to resume from the checkpoint before"
+        ) from None
 
 
 def say(message: str, file: typing.TextIO | None = None) -> None:
@@ -499,8 +552,10 @@ def vllm_summary(cfg: Config) -> str:
 
 def split_summary(cfg: Config, world: int, per_device: int) -> str:
     t = cfg.training
-    return (f"{world} process{'es' if world > 1 else ''} x {per_device} completions each = "
-            f"{t.prompts_per_step} prompt(s) x {t.num_generations} completions a step")
+    return (
+        f"{world} process{'es' if world > 1 else ''} x {per_device} completions each = "
+        f"{t.prompts_per_step} prompt(s) x {t.num_generations} completions a step"
+    )
 
 
 def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = ()) -> int:
@@ -512,7 +567,9 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         if args.card_gib is not None and args.card_gib <= 0:
             raise RecipeError(f"--card-gib {args.card_gib:g}: give the card's memory in GiB, e.g. --card-gib 24")
         tracking.check_installed(cfg.output.report_to)
-        world, per_device, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config = prepare(cfg, args.card_gib, planning_for_a_gpu(args))
+        world, per_device, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config = prepare(
+            cfg, args.card_gib, planning_for_a_gpu(args)
+        )
         steps, epochs = planned_steps(cfg, stats["kept"])
         for warning in warnings:
             say(f"warning: {warning}", file=sys.stderr)
@@ -526,9 +583,15 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
 
     out = Path(cfg.output.dir)
     say(f"config (saved to {out / 'config.yaml'}):\n{config_to_yaml(cfg)}")
-    say(f"model {cfg.model.name} | backend {backends.describe_backend(cfg, backend, world)} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {vllm_summary(cfg)}")
-    say(f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})")
-    say(f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}")
+    say(
+        f"model {cfg.model.name} | backend {backends.describe_backend(cfg, backend, world)} | {'4-bit' if cfg.model.load_in_4bit else '16-bit'} LoRA r={cfg.lora.r} | vLLM {vllm_summary(cfg)}"
+    )
+    say(
+        f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})"
+    )
+    say(
+        f"plan {steps} steps x {cfg.training.prompts_per_step} prompt(s) x {cfg.training.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}"
+    )
     say(f"split {split_summary(cfg, world, per_device)}")
     say(f"tracking {tracking.where(cfg.output.report_to, out)}")
     if args.dry_run:
@@ -540,11 +603,16 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         say(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        say(f"\nstopped before a checkpoint could be saved; the newest complete one is kept: {resume_command(argv)}", file=sys.stderr)
+        say(
+            f"\nstopped before a checkpoint could be saved; the newest complete one is kept: {resume_command(argv)}",
+            file=sys.stderr,
+        )
         return 130
 
 
-def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, grpo_config, steps: int, argv, callbacks=()) -> int:
+def train_and_save(
+    cfg: Config, backend: str, resume_from, tokenizer, dataset, grpo_config, steps: int, argv, callbacks=()
+) -> int:
     out = Path(cfg.output.dir)
     main_process = distributed.is_main_process()
     try:
@@ -552,12 +620,17 @@ def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, g
             out.mkdir(parents=True, exist_ok=True)
             (out / "config.yaml").write_text(config_to_yaml(cfg))
     except OSError as error:
-        raise RecipeError(f"cannot write to output.dir={out} ({error.strerror}): choose another output.dir or free space") from None
+        raise RecipeError(
+            f"cannot write to output.dir={out} ({error.strerror}): choose another output.dir or free space"
+        ) from None
     tracking.keep_logs_in(cfg.output.report_to, out)
     if resume_from is not None:
         say(f"resuming from {resume_from} (step {runs.saved_step(resume_from)})")
     elif cfg.output.resume != "never" and runs.earlier_outputs(out):
-        say(f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)", file=sys.stderr)
+        say(
+            f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)",
+            file=sys.stderr,
+        )
 
     started = time.time()
     model, tokenizer = load_model(cfg, backend, tokenizer)
@@ -570,15 +643,22 @@ def train_and_save(cfg: Config, backend: str, resume_from, tokenizer, dataset, g
         train(cfg, trainer, resume_from, stop)
         step = trainer.state.global_step
         if stop.received is not None and step < steps:
-            say(f"stopped at step {step} of {steps}: checkpoint-{step} saved; continue with: {resume_command(argv)}", file=sys.stderr)
+            say(
+                f"stopped at step {step} of {steps}: checkpoint-{step} saved; continue with: {resume_command(argv)}",
+                file=sys.stderr,
+            )
             return stop.exit_code
         try:
             adapter = save_adapter(trainer, tokenizer, out)
         except OSError as error:
-            raise RecipeError(f"could not save {out / 'adapter'} ({error.strerror}): free space, then rerun with --resume to save it from the last checkpoint") from None
+            raise RecipeError(
+                f"could not save {out / 'adapter'} ({error.strerror}): free space, then rerun with --resume to save it from the last checkpoint"
+            ) from None
     if main_process:
         plot_curves(out)
-    say(f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}")
+    say(
+        f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}"
+    )
     return 0
 
 

@@ -63,10 +63,24 @@ SETTINGS = {
     "default": Setting("config.yaml as shipped", DEFAULT_YAML),
     # Plain transformers + PEFT + TRL's own colocated vLLM, no Unsloth: what a user would pick instead.
     # TRL keeps a second copy of the weights for training, so vLLM's share must shrink to fit 24 GB.
-    "trl": Setting("the same recipe on plain TRL + PEFT + TRL's vLLM", DEFAULT_YAML, ("model.backend=trl", "model.gpu_memory_utilization=0.35")),
-    "nogc": Setting("default without gradient checkpointing (vLLM's share lowered to make room)", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35")),
-    "merged": Setting("default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, ("model.merged_rollouts=true",)),
-    "nogc-merged": Setting("nogc and merged together", DEFAULT_YAML, ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35", "model.merged_rollouts=true")),
+    "trl": Setting(
+        "the same recipe on plain TRL + PEFT + TRL's vLLM",
+        DEFAULT_YAML,
+        ("model.backend=trl", "model.gpu_memory_utilization=0.35"),
+    ),
+    "nogc": Setting(
+        "default without gradient checkpointing (vLLM's share lowered to make room)",
+        DEFAULT_YAML,
+        ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35"),
+    ),
+    "merged": Setting(
+        "default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, ("model.merged_rollouts=true",)
+    ),
+    "nogc-merged": Setting(
+        "nogc and merged together",
+        DEFAULT_YAML,
+        ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35", "model.merged_rollouts=true"),
+    ),
     "notebook": Setting("the notebook recipe: 4-bit, compiled, generate every step", NOTEBOOK_YAML),
 }
 
@@ -153,7 +167,13 @@ def build_model(out: Path, data: Path, size: str) -> None:
     tokenizer = AutoTokenizer.from_pretrained(str(out))
     kept = most_common_length(rows, [prompt_tokens(tokenizer, chat_prompt(r["question"])) for r in rows])
     write_jsonl(kept, data)
-    config = Qwen2Config(**shape, use_sliding_window=False, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id, dtype="bfloat16")
+    config = Qwen2Config(
+        **shape,
+        use_sliding_window=False,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        dtype="bfloat16",
+    )
     torch.manual_seed(0)
     with torch.device("cuda" if torch.cuda.is_available() else "cpu"):
         model = Qwen2ForCausalLM(config).to(torch.bfloat16)
@@ -193,7 +213,10 @@ def measure_ceilings() -> dict[str, float]:
     n = 8192
     a, b = (torch.randn(n, n, dtype=torch.bfloat16, device="cuda") for _ in range(2))
     matmul_s = timed(lambda: a @ b)
-    return {"copy_gb_s": round(2 * src.numel() * 2 / copy_s / 1e9, 1), "bf16_tflop_s": round(2 * n**3 / matmul_s / 1e12, 1)}
+    return {
+        "copy_gb_s": round(2 * src.numel() * 2 / copy_s / 1e9, 1),
+        "bf16_tflop_s": round(2 * n**3 / matmul_s / 1e12, 1),
+    }
 
 
 def gpu_name() -> str:
@@ -245,9 +268,15 @@ def run_capped(cap_gib: float | None, profile: Path, train_args: list[str]) -> i
     if cap_gib and torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
         if total - free > 2**30:  # more than this process's own CUDA context
-            print(f"bench: warning: {(total - free) / 2**30:.1f} GiB of the GPU were already in use; figures will be off", flush=True)
+            print(
+                f"bench: warning: {(total - free) / 2**30:.1f} GiB of the GPU were already in use; figures will be off",
+                flush=True,
+            )
         blocker = torch.empty(int(total - cap_gib * 2**30), dtype=torch.uint8, device="cuda")
-        print(f"bench: holding {blocker.numel() / 2**30:.1f} GiB so {cap_gib} GiB of {total / 2**30:.1f} are left", flush=True)
+        print(
+            f"bench: holding {blocker.numel() / 2**30:.1f} GiB so {cap_gib} GiB of {total / 2**30:.1f} are left",
+            flush=True,
+        )
     options = train_grpo.parse_args(train_args)
     cfg = load_config(options.config, options.overrides)
     if backends.resolve_backend(cfg) == "unsloth":
@@ -272,13 +301,22 @@ def steady_state(rows: list[dict], steps_per_generation: int, warmup: int) -> fl
     return statistics.median(cycles) if cycles else float("nan")
 
 
-def run_setting(name: str, setting: Setting, args: argparse.Namespace, model: Path, data: Path, cap_gib: float | None) -> dict:
+def run_setting(
+    name: str, setting: Setting, args: argparse.Namespace, model: Path, data: Path, cap_gib: float | None
+) -> dict:
     """Train ``setting`` for ``args.steps`` steps in its own process under the memory cap; its measured row."""
     out = WORK / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
-    sets = [f"model.name={model}", f"data.dataset={data}", f"output.dir={out}", f"training.max_steps={args.steps}",
-            "output.save_steps=100000", "output.sample_every=100000", *setting.overrides]
+    sets = [
+        f"model.name={model}",
+        f"data.dataset={data}",
+        f"output.dir={out}",
+        f"training.max_steps={args.steps}",
+        "output.save_steps=100000",
+        "output.sample_every=100000",
+        *setting.overrides,
+    ]
     config = setting.config
     if args.smoke:  # the tiny model on a CPU: no 4-bit, no vLLM, shorter completions
         config = ROOT / "configs" / "tiny-cpu.yaml"
@@ -297,8 +335,14 @@ def run_setting(name: str, setting: Setting, args: argparse.Namespace, model: Pa
     with open(out / "stdout.log", "w") as log, PeakMemory() if cap_gib else contextlib.nullcontext() as memory:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
     text = (out / "stdout.log").read_text()
-    result = {"name": name, "description": setting.what, "config": str(config.relative_to(ROOT)), "options": list(setting.overrides),
-              "exit_code": code, "wall_s": round(time.time() - started, 1)}
+    result = {
+        "name": name,
+        "description": setting.what,
+        "config": str(config.relative_to(ROOT)),
+        "options": list(setting.overrides),
+        "exit_code": code,
+        "wall_s": round(time.time() - started, 1),
+    }
     peak_gib = memory.peak / 2**30 - blocked_gib(text) if cap_gib else None
     result["peak_gpu_gib"] = None if peak_gib is None else round(peak_gib, 2)
     if code != 0:
@@ -341,7 +385,7 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     backend = re.search(r"backend (\w+)", text)
     s_per_step = steady_state(rows, cfg.training.steps_per_generation, warmup=args.warmup)
     completions = cfg.training.prompts_per_step * cfg.training.num_generations
-    tail = steps[args.warmup:]
+    tail = steps[args.warmup :]
     lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
     mean_len = statistics.mean(lengths) if lengths else float("nan")
     window = [p for p in read_jsonl(out / "profile.jsonl") if p["step"] is not None and p["step"] >= args.warmup]
@@ -367,21 +411,30 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
 
 def table(results: list[dict], device: str, prompt_tokens: int | None = None) -> str:
     lines = [
-        f"Device: {device}. " + ("The tiny model, uncapped." if device.startswith("CPU") else
-        f"Random-weight Qwen2.5-3B shape, every prompt {prompt_tokens} tokens and every completion "
-        f"{results[0].get('mean_completion_tokens', '?')}; memory capped to a 24 GB card."),
+        f"Device: {device}. "
+        + (
+            "The tiny model, uncapped."
+            if device.startswith("CPU")
+            else f"Random-weight Qwen2.5-3B shape, every prompt {prompt_tokens} tokens and every completion "
+            f"{results[0].get('mean_completion_tokens', '?')}; memory capped to a 24 GB card."
+        ),
         "",
-        "| setting | what | load + first step s | s/step | prompts/s | generate / sync / log-probs / train s | floor s | peak GiB | fits 24 GB |",
+        "| setting | what | run wall s | s/step | prompts/s | generate / sync / log-probs / train s | floor s | peak GiB | fits 24 GB |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
+        if r.get("exit_code") is None:
+            lines.append(f"| {r['name']} | {r['description']} | unfinished | | | | | | |")
+            continue
         if r.get("exit_code"):
-            lines.append(f"| {r['name']} | {r['description']} | failed (exit {r['exit_code']}) | | | | | {r.get('peak_gpu_gib')} | {r.get('fits')} |")
+            lines.append(
+                f"| {r['name']} | {r['description']} | failed (exit {r['exit_code']}) | | | | | {r.get('peak_gpu_gib')} | {r.get('fits')} |"
+            )
             continue
         ph, fl = r["phases_s_per_step"], r.get("floor_s_per_step", {})
         split = " / ".join(f"{ph[k]:.2f}" for k in ("generate", "sync_weights", "log_probs", "train"))
         lines.append(
-            f"| {r['name']} | {r['description']} | {r['load_s']} + {r['first_step_s']} | {r['s_per_step']} | {r['prompts_per_s']} | "
+            f"| {r['name']} | {r['description']} | {r['wall_s']} | {r['s_per_step']} | {r['prompts_per_s']} | "
             f"{split} | {sum(fl.values()):.3f} | {r['peak_gpu_gib']} | {r['fits']} |"
         )
     return "\n".join(lines) + "\n"
@@ -423,16 +476,38 @@ def sweep(args: argparse.Namespace) -> int:
     results = []
     for name in names:
         row = run_setting(name, SETTINGS[name], args, model, data, cap)
-        row["invocation"] = invocation
-        if limits and tokens and not row["exit_code"]:
-            cfg = load_config(str(SETTINGS[name].config), list(SETTINGS[name].overrides))
-            row["floor_s_per_step"] = floors(shape_of("3B"), cfg, row["backend"], tokens, limits)
-        if tokens and cap:
-            row["predicted_peak_gib"] = predicted_peak(SETTINGS[name].config, list(SETTINGS[name].overrides), "3B", cap, tokens)
-            row["forecast_error"] = forecast_error(row["predicted_peak_gib"], row.get("peak_gpu_gib"))
-        results.append(row)
+        results.append(annotate(row, name, invocation, tokens, limits, cap))
+        # After every row, so a machine lost mid-sweep keeps the rows it finished.
+        write_summary(args, results, invocation, device, tokens, cap, limits)
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device, tokens)}")
+    return 0
+
+
+def annotate(row: dict, name: str, invocation: str, tokens: int | None, limits: dict | None, cap: float | None) -> dict:
+    """The invocation id, each phase's floor and the memory forecast made for the row's setting."""
+    row["invocation"] = invocation
+    setting = SETTINGS[name]
+    if limits and tokens and row.get("exit_code") == 0:
+        cfg = load_config(str(setting.config), list(setting.overrides))
+        row["floor_s_per_step"] = floors(shape_of("3B"), cfg, row["backend"], tokens, limits)
+    if tokens and cap:
+        row["predicted_peak_gib"] = predicted_peak(setting.config, list(setting.overrides), "3B", cap, tokens)
+        row["forecast_error"] = forecast_error(row["predicted_peak_gib"], row.get("peak_gpu_gib"))
+    return row
+
+
+def write_summary(
+    args: argparse.Namespace,
+    results: list[dict],
+    invocation: str,
+    device: str,
+    tokens: int | None,
+    cap: float | None,
+    limits: dict | None,
+    note: str | None = None,
+) -> None:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
-    by_name = {r["name"]: r for r in results if not r.get("exit_code")}
+    by_name = {r["name"]: r for r in results if r.get("exit_code") == 0}
     summary = {
         "invocation": invocation,
         "device": device,
@@ -443,23 +518,54 @@ def sweep(args: argparse.Namespace) -> int:
         "prompt_tokens": tokens,
         "memory_cap_gib": cap,
         "ceilings": limits,
+        **({"note": note} if note else {}),
         "settings": results,
     }
     default = by_name.get("default")
     for peer in ("trl", "notebook"):
         if default and peer in by_name:
-            summary[f"prompts_per_s_default_vs_{peer}"] = round(default["prompts_per_s"] / by_name[peer]["prompts_per_s"], 2)
+            summary[f"prompts_per_s_default_vs_{peer}"] = round(
+                default["prompts_per_s"] / by_name[peer]["prompts_per_s"], 2
+            )
             summary[f"startup_s_default_vs_{peer}"] = [default["startup_s"], by_name[peer]["startup_s"]]
+            summary[f"wall_s_default_vs_{peer}"] = [default["wall_s"], by_name[peer]["wall_s"]]
     if "learning" in previous:  # written by bench/learning.py; a speed rerun keeps it
         summary["learning"] = previous["learning"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
     args.out.with_suffix(".md").write_text(table(results, device, tokens))
-    print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device, tokens)}")
+
+
+def from_log(args: argparse.Namespace) -> int:
+    """latest.json from a sweep's console log: the rows it printed, one per finished setting.
+
+    For a sweep whose machine went away before the end: the rows are as measured and printed then; a
+    setting that started but printed no row is recorded as unfinished. Floors use --ceilings.
+    """
+    text = Path(args.from_log).read_text()
+    printed = {
+        row["name"]: row for row in (json.loads(line) for line in text.splitlines() if line.startswith('{"name"'))
+    }
+    started = re.findall(r"^=== (\S+):", text, flags=re.M)
+    invocation = "log-" + uuid.uuid5(uuid.NAMESPACE_URL, text).hex[:8]
+    limits = json.loads(args.ceilings_json) if args.ceilings_json else None
+    results = []
+    for name in started:
+        row = printed.get(name) or {
+            "name": name,
+            "description": SETTINGS[name].what,
+            "exit_code": None,
+            "error": "unfinished: the GPU machine's time ran out during this setting",
+        }
+        results.append(annotate(row, name, invocation, args.prompt_tokens, limits, args.cap_gib))
+    write_summary(args, results, invocation, args.device, args.prompt_tokens, args.cap_gib, limits, args.note)
+    print(table(results, args.device, args.prompt_tokens))
     return 0
 
 
-def predicted_peak(config: Path, overrides: list[str], size: str, cap_gib: float, prompt_tokens: int | None) -> float | None:
+def predicted_peak(
+    config: Path, overrides: list[str], size: str, cap_gib: float, prompt_tokens: int | None
+) -> float | None:
     """recipe.memory's forecast for this row, made before it ran, from the shape alone."""
     cfg = load_config(str(config), overrides)
     return memory.forecast(cfg, shape_of(size), cap_gib, prompt_tokens=prompt_tokens, advise=False).peak_gib
@@ -480,7 +586,9 @@ def fit_config(size: str, bits: int) -> tuple[Path, list[str]]:
 def fit(args: argparse.Namespace) -> int:
     """Rows of the fit table: each SIZE:BITS trained under each --cap-gib; rows merge into fit.json by key."""
     out = RESULTS / "fit.json"
-    table_rows = {(r["model"], r["bits"], r["cap_gib"]): r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
+    table_rows = (
+        {(r["model"], r["bits"], r["cap_gib"]): r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
+    )
     device = gpu_name()
     for item in args.fit.split(","):
         size, bits = item.split(":")
@@ -493,15 +601,28 @@ def fit(args: argparse.Namespace) -> int:
             command = f"python bench/bench.py --fit {size}:{bits} --cap-gib {cap:g} --steps {args.steps}"
             predicted = predicted_peak(config, overrides, size, cap, bench_prompt_tokens(model, data))
             table_rows[(f"Qwen2.5-{size}", int(bits), cap)] = {
-                "model": f"Qwen2.5-{size}", "bits": int(bits), "cap_gib": cap, "fits": row["fits"] if not row["exit_code"] else False,
-                "exit_code": row["exit_code"], "s_per_step": row.get("s_per_step"), "peak_gpu_gib": row.get("peak_gpu_gib"),
-                "predicted_peak_gib": predicted, "forecast_error": forecast_error(predicted, row.get("peak_gpu_gib")),
-                "startup_s": row.get("startup_s"), "trainable_params": row.get("trainable_params"),
-                "config": str(config.relative_to(ROOT)), "options": overrides, "command": command, "device": device,
-                "date": time.strftime("%Y-%m-%d"), "error_tail": row.get("error", "")[-400:] or None,
+                "model": f"Qwen2.5-{size}",
+                "bits": int(bits),
+                "cap_gib": cap,
+                "fits": row["fits"] if not row["exit_code"] else False,
+                "exit_code": row["exit_code"],
+                "s_per_step": row.get("s_per_step"),
+                "peak_gpu_gib": row.get("peak_gpu_gib"),
+                "predicted_peak_gib": predicted,
+                "forecast_error": forecast_error(predicted, row.get("peak_gpu_gib")),
+                "startup_s": row.get("startup_s"),
+                "trainable_params": row.get("trainable_params"),
+                "config": str(config.relative_to(ROOT)),
+                "options": overrides,
+                "command": command,
+                "device": device,
+                "date": time.strftime("%Y-%m-%d"),
+                "error_tail": row.get("error", "")[-400:] or None,
             }
             out.parent.mkdir(parents=True, exist_ok=True)
-            rows = sorted(table_rows.values(), key=lambda r: (float(r["model"].split("-")[1][:-1]), r["bits"], r["cap_gib"]))
+            rows = sorted(
+                table_rows.values(), key=lambda r: (float(r["model"].split("-")[1][:-1]), r["bits"], r["cap_gib"])
+            )
             out.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
             out.with_suffix(".md").write_text(fit_table(rows))
     print(out.with_suffix(".md").read_text())
@@ -511,7 +632,10 @@ def fit(args: argparse.Namespace) -> int:
 def fit_table(rows: list[dict]) -> str:
     """fit.json as README's table: one line per model and bit width, one column per card size."""
     caps = sorted({r["cap_gib"] for r in rows})
-    lines = ["| model | bits | " + " | ".join(f"{cap:g} GiB card" for cap in caps) + " | config |", "|---|---|" + "---|" * (len(caps) + 1)]
+    lines = [
+        "| model | bits | " + " | ".join(f"{cap:g} GiB card" for cap in caps) + " | config |",
+        "|---|---|" + "---|" * (len(caps) + 1),
+    ]
     for model, bits in dict.fromkeys((r["model"], r["bits"]) for r in rows):
         cells = []
         for cap in caps:
@@ -532,10 +656,23 @@ def main() -> int:
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
     parser.add_argument("--steps", type=int, default=12, help="steps per setting")
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
-    parser.add_argument("--cap-gib", default=str(CARD_GIB), help="GiB of GPU memory to emulate, comma-separated for --fit (default: a 24 GB RTX 4090)")
-    parser.add_argument("--fit", metavar="SIZE:BITS,...", help=f"fit-table rows instead of the sweep, sizes from {', '.join(SIZES)}, e.g. 7B:4,14B:4")
+    parser.add_argument(
+        "--cap-gib",
+        default=str(CARD_GIB),
+        help="GiB of GPU memory to emulate, comma-separated for --fit (default: a 24 GB RTX 4090)",
+    )
+    parser.add_argument(
+        "--fit",
+        metavar="SIZE:BITS,...",
+        help=f"fit-table rows instead of the sweep, sizes from {', '.join(SIZES)}, e.g. 7B:4,14B:4",
+    )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
+    parser.add_argument("--from-log", help="write latest.json from a sweep's console log (a sweep cut short)")
+    parser.add_argument("--device", help="with --from-log: the GPU the log was measured on")
+    parser.add_argument("--prompt-tokens", type=int, help="with --from-log: the bench prompts' one length")
+    parser.add_argument("--ceilings-json", help='with --from-log: {"copy_gb_s": ..., "bf16_tflop_s": ...} of that GPU')
+    parser.add_argument("--note", help="with --from-log: where the rows and ceilings come from")
     parser.add_argument("--capped-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ceilings", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
@@ -553,6 +690,8 @@ def main() -> int:
         return run_capped(args.cap_gib, args.profile, rest[1:] if rest[:1] == ["--"] else rest)
     if args.smoke and args.out == RESULTS / "latest.json":
         args.out = WORK / "smoke.json"  # a harness check never replaces measured results
+    if args.from_log:
+        return from_log(args)
     if args.fit:
         return fit(args)
     unknown = [n for n in args.settings.split(",") if n not in SETTINGS]

@@ -22,8 +22,10 @@ KEYS = {"reward": "reward", "strict_format": "rewards/strict_format/mean", "corr
 
 def first_vs_last(rows: list[dict], window: int) -> dict:
     return {
-        name: {f"first_{window}": round(statistics.mean(r[key] for r in rows[:window]), 4),
-               f"last_{window}": round(statistics.mean(r[key] for r in rows[-window:]), 4)}
+        name: {
+            f"first_{window}": round(statistics.mean(r[key] for r in rows[:window]), 4),
+            f"last_{window}": round(statistics.mean(r[key] for r in rows[-window:]), 4),
+        }
         for name, key in KEYS.items()
     }
 

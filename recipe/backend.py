@@ -30,19 +30,35 @@ def resolve_backend(cfg: Config, world: int | None = None) -> str:
     else:
         backend = "unsloth" if cuda and world == 1 and cfg.vllm.mode == "colocate" else "trl"
     if backend == "unsloth" and world > 1:
-        raise RecipeError(f"model.backend=unsloth trains in one process, and this run has {world}: use model.backend=trl (or auto) on several GPUs")
+        raise RecipeError(
+            f"model.backend=unsloth trains in one process, and this run has {world}: use model.backend=trl (or auto) on several GPUs"
+        )
     if not cuda:
         no_gpu = [
-            (backend == "unsloth", "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine"),
-            (cfg.model.fast_inference, "model.fast_inference=true needs vLLM on a CUDA GPU: set model.fast_inference=false on this machine"),
-            (cfg.model.load_in_4bit, "model.load_in_4bit=true needs bitsandbytes on a CUDA GPU: set model.load_in_4bit=false on this machine"),
-            ("8bit" in cfg.training.optim, f"training.optim={cfg.training.optim} needs bitsandbytes on a CUDA GPU: use adamw_torch on this machine"),
+            (
+                backend == "unsloth",
+                "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine",
+            ),
+            (
+                cfg.model.fast_inference,
+                "model.fast_inference=true needs vLLM on a CUDA GPU: set model.fast_inference=false on this machine",
+            ),
+            (
+                cfg.model.load_in_4bit,
+                "model.load_in_4bit=true needs bitsandbytes on a CUDA GPU: set model.load_in_4bit=false on this machine",
+            ),
+            (
+                "8bit" in cfg.training.optim,
+                f"training.optim={cfg.training.optim} needs bitsandbytes on a CUDA GPU: use adamw_torch on this machine",
+            ),
         ]
         for failed, message in no_gpu:
             if failed:
                 raise RecipeError(message)
     if cfg.model.merged_rollouts and backend != "unsloth":
-        raise RecipeError("model.merged_rollouts=true is an Unsloth option (TRL's vLLM always generates from merged weights): set it false with model.backend=trl")
+        raise RecipeError(
+            "model.merged_rollouts=true is an Unsloth option (TRL's vLLM always generates from merged weights): set it false with model.backend=trl"
+        )
     distributed.check_vllm_split(cfg, world)
     return backend
 
@@ -138,7 +154,13 @@ def load_model_trl(cfg: Config, tokenizer):
     model = AutoModelForCausalLM.from_pretrained(cfg.model.name, dtype=dtype)
     # The LoRA's random init follows the seed, as Unsloth's random_state does: a rerun trains the same weights.
     set_seed(cfg.training.seed)
-    peft_config = PeftLoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules, lora_dropout=0.0, task_type="CAUSAL_LM")
+    peft_config = PeftLoraConfig(
+        r=cfg.lora.r,
+        lora_alpha=cfg.lora.alpha,
+        target_modules=cfg.lora.target_modules,
+        lora_dropout=0.0,
+        task_type="CAUSAL_LM",
+    )
     return get_peft_model(model, peft_config), tokenizer
 
 

@@ -115,7 +115,6 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-
 def _closest(name: str, valid: typing.Iterable[str], prefix: str = "") -> str:
     match = difflib.get_close_matches(name, list(valid), n=1)
     return f"did you mean '{prefix}{match[0]}'?" if match else f"valid keys: {', '.join(valid)}"
@@ -151,9 +150,8 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
                 return float(value)
             except ValueError:
                 pass
-    elif kind is bool or kind is int or kind is str:
-        if type(value) is kind:
-            return value
+    elif kind in (bool, int, str) and type(value) is kind:
+        return value
     kind_name = "null" if kind is type(None) else getattr(kind, "__name__", str(kind))
     raise RecipeError(f"{key}: expected {kind_name}, got {value!r}")
 
@@ -191,7 +189,9 @@ def apply_override(raw: dict, assignment: str) -> None:
     try:
         node[leaf] = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise RecipeError(f"--set {assignment!r}: the value is not valid YAML ({str(error).splitlines()[0]}); quote it or fix it") from None
+        raise RecipeError(
+            f"--set {assignment!r}: the value is not valid YAML ({str(error).splitlines()[0]}); quote it or fix it"
+        ) from None
 
 
 def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Config:
@@ -203,7 +203,9 @@ def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Confi
         try:
             raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
         except UnicodeDecodeError as error:
-            raise RecipeError(f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+            raise RecipeError(
+                f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8"
+            ) from None
         except yaml.YAMLError as error:
             raise RecipeError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
     if isinstance(raw, dict) and "rewards" not in raw and any(a.strip().startswith("rewards.") for a in overrides):
@@ -225,25 +227,51 @@ def validate(cfg: Config) -> None:
             raise RecipeError(message)
 
     check(m.backend in ("auto", "unsloth", "trl"), f"model.backend={m.backend!r}: use auto, unsloth or trl")
-    check(not (m.merged_rollouts and m.load_in_4bit), "model.merged_rollouts=true folds the LoRA into 16-bit weights: set model.load_in_4bit=false or model.merged_rollouts=false")
-    check(0 < m.gpu_memory_utilization < 1, f"model.gpu_memory_utilization={m.gpu_memory_utilization}: use a fraction in (0, 1), e.g. 0.6")
+    check(
+        not (m.merged_rollouts and m.load_in_4bit),
+        "model.merged_rollouts=true folds the LoRA into 16-bit weights: set model.load_in_4bit=false or model.merged_rollouts=false",
+    )
+    check(
+        0 < m.gpu_memory_utilization < 1,
+        f"model.gpu_memory_utilization={m.gpu_memory_utilization}: use a fraction in (0, 1), e.g. 0.6",
+    )
     check(lora.r > 0 and lora.alpha > 0, f"lora.r={lora.r}, lora.alpha={lora.alpha}: both must be positive (e.g. 32)")
-    check(bool(lora.target_modules), "lora.target_modules is empty: list the projections to adapt, e.g. [q_proj, v_proj]")
-    check(lora.gradient_checkpointing in (True, False, "unsloth"), f"lora.gradient_checkpointing={lora.gradient_checkpointing!r}: use unsloth, true or false")
+    check(
+        bool(lora.target_modules), "lora.target_modules is empty: list the projections to adapt, e.g. [q_proj, v_proj]"
+    )
+    check(
+        lora.gradient_checkpointing in (True, False, "unsloth"),
+        f"lora.gradient_checkpointing={lora.gradient_checkpointing!r}: use unsloth, true or false",
+    )
     check(d.max_prompt_length > 0, f"data.max_prompt_length={d.max_prompt_length}: must be positive")
     check(d.limit is None or d.limit > 0, f"data.limit={d.limit}: use a positive number of questions, or null for all")
     budget = d.max_prompt_length + t.max_completion_length
-    check(budget <= m.max_seq_length, f"data.max_prompt_length + training.max_completion_length = {budget} exceeds model.max_seq_length={m.max_seq_length}: raise model.max_seq_length to at least {budget} or shorten one of them")
+    check(
+        budget <= m.max_seq_length,
+        f"data.max_prompt_length + training.max_completion_length = {budget} exceeds model.max_seq_length={m.max_seq_length}: raise model.max_seq_length to at least {budget} or shorten one of them",
+    )
     check(bool(cfg.rewards), f"rewards is empty: list at least one of {', '.join(rewards.REWARDS)} with a weight")
     for name, weight in cfg.rewards.items():
-        check(name in rewards.REWARDS, f"unknown reward '{name}' in rewards: {_closest(name, rewards.REWARDS, 'rewards.')}")
+        check(
+            name in rewards.REWARDS,
+            f"unknown reward '{name}' in rewards: {_closest(name, rewards.REWARDS, 'rewards.')}",
+        )
         check(math.isfinite(weight), f"rewards.{name}={weight}: the weight must be a finite number")
-    check(t.num_generations >= 2, f"training.num_generations={t.num_generations}: GRPO compares completions of one prompt, so use at least 2")
+    check(
+        t.num_generations >= 2,
+        f"training.num_generations={t.num_generations}: GRPO compares completions of one prompt, so use at least 2",
+    )
     check(t.prompts_per_step >= 1, f"training.prompts_per_step={t.prompts_per_step}: must be at least 1")
     check(t.steps_per_generation >= 1, f"training.steps_per_generation={t.steps_per_generation}: must be at least 1")
     check(t.max_completion_length > 0, f"training.max_completion_length={t.max_completion_length}: must be positive")
-    check(t.max_steps == -1 or t.max_steps > 0, f"training.max_steps={t.max_steps}: use a positive number, or -1 to train for training.num_train_epochs")
-    check(t.max_steps > 0 or t.num_train_epochs > 0, f"training.num_train_epochs={t.num_train_epochs}: must be positive when training.max_steps is -1")
+    check(
+        t.max_steps == -1 or t.max_steps > 0,
+        f"training.max_steps={t.max_steps}: use a positive number, or -1 to train for training.num_train_epochs",
+    )
+    check(
+        t.max_steps > 0 or t.num_train_epochs > 0,
+        f"training.num_train_epochs={t.num_train_epochs}: must be positive when training.max_steps is -1",
+    )
     check(t.temperature > 0, f"training.temperature={t.temperature}: must be positive (1.0 samples the model as is)")
     check(t.learning_rate > 0, f"training.learning_rate={t.learning_rate}: must be positive")
     check(t.beta >= 0, f"training.beta={t.beta}: the KL coefficient cannot be negative")
@@ -251,7 +279,10 @@ def validate(cfg: Config) -> None:
     for key in ("logging_steps", "save_steps", "save_total_limit", "sample_every"):
         check(getattr(o, key) > 0, f"output.{key}={getattr(o, key)}: must be positive")
     tracking.check_names(o.report_to)
-    check(o.resume in ("never", "auto") or Path(o.resume).is_dir(), f"output.resume={o.resume!r}: use never, auto, or the path of an existing checkpoint folder")
+    check(
+        o.resume in ("never", "auto") or Path(o.resume).is_dir(),
+        f"output.resume={o.resume!r}: use never, auto, or the path of an existing checkpoint folder",
+    )
     validate_training_values(t)
     validate_vllm(cfg)
 
@@ -268,16 +299,30 @@ def validate_training_values(t: TrainingConfig) -> None:
         if not ok:
             raise RecipeError(message)
 
-    for key in ("learning_rate", "beta", "temperature", "max_grad_norm", "weight_decay", "warmup_ratio", "num_train_epochs"):
+    for key in (
+        "learning_rate",
+        "beta",
+        "temperature",
+        "max_grad_norm",
+        "weight_decay",
+        "warmup_ratio",
+        "num_train_epochs",
+    ):
         check(math.isfinite(getattr(t, key)), f"training.{key}={getattr(t, key)}: must be a finite number")
-    check(t.max_grad_norm >= 0, f"training.max_grad_norm={t.max_grad_norm}: use a positive clipping norm (0 turns clipping off)")
+    check(
+        t.max_grad_norm >= 0,
+        f"training.max_grad_norm={t.max_grad_norm}: use a positive clipping norm (0 turns clipping off)",
+    )
     check(t.weight_decay >= 0, f"training.weight_decay={t.weight_decay}: cannot be negative")
     for key in ("adam_beta1", "adam_beta2"):
         check(0 <= getattr(t, key) < 1, f"training.{key}={getattr(t, key)}: use a value in [0, 1), e.g. 0.9 or 0.99")
     check(0 <= t.seed < 2**32, f"training.seed={t.seed}: use a whole number in [0, 2**32)")
     check(t.loss_type in LOSS_TYPES, f"training.loss_type={t.loss_type!r}: use one of {', '.join(LOSS_TYPES)}")
     schedulers = [s.value for s in SchedulerType]
-    check(t.lr_scheduler_type in schedulers, f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}")
+    check(
+        t.lr_scheduler_type in schedulers,
+        f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}",
+    )
     optimizers = [o.value for o in OptimizerNames]
     check(t.optim in optimizers, f"training.optim={t.optim!r}: {_closest(t.optim, optimizers)} (e.g. adamw_torch)")
 
@@ -286,23 +331,41 @@ def validate_vllm(cfg: Config) -> None:
     """The vllm section against the model section; checks that need the number of processes are in recipe.distributed."""
     m, v = cfg.model, cfg.vllm
     problems = [
-        (v.mode not in ("colocate", "server"), f"vllm.mode={v.mode!r}: use colocate (vLLM inside each training process) or server (a separate `vllm serve`)"),
-        (v.tensor_parallel_size < 1, f"vllm.tensor_parallel_size={v.tensor_parallel_size}: use 1, or the number of GPUs one vLLM engine spans"),
+        (
+            v.mode not in ("colocate", "server"),
+            f"vllm.mode={v.mode!r}: use colocate (vLLM inside each training process) or server (a separate `vllm serve`)",
+        ),
+        (
+            v.tensor_parallel_size < 1,
+            f"vllm.tensor_parallel_size={v.tensor_parallel_size}: use 1, or the number of GPUs one vLLM engine spans",
+        ),
         (not 0 < v.server_port < 65536, f"vllm.server_port={v.server_port}: use a TCP port, e.g. 8000"),
-        (v.mode == "server" and not m.fast_inference, "vllm.mode=server generates on a vLLM server: set model.fast_inference=true, or leave vllm.mode at colocate"),
+        (
+            v.mode == "server" and not m.fast_inference,
+            "vllm.mode=server generates on a vLLM server: set model.fast_inference=true, or leave vllm.mode at colocate",
+        ),
         # Unsloth holds its own vLLM engine and makes TRL use it, whatever vllm.mode says.
-        (v.mode == "server" and m.backend == "unsloth", "vllm.mode=server needs model.backend=trl (or auto): Unsloth always generates with its own colocated vLLM"),
-        (v.mode == "server" and v.tensor_parallel_size > 1, f"vllm.tensor_parallel_size={v.tensor_parallel_size} applies to colocate mode: leave it at 1 and start the server with `vllm serve --tensor-parallel-size {v.tensor_parallel_size}`"),
-        (v.tensor_parallel_size > 1 and not m.fast_inference, f"vllm.tensor_parallel_size={v.tensor_parallel_size} needs model.fast_inference=true: without vLLM nothing is split"),
-        (v.tensor_parallel_size > 1 and m.backend == "unsloth", f"vllm.tensor_parallel_size={v.tensor_parallel_size} needs model.backend=trl: Unsloth's vLLM runs on one GPU"),
+        (
+            v.mode == "server" and m.backend == "unsloth",
+            "vllm.mode=server needs model.backend=trl (or auto): Unsloth always generates with its own colocated vLLM",
+        ),
+        (
+            v.mode == "server" and v.tensor_parallel_size > 1,
+            f"vllm.tensor_parallel_size={v.tensor_parallel_size} applies to colocate mode: leave it at 1 and start the server with `vllm serve --tensor-parallel-size {v.tensor_parallel_size}`",
+        ),
+        (
+            v.tensor_parallel_size > 1 and not m.fast_inference,
+            f"vllm.tensor_parallel_size={v.tensor_parallel_size} needs model.fast_inference=true: without vLLM nothing is split",
+        ),
+        (
+            v.tensor_parallel_size > 1 and m.backend == "unsloth",
+            f"vllm.tensor_parallel_size={v.tensor_parallel_size} needs model.backend=trl: Unsloth's vLLM runs on one GPU",
+        ),
     ]
     for failed, message in problems:
         if failed:
             raise RecipeError(message)
 
 
-
 def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
-
-

@@ -25,7 +25,9 @@ def load_rows(cfg: DataConfig):
         if path.is_file():
             kind = LOCAL_DATA_SUFFIXES.get(path.suffix)
             if kind is None:
-                raise RecipeError(f"data.dataset={cfg.dataset}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}")
+                raise RecipeError(
+                    f"data.dataset={cfg.dataset}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}"
+                )
             return datasets.load_dataset(kind, data_files=str(path), split="train")
         if path.is_dir():
             if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
@@ -40,7 +42,9 @@ def load_rows(cfg: DataConfig):
     except Exception as error:  # datasets raises many types for unreachable hubs and bad files
         first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
         if path.exists():
-            encoding = " (is it UTF-8 text?)" if "utf-8" in repr(error).lower() or "decode" in repr(error).lower() else ""
+            encoding = (
+                " (is it UTF-8 text?)" if "utf-8" in repr(error).lower() or "decode" in repr(error).lower() else ""
+            )
             raise RecipeError(
                 f"could not read data.dataset={cfg.dataset}{encoding} ({type(error).__name__}: {first_line[:200]}): "
                 "fix the file or point data.dataset at another one"
@@ -73,7 +77,9 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
     """Chat prompts with a parsed gold answer; drops rows without a gold number or over the prompt budget."""
     for column in (cfg.question_field, cfg.answer_field):
         if column not in rows.column_names:
-            raise RecipeError(f"data.dataset={cfg.dataset} has no column '{column}' (columns: {', '.join(rows.column_names)}): set data.question_field / data.answer_field")
+            raise RecipeError(
+                f"data.dataset={cfg.dataset} has no column '{column}' (columns: {', '.join(rows.column_names)}): set data.question_field / data.answer_field"
+            )
     if cfg.limit is not None:
         rows = rows.select(range(min(cfg.limit, len(rows))))
     stats = {"rows": len(rows)}
@@ -84,13 +90,19 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
         # A missing question has no text to train on; str(None) would train on the word "None".
         usable = isinstance(question, str) and question.strip() and gold is not None
         prompt = chat_prompt(question if usable else "")
-        return {"prompt": prompt, "question": question if usable else "", "answer": f"{gold:f}" if usable else None,
-                "prompt_tokens": prompt_tokens(tokenizer, prompt)}
+        return {
+            "prompt": prompt,
+            "question": question if usable else "",
+            "answer": f"{gold:f}" if usable else None,
+            "prompt_tokens": prompt_tokens(tokenizer, prompt),
+        }
 
     try:
         prompts = rows.map(to_prompt, remove_columns=rows.column_names)
     except UnicodeError as error:  # pyarrow reads invalid bytes in; they fail only when the text is used
-        raise RecipeError(f"could not read data.dataset={cfg.dataset}: it is not UTF-8 text ({error.reason}): save it as UTF-8") from None
+        raise RecipeError(
+            f"could not read data.dataset={cfg.dataset}: it is not UTF-8 text ({error.reason}): save it as UTF-8"
+        ) from None
     with_gold = prompts.filter(lambda row: row["answer"] is not None)
     stats["dropped_no_gold"] = len(prompts) - len(with_gold)
     kept = with_gold.filter(lambda row: row["prompt_tokens"] <= cfg.max_prompt_length)
@@ -98,7 +110,9 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
     stats["kept"] = len(kept)
     stats["longest_prompt_tokens"] = max(kept["prompt_tokens"], default=0)
     if len(kept) == 0:
-        raise RecipeError(f"no usable questions in data.dataset={cfg.dataset} ({stats}): check the answer column holds GSM8K answers ('... #### 42') and data.max_prompt_length")
+        raise RecipeError(
+            f"no usable questions in data.dataset={cfg.dataset} ({stats}): check the answer column holds GSM8K answers ('... #### 42') and data.max_prompt_length"
+        )
     return kept.remove_columns("prompt_tokens"), stats
 
 
@@ -110,13 +124,17 @@ def load_tokenizer(name: str):
     except Exception as error:  # transformers raises OSError, ValueError or hub errors for a bad name
         if Path(name).expanduser().is_dir():
             first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
-            raise RecipeError(f"could not load the tokenizer in model.name={name} ({type(error).__name__}: {first}): check its tokenizer files") from None
+            raise RecipeError(
+                f"could not load the tokenizer in model.name={name} ({type(error).__name__}: {first}): check its tokenizer files"
+            ) from None
         raise RecipeError(
             f"could not load the tokenizer of model.name={name} ({type(error).__name__}); set model.name to a "
             "local model folder if the Hugging Face Hub is unreachable"
         ) from None
     if tokenizer.chat_template is None:
-        raise RecipeError(f"the tokenizer of model.name={name} has no chat template: GRPO prompts here are chat messages, so use a model whose tokenizer ships one")
+        raise RecipeError(
+            f"the tokenizer of model.name={name} has no chat template: GRPO prompts here are chat messages, so use a model whose tokenizer ships one"
+        )
     return tokenizer
 
 
@@ -127,5 +145,3 @@ def stop_token_ids(tokenizer) -> list[int]:
     if end_of_turn is not None and end_of_turn not in ids:
         ids.append(end_of_turn)
     return ids
-
-

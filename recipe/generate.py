@@ -6,7 +6,13 @@ Completion = tuple[str, int]  # (text, generated tokens including the stop token
 
 
 def hf_complete(
-    model, tokenizer, texts: list[str], max_new_tokens: int, stop_ids: list[int], batch_size: int, desc: str = "",
+    model,
+    tokenizer,
+    texts: list[str],
+    max_new_tokens: int,
+    stop_ids: list[int],
+    batch_size: int,
+    desc: str = "",
     temperature: float = 0.0,
 ) -> list[Completion]:
     """Completions of rendered prompts, batched with left padding: greedy at temperature 0, else sampled."""
@@ -23,7 +29,10 @@ def hf_complete(
             batch = batch.to(model.device)
             with torch.no_grad():
                 out = model.generate(
-                    **batch, max_new_tokens=max_new_tokens, eos_token_id=stop_ids, pad_token_id=tokenizer.pad_token_id,
+                    **batch,
+                    max_new_tokens=max_new_tokens,
+                    eos_token_id=stop_ids,
+                    pad_token_id=tokenizer.pad_token_id,
                     **sampling,
                 )
             for row in out[:, batch["input_ids"].shape[1] :].tolist():

@@ -41,8 +41,9 @@ def generate(seed: int, n: int) -> list[dict]:
     return list(reasoning_gym.create_dataset("gsm_symbolic", seed=seed, size=n))
 
 
-def load(limit: int | None, question_field: str, answer_field: str,
-         make: typing.Callable[[int, int], list[dict]] = generate):
+def load(
+    limit: int | None, question_field: str, answer_field: str, make: typing.Callable[[int, int], list[dict]] = generate
+):
     """The rows as a datasets.Dataset with the config's column names, as load_rows returns for files."""
     import datasets
 

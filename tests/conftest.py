@@ -17,20 +17,33 @@ from recipe.tiny import torch_threads  # noqa: E402
 # The shared run: checkpoints and samples every 2 of 4 steps, short completions to keep it quick.
 TRAINED_STEPS = 4
 TRAINED_RUN = (
-    "--set", f"training.max_steps={TRAINED_STEPS}", "--set", "training.max_completion_length=32",
-    "--set", "output.save_steps=2", "--set", "output.sample_every=2",
+    "--set",
+    f"training.max_steps={TRAINED_STEPS}",
+    "--set",
+    "training.max_completion_length=32",
+    "--set",
+    "output.save_steps=2",
+    "--set",
+    "output.sample_every=2",
 )
 
 
 def train_tiny(tiny_assets: Path, out: Path, *args: str, callbacks=()) -> int:
     """train_grpo.main() on the tiny model and data, writing to ``out``; ``args`` are extra CLI words."""
-    return train_grpo.main([
-        "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
-        "--set", f"model.name={tiny_assets / 'model'}",
-        "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set", f"output.dir={out}",
-        *args,
-    ], callbacks=callbacks)
+    return train_grpo.main(
+        [
+            "--config",
+            str(ROOT / "configs" / "tiny-cpu.yaml"),
+            "--set",
+            f"model.name={tiny_assets / 'model'}",
+            "--set",
+            f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+            "--set",
+            f"output.dir={out}",
+            *args,
+        ],
+        callbacks=callbacks,
+    )
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -66,7 +79,9 @@ def copy_run(run: Path, dst: Path) -> Path:
 
 
 def pytest_configure(config):
-    config.addinivalue_line("markers", "gpu: needs a CUDA GPU with the pinned GPU stack (unsloth, vLLM); skipped elsewhere")
+    config.addinivalue_line(
+        "markers", "gpu: needs a CUDA GPU with the pinned GPU stack (unsloth, vLLM); skipped elsewhere"
+    )
 
 
 def pytest_collection_modifyitems(config, items):

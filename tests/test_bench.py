@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from recipe.config import LORA_PROJECTIONS, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,13 @@ def timed(times: dict[int, float]) -> list[dict]:
         pytest.param({1: 0, 2: 100, 3: 103, 4: 106, 5: 109, 6: 112}, 1, 2, 3.0, id="every-step-after-warmup"),
         pytest.param({1: 0, 2: 200, 3: 201, 4: 202, 5: 203, 6: 230}, 1, 2, 1.0, id="median-ignores-one-slow-step"),
         # Generation every 4 steps: the cycle is timed whole and divided, never one cheap step alone.
-        pytest.param({s: (s - 1) // 4 * 8.0 + (s - 1) % 4 * 0.1 for s in range(1, 14)}, 4, 1, 2.0, id="generate-for-4-steps-whole-cycles"),
+        pytest.param(
+            {s: (s - 1) // 4 * 8.0 + (s - 1) % 4 * 0.1 for s in range(1, 14)},
+            4,
+            1,
+            2.0,
+            id="generate-for-4-steps-whole-cycles",
+        ),
         pytest.param({1: 0, 2: 5}, 1, 4, float("nan"), id="too-few-steps-is-nan"),
     ],
 )
@@ -69,7 +76,11 @@ def test_learning_summary_counts_steps_and_reward_rows_apart(tmp_path):
 def test_every_setting_resolves_to_a_valid_config_at_the_notebooks_optimisation(name):
     setting = bench.SETTINGS[name]
     cfg = load_config(str(setting.config), list(setting.overrides))
-    assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (1, 6, 200)
+    assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (
+        1,
+        6,
+        200,
+    )
     assert (cfg.training.learning_rate, cfg.training.beta, cfg.training.temperature) == (5e-6, 0.04, 0.9)
     assert cfg.model.compile == (name == "notebook")
 
@@ -103,7 +114,9 @@ def test_floors_scale_with_what_each_phase_moves():
     assert unsloth["sync_weights"] == 0.0 and trl["sync_weights"] > 0
     # Two scoring passes (old policy, reference) against three training passes (forward, backward, recompute).
     assert unsloth["train"] == pytest.approx(unsloth["log_probs"] * 1.5, rel=1e-2)
-    four_bit = bench.floors(shape, load_config(str(ROOT / "config.yaml"), ["model.load_in_4bit=true"]), "unsloth", 60, limits)
+    four_bit = bench.floors(
+        shape, load_config(str(ROOT / "config.yaml"), ["model.load_in_4bit=true"]), "unsloth", 60, limits
+    )
     assert four_bit["generate"] < unsloth["generate"] / 2
 
 

@@ -7,13 +7,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-import train_grpo
 import rewards
+import train_grpo
 from recipe import runs
 from recipe.backend import import_unsloth, resolve_backend
-from recipe.config import Config, LORA_PROJECTIONS, ModelConfig, config_to_yaml, load_config
+from recipe.config import LORA_PROJECTIONS, Config, ModelConfig, config_to_yaml, load_config
 from recipe.errors import RecipeError
-
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([ROOT / "config.yaml", *(ROOT / "configs").glob("*.yaml")])
@@ -36,7 +35,9 @@ def test_shipped_config_sets_only_known_keys_and_every_reward(path):
 @pytest.mark.parametrize(
     "path, load_in_4bit, compile, steps_per_generation, max_steps, epochs",
     [
-        pytest.param("configs/notebook-4090.yaml", True, True, 1, -1, 3.0, id="notebook-reproduction-4bit-compiled-22419-steps"),
+        pytest.param(
+            "configs/notebook-4090.yaml", True, True, 1, -1, 3.0, id="notebook-reproduction-4bit-compiled-22419-steps"
+        ),
         pytest.param("config.yaml", False, False, 4, 1000, 1.0, id="default-16bit-generates-for-4-steps-1000-steps"),
     ],
 )
@@ -44,7 +45,11 @@ def test_configs_keep_the_seed_recipe(path, load_in_4bit, compile, steps_per_gen
     """Both keep the notebook's optimisation (one question x 6 completions per step, its hyperparameters);
     the default only changes how fast a step runs: 16-bit LoRA and one vLLM batch per 4 steps (bench/)."""
     cfg = load_config(str(ROOT / path))
-    assert (cfg.model.load_in_4bit, cfg.model.compile, cfg.training.steps_per_generation) == (load_in_4bit, compile, steps_per_generation)
+    assert (cfg.model.load_in_4bit, cfg.model.compile, cfg.training.steps_per_generation) == (
+        load_in_4bit,
+        compile,
+        steps_per_generation,
+    )
     assert (cfg.training.max_steps, cfg.training.num_train_epochs) == (max_steps, epochs)
     assert (cfg.model.name, cfg.model.max_seq_length) == ("Qwen/Qwen2.5-3B", 512)
     assert (cfg.model.fast_inference, cfg.model.gpu_memory_utilization) == (True, 0.6)
@@ -77,11 +82,18 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
         pytest.param("training.learning_rate=1e-5", "training.learning_rate", 1e-5, id="float-from-yaml-exponent"),
         pytest.param("training.num_train_epochs=3", "training.num_train_epochs", 3.0, id="int-accepted-as-float"),
         pytest.param("model.load_in_4bit=true", "model.load_in_4bit", True, id="bool"),
-        pytest.param("lora.gradient_checkpointing=true", "lora.gradient_checkpointing", True, id="bool-or-string-as-bool"),
+        pytest.param(
+            "lora.gradient_checkpointing=true", "lora.gradient_checkpointing", True, id="bool-or-string-as-bool"
+        ),
         pytest.param("data.limit=null", "data.limit", None, id="optional-null"),
         pytest.param("lora.target_modules=[q_proj,v_proj]", "lora.target_modules", ["q_proj", "v_proj"], id="list"),
         pytest.param("output.dir=runs/a=b", "output.dir", "runs/a=b", id="value-may-hold-equals-sign"),
-        pytest.param("rewards.correctness=2", "rewards", {**{n: 1.0 for n in rewards.REWARDS}, "correctness": 2.0}, id="reward-weight"),
+        pytest.param(
+            "rewards.correctness=2",
+            "rewards",
+            {**{n: 1.0 for n in rewards.REWARDS}, "correctness": 2.0},
+            id="reward-weight",
+        ),
     ],
 )
 def test_override_sets_typed_value(override, key, value):
@@ -94,18 +106,30 @@ def test_override_sets_typed_value(override, key, value):
 @pytest.mark.parametrize(
     "override, message",
     [
-        pytest.param("training.max_stesp=5", "unknown config key 'training.max_stesp': did you mean 'training.max_steps'?", id="typo-suggests-key"),
+        pytest.param(
+            "training.max_stesp=5",
+            "unknown config key 'training.max_stesp': did you mean 'training.max_steps'?",
+            id="typo-suggests-key",
+        ),
         pytest.param("trainig.max_steps=5", "did you mean 'training'?", id="typo-in-section"),
         pytest.param("training.max_steps=abc", "training.max_steps: expected int, got 'abc'", id="wrong-type"),
         pytest.param("training.max_steps=2.5", "training.max_steps: expected int", id="float-for-int"),
         pytest.param("model.load_in_4bit=1", "model.load_in_4bit: expected bool", id="int-for-bool"),
         pytest.param("training=3", "training: expected a mapping", id="section-not-mapping"),
-        pytest.param("rewards.correctnes=1", "unknown reward 'correctnes' in rewards: did you mean 'rewards.correctness'?", id="unknown-reward"),
+        pytest.param(
+            "rewards.correctnes=1",
+            "unknown reward 'correctnes' in rewards: did you mean 'rewards.correctness'?",
+            id="unknown-reward",
+        ),
         pytest.param("rewards.correctness=.nan", "rewards.correctness=nan", id="nan-weight"),
         pytest.param("rewards={}", "rewards is empty", id="no-rewards"),
         pytest.param("model.backend=jax", "model.backend='jax': use auto, unsloth or trl", id="bad-backend"),
         pytest.param("model.gpu_memory_utilization=1.5", "model.gpu_memory_utilization=1.5", id="utilization-over-1"),
-        pytest.param("data.max_prompt_length=400", "exceeds model.max_seq_length=512: raise model.max_seq_length to at least 600", id="length-budget"),
+        pytest.param(
+            "data.max_prompt_length=400",
+            "exceeds model.max_seq_length=512: raise model.max_seq_length to at least 600",
+            id="length-budget",
+        ),
         pytest.param("training.num_generations=1", "use at least 2", id="one-generation"),
         pytest.param("training.prompts_per_step=0", "training.prompts_per_step=0", id="no-prompts"),
         pytest.param("training.max_steps=0", "training.max_steps=0", id="zero-steps"),
@@ -115,7 +139,9 @@ def test_override_sets_typed_value(override, key, value):
         pytest.param("lora.target_modules=[]", "lora.target_modules is empty", id="no-targets"),
         pytest.param("lora.gradient_checkpointing=maybe", "use unsloth, true or false", id="bad-checkpointing"),
         pytest.param("output.save_steps=0", "output.save_steps=0", id="zero-save-steps"),
-        pytest.param("output.resume=/no/such/checkpoint", "output.resume='/no/such/checkpoint'", id="missing-checkpoint"),
+        pytest.param(
+            "output.resume=/no/such/checkpoint", "output.resume='/no/such/checkpoint'", id="missing-checkpoint"
+        ),
         pytest.param("training.max_steps", "expected section.key=value", id="override-without-value"),
     ],
 )
@@ -151,8 +177,14 @@ def test_missing_config_file():
     [
         pytest.param(["model.backend=unsloth"], "model.backend=unsloth needs a CUDA GPU", id="unsloth"),
         pytest.param(["model.backend=trl"], "model.fast_inference=true needs vLLM", id="vllm"),
-        pytest.param(["model.backend=trl", "model.fast_inference=false", "model.load_in_4bit=true"], "model.load_in_4bit=true needs bitsandbytes", id="4bit"),
-        pytest.param(["model.fast_inference=false"], "training.optim=paged_adamw_8bit needs bitsandbytes", id="8bit-optimizer"),
+        pytest.param(
+            ["model.backend=trl", "model.fast_inference=false", "model.load_in_4bit=true"],
+            "model.load_in_4bit=true needs bitsandbytes",
+            id="4bit",
+        ),
+        pytest.param(
+            ["model.fast_inference=false"], "training.optim=paged_adamw_8bit needs bitsandbytes", id="8bit-optimizer"
+        ),
     ],
 )
 def test_gpu_only_settings_fail_on_cpu(overrides, message):
@@ -176,7 +208,7 @@ def test_import_unsloth_sets_compile_switch_before_import(tmp_path, monkeypatch,
     monkeypatch.delenv("UNSLOTH_COMPILE_DISABLE", raising=False)
     monkeypatch.delenv("UNSLOTH_DISABLE_STATISTICS", raising=False)
     import_unsloth(ModelConfig(compile=compile))
-    assert sys.modules["unsloth"].COMPILE_DISABLE == disabled
+    assert disabled == sys.modules["unsloth"].COMPILE_DISABLE
     assert os.environ["UNSLOTH_DISABLE_STATISTICS"] == "1"
 
 
@@ -213,7 +245,9 @@ def test_existing_checkpoints_are_never_overwritten(tmp_path):
 
 def test_main_reports_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    code = train_grpo.main(["--config", str(ROOT / "config.yaml"), "--set", "training.max_stesp=5", "--set", f"output.dir={out}"])
+    code = train_grpo.main(
+        ["--config", str(ROOT / "config.yaml"), "--set", "training.max_stesp=5", "--set", f"output.dir={out}"]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert err.startswith("error: unknown config key") and err.count("\n") == 1
@@ -221,7 +255,10 @@ def test_main_reports_bad_input_in_one_line_and_writes_nothing(tmp_path, capsys)
 
 
 def test_batch_is_prompts_times_generations_and_trl_accepts_it(tmp_path):
-    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"output.dir={tmp_path}", "training.prompts_per_step=3", "training.steps_per_generation=2"])
+    cfg = load_config(
+        str(ROOT / "configs" / "tiny-cpu.yaml"),
+        [f"output.dir={tmp_path}", "training.prompts_per_step=3", "training.steps_per_generation=2"],
+    )
     args = train_grpo.grpo_args(cfg, "trl", [0])
     assert args.per_device_train_batch_size == 3 * cfg.training.num_generations
     assert args.generation_batch_size == 2 * 3 * cfg.training.num_generations
@@ -232,7 +269,9 @@ def test_half_written_checkpoint_is_named_not_resumed(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     cfg = load_config(None, [f"output.dir={tmp_path}", "output.resume=auto"])
     got, warnings = train_grpo.resolve_resume(cfg)
-    assert got is None and warnings == [f"skipping {tmp_path / 'checkpoint-3'} : it has no completion marker (its save was cut off)"]
+    assert got is None and warnings == [
+        f"skipping {tmp_path / 'checkpoint-3'} : it has no completion marker (its save was cut off)"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -243,7 +282,9 @@ def test_half_written_checkpoint_is_named_not_resumed(tmp_path):
         pytest.param(0.6, 24.0, 141.0, 0.6 * 24 / 141, id="a-capped-large-card"),
     ],
 )
-def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(utilization, free_gib, total_gib, expected):
+def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(
+    utilization, free_gib, total_gib, expected
+):
     from recipe.backend import trl_vllm_fraction
 
     assert trl_vllm_fraction(utilization, free_gib * 2**30, total_gib * 2**30) == pytest.approx(expected)
@@ -252,13 +293,23 @@ def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(ut
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        pytest.param(["model.merged_rollouts=true", "model.load_in_4bit=true"], "folds the LoRA into 16-bit weights", id="merged-needs-16-bit"),
-        pytest.param(["model.merged_rollouts=true", "model.backend=trl"], "is an Unsloth option", id="merged-is-unsloth-only"),
+        pytest.param(
+            ["model.merged_rollouts=true", "model.load_in_4bit=true"],
+            "folds the LoRA into 16-bit weights",
+            id="merged-needs-16-bit",
+        ),
+        pytest.param(
+            ["model.merged_rollouts=true", "model.backend=trl"], "is an Unsloth option", id="merged-is-unsloth-only"
+        ),
     ],
 )
 def test_merged_rollouts_refused_where_they_cannot_apply(overrides, message):
     with pytest.raises(RecipeError, match=message):
-        resolve_backend(load_config(str(ROOT / "config.yaml"), ["model.fast_inference=false", "training.optim=adamw_torch", *overrides]))
+        resolve_backend(
+            load_config(
+                str(ROOT / "config.yaml"), ["model.fast_inference=false", "training.optim=adamw_torch", *overrides]
+            )
+        )
 
 
 def tiny_grpo_args(tmp_path, *overrides: str):
@@ -269,7 +320,9 @@ def tiny_grpo_args(tmp_path, *overrides: str):
 @pytest.mark.parametrize(
     "override, expected",
     [
-        pytest.param("training.trl={num_iterations: 2, top_p: 0.95}", {"num_iterations": 2, "top_p": 0.95}, id="mapping"),
+        pytest.param(
+            "training.trl={num_iterations: 2, top_p: 0.95}", {"num_iterations": 2, "top_p": 0.95}, id="mapping"
+        ),
         pytest.param("training.trl.epsilon_high=0.28", {"epsilon_high": 0.28}, id="dotted-set"),
         pytest.param("training.trl.mask_truncated_completions=true", {"mask_truncated_completions": True}, id="bool"),
     ],
@@ -277,22 +330,58 @@ def tiny_grpo_args(tmp_path, *overrides: str):
 def test_trl_keys_reach_grpo_config(tmp_path, override, expected):
     args = tiny_grpo_args(tmp_path, override)
     assert {key: getattr(args, key) for key in expected} == expected
-    assert args.beta == load_config(str(ROOT / "configs" / "tiny-cpu.yaml")).training.beta, "the recipe's own values stay"
+    assert args.beta == load_config(str(ROOT / "configs" / "tiny-cpu.yaml")).training.beta, (
+        "the recipe's own values stay"
+    )
 
 
 @pytest.mark.parametrize(
     "override, message",
     [
         pytest.param("training.trl.beta=0.1", "training.trl.beta: set training.beta instead", id="modelled-same-name"),
-        pytest.param("training.trl.per_device_train_batch_size=8", "training.trl.per_device_train_batch_size: set training.prompts_per_step instead", id="modelled-other-name"),
-        pytest.param("training.trl.output_dir=elsewhere", "training.trl.output_dir: set output.dir instead", id="modelled-output"),
-        pytest.param("training.trl.log_completions=true", "training.trl.log_completions: the recipe sets it (False); remove it", id="fixed-by-recipe"),
-        pytest.param("training.trl.report_to=wandb", "training.trl.report_to: set output.report_to instead", id="modelled-in-output"),
-        pytest.param("training.trl.num_iteration=2", "training.trl.num_iteration is not a GRPOConfig field: did you mean 'training.trl.num_iterations'?", id="typo-suggests-field"),
-        pytest.param("training.trl.xyzzy=1", "training.trl.xyzzy is not a GRPOConfig field: use a field of trl.GRPOConfig", id="unknown-no-match"),
-        pytest.param("training.trl.auto_find_batch_size=true", "training.trl.auto_find_batch_size=True: auto_find_batch_size is not supported by GRPO", id="value-grpo-refuses"),
-        pytest.param("training.trl.generation_batch_size=16", "training.trl.generation_batch_size=16: 'generation_batch_size' and 'steps_per_generation' can not be both", id="conflicts-with-recipe"),
-        pytest.param("training.trl.eval_strategy=sometimes", "training.trl.eval_strategy='sometimes': ", id="value-transformers-refuses"),
+        pytest.param(
+            "training.trl.per_device_train_batch_size=8",
+            "training.trl.per_device_train_batch_size: set training.prompts_per_step instead",
+            id="modelled-other-name",
+        ),
+        pytest.param(
+            "training.trl.output_dir=elsewhere", "training.trl.output_dir: set output.dir instead", id="modelled-output"
+        ),
+        pytest.param(
+            "training.trl.log_completions=true",
+            "training.trl.log_completions: the recipe sets it (False); remove it",
+            id="fixed-by-recipe",
+        ),
+        pytest.param(
+            "training.trl.report_to=wandb",
+            "training.trl.report_to: set output.report_to instead",
+            id="modelled-in-output",
+        ),
+        pytest.param(
+            "training.trl.num_iteration=2",
+            "training.trl.num_iteration is not a GRPOConfig field: did you mean 'training.trl.num_iterations'?",
+            id="typo-suggests-field",
+        ),
+        pytest.param(
+            "training.trl.xyzzy=1",
+            "training.trl.xyzzy is not a GRPOConfig field: use a field of trl.GRPOConfig",
+            id="unknown-no-match",
+        ),
+        pytest.param(
+            "training.trl.auto_find_batch_size=true",
+            "training.trl.auto_find_batch_size=True: auto_find_batch_size is not supported by GRPO",
+            id="value-grpo-refuses",
+        ),
+        pytest.param(
+            "training.trl.generation_batch_size=16",
+            "training.trl.generation_batch_size=16: 'generation_batch_size' and 'steps_per_generation' can not be both",
+            id="conflicts-with-recipe",
+        ),
+        pytest.param(
+            "training.trl.eval_strategy=sometimes",
+            "training.trl.eval_strategy='sometimes': ",
+            id="value-transformers-refuses",
+        ),
         pytest.param("training.trl=3", "training.trl: expected dict, got 3", id="not-a-mapping"),
     ],
 )

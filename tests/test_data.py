@@ -10,7 +10,6 @@ from recipe.config import DataConfig
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
 
-
 ROWS = [
     {"question": "Ann has 2 apples and buys 3. How many?", "answer": "2 + 3 = 5\n#### 5"},
     {"question": "A shop sells 1,234 pens a day. How many?", "answer": "It sells 1,234.\n#### 1,234"},
@@ -107,7 +106,13 @@ def test_gold_answers_are_parsed_numbers(prompts):
 
 def test_rows_without_gold_are_dropped_and_counted(prompts):
     _, stats = prompts
-    assert stats == {"rows": 5, "dropped_no_gold": 1, "dropped_too_long": 0, "kept": 4, "longest_prompt_tokens": stats["longest_prompt_tokens"]}
+    assert stats == {
+        "rows": 5,
+        "dropped_no_gold": 1,
+        "dropped_too_long": 0,
+        "kept": 4,
+        "longest_prompt_tokens": stats["longest_prompt_tokens"],
+    }
 
 
 def test_over_long_prompts_are_dropped_never_truncated(tmp_path, tokenizer):

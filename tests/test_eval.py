@@ -41,7 +41,15 @@ def run(trained_run, tmp_path_factory) -> Path:
 
 
 def evaluate_args(run: Path, tiny_assets: Path, *extra: str) -> list[str]:
-    return ["--adapter", str(run / "adapter"), "--dataset", str(tiny_assets / "data" / "test.jsonl"), "--max-new-tokens", str(NEW_TOKENS), *extra]
+    return [
+        "--adapter",
+        str(run / "adapter"),
+        "--dataset",
+        str(tiny_assets / "data" / "test.jsonl"),
+        "--max-new-tokens",
+        str(NEW_TOKENS),
+        *extra,
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -56,15 +64,24 @@ def test_eval_writes_summary_and_predictions_for_both_models(evaluated, run, tin
     rows = read_jsonl(evaluated / "predictions.jsonl")
     assert list(summary["models"]) == ["base", "trained"]
     assert {k: summary["settings"][k] for k in ("model", "adapter", "n", "max_new_tokens", "backend", "device")} == {
-        "model": str(tiny_assets / "model"), "adapter": str(run / "adapter"), "n": LIMIT, "max_new_tokens": NEW_TOKENS, "backend": "trl", "device": "cpu",
+        "model": str(tiny_assets / "model"),
+        "adapter": str(run / "adapter"),
+        "n": LIMIT,
+        "max_new_tokens": NEW_TOKENS,
+        "backend": "trl",
+        "device": "cpu",
     }
     assert [row["model"] for row in rows] == ["base"] * LIMIT + ["trained"] * LIMIT
-    questions = [json.loads(line)["question"] for line in (tiny_assets / "data" / "test.jsonl").read_text().splitlines()[:LIMIT]]
+    questions = [
+        json.loads(line)["question"] for line in (tiny_assets / "data" / "test.jsonl").read_text().splitlines()[:LIMIT]
+    ]
     assert [row["question"] for row in rows] == questions * 2
     for row in rows:
         assert set(row) == {"model", "question", "gold", "response", "extracted", "correct", "strict_format", "tokens"}
         assert 0 < row["tokens"] <= NEW_TOKENS
-    assert [row["response"] for row in rows[:LIMIT]] != [row["response"] for row in rows[LIMIT:]], "base and trained answered alike"
+    assert [row["response"] for row in rows[:LIMIT]] != [row["response"] for row in rows[LIMIT:]], (
+        "base and trained answered alike"
+    )
 
 
 @pytest.mark.parametrize("model", ["base", "trained"])
@@ -130,14 +147,31 @@ def test_a_gpu_config_evaluates_on_a_cpu(overrides, expected):
 )
 def test_score_of_one_known_response(response, gold, correct, strict, unparsable):
     metrics = eval_grpo.score([response], [gold], [12])
-    assert metrics == {"n": 1, "correct": int(correct), "accuracy": float(correct), "strict_format": float(strict), "mean_tokens": 12.0, "unparsable": int(unparsable)}
+    assert metrics == {
+        "n": 1,
+        "correct": int(correct),
+        "accuracy": float(correct),
+        "strict_format": float(strict),
+        "mean_tokens": 12.0,
+        "unparsable": int(unparsable),
+    }
 
 
 @pytest.mark.parametrize(
     "responses, golds, tokens, expected",
     [
-        ([STRICT, STRICT, "7", "<answer>8</answer>"], ["7", "8", "7", "8"], [10, 20, 30, 40], {"n": 4, "correct": 2, "accuracy": 0.5, "strict_format": 0.5, "mean_tokens": 25.0, "unparsable": 1}),
-        ([], [], [], {"n": 0, "correct": 0, "accuracy": 0.0, "strict_format": 0.0, "mean_tokens": 0.0, "unparsable": 0}),
+        (
+            [STRICT, STRICT, "7", "<answer>8</answer>"],
+            ["7", "8", "7", "8"],
+            [10, 20, 30, 40],
+            {"n": 4, "correct": 2, "accuracy": 0.5, "strict_format": 0.5, "mean_tokens": 25.0, "unparsable": 1},
+        ),
+        (
+            [],
+            [],
+            [],
+            {"n": 0, "correct": 0, "accuracy": 0.0, "strict_format": 0.0, "mean_tokens": 0.0, "unparsable": 0},
+        ),
     ],
     ids=["mixed", "empty"],
 )
@@ -165,18 +199,47 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
 @pytest.mark.parametrize(
     "args, message",
     [
-        (lambda run, assets: ["--adapter", str(run / "missing")], "does not exist: pass the adapter folder of a finished run"),
+        (
+            lambda run, assets: ["--adapter", str(run / "missing")],
+            "does not exist: pass the adapter folder of a finished run",
+        ),
         (lambda run, assets: ["--adapter", str(run)], "/adapter looks like one)"),
-        (lambda run, assets: evaluate_args(run, assets, "--set", "model.name=Qwen/Qwen2.5-3B"), "but the config's model.name is Qwen/Qwen2.5-3B: pass the --config of that run"),
-        (lambda run, assets: evaluate_args(run, assets, "--set", f"model.name={assets / 'data'}"), "/data: pass the --config of that run"),
-        (lambda run, assets: evaluate_args(run, assets, "--set", "lora.r=4"), "has LoRA rank 8, above the config's lora.r=4"),
-        (lambda run, assets: ["--adapter", str(run / "adapter")], "is a single file, the one used for training: pass --dataset"),
+        (
+            lambda run, assets: evaluate_args(run, assets, "--set", "model.name=Qwen/Qwen2.5-3B"),
+            "but the config's model.name is Qwen/Qwen2.5-3B: pass the --config of that run",
+        ),
+        (
+            lambda run, assets: evaluate_args(run, assets, "--set", f"model.name={assets / 'data'}"),
+            "/data: pass the --config of that run",
+        ),
+        (
+            lambda run, assets: evaluate_args(run, assets, "--set", "lora.r=4"),
+            "has LoRA rank 8, above the config's lora.r=4",
+        ),
+        (
+            lambda run, assets: ["--adapter", str(run / "adapter")],
+            "is a single file, the one used for training: pass --dataset",
+        ),
         (lambda run, assets: evaluate_args(run, assets, "--max-new-tokens", "320"), "leaves no room for a prompt"),
         (lambda run, assets: evaluate_args(run, assets, "--merge", str(run)), "exists and is not empty"),
-        (lambda run, assets: evaluate_args(run, assets, "--merge", str(run / "config.yaml")), "is a file: pass the path of a new folder"),
+        (
+            lambda run, assets: evaluate_args(run, assets, "--merge", str(run / "config.yaml")),
+            "is a file: pass the path of a new folder",
+        ),
         (lambda run, assets: [], "pass --adapter"),
     ],
-    ids=["missing-adapter", "run-folder", "other-hub-base", "other-local-base", "rank-too-large", "training-file", "no-room", "merge-over-folder", "merge-onto-a-file", "no-adapter"],
+    ids=[
+        "missing-adapter",
+        "run-folder",
+        "other-hub-base",
+        "other-local-base",
+        "rank-too-large",
+        "training-file",
+        "no-room",
+        "merge-over-folder",
+        "merge-onto-a-file",
+        "no-adapter",
+    ],
 )
 def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch):
     def no_model(*args, **kwargs):
@@ -192,10 +255,20 @@ def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, messag
 def test_ask_prints_the_base_then_the_trained_answer_of_eval(evaluated, run, tiny_assets, capsys):
     rows = read_jsonl(evaluated / "predictions.jsonl")
     question = rows[0]["question"]
-    assert eval_grpo.main(["--adapter", str(run / "adapter"), "--max-new-tokens", str(NEW_TOKENS), "--ask", question]) == 0
+    assert (
+        eval_grpo.main(["--adapter", str(run / "adapter"), "--max-new-tokens", str(NEW_TOKENS), "--ask", question]) == 0
+    )
     printed = capsys.readouterr().out
-    base, trained = (next(r["response"].strip() for r in rows if r["model"] == m and r["question"] == question) for m in ("base", "trained"))
-    assert printed.index(f"=== {question}") < printed.index("--- base") < printed.index(base) < printed.index("--- trained")
+    base, trained = (
+        next(r["response"].strip() for r in rows if r["model"] == m and r["question"] == question)
+        for m in ("base", "trained")
+    )
+    assert (
+        printed.index(f"=== {question}")
+        < printed.index("--- base")
+        < printed.index(base)
+        < printed.index("--- trained")
+    )
     assert trained in printed[printed.index("--- trained") :]
 
 
@@ -209,7 +282,12 @@ def test_merge_writes_a_plain_transformers_model_that_answers_like_the_adapter(r
     assert "greedy output matches the adapter on 3 questions" in capsys.readouterr().out
 
     tokenizer = AutoTokenizer.from_pretrained(str(merged_dir))
-    ids = tokenizer.apply_chat_template(chat_prompt("Tom has 3 apples and buys 4 more. How many now?"), add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+    ids = tokenizer.apply_chat_template(
+        chat_prompt("Tom has 3 apples and buys 4 more. How many now?"),
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )["input_ids"]
     merged = AutoModelForCausalLM.from_pretrained(str(merged_dir))
     base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
     with torch.no_grad():
@@ -234,7 +312,9 @@ class FakeVLLMModel:
     def fast_generate(self, texts, sampling_params, lora_request, use_tqdm):
         self.calls.append((texts, sampling_params, lora_request))
         tagged = "<reasoning>\nx\n</reasoning>\n<answer>\n7\n</answer>"
-        completion = types.SimpleNamespace(text=tagged if lora_request else "no idea", token_ids=[1] * (5 if lora_request else 3))
+        completion = types.SimpleNamespace(
+            text=tagged if lora_request else "no idea", token_ids=[1] * (5 if lora_request else 3)
+        )
         return [types.SimpleNamespace(outputs=[completion]) for _ in texts]
 
 
@@ -261,7 +341,11 @@ def test_vllm_generator_sends_the_adapter_only_for_the_trained_pass(run, tiny_as
     "adapter_config, message",
     [
         pytest.param("{not json", "is not valid JSON", id="truncated-config"),
-        pytest.param('{"base_model_name_or_path": 7, "r": 8}', "base_model_name_or_path is 7, not a model name", id="base-not-a-name"),
+        pytest.param(
+            '{"base_model_name_or_path": 7, "r": 8}',
+            "base_model_name_or_path is 7, not a model name",
+            id="base-not-a-name",
+        ),
     ],
 )
 def test_damaged_adapter_config_is_one_line(tmp_path, adapter_config, message, capsys):

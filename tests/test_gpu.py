@@ -19,17 +19,27 @@ ROOT = Path(__file__).resolve().parents[1]
 SMOLLM2 = ROOT / "assets" / "smollm2"
 pytestmark = [
     pytest.mark.gpu,
-    pytest.mark.skipif(not (SMOLLM2 / "model" / "config.json").exists(), reason="run `python offline.py smollm2` first"),
+    pytest.mark.skipif(
+        not (SMOLLM2 / "model" / "config.json").exists(), reason="run `python offline.py smollm2` first"
+    ),
 ]
 
 
 def train(out: Path, *extra: str, background: bool = False):
     command = [
-        sys.executable, str(ROOT / "train_grpo.py"), "--config", str(ROOT / "configs" / "smollm2-learn.yaml"),
-        "--set", f"output.dir={out}", "--set", "training.max_completion_length=64", "--set", "output.sample_every=2",
+        sys.executable,
+        str(ROOT / "train_grpo.py"),
+        "--config",
+        str(ROOT / "configs" / "smollm2-learn.yaml"),
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        "training.max_completion_length=64",
+        "--set",
+        "output.sample_every=2",
         *extra,
     ]
-    log = open(out.parent / f"{out.name}.log", "a")
+    log = open(out.parent / f"{out.name}.log", "a")  # noqa: SIM115 -- a background run writes to it after return
     if background:
         return subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     return subprocess.run(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, timeout=900).returncode
@@ -54,7 +64,14 @@ def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
 def test_killed_run_resumes_on_gpu(tmp_path, spg):
     out = tmp_path / "resume"
     # 12 steps, a checkpoint every 4 (a generation-cycle boundary): the kill comes with steps left to run.
-    settings = ("--set", "training.max_steps=12", "--set", "output.save_steps=4", "--set", f"training.steps_per_generation={spg}")
+    settings = (
+        "--set",
+        "training.max_steps=12",
+        "--set",
+        "output.save_steps=4",
+        "--set",
+        f"training.steps_per_generation={spg}",
+    )
     run = train(out, *settings, background=True)
     deadline = time.time() + 600
     while not (out / "checkpoint-4" / "trainer_state.json").exists():
@@ -96,7 +113,10 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
     with open(log, "w") as f:
         code = subprocess.run(
             [sys.executable, str(ROOT / "tests" / "adapter_probe.py"), "--backend", backend, "--out", str(out)],
-            cwd=ROOT, stdout=f, stderr=subprocess.STDOUT, timeout=600,
+            cwd=ROOT,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+            timeout=600,
         ).returncode
     assert code == 0, log.read_text()[-3000:]
     probe = json.loads(out.read_text())
@@ -106,8 +126,6 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
     # Moving the adapter must move the rollouts on most prompts; sampled from the base, none would change.
     changed = sum(a != b for a, b in zip(probe["fresh"], probe["moved"]))
     assert changed >= 2, probe
-
-
 
 
 # --- Serving: the merged folder and the adapter under vLLM answer as transformers does -----------------
@@ -176,8 +194,17 @@ print("RESULT " + json.dumps({"ids": [list(o.outputs[0].token_ids) for o in outp
 
 
 def greedy(script: str, model_dir: Path, adapter: Path | None, log: Path, *extra: str) -> dict:
-    command = [sys.executable, "-c", script, str(ROOT), str(model_dir), str(adapter or ""), json.dumps(SERVE_QUESTIONS),
-               str(SERVE_TOKENS), *extra]
+    command = [
+        sys.executable,
+        "-c",
+        script,
+        str(ROOT),
+        str(model_dir),
+        str(adapter or ""),
+        json.dumps(SERVE_QUESTIONS),
+        str(SERVE_TOKENS),
+        *extra,
+    ]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=900)
     log.write_text(done.stdout + done.stderr)
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
@@ -211,8 +238,10 @@ def mismatches(reference: dict, served: dict) -> list[str]:
     for i, (want, got, margins) in enumerate(zip(reference["ids"], served["ids"], reference["margins"], strict=True)):
         first = next((k for k, (a, b) in enumerate(zip(want, got)) if a != b), None)
         if len(got) != SERVE_TOKENS or (first is not None and margins[first] >= TIE_MARGIN):
-            found.append(f"prompt {i}: transformers {want} vs vLLM {got} (first difference at {first}, "
-                         f"margin {None if first is None else round(margins[first], 3)})")
+            found.append(
+                f"prompt {i}: transformers {want} vs vLLM {got} (first difference at {first}, "
+                f"margin {None if first is None else round(margins[first], 3)})"
+            )
     return found
 
 
@@ -224,8 +253,22 @@ def served(tmp_path_factory) -> dict:
     base = SMOLLM2 / "model"
     adapter = random_adapter(base, tmp / "adapter")
     merged = tmp / "merged"
-    merge = subprocess.run([sys.executable, str(ROOT / "eval_grpo.py"), "--config", str(ROOT / "configs" / "smollm2-learn.yaml"),
-                            "--adapter", str(adapter), "--merge", str(merged)], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    merge = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "eval_grpo.py"),
+            "--config",
+            str(ROOT / "configs" / "smollm2-learn.yaml"),
+            "--adapter",
+            str(adapter),
+            "--merge",
+            str(merged),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert merge.returncode == 0, (merge.stdout + merge.stderr)[-3000:]
     return {
         "hf_base": greedy(HF_GREEDY, base, None, tmp / "hf_base.log"),
@@ -237,13 +280,19 @@ def served(tmp_path_factory) -> dict:
 
 
 def test_the_random_adapter_changes_the_answers(served):
-    assert served["hf_adapter"]["ids"] != served["hf_base"]["ids"], "the adapter is a no-op: the comparisons below prove nothing"
+    assert served["hf_adapter"]["ids"] != served["hf_base"]["ids"], (
+        "the adapter is a no-op: the comparisons below prove nothing"
+    )
 
 
-@pytest.mark.parametrize("reference, engine", [
-    ("hf_merged", "vllm_merged"),
-    ("hf_adapter", "vllm_lora"),
-], ids=["merged-folder", "base-plus-lora-request"])
+@pytest.mark.parametrize(
+    "reference, engine",
+    [
+        ("hf_merged", "vllm_merged"),
+        ("hf_adapter", "vllm_lora"),
+    ],
+    ids=["merged-folder", "base-plus-lora-request"],
+)
 def test_vllm_serves_what_transformers_generates(served, reference, engine):
     assert mismatches(served[reference], served[engine]) == []
     # The LoRA request must be applied, not silently dropped: vLLM's answers are the adapter's, not the base's.

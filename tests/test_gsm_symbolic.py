@@ -16,11 +16,18 @@ ROOT = eval_grpo.Path(eval_grpo.__file__).parent
 QUESTION = "Tom has 3 apples and buys 4 more. How many apples does he have?"
 
 
-@pytest.mark.parametrize("example, row", [
-    ({"question": QUESTION + gsm_symbolic.SUFFIX, "answer": "7", "metadata": {}}, {"question": QUESTION, "answer": "7"}),
-    ({"question": QUESTION, "answer": 7}, {"question": QUESTION, "answer": "7"}),
-    ({"question": QUESTION + gsm_symbolic.SUFFIX, "answer": "-2.5"}, {"question": QUESTION, "answer": "-2.5"}),
-], ids=["suffix-stripped", "int-answer", "negative-decimal"])
+@pytest.mark.parametrize(
+    "example, row",
+    [
+        (
+            {"question": QUESTION + gsm_symbolic.SUFFIX, "answer": "7", "metadata": {}},
+            {"question": QUESTION, "answer": "7"},
+        ),
+        ({"question": QUESTION, "answer": 7}, {"question": QUESTION, "answer": "7"}),
+        ({"question": QUESTION + gsm_symbolic.SUFFIX, "answer": "-2.5"}, {"question": QUESTION, "answer": "-2.5"}),
+    ],
+    ids=["suffix-stripped", "int-answer", "negative-decimal"],
+)
 def test_example_becomes_a_row_whose_gold_parses(example, row):
     assert gsm_symbolic.to_row(example) == row
     assert rewards.parse_gold(row["answer"]) is not None
@@ -54,9 +61,13 @@ def test_size_follows_limit(limit, size):
 
 def test_missing_reasoning_gym_is_one_line_before_the_model_loads(tiny_assets, monkeypatch, capsys):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "reasoning_gym" else real(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "reasoning_gym" else real(name, *a)
+    )
     monkeypatch.setattr(eval_grpo, "load_hf", lambda *a, **k: pytest.fail("the model was loaded"))
-    with pytest.raises(RecipeError, match=r"^data.dataset=gsm-symbolic needs the reasoning-gym package: pip install reasoning-gym$"):
+    with pytest.raises(
+        RecipeError, match=r"^data.dataset=gsm-symbolic needs the reasoning-gym package: pip install reasoning-gym$"
+    ):
         load_rows(DataConfig(dataset=gsm_symbolic.NAME))
     assert eval_grpo.main(base_only_args(tiny_assets, "--limit", "2")) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
@@ -65,11 +76,23 @@ def test_missing_reasoning_gym_is_one_line_before_the_model_loads(tiny_assets, m
 
 
 def base_only_args(tiny_assets, *extra: str) -> list[str]:
-    return ["--config", str(ROOT / "configs" / "tiny-cpu.yaml"), "--set", f"model.name={tiny_assets / 'model'}",
-            "--base-only", "--dataset", gsm_symbolic.NAME, "--max-new-tokens", "16", *extra]
+    return [
+        "--config",
+        str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--set",
+        f"model.name={tiny_assets / 'model'}",
+        "--base-only",
+        "--dataset",
+        gsm_symbolic.NAME,
+        "--max-new-tokens",
+        "16",
+        *extra,
+    ]
 
 
-needs_reasoning_gym = pytest.mark.skipif(importlib.util.find_spec("reasoning_gym") is None, reason="pip install reasoning-gym")
+needs_reasoning_gym = pytest.mark.skipif(
+    importlib.util.find_spec("reasoning_gym") is None, reason="pip install reasoning-gym"
+)
 
 
 @needs_reasoning_gym
@@ -88,7 +111,10 @@ def test_tiny_model_evaluates_on_gsm_symbolic(tiny_assets, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["settings"]["dataset"] == gsm_symbolic.NAME
     assert summary["settings"]["generated"] == {
-        "name": gsm_symbolic.NAME, "generator": "reasoning-gym 0.1.25 gsm_symbolic", "seed": 42, "size": 4,
+        "name": gsm_symbolic.NAME,
+        "generator": "reasoning-gym 0.1.25 gsm_symbolic",
+        "seed": 42,
+        "size": 4,
     }
     rows = [json.loads(line) for line in (out / "predictions.jsonl").read_text().splitlines()]
     assert summary["models"]["base"]["n"] == len(rows) == summary["settings"]["n"] > 0

@@ -37,7 +37,10 @@ STEPS = 4
 def test_per_device_batch_keeps_the_whole_runs_step(prompts, generations, world, expected):
     cfg = load_config(TINY, [f"training.prompts_per_step={prompts}", f"training.num_generations={generations}"])
     if isinstance(expected, str):
-        with pytest.raises(RecipeError, match=f"= {prompts * generations} completions cannot be split over {world} processes: {expected}$"):
+        with pytest.raises(
+            RecipeError,
+            match=f"= {prompts * generations} completions cannot be split over {world} processes: {expected}$",
+        ):
             distributed.per_device_batch(cfg, world)
     else:
         assert distributed.per_device_batch(cfg, world) == expected
@@ -59,10 +62,15 @@ def test_world_comes_from_the_launchers_environment(monkeypatch, env, world, mai
     assert (distributed.world_size(), distributed.is_main_process()) == (world, main)
 
 
-@pytest.mark.parametrize("rank, printed", [pytest.param("0", True, id="main-process"), pytest.param("1", False, id="other-process")])
+@pytest.mark.parametrize(
+    "rank, printed", [pytest.param("0", True, id="main-process"), pytest.param("1", False, id="other-process")]
+)
 def test_only_the_main_process_reports_a_config_error(monkeypatch, capsys, tmp_path, rank, printed):
     monkeypatch.setenv("RANK", rank)
-    assert train_grpo.main(["--config", TINY, "--set", "training.max_stesp=5", "--set", f"output.dir={tmp_path / 'run'}"]) == 2
+    assert (
+        train_grpo.main(["--config", TINY, "--set", "training.max_stesp=5", "--set", f"output.dir={tmp_path / 'run'}"])
+        == 2
+    )
     assert capsys.readouterr().err.startswith("error: unknown config key") == printed
 
 
@@ -71,7 +79,12 @@ def test_only_the_main_process_reports_a_config_error(monkeypatch, capsys, tmp_p
     [
         pytest.param(["model.backend=auto"], 2, "trl", id="auto-on-2-is-trl"),
         pytest.param(["model.backend=trl"], 2, "trl", id="trl-on-2"),
-        pytest.param(["model.backend=unsloth"], 2, "model.backend=unsloth trains in one process, and this run has 2: use model.backend=trl", id="unsloth-on-2"),
+        pytest.param(
+            ["model.backend=unsloth"],
+            2,
+            "model.backend=unsloth trains in one process, and this run has 2: use model.backend=trl",
+            id="unsloth-on-2",
+        ),
     ],
 )
 def test_backend_for_several_processes(overrides, world, expected):
@@ -86,7 +99,9 @@ def test_backend_for_several_processes(overrides, world, expected):
 @pytest.mark.parametrize(
     "overrides, world, shown",
     [
-        pytest.param(["model.backend=auto"], 2, "trl (auto: 2 processes; Unsloth trains on one GPU only)", id="auto-several"),
+        pytest.param(
+            ["model.backend=auto"], 2, "trl (auto: 2 processes; Unsloth trains on one GPU only)", id="auto-several"
+        ),
         pytest.param(["model.backend=auto"], 1, "trl (auto: no CUDA GPU)", id="auto-cpu"),
         pytest.param(["model.backend=trl"], 2, "trl", id="asked-for"),
     ],
@@ -99,11 +114,31 @@ def test_banner_says_why_auto_chose(overrides, world, shown):
     "overrides, message",
     [
         pytest.param(["vllm.mode=remote"], "vllm.mode='remote': use colocate", id="unknown-mode"),
-        pytest.param(["vllm.mode=server", "model.fast_inference=false"], "vllm.mode=server generates on a vLLM server: set model.fast_inference=true", id="server-without-vllm"),
-        pytest.param(["vllm.mode=server", "model.backend=unsloth"], "vllm.mode=server needs model.backend=trl", id="server-with-unsloth"),
-        pytest.param(["vllm.mode=server", "vllm.tensor_parallel_size=2"], "leave it at 1 and start the server with `vllm serve --tensor-parallel-size 2`", id="server-tp"),
-        pytest.param(["vllm.tensor_parallel_size=2", "model.backend=unsloth"], "needs model.backend=trl: Unsloth's vLLM runs on one GPU", id="tp-with-unsloth"),
-        pytest.param(["vllm.tensor_parallel_size=2", "model.fast_inference=false"], "needs model.fast_inference=true", id="tp-without-vllm"),
+        pytest.param(
+            ["vllm.mode=server", "model.fast_inference=false"],
+            "vllm.mode=server generates on a vLLM server: set model.fast_inference=true",
+            id="server-without-vllm",
+        ),
+        pytest.param(
+            ["vllm.mode=server", "model.backend=unsloth"],
+            "vllm.mode=server needs model.backend=trl",
+            id="server-with-unsloth",
+        ),
+        pytest.param(
+            ["vllm.mode=server", "vllm.tensor_parallel_size=2"],
+            "leave it at 1 and start the server with `vllm serve --tensor-parallel-size 2`",
+            id="server-tp",
+        ),
+        pytest.param(
+            ["vllm.tensor_parallel_size=2", "model.backend=unsloth"],
+            "needs model.backend=trl: Unsloth's vLLM runs on one GPU",
+            id="tp-with-unsloth",
+        ),
+        pytest.param(
+            ["vllm.tensor_parallel_size=2", "model.fast_inference=false"],
+            "needs model.fast_inference=true",
+            id="tp-without-vllm",
+        ),
         pytest.param(["vllm.tensor_parallel_size=0"], "vllm.tensor_parallel_size=0: use 1", id="tp-zero"),
         pytest.param(["vllm.server_port=70000"], "vllm.server_port=70000: use a TCP port", id="bad-port"),
         pytest.param(["vllm.sever_port=8001"], "did you mean 'vllm.server_port'", id="typo"),
@@ -118,7 +153,9 @@ def test_vllm_settings_that_cannot_work_fail_at_load(overrides, message):
     "tp, world, message",
     [
         pytest.param(2, 8, None, id="2-divides-8"),
-        pytest.param(4, 2, "vllm.tensor_parallel_size=4 must divide the 2 training processes: use one of 1, 2", id="4-over-2"),
+        pytest.param(
+            4, 2, "vllm.tensor_parallel_size=4 must divide the 2 training processes: use one of 1, 2", id="4-over-2"
+        ),
         pytest.param(2, 3, "use one of 1, 3, or launch a multiple of 2 processes", id="2-over-3"),
     ],
 )
@@ -132,12 +169,24 @@ def test_colocated_tensor_parallel_must_divide_the_processes(tp, world, message)
 
 
 def test_server_settings_reach_grpo_config(tmp_path):
-    cfg = load_config(str(ROOT / "config.yaml"), [
-        f"output.dir={tmp_path}", "model.backend=trl", "training.optim=adamw_torch",
-        "vllm.mode=server", "vllm.server_host=10.0.0.7", "vllm.server_port=8001",
-    ])
+    cfg = load_config(
+        str(ROOT / "config.yaml"),
+        [
+            f"output.dir={tmp_path}",
+            "model.backend=trl",
+            "training.optim=adamw_torch",
+            "vllm.mode=server",
+            "vllm.server_host=10.0.0.7",
+            "vllm.server_port=8001",
+        ],
+    )
     args = train_grpo.grpo_args(cfg, "trl", [0], world=1)
-    assert (args.use_vllm, args.vllm_mode, args.vllm_server_host, args.vllm_server_port) == (True, "server", "10.0.0.7", 8001)
+    assert (args.use_vllm, args.vllm_mode, args.vllm_server_host, args.vllm_server_port) == (
+        True,
+        "server",
+        "10.0.0.7",
+        8001,
+    )
     assert args.vllm_max_model_length == cfg.model.max_seq_length
 
 
@@ -146,7 +195,10 @@ def test_shipped_multi_gpu_recipe_splits_over_4_and_8_gpus():
     assert (cfg.model.backend, cfg.vllm.mode, cfg.vllm.tensor_parallel_size) == ("trl", "colocate", 2)
     for world in (4, 8):
         distributed.check_vllm_split(cfg, world)
-        assert distributed.per_device_batch(cfg, world) * world == cfg.training.prompts_per_step * cfg.training.num_generations
+        assert (
+            distributed.per_device_batch(cfg, world) * world
+            == cfg.training.prompts_per_step * cfg.training.num_generations
+        )
 
 
 @pytest.mark.parametrize("name", ["ddp", "zero2", "zero3"])
@@ -164,12 +216,24 @@ def test_shipped_accelerate_configs_load_and_deepspeed_is_pinned(name):
 
 # Two real processes ---------------------------------------------------------------------------------
 
+
 def tiny_args(tiny_assets: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "--config", TINY,
-        "--set", f"model.name={tiny_assets / 'model'}", "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set", f"output.dir={out}", "--set", f"training.max_steps={STEPS}",
-        "--set", "output.save_steps=2", "--set", "output.sample_every=2", *extra,
+        "--config",
+        TINY,
+        "--set",
+        f"model.name={tiny_assets / 'model'}",
+        "--set",
+        f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        f"training.max_steps={STEPS}",
+        "--set",
+        "output.save_steps=2",
+        "--set",
+        "output.sample_every=2",
+        *extra,
     ]
 
 
@@ -178,14 +242,27 @@ def launch(launcher: list[str], args: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "PYTHONUNBUFFERED": "1"}
     for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
         env.pop(name, None)
-    done = subprocess.run([sys.executable, "-m", *launcher, str(ROOT / "train_grpo.py"), *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", *launcher, str(ROOT / "train_grpo.py"), *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
-ACCELERATE = ["accelerate.commands.launch", "--config_file", str(ROOT / "configs" / "accelerate" / "ddp.yaml"),
-              "--num_processes", "2", "--main_process_port", "29517"]
+ACCELERATE = [
+    "accelerate.commands.launch",
+    "--config_file",
+    str(ROOT / "configs" / "accelerate" / "ddp.yaml"),
+    "--num_processes",
+    "2",
+    "--main_process_port",
+    "29517",
+]
 TORCHRUN = ["torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518"]
 
 
@@ -195,8 +272,11 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def outputs(out: Path) -> set[str]:
     """What a run leaves, with the per-process RNG states (one file per rank) named alike."""
-    return {str(p.relative_to(out)).replace("rng_state_0.pth", "rng_state.pth") for p in out.rglob("*")
-            if p.is_file() and "rng_state_1" not in p.name}
+    return {
+        str(p.relative_to(out)).replace("rng_state_0.pth", "rng_state.pth")
+        for p in out.rglob("*")
+        if p.is_file() and "rng_state_1" not in p.name
+    }
 
 
 def final_state(out: Path) -> dict:

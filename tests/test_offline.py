@@ -1,6 +1,6 @@
 """Offline assets: synthetic GSM8K rows, the Qwen2-style tokenizer and the tiny model.
 
-    /tmp/venv/bin/python -m pytest tests/test_offline.py -q
+/tmp/venv/bin/python -m pytest tests/test_offline.py -q
 """
 
 from __future__ import annotations
@@ -161,8 +161,7 @@ def test_tiny_model_sometimes_answers_in_the_tag_format(tiny_model_dir: Path) ->
     tokenizer = AutoTokenizer.from_pretrained(str(tiny_model_dir), padding_side="left")
     questions = [row["question"] for row in make_problems(16, seed=1)]
     prompts = [
-        tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=False)
-        for q in questions
+        tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=False) for q in questions
     ]
     batch = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
     torch.manual_seed(0)

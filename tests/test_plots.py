@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 import plots
+
 ALL_PNGS = ["rewards.png", "length.png", "kl.png", "step_time.png"]
 
 
@@ -19,7 +20,9 @@ def rewrite(metrics: Path, folder: Path, drop: tuple[str, ...]) -> Path:
     """A copy of the run's metrics (and config) with the keys in ``drop`` removed from every line."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = [json.loads(line) for line in metrics.read_text().splitlines()]
-    (folder / "metrics.jsonl").write_text("".join(json.dumps({k: v for k, v in row.items() if k not in drop}) + "\n" for row in rows))
+    (folder / "metrics.jsonl").write_text(
+        "".join(json.dumps({k: v for k, v in row.items() if k not in drop}) + "\n" for row in rows)
+    )
     (folder / "config.yaml").write_text((metrics.parent / "config.yaml").read_text())
     return folder / "metrics.jsonl"
 
@@ -77,7 +80,12 @@ def test_bad_metrics_file_is_one_line(tmp_path, capsys, content, message):
 
 def test_steps_skip_the_summary_line_and_keep_the_latest_of_a_repeated_step(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    lines = [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}, {"step": 2, "reward": 0.3}, {"step": 2, "train_runtime": 5.0}]
+    lines = [
+        {"step": 1, "reward": 0.1},
+        {"step": 2, "reward": 0.2},
+        {"step": 2, "reward": 0.3},
+        {"step": 2, "train_runtime": 5.0},
+    ]
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     assert plots.read_steps(path) == [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.3}]
 

@@ -87,9 +87,19 @@ def test_resume_of_a_finished_run_changes_nothing(uninterrupted, tiny_assets, ca
     [
         pytest.param(lambda c: (c / runs.MARKER).unlink(), "no completion marker", id="save-cut-off"),
         pytest.param(lambda c: (c / "trainer_state.json").write_text(""), "trainer_state.json of", id="empty-state"),
-        pytest.param(lambda c: (c / "optimizer.pt").write_bytes((c / "optimizer.pt").read_bytes()[:100]), "optimizer.pt of 100 bytes", id="truncated-optimizer"),
+        pytest.param(
+            lambda c: (c / "optimizer.pt").write_bytes((c / "optimizer.pt").read_bytes()[:100]),
+            "optimizer.pt of 100 bytes",
+            id="truncated-optimizer",
+        ),
         pytest.param(lambda c: (c / "scheduler.pt").unlink(), "lacks scheduler.pt", id="missing-file"),
-        pytest.param(lambda c: (c / "adapter_model.safetensors").write_bytes(b"x" * (c / "adapter_model.safetensors").stat().st_size), "damaged adapter_model", id="corrupt-weights"),
+        pytest.param(
+            lambda c: (c / "adapter_model.safetensors").write_bytes(
+                b"x" * (c / "adapter_model.safetensors").stat().st_size
+            ),
+            "damaged adapter_model",
+            id="corrupt-weights",
+        ),
     ],
 )
 def test_damaged_checkpoint_is_skipped_and_logs_are_kept(uninterrupted, tiny_assets, tmp_path, capsys, damage, problem):
@@ -105,7 +115,10 @@ def test_damaged_checkpoint_is_skipped_and_logs_are_kept(uninterrupted, tiny_ass
 
 @pytest.mark.parametrize(
     "leftover",
-    [pytest.param("metrics.jsonl", id="killed-before-first-checkpoint"), pytest.param("adapter", id="checkpoints-deleted")],
+    [
+        pytest.param("metrics.jsonl", id="killed-before-first-checkpoint"),
+        pytest.param("adapter", id="checkpoints-deleted"),
+    ],
 )
 def test_earlier_run_is_not_overwritten(uninterrupted, tiny_assets, tmp_path, capsys, leftover):
     out = tmp_path / "earlier"
@@ -119,9 +132,21 @@ def test_earlier_run_is_not_overwritten(uninterrupted, tiny_assets, tmp_path, ca
 def test_sigterm_saves_the_step_and_resume_finishes_it(uninterrupted, tiny_assets, tmp_path):
     out = tmp_path / "signalled"
     command = [
-        sys.executable, str(ROOT / "train_grpo.py"), "--config", str(ROOT / "configs" / "tiny-cpu.yaml"),
-        "--set", f"model.name={tiny_assets / 'model'}", "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set", f"output.dir={out}", "--set", f"training.max_steps={STEPS}", *FAST, "--set", "output.save_steps=100",
+        sys.executable,
+        str(ROOT / "train_grpo.py"),
+        "--config",
+        str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--set",
+        f"model.name={tiny_assets / 'model'}",
+        "--set",
+        f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set",
+        f"output.dir={out}",
+        "--set",
+        f"training.max_steps={STEPS}",
+        *FAST,
+        "--set",
+        "output.save_steps=100",
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -163,25 +188,53 @@ NOT_UTF8_ROW = b'{"question": "\xff", "answer": "#### 1"}\n'
 
 # (id, extra CLI words given a tmp folder and the assets, fragment of the one-line error)
 BAD_INPUT = [
-    ("set-bad-yaml", lambda t, a: ["--set", "training.max_steps=[1,"], "--set 'training.max_steps=[1,': the value is not valid YAML"),
+    (
+        "set-bad-yaml",
+        lambda t, a: ["--set", "training.max_steps=[1,"],
+        "--set 'training.max_steps=[1,': the value is not valid YAML",
+    ),
     ("config-not-utf8", lambda t, a: ["--config", str(write(t / "c.yaml", b"model:\n  name: \xff\n"))], "is not UTF-8"),
-    ("data-not-utf8", lambda t, a: ["--set", "data.dataset=" + str(write(t / "d.jsonl", NOT_UTF8_ROW))], "could not read data.dataset"),
+    (
+        "data-not-utf8",
+        lambda t, a: ["--set", "data.dataset=" + str(write(t / "d.jsonl", NOT_UTF8_ROW))],
+        "could not read data.dataset",
+    ),
     ("seed-out-of-range", lambda t, a: ["--set", "training.seed=-1"], "training.seed=-1"),
     ("loss-type", lambda t, a: ["--set", "training.loss_type=grop"], "training.loss_type='grop': use one of grpo"),
     ("scheduler", lambda t, a: ["--set", "training.lr_scheduler_type=cosin"], "training.lr_scheduler_type='cosin'"),
     ("optim", lambda t, a: ["--set", "training.optim=adamw_torh"], "did you mean 'adamw_torch'"),
     ("adam-beta", lambda t, a: ["--set", "training.adam_beta2=1.0"], "training.adam_beta2=1.0: use a value in [0, 1)"),
-    ("inf-learning-rate", lambda t, a: ["--set", "training.learning_rate=.inf"], "training.learning_rate=inf: must be a finite"),
+    (
+        "inf-learning-rate",
+        lambda t, a: ["--set", "training.learning_rate=.inf"],
+        "training.learning_rate=inf: must be a finite",
+    ),
     ("nan-beta", lambda t, a: ["--set", "training.beta=.nan"], "training.beta=nan"),
     ("nan-temperature", lambda t, a: ["--set", "training.temperature=.nan"], "training.temperature=nan"),
     ("nan-grad-norm", lambda t, a: ["--set", "training.max_grad_norm=.nan"], "training.max_grad_norm=nan"),
     ("nan-reward-weight", lambda t, a: ["--set", "rewards.correctness=.nan"], "rewards.correctness=nan"),
-    ("target-module", lambda t, a: ["--set", "lora.target_modules=[q_proj, qkv_proj]"], "lora.target_modules names qkv_proj"),
-    ("too-few-prompts", lambda t, a: ["--set", "data.limit=1", "--set", "training.num_generations=64"], "has 1 usable prompt(s)"),
+    (
+        "target-module",
+        lambda t, a: ["--set", "lora.target_modules=[q_proj, qkv_proj]"],
+        "lora.target_modules names qkv_proj",
+    ),
+    (
+        "too-few-prompts",
+        lambda t, a: ["--set", "data.limit=1", "--set", "training.num_generations=64"],
+        "has 1 usable prompt(s)",
+    ),
     ("output-is-a-file", lambda t, a: ["--set", f"output.dir={write(t / 'f', b'')}"], "is a file"),
-    ("no-tokenizer", lambda t, a: ["--set", f"model.name={model_without(a, t, 'tokenizer.json')}"], "has no tokenizer files"),
+    (
+        "no-tokenizer",
+        lambda t, a: ["--set", f"model.name={model_without(a, t, 'tokenizer.json')}"],
+        "has no tokenizer files",
+    ),
     ("no-weights", lambda t, a: ["--set", f"model.name={model_without(a, t, 'model.safetensors')}"], "has no weights"),
-    ("corrupt-weights", lambda t, a: ["--set", f"model.name={model_without(a, t, damage='model.safetensors')}"], "damaged model.safetensors"),
+    (
+        "corrupt-weights",
+        lambda t, a: ["--set", f"model.name={model_without(a, t, damage='model.safetensors')}"],
+        "damaged model.safetensors",
+    ),
     ("missing-model-folder", lambda t, a: ["--set", f"model.name={t / 'nothing'}"], "no such folder"),
 ]
 

@@ -56,24 +56,72 @@ LONG_REASONING = "\n".join(f"Step {i}: add {i} apples to the basket, which now h
 
 SEED_BUGS = [
     # The notebook's format regexes had no DOTALL, so "." stopped at the first newline of the reasoning.
-    pytest.param("soft_format", layout("First, 12 + 6 = 18.\nSo the answer is 18."), "#### 18", 0.5, id="notebook-bug-multiline-reasoning-soft-format"),
-    pytest.param("strict_format", layout("First, 12 + 6 = 18.\nSo the answer is 18."), "#### 18", 0.5, id="notebook-bug-multiline-reasoning-strict-format"),
+    pytest.param(
+        "soft_format",
+        layout("First, 12 + 6 = 18.\nSo the answer is 18."),
+        "#### 18",
+        0.5,
+        id="notebook-bug-multiline-reasoning-soft-format",
+    ),
+    pytest.param(
+        "strict_format",
+        layout("First, 12 + 6 = 18.\nSo the answer is 18."),
+        "#### 18",
+        0.5,
+        id="notebook-bug-multiline-reasoning-strict-format",
+    ),
     # The notebook's strict regex demanded "\n" after </answer>; generation ends at EOS right after the tag.
-    pytest.param("strict_format", layout(after=""), "#### 18", 0.5, id="notebook-bug-strict-ends-at-answer-tag-no-trailing-newline"),
+    pytest.param(
+        "strict_format",
+        layout(after=""),
+        "#### 18",
+        0.5,
+        id="notebook-bug-strict-ends-at-answer-tag-no-trailing-newline",
+    ),
     # The notebook subtracted 0.001 * len(whole completion) when no "\n" followed </answer>.
-    pytest.param("xmlcount", layout(LONG_REASONING), "#### 18", 0.5, id="notebook-bug-xmlcount-long-completion-ending-at-answer-tag"),
-    pytest.param("xmlcount", layout(LONG_REASONING, after="\n"), "#### 18", 0.5, id="notebook-bug-xmlcount-long-completion-trailing-newline"),
+    pytest.param(
+        "xmlcount",
+        layout(LONG_REASONING),
+        "#### 18",
+        0.5,
+        id="notebook-bug-xmlcount-long-completion-ending-at-answer-tag",
+    ),
+    pytest.param(
+        "xmlcount",
+        layout(LONG_REASONING, after="\n"),
+        "#### 18",
+        0.5,
+        id="notebook-bug-xmlcount-long-completion-trailing-newline",
+    ),
     # The notebook used str.isdigit, which rejects signs, thousands separators and currency.
     pytest.param("integer_answer", layout(answer="-5"), None, 0.5, id="notebook-bug-integer-negative"),
     pytest.param("integer_answer", layout(answer="1,000"), None, 0.5, id="notebook-bug-integer-thousands-separator"),
     pytest.param("integer_answer", layout(answer="$18"), None, 0.5, id="notebook-bug-integer-dollar-sign"),
     # The notebook compared strings, so equal numbers written differently scored 0.
-    pytest.param("correctness", layout(answer="1,000"), "#### 1000", 2.0, id="notebook-bug-correctness-thousands-separator-equals-plain"),
-    pytest.param("correctness", layout(answer="1000"), "#### 1,000", 2.0, id="notebook-bug-correctness-plain-equals-gold-with-separator"),
-    pytest.param("correctness", layout(answer="$18"), "#### 18", 2.0, id="notebook-bug-correctness-dollar-equals-plain"),
-    pytest.param("correctness", layout(answer="18.0"), "#### 18", 2.0, id="notebook-bug-correctness-decimal-zero-equals-integer"),
+    pytest.param(
+        "correctness",
+        layout(answer="1,000"),
+        "#### 1000",
+        2.0,
+        id="notebook-bug-correctness-thousands-separator-equals-plain",
+    ),
+    pytest.param(
+        "correctness",
+        layout(answer="1000"),
+        "#### 1,000",
+        2.0,
+        id="notebook-bug-correctness-plain-equals-gold-with-separator",
+    ),
+    pytest.param(
+        "correctness", layout(answer="$18"), "#### 18", 2.0, id="notebook-bug-correctness-dollar-equals-plain"
+    ),
+    pytest.param(
+        "correctness", layout(answer="18.0"), "#### 18", 2.0, id="notebook-bug-correctness-decimal-zero-equals-integer"
+    ),
     # Comparing numbers must not drop the sign.
-    pytest.param("correctness", layout(answer="-3"), "#### 3", 0.0, id="notebook-bug-correctness-negative-is-not-positive"),
+    pytest.param(
+        "correctness", layout(answer="-3"), "#### 3", 0.0, id="notebook-bug-correctness-negative-is-not-positive"
+    ),
 ]
 
 
@@ -88,28 +136,96 @@ def test_notebook_bug_regressions(name, completion, gold, expected):
 # ---------------------------------------------------------------------------------------------
 
 MATRIX = [
-    pytest.param(PERFECT, dict(xmlcount=0.5, soft_format=0.5, strict_format=0.5, integer_answer=0.5, correctness=2.0), id="perfect-format"),
-    pytest.param(PERFECT + "\n", dict(xmlcount=0.5, soft_format=0.5, strict_format=0.5, integer_answer=0.5, correctness=2.0), id="perfect-format-trailing-newline"),
-    pytest.param(layout(answer="17"), dict(xmlcount=0.5, soft_format=0.5, strict_format=0.5, integer_answer=0.5, correctness=0.0), id="perfect-format-wrong-answer"),
-    pytest.param("The answer is 18.", dict(xmlcount=0.0, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0), id="no-tags-at-all"),
+    pytest.param(
+        PERFECT,
+        dict(xmlcount=0.5, soft_format=0.5, strict_format=0.5, integer_answer=0.5, correctness=2.0),
+        id="perfect-format",
+    ),
+    pytest.param(
+        PERFECT + "\n",
+        dict(xmlcount=0.5, soft_format=0.5, strict_format=0.5, integer_answer=0.5, correctness=2.0),
+        id="perfect-format-trailing-newline",
+    ),
+    pytest.param(
+        layout(answer="17"),
+        dict(xmlcount=0.5, soft_format=0.5, strict_format=0.5, integer_answer=0.5, correctness=0.0),
+        id="perfect-format-wrong-answer",
+    ),
+    pytest.param(
+        "The answer is 18.",
+        dict(xmlcount=0.0, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0),
+        id="no-tags-at-all",
+    ),
     # Only "\n</answer>" earns (the answer tag is not preceded by "\n"); correctness needs no reasoning.
-    pytest.param("<answer>\n18\n</answer>", dict(xmlcount=0.125, soft_format=0.0, strict_format=0.0, integer_answer=0.5, correctness=2.0), id="missing-reasoning-block"),
-    pytest.param("<reasoning>\nHalf of 36 is 18.\n</reasoning>\n18", dict(xmlcount=0.25, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0), id="missing-answer-block"),
-    pytest.param("<reasoning>\nHalf of 36 is 18.\n<answer>\n18\n</answer>", dict(xmlcount=0.375, soft_format=0.0, strict_format=0.0, integer_answer=0.5, correctness=2.0), id="missing-closing-reasoning-tag"),
+    pytest.param(
+        "<answer>\n18\n</answer>",
+        dict(xmlcount=0.125, soft_format=0.0, strict_format=0.0, integer_answer=0.5, correctness=2.0),
+        id="missing-reasoning-block",
+    ),
+    pytest.param(
+        "<reasoning>\nHalf of 36 is 18.\n</reasoning>\n18",
+        dict(xmlcount=0.25, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0),
+        id="missing-answer-block",
+    ),
+    pytest.param(
+        "<reasoning>\nHalf of 36 is 18.\n<answer>\n18\n</answer>",
+        dict(xmlcount=0.375, soft_format=0.0, strict_format=0.0, integer_answer=0.5, correctness=2.0),
+        id="missing-closing-reasoning-tag",
+    ),
     # Both "\n<answer>\n" and "\n</answer>" appear twice, so neither answer tag earns; the last block is read.
-    pytest.param(PERFECT + "\n<answer>\n17\n</answer>", dict(xmlcount=0.25, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=0.0), id="duplicated-answer-blocks-last-wrong"),
-    pytest.param(layout(answer="17") + "\n<answer>\n18\n</answer>", dict(xmlcount=0.25, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0), id="duplicated-answer-blocks-last-right"),
+    pytest.param(
+        PERFECT + "\n<answer>\n17\n</answer>",
+        dict(xmlcount=0.25, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=0.0),
+        id="duplicated-answer-blocks-last-wrong",
+    ),
+    pytest.param(
+        layout(answer="17") + "\n<answer>\n18\n</answer>",
+        dict(xmlcount=0.25, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0),
+        id="duplicated-answer-blocks-last-right",
+    ),
     # Leading whitespace: soft allows it ("\s*"), strict is exactly the layout so it must start with <reasoning>.
-    pytest.param("\n" + PERFECT, dict(xmlcount=0.5, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0), id="leading-newline"),
-    pytest.param("  \t" + PERFECT, dict(xmlcount=0.5, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0), id="leading-spaces-and-tab"),
-    pytest.param("Sure! " + PERFECT, dict(xmlcount=0.5, soft_format=0.0, strict_format=0.0, integer_answer=0.5, correctness=2.0), id="leading-preamble-text"),
+    pytest.param(
+        "\n" + PERFECT,
+        dict(xmlcount=0.5, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0),
+        id="leading-newline",
+    ),
+    pytest.param(
+        "  \t" + PERFECT,
+        dict(xmlcount=0.5, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0),
+        id="leading-spaces-and-tab",
+    ),
+    pytest.param(
+        "Sure! " + PERFECT,
+        dict(xmlcount=0.5, soft_format=0.0, strict_format=0.0, integer_answer=0.5, correctness=2.0),
+        id="leading-preamble-text",
+    ),
     # Text after </answer>: strict fails, soft is fine, xmlcount loses 0.001 per stripped character (8 here).
-    pytest.param(PERFECT + "\nThe end.", dict(xmlcount=0.492, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0), id="text-after-answer"),
+    pytest.param(
+        PERFECT + "\nThe end.",
+        dict(xmlcount=0.492, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0),
+        id="text-after-answer",
+    ),
     # Truncated by the token budget: no </answer>, so nothing can be read from the answer.
-    pytest.param("<reasoning>\nHalf of 36 is 18.\n</reasoning>\n<answer>\n18", dict(xmlcount=0.375, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0), id="truncated-no-closing-answer-tag"),
-    pytest.param("<reasoning>\nHalf of 36", dict(xmlcount=0.125, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0), id="truncated-inside-reasoning"),
-    pytest.param("", dict(xmlcount=0.0, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0), id="empty-string"),
-    pytest.param("<reasoning></reasoning><answer>18</answer>", dict(xmlcount=0.0, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0), id="tags-without-newlines"),
+    pytest.param(
+        "<reasoning>\nHalf of 36 is 18.\n</reasoning>\n<answer>\n18",
+        dict(xmlcount=0.375, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0),
+        id="truncated-no-closing-answer-tag",
+    ),
+    pytest.param(
+        "<reasoning>\nHalf of 36",
+        dict(xmlcount=0.125, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0),
+        id="truncated-inside-reasoning",
+    ),
+    pytest.param(
+        "",
+        dict(xmlcount=0.0, soft_format=0.0, strict_format=0.0, integer_answer=0.0, correctness=0.0),
+        id="empty-string",
+    ),
+    pytest.param(
+        "<reasoning></reasoning><answer>18</answer>",
+        dict(xmlcount=0.0, soft_format=0.5, strict_format=0.0, integer_answer=0.5, correctness=2.0),
+        id="tags-without-newlines",
+    ),
 ]
 
 
@@ -128,7 +244,11 @@ XMLCOUNT = [
     # The penalty is floored at what the answer tags earned: the reasoning tags' 0.25 is kept.
     pytest.param(PERFECT + "\n" + "x" * 5000, 0.25, id="penalty-floored-at-answer-tags-share"),
     pytest.param("<answer>\n18\n</answer>" + "x" * 5000, 0.0, id="penalty-floored-at-zero"),
-    pytest.param("<reasoning>\n<reasoning>\nr\n</reasoning>\n<answer>\n18\n</answer>", 0.375, id="reasoning-tag-twice-earns-nothing-for-it"),
+    pytest.param(
+        "<reasoning>\n<reasoning>\nr\n</reasoning>\n<answer>\n18\n</answer>",
+        0.375,
+        id="reasoning-tag-twice-earns-nothing-for-it",
+    ),
     pytest.param("\n<answer>\n18\n</answer>", 0.25, id="answer-tags-only"),
     pytest.param("</answer>" + "x" * 10, 0.0, id="bare-closing-tag-never-negative"),
 ]
@@ -340,7 +460,11 @@ def test_same_number(a, b, expected):
 COMPLETION_TEXT = [
     pytest.param("plain text", "plain text", id="string"),
     pytest.param([{"role": "assistant", "content": "chat text"}], "chat text", id="conversational"),
-    pytest.param([{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}], "ab", id="several-messages-joined"),
+    pytest.param(
+        [{"role": "assistant", "content": "a"}, {"role": "assistant", "content": "b"}],
+        "ab",
+        id="several-messages-joined",
+    ),
     pytest.param({"role": "assistant", "content": "one message"}, "one message", id="single-message-dict"),
     pytest.param([{"role": "assistant"}], "", id="message-without-content"),
     pytest.param([], "", id="empty-list"),
@@ -374,7 +498,9 @@ def as_chat(text: str) -> list[dict]:
 
 @pytest.mark.parametrize("name", REWARD_NAMES)
 def test_contract_list_of_floats_one_per_completion_with_trl_kwargs(name):
-    result = REWARDS[name](prompts=["Q"] * len(CONTRACT_COMPLETIONS), completions=CONTRACT_COMPLETIONS, answer=CONTRACT_GOLDS, **TRL_KWARGS)
+    result = REWARDS[name](
+        prompts=["Q"] * len(CONTRACT_COMPLETIONS), completions=CONTRACT_COMPLETIONS, answer=CONTRACT_GOLDS, **TRL_KWARGS
+    )
     assert isinstance(result, list)
     assert len(result) == len(CONTRACT_COMPLETIONS)
     assert all(type(value) is float for value in result)

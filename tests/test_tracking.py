@@ -13,14 +13,25 @@ from recipe.config import load_config
 from recipe.errors import RecipeError
 
 STEPS = 3
-SHORT = ("--set", f"training.max_steps={STEPS}", "--set", "training.max_completion_length=32", "--set", "output.save_steps=100")
+SHORT = (
+    "--set",
+    f"training.max_steps={STEPS}",
+    "--set",
+    "training.max_completion_length=32",
+    "--set",
+    "output.save_steps=100",
+)
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("none", "none"),
-    ("tensorboard", ["tensorboard"]),
-    ("[tensorboard, wandb, trackio]", ["tensorboard", "wandb", "trackio"]),
-], ids=["none", "one", "a-list"])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("none", "none"),
+        ("tensorboard", ["tensorboard"]),
+        ("[tensorboard, wandb, trackio]", ["tensorboard", "wandb", "trackio"]),
+    ],
+    ids=["none", "one", "a-list"],
+)
 def test_report_to_reaches_grpo_config(value, expected):
     cfg = load_config(None, [f"output.report_to={value}", "model.fast_inference=false", "training.optim=adamw_torch"])
     args = train_grpo.grpo_args(cfg, "trl", [0])
@@ -29,13 +40,20 @@ def test_report_to_reaches_grpo_config(value, expected):
     assert args.trackio_static_space_id is False
 
 
-@pytest.mark.parametrize("value, message", [
-    ("tensorbord", "output.report_to: unknown tracker 'tensorbord': did you mean 'tensorboard'?"),
-    ("[wandb, trakio]", "output.report_to: unknown tracker 'trakio': did you mean 'trackio'?"),
-    ("mlflow", "output.report_to: unknown tracker 'mlflow': use one of none, tensorboard, wandb, trackio"),
-    ("[none, wandb]", "output.report_to=['none', 'wandb']: 'none' cannot be listed with trackers; drop it or use none alone"),
-    ("3", "output.report_to: expected str or list, got 3"),
-], ids=["typo", "typo-in-a-list", "unsupported", "none-with-a-tracker", "not-a-name"])
+@pytest.mark.parametrize(
+    "value, message",
+    [
+        ("tensorbord", "output.report_to: unknown tracker 'tensorbord': did you mean 'tensorboard'?"),
+        ("[wandb, trakio]", "output.report_to: unknown tracker 'trakio': did you mean 'trackio'?"),
+        ("mlflow", "output.report_to: unknown tracker 'mlflow': use one of none, tensorboard, wandb, trackio"),
+        (
+            "[none, wandb]",
+            "output.report_to=['none', 'wandb']: 'none' cannot be listed with trackers; drop it or use none alone",
+        ),
+        ("3", "output.report_to: expected str or list, got 3"),
+    ],
+    ids=["typo", "typo-in-a-list", "unsupported", "none-with-a-tracker", "not-a-name"],
+)
 def test_bad_report_to_is_one_line(value, message):
     with pytest.raises(RecipeError) as error:
         load_config(None, [f"output.report_to={value}"])
@@ -136,14 +154,28 @@ def test_trackio_logs_every_reward_locally(tiny_assets, tmp_path):
         pytest.skip("trackio is optional: pip install trackio")
     root, out, database_dir = Path(train_grpo.__file__).parent, tmp_path / "run", tmp_path / "trackio"
     env = {k: v for k, v in os.environ.items() if k != "TRACKIO_SPACE_ID"} | {"TRACKIO_DIR": str(database_dir)}
-    args = ["--config", str(root / "configs" / "tiny-cpu.yaml"), "--set", f"model.name={tiny_assets / 'model'}",
-            "--set", f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}", "--set", f"output.dir={out}", *SHORT,
-            "--set", "output.report_to=trackio"]
-    done = subprocess.run([sys.executable, "-c", GUARDED_TRAIN, str(root), *args], env=env, capture_output=True, text=True, timeout=600)
+    args = [
+        "--config",
+        str(root / "configs" / "tiny-cpu.yaml"),
+        "--set",
+        f"model.name={tiny_assets / 'model'}",
+        "--set",
+        f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set",
+        f"output.dir={out}",
+        *SHORT,
+        "--set",
+        "output.report_to=trackio",
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", GUARDED_TRAIN, str(root), *args], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "blocked connection" not in done.stderr
     [database] = database_dir.glob("*.db")
     logged = [json.loads(m) for (m,) in sqlite3.connect(database).execute("select metrics from metrics")]
     cfg = load_config(str(out / "config.yaml"))
     for name in cfg.rewards:
-        assert [m["train/global_step"] for m in logged if f"train/rewards/{name}/mean" in m] == list(range(1, STEPS + 1)), name
+        assert [m["train/global_step"] for m in logged if f"train/rewards/{name}/mean" in m] == list(
+            range(1, STEPS + 1)
+        ), name

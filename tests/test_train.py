@@ -7,7 +7,8 @@ import pytest
 
 import rewards
 import train_grpo
-from conftest import TRAINED_RUN, TRAINED_STEPS as STEPS, train_tiny
+from conftest import TRAINED_RUN, train_tiny
+from conftest import TRAINED_STEPS as STEPS
 from recipe.config import load_config
 
 
@@ -21,7 +22,16 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def test_run_leaves_every_output(trained_run):
-    for name in ["config.yaml", "metrics.jsonl", "samples.jsonl", "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "checkpoint-2", "checkpoint-4", "plots/rewards.png"]:
+    for name in [
+        "config.yaml",
+        "metrics.jsonl",
+        "samples.jsonl",
+        "adapter/adapter_model.safetensors",
+        "adapter/tokenizer.json",
+        "checkpoint-2",
+        "checkpoint-4",
+        "plots/rewards.png",
+    ]:
         assert (trained_run / name).exists(), name
 
 
@@ -32,7 +42,18 @@ def test_metrics_hold_every_reward_at_every_step(trained_run, name):
     assert all(0 <= row[f"rewards/{name}/mean"] <= rewards.MAX_REWARD[name] for row in steps)
 
 
-@pytest.mark.parametrize("key", ["reward", "reward_std", "completions/mean_length", "completions/clipped_ratio", "kl", "step_time", "learning_rate"])
+@pytest.mark.parametrize(
+    "key",
+    [
+        "reward",
+        "reward_std",
+        "completions/mean_length",
+        "completions/clipped_ratio",
+        "kl",
+        "step_time",
+        "learning_rate",
+    ],
+)
 def test_metrics_hold_training_health(trained_run, key):
     rows = [row for row in read_jsonl(trained_run / "metrics.jsonl") if "reward" in row]
     assert all(isinstance(row[key], float) for row in rows)
@@ -109,7 +130,9 @@ def test_killed_run_resumes_to_the_same_step_count(tiny_assets, tmp_path, spg):
     assert state["global_step"] == STEPS
     logged = [row["step"] for row in read_jsonl(tmp_path / "metrics.jsonl") if "reward" in row]
     # Rewards are logged on generation steps: every step, or every spg-th.
-    assert logged == list(range(1, STEPS + 1, spg)), "steps logged before the crash but after the checkpoint are logged once"
+    assert logged == list(range(1, STEPS + 1, spg)), (
+        "steps logged before the crash but after the checkpoint are logged once"
+    )
     assert (tmp_path / "adapter" / "adapter_model.safetensors").exists()
 
 
@@ -121,7 +144,9 @@ HEALTHY = {"reward": 1.0, "completions/clipped_ratio": 0.1, "frac_reward_zero_st
     [
         pytest.param([HEALTHY] * 10, [], id="healthy"),
         pytest.param([{**HEALTHY, "completions/clipped_ratio": 1.0}] * 9, [], id="too-few-steps-to-judge"),
-        pytest.param([{**HEALTHY, "completions/clipped_ratio": 1.0}] * 10, ["training.max_completion_length"], id="all-truncated"),
+        pytest.param(
+            [{**HEALTHY, "completions/clipped_ratio": 1.0}] * 10, ["training.max_completion_length"], id="all-truncated"
+        ),
         pytest.param([{**HEALTHY, "frac_reward_zero_std": 1.0}] * 10, ["no advantage"], id="no-reward-variance"),
         pytest.param([{**HEALTHY, "frac_reward_zero_std": 1.0}] * 9 + [HEALTHY], [], id="one-good-step-clears-it"),
     ],
