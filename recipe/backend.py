@@ -110,7 +110,7 @@ def import_unsloth(model: ModelConfig) -> None:
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
     if not model.compile:
         # torch.compile unrolls Unsloth's chunked log-prob function over batch rows x 4 chunks: the
-        # seed's first step spent 3 to 4 minutes compiling it, and 32 rows crashed the compiler.
+        # notebook's first step spent 3 to 4 minutes compiling it, and 32 rows crashed the compiler.
         os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
     if model.merged_rollouts:
         # Each rollout generates from base + s*B*A folded into vLLM's weights (restored after),
@@ -152,7 +152,7 @@ def load_model_trl(cfg: Config, tokenizer):
 
     dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     model = AutoModelForCausalLM.from_pretrained(cfg.model.name, dtype=dtype)
-    # The LoRA's random init follows the seed, as Unsloth's random_state does: a rerun trains the same weights.
+    # The LoRA's random init follows training.seed, as Unsloth's random_state does: a rerun trains the same weights.
     set_seed(cfg.training.seed)
     peft_config = PeftLoraConfig(
         r=cfg.lora.r,
