@@ -654,7 +654,10 @@ def fit_table(rows: list[dict]) -> str:
 def forecast_table(caps: list[float]) -> str:
     """recipe.memory's forecast for every size and bit width on each card, from config.yaml (and the
     shipped config of a size where there is one), with prompts at data.max_prompt_length: a worst case."""
-    lines = ["| model | bits | config | " + " | ".join(f"{cap:g} GiB card" for cap in caps) + " |", "|---|---|---|" + "---|" * len(caps)]
+    lines = [
+        "| model | bits | config | " + " | ".join(f"{cap:g} GiB card" for cap in caps) + " |",
+        "|---|---|---|" + "---|" * len(caps),
+    ]
     for size in SIZES:
         for bits in (16, 4):
             config, overrides = fit_config(size, bits)
@@ -662,7 +665,10 @@ def forecast_table(caps: list[float]) -> str:
             cells = []
             for cap in caps:
                 result = memory.forecast(cfg, shape_of(size), cap)
-                cells.append(f"{result.peak_gib:.1f} GiB, {'fits' if result.fits else 'no'}" + ("" if result.fits or not result.advice else f" ({result.advice})"))
+                cells.append(
+                    f"{result.peak_gib:.1f} GiB, {'fits' if result.fits else 'no'}"
+                    + ("" if result.fits or not result.advice else f" ({result.advice})")
+                )
             lines.append(f"| Qwen2.5-{size} | {bits} | `{config.relative_to(ROOT)}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -684,7 +690,9 @@ def main() -> int:
     )
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
-    parser.add_argument("--forecast-table", action="store_true", help="print the memory forecast for every size on each --cap-gib card")
+    parser.add_argument(
+        "--forecast-table", action="store_true", help="print the memory forecast for every size on each --cap-gib card"
+    )
     parser.add_argument("--from-log", help="write latest.json from a sweep's console log (a sweep cut short)")
     parser.add_argument("--device", help="with --from-log: the GPU the log was measured on")
     parser.add_argument("--prompt-tokens", type=int, help="with --from-log: the bench prompts' one length")
