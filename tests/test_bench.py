@@ -136,3 +136,51 @@ def test_phases_split_the_generation_step_and_leave_training_the_rest():
 def test_most_common_length_keeps_the_rows_of_the_most_common_prompt_length(lengths, expected):
     rows = [{"question": f"q{i}"} for i in range(len(lengths))]
     assert bench.most_common_length(rows, lengths) == [rows[i] for i in expected]
+
+
+def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
+    row = {
+        "name": "default",
+        "description": "config.yaml as shipped",
+        "exit_code": 0,
+        "wall_s": 100.0,
+        "backend": "unsloth",
+        "s_per_step": 0.75,
+        "prompts_per_s": 1.333,
+        "startup_s": 90.0,
+        "peak_gpu_gib": 17.75,
+        "fits": True,
+        "load_s": 80,
+        "first_step_s": 10.0,
+        "phases_s_per_step": {"generate": 0.27, "sync_weights": 0.0, "log_probs": 0.09, "train": 0.39},
+    }
+    log = tmp_path / "sweep.log"
+    log.write_text(
+        "=== default: config.yaml \n" + json.dumps(row) + "\n\n=== merged: config.yaml model.merged_rollouts=true\n"
+    )
+    out = tmp_path / "latest.json"
+    argv = [
+        "bench.py",
+        "--from-log",
+        str(log),
+        "--device",
+        "GPU",
+        "--prompt-tokens",
+        "60",
+        "--out",
+        str(out),
+        "--ceilings-json",
+        '{"copy_gb_s": 4300, "bf16_tflop_s": 788}',
+    ]
+    sys.argv, saved = argv, sys.argv
+    try:
+        assert bench.main() == 0
+    finally:
+        sys.argv = saved
+    summary = json.loads(out.read_text())
+    default, merged = summary["settings"]
+    assert default["s_per_step"] == 0.75 and default["invocation"] == merged["invocation"] == summary["invocation"]
+    assert sum(default["floor_s_per_step"].values()) < default["s_per_step"]
+    assert abs(default["forecast_error"]) < 0.15
+    assert merged["exit_code"] is None and "unfinished" in merged["error"]
+    assert "| merged |" in out.with_suffix(".md").read_text()
