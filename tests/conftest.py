@@ -28,20 +28,25 @@ TRAINED_RUN = (
 )
 
 
+def tiny_cli(tiny_assets: Path, out: Path, *args: str) -> list[str]:
+    """train_grpo.py's words for the tiny model and data, writing to ``out``; ``args`` are extra words."""
+    return [
+        "--config",
+        str(ROOT / "configs" / "tiny-cpu.yaml"),
+        "--set",
+        f"model.name={tiny_assets / 'model'}",
+        "--set",
+        f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        "--set",
+        f"output.dir={out}",
+        *args,
+    ]
+
+
 def train_tiny(tiny_assets: Path, out: Path, *args: str, callbacks=()) -> int:
     """train_grpo.main() on the tiny model and data, writing to ``out``; ``args`` are extra CLI words."""
     return train_grpo.main(
-        [
-            "--config",
-            str(ROOT / "configs" / "tiny-cpu.yaml"),
-            "--set",
-            f"model.name={tiny_assets / 'model'}",
-            "--set",
-            f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-            "--set",
-            f"output.dir={out}",
-            *args,
-        ],
+        tiny_cli(tiny_assets, out, *args),
         callbacks=callbacks,
     )
 

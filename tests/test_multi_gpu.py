@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 import train_grpo
-from conftest import ROOT, train_tiny
+from conftest import ROOT, tiny_cli, train_tiny
 from recipe import distributed
 from recipe.backend import describe_backend, resolve_backend
 from recipe.config import load_config
@@ -219,14 +219,7 @@ def test_shipped_accelerate_configs_load_and_deepspeed_is_pinned(name):
 
 def tiny_args(tiny_assets: Path, out: Path, *extra: str) -> list[str]:
     return [
-        "--config",
-        TINY,
-        "--set",
-        f"model.name={tiny_assets / 'model'}",
-        "--set",
-        f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set",
-        f"output.dir={out}",
+        *tiny_cli(tiny_assets, out),
         "--set",
         f"training.max_steps={STEPS}",
         "--set",

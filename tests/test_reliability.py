@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, train_tiny
+from conftest import ROOT, tiny_cli, train_tiny
 from recipe import runs
 
 STEPS = 4
@@ -134,14 +134,7 @@ def test_sigterm_saves_the_step_and_resume_finishes_it(uninterrupted, tiny_asset
     command = [
         sys.executable,
         str(ROOT / "train_grpo.py"),
-        "--config",
-        str(ROOT / "configs" / "tiny-cpu.yaml"),
-        "--set",
-        f"model.name={tiny_assets / 'model'}",
-        "--set",
-        f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set",
-        f"output.dir={out}",
+        *tiny_cli(tiny_assets, out),
         "--set",
         f"training.max_steps={STEPS}",
         *FAST,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import train_grpo
-from conftest import train_tiny
+from conftest import tiny_cli, train_tiny
 from recipe.config import load_config
 from recipe.errors import RecipeError
 
@@ -155,14 +155,7 @@ def test_trackio_logs_every_reward_locally(tiny_assets, tmp_path):
     root, out, database_dir = Path(train_grpo.__file__).parent, tmp_path / "run", tmp_path / "trackio"
     env = {k: v for k, v in os.environ.items() if k != "TRACKIO_SPACE_ID"} | {"TRACKIO_DIR": str(database_dir)}
     args = [
-        "--config",
-        str(root / "configs" / "tiny-cpu.yaml"),
-        "--set",
-        f"model.name={tiny_assets / 'model'}",
-        "--set",
-        f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
-        "--set",
-        f"output.dir={out}",
+        *tiny_cli(tiny_assets, out),
         *SHORT,
         "--set",
         "output.report_to=trackio",
