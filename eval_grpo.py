@@ -32,7 +32,7 @@ from pathlib import Path
 import rewards
 from recipe import backend as backends
 from recipe import gsm_symbolic
-from recipe.config import Config, DataConfig, load_config
+from recipe.config import Config, DataConfig, add_override_argument, load_config
 from recipe.data import build_prompts, chat_prompt, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
 from recipe.generate import Completion, hf_complete
@@ -390,14 +390,7 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--config", help="the training config (default: config.yaml next to the adapter)")
     parser.add_argument("--adapter", help="the adapter folder of a run, e.g. outputs/x/adapter")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. model.name=/models/qwen (repeatable)",
-    )
+    add_override_argument(parser, "model.name=/models/qwen")
     parser.add_argument(
         "--dataset",
         help=f"evaluation data instead of data.dataset: hub id, local file, dataset folder, or {gsm_symbolic.NAME} (fresh GSM8K test variants, seed {gsm_symbolic.SEED}, --limit questions, default {gsm_symbolic.DEFAULT_SIZE}; needs reasoning-gym)",

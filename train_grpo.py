@@ -33,7 +33,7 @@ import plots
 import rewards
 from recipe import backend as backends
 from recipe import distributed, memory, preflight, runs, tracking
-from recipe.config import Config, OutputConfig, TrainingConfig, config_to_yaml, load_config
+from recipe.config import Config, OutputConfig, TrainingConfig, add_override_argument, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
 from recipe.jsonl import append_jsonl, trim_jsonl
@@ -421,15 +421,8 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--config", help="YAML config (defaults: the dataclasses in this file)")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a config key, e.g. training.max_steps=500 (repeatable)",
-    )
+    parser.add_argument("--config", help="YAML config (defaults: the dataclasses of recipe/config.py)")
+    add_override_argument(parser, "training.max_steps=500")
     parser.add_argument(
         "--resume",
         action="store_true",

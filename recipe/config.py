@@ -194,6 +194,18 @@ def apply_override(raw: dict, assignment: str) -> None:
         ) from None
 
 
+def add_override_argument(parser, example: str) -> None:
+    """``--set section.key=value`` (repeatable) on an entry point's parser, read by load_config."""
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"override a config key, e.g. {example} (repeatable)",
+    )
+
+
 def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Config:
     raw: dict = {}
     if path is not None:
