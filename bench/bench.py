@@ -665,10 +665,9 @@ def forecast_table(caps: list[float]) -> str:
             cells = []
             for cap in caps:
                 result = memory.forecast(cfg, shape_of(size), cap)
-                cells.append(
-                    f"{result.peak_gib:.1f} GiB, {'fits' if result.fits else 'no'}"
-                    + ("" if result.fits or not result.advice else f" ({result.advice})")
-                )
+                # A config that cannot fit has no meaningful peak: say what to change, if one key does it.
+                fix = "" if not result.advice or result.advice.startswith("a smaller model") else f": {result.advice}"
+                cells.append(f"fits, {result.peak_gib:.1f} GiB" if result.fits else f"no{fix}")
             lines.append(f"| Qwen2.5-{size} | {bits} | `{config.relative_to(ROOT)}` | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
