@@ -35,7 +35,7 @@ from recipe import backend as backends
 from recipe import distributed, memory, preflight, runs, tracking
 from recipe.config import Config, OutputConfig, TrainingConfig, add_override_argument, config_to_yaml, load_config
 from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
-from recipe.errors import RecipeError
+from recipe.errors import RecipeError, first_line
 from recipe.jsonl import append_jsonl, trim_jsonl
 
 
@@ -485,7 +485,7 @@ def load_model(cfg: Config, backend: str, tokenizer):
     try:
         return backends.load_model(cfg, backend, tokenizer)
     except (OSError, ValueError, RuntimeError) as error:  # transformers/safetensors raise these for bad weights
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        first = first_line(error, 200)
         raise RecipeError(
             f"could not load the weights of model.name={cfg.model.name} ({type(error).__name__}: {first}): check the model folder or hub id"
         ) from None
@@ -522,7 +522,7 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
     except (RuntimeError, ValueError, KeyError, EOFError) as error:
         if "step" in started or resume_from is None:
             raise
-        first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+        first = first_line(error, 160)
         raise RecipeError(
             f"could not load {resume_from} ({type(error).__name__}: {first}): delete it to resume from the checkpoint before"
         ) from None

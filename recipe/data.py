@@ -8,7 +8,7 @@ from typing import Any
 import rewards
 from recipe import gsm_symbolic
 from recipe.config import DataConfig
-from recipe.errors import RecipeError
+from recipe.errors import RecipeError, first_line
 
 LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
@@ -40,17 +40,17 @@ def load_rows(cfg: DataConfig):
     except RecipeError:
         raise
     except Exception as error:  # datasets raises many types for unreachable hubs and bad files
-        first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        first = first_line(error, 200)
         if path.exists():
             encoding = (
                 " (is it UTF-8 text?)" if "utf-8" in repr(error).lower() or "decode" in repr(error).lower() else ""
             )
             raise RecipeError(
-                f"could not read data.dataset={cfg.dataset}{encoding} ({type(error).__name__}: {first_line[:200]}): "
+                f"could not read data.dataset={cfg.dataset}{encoding} ({type(error).__name__}: {first}): "
                 "fix the file or point data.dataset at another one"
             ) from None
         raise RecipeError(
-            f"could not load data.dataset={cfg.dataset} ({type(error).__name__}: {first_line[:200]}); "
+            f"could not load data.dataset={cfg.dataset} ({type(error).__name__}: {first}); "
             "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
             "to a local .jsonl/.parquet file or dataset folder"
         ) from None
@@ -123,7 +123,7 @@ def load_tokenizer(name: str):
         tokenizer = AutoTokenizer.from_pretrained(name)
     except Exception as error:  # transformers raises OSError, ValueError or hub errors for a bad name
         if Path(name).expanduser().is_dir():
-            first = (str(error).strip().splitlines() or [type(error).__name__])[0][:160]
+            first = first_line(error, 160)
             raise RecipeError(
                 f"could not load the tokenizer in model.name={name} ({type(error).__name__}: {first}): check its tokenizer files"
             ) from None
