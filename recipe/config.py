@@ -19,7 +19,7 @@ import yaml
 
 import rewards
 from recipe import tracking
-from recipe.errors import RecipeError
+from recipe.errors import RecipeError, first_line
 
 LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -190,7 +190,7 @@ def apply_override(raw: dict, assignment: str) -> None:
         node[leaf] = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise RecipeError(
-            f"--set {assignment!r}: the value is not valid YAML ({str(error).splitlines()[0]}); quote it or fix it"
+            f"--set {assignment!r}: the value is not valid YAML ({first_line(error)}); quote it or fix it"
         ) from None
 
 
@@ -219,7 +219,7 @@ def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Confi
                 f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8"
             ) from None
         except yaml.YAMLError as error:
-            raise RecipeError(f"config file '{path}' is not valid YAML: {str(error).splitlines()[0]}") from None
+            raise RecipeError(f"config file '{path}' is not valid YAML: {first_line(error)}") from None
     if isinstance(raw, dict) and "rewards" not in raw and any(a.strip().startswith("rewards.") for a in overrides):
         # A --set of one weight adjusts the defaults; without this it would replace them and drop the other rewards.
         raw["rewards"] = default_rewards()

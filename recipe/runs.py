@@ -13,7 +13,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from recipe.errors import RecipeError
+from recipe.errors import RecipeError, first_line
 
 MARKER = "recipe_complete.json"
 # What an earlier run leaves behind; config.yaml and plots/ are rewritten by any run, so they do not count.
@@ -71,7 +71,7 @@ def weights_problem(path: Path) -> str | None:
         with safe_open(str(path), framework="pt") as f:
             f.keys()
     except Exception as error:  # safetensors raises its own error types for damaged headers
-        return f"has a damaged {path.name} ({str(error).splitlines()[0][:120]})"
+        return f"has a damaged {path.name} ({first_line(error, 120)})"
     return None
 
 
