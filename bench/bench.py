@@ -536,6 +536,11 @@ def write_summary(
     args.out.with_suffix(".md").write_text(table(results, device, tokens))
 
 
+def printed_rows(text: str) -> dict[str, dict]:
+    """The rows run_setting printed to a console log, by setting name."""
+    return {row["name"]: row for row in (json.loads(line) for line in text.splitlines() if line.startswith('{"name"'))}
+
+
 def from_log(args: argparse.Namespace) -> int:
     """latest.json from a sweep's console log: the rows it printed, one per finished setting.
 
@@ -543,9 +548,7 @@ def from_log(args: argparse.Namespace) -> int:
     setting that started but printed no row is recorded as unfinished. Floors use --ceilings.
     """
     text = Path(args.from_log).read_text()
-    printed = {
-        row["name"]: row for row in (json.loads(line) for line in text.splitlines() if line.startswith('{"name"'))
-    }
+    printed = printed_rows(text)
     started = re.findall(r"^=== (\S+):", text, flags=re.M)
     invocation = "log-" + uuid.uuid5(uuid.NAMESPACE_URL, text).hex[:8]
     limits = json.loads(args.ceilings_json) if args.ceilings_json else None
@@ -589,17 +592,29 @@ def fit(args: argparse.Namespace) -> int:
     table_rows = (
         {(r["model"], r["bits"], r["cap_gib"]): r for r in json.loads(out.read_text())["rows"]} if out.exists() else {}
     )
-    device = gpu_name()
+    # With --from-log, the rows a fit printed before its machine went away, instead of running them.
+    printed = printed_rows(Path(args.from_log).read_text()) if args.from_log else None
+    device = args.device if printed is not None else gpu_name()
     for item in args.fit.split(","):
         size, bits = item.split(":")
-        model, data = ensure_model(size)
+        if printed is None:
+            model, data = ensure_model(size)
+            prompt_tokens = bench_prompt_tokens(model, data)
+        else:
+            prompt_tokens = args.prompt_tokens
         config, overrides = fit_config(size, int(bits))
         for cap in args.caps:
             name = f"fit-{size}-{bits}bit-{cap:g}gib"
-            setting = Setting(f"Qwen2.5-{size} {bits}-bit under {cap:g} GiB", config, tuple(overrides))
-            row = run_setting(name, setting, args, model, data, cap)
+            if printed is None:
+                setting = Setting(f"Qwen2.5-{size} {bits}-bit under {cap:g} GiB", config, tuple(overrides))
+                row = run_setting(name, setting, args, model, data, cap)
+            elif name in printed:
+                row = printed[name]
+            else:
+                print(f"{args.from_log} has no finished row {name}; skipped", flush=True)
+                continue
             command = f"python bench/bench.py --fit {size}:{bits} --cap-gib {cap:g} --steps {args.steps}"
-            predicted = predicted_peak(config, overrides, size, cap, bench_prompt_tokens(model, data))
+            predicted = predicted_peak(config, overrides, size, cap, prompt_tokens)
             table_rows[(f"Qwen2.5-{size}", int(bits), cap)] = {
                 "model": f"Qwen2.5-{size}",
                 "bits": int(bits),
@@ -616,7 +631,7 @@ def fit(args: argparse.Namespace) -> int:
                 "options": overrides,
                 "command": command,
                 "device": device,
-                "date": time.strftime("%Y-%m-%d"),
+                "date": args.date or time.strftime("%Y-%m-%d"),
                 "error_tail": row.get("error", "")[-400:] or None,
             }
             out.parent.mkdir(parents=True, exist_ok=True)
@@ -692,7 +707,11 @@ def main() -> int:
     parser.add_argument(
         "--forecast-table", action="store_true", help="print the memory forecast for every size on each --cap-gib card"
     )
-    parser.add_argument("--from-log", help="write latest.json from a sweep's console log (a sweep cut short)")
+    parser.add_argument(
+        "--from-log",
+        help="write latest.json (with --fit: fit.json) from a sweep's or fit's console log (a run cut short)",
+    )
+    parser.add_argument("--date", help="with --from-log --fit: the day the log was measured (default: today)")
     parser.add_argument("--device", help="with --from-log: the GPU the log was measured on")
     parser.add_argument("--prompt-tokens", type=int, help="with --from-log: the bench prompts' one length")
     parser.add_argument("--ceilings-json", help='with --from-log: {"copy_gb_s": ..., "bf16_tflop_s": ...} of that GPU')
@@ -717,10 +736,10 @@ def main() -> int:
     if args.forecast_table:
         print(forecast_table(args.caps), end="")
         return 0
-    if args.from_log:
-        return from_log(args)
     if args.fit:
         return fit(args)
+    if args.from_log:
+        return from_log(args)
     unknown = [n for n in args.settings.split(",") if n not in SETTINGS]
     if unknown:
         parser.error(f"unknown settings {unknown}: choose from {', '.join(SETTINGS)}")

@@ -41,7 +41,7 @@ learning() {
     python eval_grpo.py --adapter outputs/smollm2-learn/adapter --dataset "$SYMBOLIC" \
       --out outputs/smollm2-learn/eval-gsm-symbolic &&
     python bench/learning.py --run outputs/smollm2-learn --eval outputs/smollm2-learn/eval/summary.json \
-      --out "$RES/learning.json"
+      --gsm-symbolic outputs/smollm2-learn/eval-gsm-symbolic/summary.json --out "$RES/learning.json"
 }
 gpu_tests() { python -m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py "$@"; }
 

@@ -1,10 +1,11 @@
 """Summarise a learning run into bench/results/latest.json under "learning".
 
-    python bench/learning.py --run outputs/smollm2-learn --eval outputs/smollm2-learn/eval/summary.json
+    python bench/learning.py --run outputs/smollm2-learn --eval outputs/smollm2-learn/eval/summary.json \
+        --gsm-symbolic outputs/smollm2-learn/eval-gsm-symbolic/summary.json
 
 Reads the run's metrics.jsonl (first vs last 20 reward rows of the total, strict-format and
 correctness rewards; with steps_per_generation N, TRL logs rewards every N steps only) and
-eval_grpo.py's summary (held-out accuracy, base vs trained).
+eval_grpo.py's summaries (held-out accuracy, and on GSM-Symbolic, base vs trained).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--run", type=Path, required=True, help="the run's output.dir")
     parser.add_argument("--eval", type=Path, help="eval_grpo.py's summary.json for this run")
+    parser.add_argument("--gsm-symbolic", type=Path, help="eval_grpo.py's summary.json on GSM-Symbolic")
     parser.add_argument("--window", type=int, default=20)
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
     args = parser.parse_args(argv)
@@ -50,6 +52,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     if args.eval:
         learning["held_out"] = json.loads(args.eval.read_text())
+    if args.gsm_symbolic:
+        learning["gsm_symbolic"] = json.loads(args.gsm_symbolic.read_text())
     summary = json.loads(args.out.read_text()) if args.out.exists() else {}
     summary["learning"] = learning
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -62,7 +62,9 @@ def test_learning_summary_counts_steps_and_reward_rows_apart(tmp_path):
     out = tmp_path / "latest.json"
     out.write_text(json.dumps({"device": "kept"}))
 
-    assert learning.main(["--run", str(run), "--out", str(out), "--window", "5"]) == 0
+    (tmp_path / "symbolic.json").write_text(json.dumps({"models": {"trained": {"accuracy": 0.02}}}))
+    argv = ["--run", str(run), "--out", str(out), "--window", "5", "--gsm-symbolic", str(tmp_path / "symbolic.json")]
+    assert learning.main(argv) == 0
 
     summary = json.loads(out.read_text())
     got = summary["learning"]
@@ -70,6 +72,7 @@ def test_learning_summary_counts_steps_and_reward_rows_apart(tmp_path):
     assert (got["steps"], got["reward_rows"]) == (100, 25)
     assert got["training_rewards"]["reward"] == {"first_5": 0.09, "last_5": 0.89}
     assert got["config"] == {"training": {"steps_per_generation": 4}}
+    assert got["gsm_symbolic"]["models"]["trained"]["accuracy"] == 0.02
 
 
 @pytest.mark.parametrize("name", list(bench.SETTINGS))
@@ -184,3 +187,26 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     assert abs(default["forecast_error"]) < 0.15
     assert merged["exit_code"] is None and "unfinished" in merged["error"]
     assert "| merged |" in out.with_suffix(".md").read_text()
+
+
+def test_a_cut_short_fit_is_rebuilt_from_its_log_and_merged_into_the_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench, "RESULTS", tmp_path)
+    kept = {"model": "Qwen2.5-7B", "bits": 4, "cap_gib": 23.99, "fits": True, "s_per_step": 1.438}
+    kept |= {"peak_gpu_gib": 18.52, "config": "configs/qwen2.5-7b-4090.yaml"}
+    (tmp_path / "fit.json").write_text(json.dumps({"rows": [kept]}))
+    row = {"name": "fit-14B-4bit-23.99gib", "exit_code": 0, "s_per_step": 5.137, "peak_gpu_gib": 20.63}
+    row |= {"fits": True, "startup_s": 147.9, "trainable_params": 137625600}
+    log = tmp_path / "fit.log"
+    log.write_text("=== fit-14B-4bit-23.99gib: configs/qwen2.5-14b-4090.yaml\n" + json.dumps(row) + "\n")
+    argv = ["bench.py", "--fit", "14B:4,3B:16", "--cap-gib", "23.99", "--from-log", str(log)]
+    argv += ["--device", "GPU", "--prompt-tokens", "60", "--date", "2026-12-02"]
+    monkeypatch.setattr(sys, "argv", argv)
+    assert bench.main() == 0
+    rows = json.loads((tmp_path / "fit.json").read_text())["rows"]
+    assert [(r["model"], r["bits"]) for r in rows] == [("Qwen2.5-7B", 4), ("Qwen2.5-14B", 4)]  # 3B: not in the log
+    assert rows[0] == kept
+    rebuilt = rows[1]
+    assert rebuilt["s_per_step"] == 5.137 and rebuilt["device"] == "GPU" and rebuilt["date"] == "2026-12-02"
+    assert rebuilt["config"] == "configs/qwen2.5-14b-4090.yaml" and rebuilt["fits"] is True
+    assert abs(rebuilt["forecast_error"]) < 0.15
+    assert "fits: 5.137 s/step, peak 20.63 GiB" in (tmp_path / "fit.md").read_text()

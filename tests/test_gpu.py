@@ -57,7 +57,7 @@ def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
     assert steps_logged(out) == [1, 2, 3]
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     log = (tmp_path / f"{bits}.log").read_text()
-    assert "backend unsloth" in log and "vLLM on" in log
+    assert "| backend unsloth |" in log and "| vLLM colocate" in log
 
 
 @pytest.mark.parametrize("spg", [1, 4], ids=["generate-every-step", "generate-for-4-steps"])
