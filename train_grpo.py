@@ -351,7 +351,7 @@ class SampleLog:
         return SampleCallback()
 
 
-def build_trainer(cfg: Config, model, tokenizer, dataset, args, callbacks: typing.Sequence = ()):
+def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, callbacks: typing.Sequence = ()):
     """GRPOTrainer with the recipe's rewards and callbacks; ``callbacks`` are extra TrainerCallbacks, e.g. a test's."""
     from transformers.trainer_callback import ProgressCallback
     from trl import GRPOTrainer
@@ -372,6 +372,8 @@ def build_trainer(cfg: Config, model, tokenizer, dataset, args, callbacks: typin
 
     # transformers' Trainer skips the trained adapter when TRL's ref adapter sits beside it: runs.load_trained_adapter.
     trainer._load_from_checkpoint = load_checkpoint_and_trained_adapter
+    if backend == "trl":
+        backends.keep_base_weights_exact(trainer)
     return trainer
 
 
@@ -629,7 +631,7 @@ def train_and_save(
     model, tokenizer = load_model(cfg, backend, tokenizer)
     say(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
     say("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
-    trainer = build_trainer(cfg, model, tokenizer, dataset, grpo_config, callbacks)
+    trainer = build_trainer(cfg, backend, model, tokenizer, dataset, grpo_config, callbacks)
     if distributed.world_size() > 1 and grpo_config.device.type == "cpu":
         distributed.accept_indexed_cpu_locations()
     with runs.GracefulStop() as stop:

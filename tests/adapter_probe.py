@@ -55,7 +55,7 @@ def main() -> int:
     dataset, _ = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
     grpo_config = train_grpo.grpo_args(cfg, args.backend, stop_token_ids(tokenizer))
     model, tokenizer = backends.load_model(cfg, args.backend, tokenizer)
-    trainer = train_grpo.build_trainer(cfg, model, tokenizer, dataset, grpo_config)
+    trainer = train_grpo.build_trainer(cfg, args.backend, model, tokenizer, dataset, grpo_config)
     prompt_ids = [
         tokenizer.apply_chat_template(chat_prompt(q), add_generation_prompt=True, tokenize=True, return_dict=False)
         for q in QUESTIONS
