@@ -510,7 +510,14 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
     trainer.add_callback(Started())
     trainer.add_callback(stop.callback(Path(cfg.output.dir)))
     try:
-        trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
+        try:
+            trainer.train(resume_from_checkpoint=None if resume_from is None else str(resume_from))
+        finally:
+            # An exception leaves the progress bar mid-line: end it, so that what is printed next (the
+            # one-line error, the resume command) starts a line of its own.
+            for callback in trainer.callback_handler.callbacks:
+                if getattr(callback, "bar", None) is not None:
+                    callback.bar.close()
     except OSError as error:
         if error.errno == errno.ENOSPC:
             raise RecipeError(

@@ -247,3 +247,36 @@ def test_one_reward_override_keeps_the_other_rewards():
     for config in sorted((ROOT / "configs").glob("*.yaml")):
         cfg = load_config(str(config), ["rewards.correctness=2"])
         assert cfg.rewards == {**default_rewards(), "correctness": 2.0}, config.name
+
+
+def test_an_output_dir_that_cannot_be_written_is_one_line_before_any_model_loads(
+    tiny_assets, tmp_path, capsys, monkeypatch
+):
+    parent = tmp_path / "read-only"
+    parent.mkdir()
+    # Root writes anywhere, so chmod proves nothing here: the check asks os.access, as for any user.
+    monkeypatch.setattr(runs.os, "access", lambda path, mode: Path(path) != parent and os.access(path, mode))
+    assert run(tiny_assets, parent / "out") == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert errors == [
+        f"error: output.dir={parent / 'out'}: {parent} is not writable: choose a folder you can write to, or fix its permissions"
+    ]
+
+
+def test_a_full_disk_while_saving_is_one_line_and_the_earlier_checkpoint_stays(tiny_assets, tmp_path, capsys):
+    import errno
+
+    from transformers import TrainerCallback
+
+    class DiskFullAtSecondSave(TrainerCallback):
+        def on_save(self, args, state, control, **kwargs):
+            if state.global_step > 2:
+                raise OSError(errno.ENOSPC, "No space left on device")
+
+    out = tmp_path / "out"
+    extra = ("--set", f"training.max_steps={STEPS}", *FAST)
+    assert train_tiny(tiny_assets, out, *extra, callbacks=[DiskFullAtSecondSave()]) == 2
+    # Its own line, not glued to the progress bar's.
+    errors = [line for line in capsys.readouterr().err.split("\n") if line.startswith("error: ")]
+    assert errors == [f"error: the disk holding output.dir={out} is full: free space, then resume with --resume"]
+    assert runs.folder_problem(out / "checkpoint-2") is None

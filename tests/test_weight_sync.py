@@ -86,7 +86,12 @@ def test_trls_in_place_merge_drifts_the_frozen_base_and_ours_does_not():
     [
         pytest.param({}, True, id="plain-lora"),
         pytest.param({"use_dora": True}, False, id="dora-keeps-trls-path"),
-        pytest.param({"lora_bias": True}, False, id="lora-bias-keeps-trls-path"),
+        pytest.param(
+            {"lora_bias": True},
+            False,
+            id="lora-bias-keeps-trls-path",
+            marks=pytest.mark.filterwarnings("ignore:`lora_bias=True` was passed"),
+        ),
     ],
 )
 def test_the_exact_path_is_used_only_where_it_reproduces_peft_merge(lora, expected):
