@@ -372,8 +372,10 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
 
     # transformers' Trainer skips the trained adapter when TRL's ref adapter sits beside it: runs.load_trained_adapter.
     trainer._load_from_checkpoint = load_checkpoint_and_trained_adapter
-    if backend == "trl":
-        backends.keep_base_weights_exact(trainer)
+    if backend == "trl" and backends.keep_base_weights_exact(trainer):
+        say(
+            "sync LoRA merged into vLLM's weights aside: the frozen bf16 base stays exact (TRL merges in place: trl#6688)"
+        )
     return trainer
 
 
