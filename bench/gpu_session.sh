@@ -20,11 +20,14 @@ set -u
 RES=${RES:-/tmp/res}
 cd "$(dirname "$0")/.."
 
-if [ "${1:-}" = snapshot ]; then
+collect() {  # what the bench and the learning run wrote so far, into $RES/snap
   mkdir -p "$RES/snap"
   cp bench/results/fit.* bench/results/latest.* "$RES/snap/" 2>/dev/null
   for f in bench/.work/runs/*/stdout.log; do [ -f "$f" ] && cp "$f" "$RES/snap/$(basename "$(dirname "$f")").log"; done
   for f in outputs/smollm2-learn/eval*/summary.json; do [ -f "$f" ] && cp "$f" "$RES/snap/$(basename "$(dirname "$f")").json"; done
+}
+if [ "${1:-}" = snapshot ]; then
+  collect
   tar czf "$2/res.tgz" -C "$(dirname "$RES")" "$(basename "$RES")"
   exit 0
 fi
@@ -66,13 +69,13 @@ if [ -n "${TESTS_B:-}" ]; then
   UNSLOTH_COMPILE_LOCATION=/tmp/ucc-b step tests-b 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_B'" &
 fi
 wait
-for f in outputs/smollm2-learn/eval*/summary.json; do [ -f "$f" ] && cp "$f" "$RES/$(basename "$(dirname "$f")").json"; done
+collect
 if [ -n "${SWEEP:-}" ]; then
   step sweep 1500 python bench/bench.py --settings "$SWEEP"
-  cp bench/results/latest.json bench/results/latest.md "$RES/" 2>/dev/null
+  collect
 fi
 for item in ${FIT:-}; do
   step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
-  cp bench/results/fit.json bench/results/fit.md "$RES/" 2>/dev/null
+  collect
 done
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"

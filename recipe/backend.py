@@ -181,7 +181,7 @@ def keep_base_weights_exact(trainer) -> bool:
     Plain LoRA on unquantised layers only; anything else (DoRA, LoRA bias, 4-bit, FSDP) keeps TRL's
     path. True when the exact path is in use.
     """
-    import types
+    import functools
 
     from peft import PeftModel
     from peft.tuners.lora import LoraLayer
@@ -198,16 +198,17 @@ def keep_base_weights_exact(trainer) -> bool:
     )
     if not layers or not plain or generation._dist.is_fsdp:
         return False
-    generation._iter_named_params = types.MethodType(_named_params_merged_aside, generation)
+    lora_of = {id(m.get_base_layer().weight): m for m in layers}
+    generation._iter_named_params = functools.partial(_named_params_merged_aside, generation, lora_of)
     return True
 
 
-def _named_params_merged_aside(self):
-    """VLLMGeneration._iter_named_params's PEFT branch (names, skips, gathering), with W + delta made aside."""
-    from peft.tuners.lora import LoraLayer
+def _named_params_merged_aside(self, lora_of: dict):
+    """VLLMGeneration._iter_named_params's PEFT branch (names, skips, gathering), with W + delta made aside.
 
+    ``lora_of`` maps id(base weight) to its LoRA layer.
+    """
     model = self.model
-    lora_of = {id(m.get_base_layer().weight): m for m in model.modules() if isinstance(m, LoraLayer)}
     with self._dist.gather_params(list(model.parameters())):
         for name, param in model.named_parameters():
             name = name.removeprefix("base_model.model.").replace(".base_layer", "")
