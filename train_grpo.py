@@ -641,6 +641,9 @@ def train_and_save(
     say(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
     say("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
     trainer = build_trainer(cfg, backend, model, tokenizer, dataset, grpo_config, callbacks)
+    # The trl backend starts its vLLM engine here, Unsloth's inside load_model: this line is the same
+    # moment on both, so their start-up times compare.
+    say(f"ready to train in {time.time() - started:.0f}s")
     if distributed.world_size() > 1 and grpo_config.device.type == "cpu":
         distributed.accept_indexed_cpu_locations()
     with runs.GracefulStop() as stop:

@@ -382,6 +382,7 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     rows = read_jsonl(out / "metrics.jsonl")
     steps = [row for row in rows if "step_time" in row]
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
+    ready = re.search(r"ready to train in (\d+)s", text) or loaded
     backend = re.search(r"backend (\w+)", text)
     s_per_step = steady_state(rows, cfg.training.steps_per_generation, warmup=args.warmup)
     completions = cfg.training.prompts_per_step * cfg.training.num_generations
@@ -398,7 +399,8 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
         "load_s": int(loaded.group(1)) if loaded else None,
         "trainable_params": int(loaded.group(2).replace(",", "")) if loaded else None,
         "first_step_s": round(steps[0]["step_time"], 1) if steps else None,
-        "startup_s": (int(loaded.group(1)) + round(steps[0]["step_time"], 1)) if loaded and steps else None,
+        "ready_s": int(ready.group(1)) if ready else None,
+        "startup_s": (int(ready.group(1)) + round(steps[0]["step_time"], 1)) if ready and steps else None,
         "s_per_step": round(s_per_step, 3),
         "completions_per_step": completions,
         "mean_completion_tokens": round(mean_len, 1),

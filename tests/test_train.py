@@ -1,6 +1,8 @@
 """End to end on the tiny model: main() trains, logs, saves a loadable adapter, and resumes after a crash."""
 
 import json
+import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -155,3 +157,38 @@ def test_health_warnings(rows, expected):
     found = train_grpo.health_warnings(rows)
     assert len(found) == len(expected)
     assert all(fragment in message for fragment, message in zip(expected, found))
+
+
+class FakeFastLanguageModel:
+    """Records what Unsloth's loader is asked for; the GPU test loads the real one."""
+
+    calls: list[dict] = []
+
+    @classmethod
+    def from_pretrained(cls, **kwargs):
+        cls.calls.append(kwargs)
+        return types.SimpleNamespace(generation_config=types.SimpleNamespace()), None
+
+    @staticmethod
+    def get_peft_model(model, **kwargs):
+        return model
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        # config.yaml: 1 prompt x 6 completions, generated for 4 steps at once.
+        pytest.param([], 24, id="default-generation-batch"),
+        pytest.param(["training.steps_per_generation=1", "training.prompts_per_step=2"], 12, id="smaller-batch"),
+        pytest.param(["model.fast_inference=false"], None, id="no-vllm-no-engine-keys"),
+    ],
+)
+def test_unsloth_sizes_vllm_to_the_generation_batch_as_trl_does(monkeypatch, overrides, expected):
+    from recipe import backend
+
+    monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FakeFastLanguageModel))
+    monkeypatch.setattr(FakeFastLanguageModel, "calls", [])
+    monkeypatch.setattr(backend, "stop_token_ids", lambda tokenizer: [0])
+    cfg = load_config(str(Path(__file__).resolve().parents[1] / "config.yaml"), overrides)
+    backend.load_model(cfg, "unsloth", None)
+    assert FakeFastLanguageModel.calls[0].get("max_num_seqs") == expected
