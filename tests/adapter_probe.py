@@ -67,17 +67,45 @@ def main() -> int:
         completion_ids, _ = trainer._generate_single_turn(prompt_ids, None, {}, 1)
         return [list(map(int, ids)) for ids in completion_ids]
 
+    def frozen() -> dict[str, torch.Tensor]:
+        return {n: p.detach().cpu().clone() for n, p in model.named_parameters() if "lora_" not in n}
+
+    def engine() -> dict[str, torch.Tensor]:
+        """vLLM's own weights where TRL loads them (colocate); Unsloth's vLLM keeps its base and runs the LoRA beside it."""
+        if args.backend != "trl":
+            return {}
+        runner = trainer.vllm_generation.llm.llm_engine.model_executor.driver_worker.model_runner
+        return {n: p.detach().cpu().clone() for n, p in runner.model.named_parameters()}
+
+    def changed(a: dict, b: dict) -> int:
+        return sum(int((a[n] != b[n]).sum()) for n in a)
+
+    loaded, base = engine(), frozen()
     fresh = rollout()
+    engine_fresh = engine()
     torch.manual_seed(0)
     with torch.no_grad():
         for p in lora_b:
             p.normal_(0.0, 0.05)
     moved = rollout()
+    engine_moved = engine()
     with torch.no_grad():
         for p in lora_b:
             p.zero_()
     zeroed = rollout()
-    args.out.write_text(json.dumps({"lora_b_tensors": len(lora_b), "fresh": fresh, "moved": moved, "zeroed": zeroed}))
+    engine_zeroed = engine()
+    report = {
+        "lora_b_tensors": len(lora_b),
+        "fresh": fresh,
+        "moved": moved,
+        "zeroed": zeroed,
+        # Elements that differ: the policy's frozen base after two syncs, and vLLM's weights between rollouts.
+        "base_drift": changed(base, frozen()),
+        "engine_fresh_vs_loaded": changed(loaded, engine_fresh) if loaded else None,
+        "engine_moved_vs_fresh": changed(engine_fresh, engine_moved) if loaded else None,
+        "engine_zeroed_vs_fresh": changed(engine_fresh, engine_zeroed) if loaded else None,
+    }
+    args.out.write_text(json.dumps(report))
     return 0
 
 

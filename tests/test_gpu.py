@@ -121,8 +121,15 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
     assert code == 0, log.read_text()[-3000:]
     probe = json.loads(out.read_text())
     assert probe["lora_b_tensors"] > 0
+    weights = {k: v for k, v in probe.items() if k == "base_drift" or k.startswith("engine_")}
+    # Syncing must leave the frozen base exact (trl#6688), and vLLM must get back the very weights it
+    # had once the adapter is zero again; the counts say which of the two broke when the tokens differ.
+    assert probe["base_drift"] == 0, weights
+    if backend == "trl":
+        assert probe["engine_fresh_vs_loaded"] == 0 and probe["engine_zeroed_vs_fresh"] == 0, weights
+        assert probe["engine_moved_vs_fresh"] > 0, weights
     # A fresh adapter (B = 0) is the base model, and so is one zeroed again: same greedy tokens.
-    assert probe["fresh"] == probe["zeroed"]
+    assert probe["fresh"] == probe["zeroed"], weights
     # Moving the adapter must move the rollouts on most prompts; sampled from the base, none would change.
     changed = sum(a != b for a, b in zip(probe["fresh"], probe["moved"]))
     assert changed >= 2, probe
