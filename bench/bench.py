@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import re
 import shutil
 import statistics
@@ -44,7 +45,8 @@ from recipe.jsonl import read_jsonl, write_jsonl  # noqa: E402
 from recipe.synthetic import make_problems, tagged_reply  # noqa: E402
 
 WORK = ROOT / "bench" / ".work"
-RESULTS = ROOT / "bench" / "results"
+# A GPU sitting points this at an untracked folder: each device call copies the tracked tree anew.
+RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
 CARD_GIB = 23.99  # an RTX 4090 (24,564 MiB); what the recipe must fit in
 
 
@@ -473,6 +475,7 @@ def sweep(args: argparse.Namespace) -> int:
     else:
         model, data = ensure_model("3B")
         device, limits, cap = gpu_name(), ceilings(), args.cap_gib
+        print(f"ceilings: {json.dumps(limits)}", flush=True)  # in the console log too, for --from-log
     tokens = bench_prompt_tokens(model, data)
     invocation = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     results = []
@@ -488,6 +491,8 @@ def sweep(args: argparse.Namespace) -> int:
 def annotate(row: dict, name: str, invocation: str, tokens: int | None, limits: dict | None, cap: float | None) -> dict:
     """The invocation id, each phase's floor and the memory forecast made for the row's setting."""
     row["invocation"] = invocation
+    if cap and round(cap) == 24 and "fits" in row:
+        row["fits_24gb"] = row["fits"]  # the issue's name for "fits the cap" when the cap is a 24 GB card
     setting = SETTINGS[name]
     if limits and tokens and row.get("exit_code") == 0:
         cfg = load_config(str(setting.config), list(setting.overrides))

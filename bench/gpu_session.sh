@@ -21,9 +21,8 @@ set -u
 RES=${RES:-/tmp/res}
 cd "$(dirname "$0")/.."
 
-collect() {  # what the bench and the learning run wrote so far, into $RES/snap
+collect() {  # the run logs and the learning run's evaluations so far, into $RES/snap
   mkdir -p "$RES/snap"
-  cp bench/results/fit.* bench/results/latest.* "$RES/snap/" 2>/dev/null
   for f in bench/.work/runs/*/stdout.log; do [ -f "$f" ] && cp "$f" "$RES/snap/$(basename "$(dirname "$f")").log"; done
   for f in outputs/smollm2-learn/eval*/summary.json; do [ -f "$f" ] && cp "$f" "$RES/snap/$(basename "$(dirname "$f")").json"; done
 }
@@ -34,6 +33,10 @@ if [ "${1:-}" = snapshot ]; then
 fi
 
 mkdir -p "$RES" && export RES
+# The bench writes into $RES/results, seeded with the committed tables it merges into: every device
+# call copies the tracked tree again, which would put the committed bench/results back over new ones.
+export BENCH_RESULTS="$RES/results"
+mkdir -p "$BENCH_RESULTS" && cp bench/results/fit.* bench/results/latest.* "$BENCH_RESULTS/"
 export PYTHONUNBUFFERED=1 UNSLOTH_DISABLE_STATISTICS=1 HF_HUB_OFFLINE=1
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record the exit code
   local name=$1 limit=$2; shift 2
