@@ -79,7 +79,7 @@ SETTINGS = {
         "default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, ("model.merged_rollouts=true",)
     ),
     "nogc-merged": Setting(
-        "nogc and merged together",
+        "nogc with merged-LoRA rollouts",
         DEFAULT_YAML,
         ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35", "model.merged_rollouts=true"),
     ),
@@ -423,22 +423,22 @@ def table(results: list[dict], device: str, prompt_tokens: int | None = None) ->
             f"{results[0].get('mean_completion_tokens', '?')}; memory capped to a 24 GB card."
         ),
         "",
-        "| setting | what | run wall s | s/step | prompts/s | generate / sync / log-probs / train s | floor s | peak GiB | fits 24 GB |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| setting | what | start-up s | run wall s | s/step | prompts/s | generate / sync / log-probs / train s | floor s | peak GiB | fits 24 GB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in results:
         if r.get("exit_code") is None:
-            lines.append(f"| {r['name']} | {r['description']} | unfinished | | | | | | |")
+            lines.append(f"| {r['name']} | {r['description']} | unfinished | | | | | | | |")
             continue
         if r.get("exit_code"):
             lines.append(
-                f"| {r['name']} | {r['description']} | failed (exit {r['exit_code']}) | | | | | {r.get('peak_gpu_gib')} | {r.get('fits')} |"
+                f"| {r['name']} | {r['description']} | failed (exit {r['exit_code']}) | | | | | | {r.get('peak_gpu_gib')} | {r.get('fits')} |"
             )
             continue
         ph, fl = r["phases_s_per_step"], r.get("floor_s_per_step", {})
         split = " / ".join(f"{ph[k]:.2f}" for k in ("generate", "sync_weights", "log_probs", "train"))
         lines.append(
-            f"| {r['name']} | {r['description']} | {r['wall_s']} | {r['s_per_step']} | {r['prompts_per_s']} | "
+            f"| {r['name']} | {r['description']} | {r.get('startup_s')} | {r['wall_s']} | {r['s_per_step']} | {r['prompts_per_s']} | "
             f"{split} | {sum(fl.values()):.3f} | {r['peak_gpu_gib']} | {r['fits']} |"
         )
     return "\n".join(lines) + "\n"
