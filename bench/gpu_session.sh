@@ -89,6 +89,7 @@ for item in ${FIT:-}; do
   size=${item%%:*} bits=${item#*:}; bits=${bits%@*}
   if [[ " ${EVAL_FIT:-} " == *" $size "* ]]; then  # through eval_grpo.py's vLLM path, before the next size replaces the model
     for run in bench/.work/runs/fit-"$size"-"$bits"bit-*gib; do
+      [ -f "$run/adapter/adapter_config.json" ] || continue  # the fit failed before saving one
       step "eval-$(basename "$run")" 600 python eval_grpo.py --adapter "$run/adapter" \
         --dataset "bench/.work/prompts-${size,,}.jsonl" --limit 24 --out "$RES/eval-$(basename "$run")"
     done

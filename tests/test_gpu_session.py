@@ -1,0 +1,66 @@
+"""bench/gpu_session.sh plans a GPU sitting: which steps run, in which order, with which arguments.
+
+Run here with a stand-in `python` and `nvidia-smi` that only record how they were called.
+"""
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "bench" / "gpu_session.sh"
+
+FAKE_PYTHON = """#!/usr/bin/env bash
+# An import probe (python -c ...) fails, as reasoning-gym's would on the GPU machine.
+[ "$1" = -c ] && exit 1
+echo "BENCH_RESULTS=$BENCH_RESULTS $*" >> "$CALLS"
+"""
+
+
+def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, body in {"python": FAKE_PYTHON, "nvidia-smi": "#!/usr/bin/env bash\necho fake-gpu\n"}.items():
+        (bin_dir / name).write_text(body)
+        (bin_dir / name).chmod(0o755)
+    res, calls = tmp_path / "res", tmp_path / "calls.txt"
+    run_env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TESTS_", "SWEEP", "FIT", "EVAL_FIT", "LEARNING"))},
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "RES": str(res),
+        "CALLS": str(calls),
+        **env,
+    }
+    subprocess.run(["bash", str(SCRIPT)], env=run_env, check=True, capture_output=True, timeout=60)
+    steps = [line.split()[2] for line in (res / "driver.log").read_text().splitlines() if " start " in line]
+    return steps, calls.read_text().splitlines(), res
+
+
+def test_a_sitting_runs_assets_then_the_sweep_then_each_fit_item(tmp_path):
+    steps, calls, res = sitting(tmp_path, SWEEP="default,trl", FIT="7B:4@16 3B:16@12,16")
+    assert steps == ["assets", "sweep", "fit-7B-4-16", "fit-3B-16-12-16"]
+    args = [call.split(" ", 1)[1] for call in calls]
+    assert args == [
+        "offline.py smollm2 --prime-steps 0",  # priming serves the learning run only
+        "bench/bench.py --settings default,trl",
+        "bench/bench.py --fit 7B:4 --cap-gib 16",
+        "bench/bench.py --fit 3B:16 --cap-gib 12,16",
+    ]
+    # Results go where the next device call's copy of the tracked tree cannot overwrite them,
+    # seeded with the committed tables the bench merges into.
+    assert all(call.startswith(f"BENCH_RESULTS={res / 'results'} ") for call in calls)
+    assert (res / "results" / "fit.json").read_text() == (ROOT / "bench" / "results" / "fit.json").read_text()
+    assert (res / "driver.log").read_text().rstrip().endswith("all done")
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        pytest.param({}, ["assets"], id="nothing-asked-only-assets"),
+        pytest.param({"FIT": "9B:4@16", "EVAL_FIT": "9B"}, ["assets", "fit-9B-4-16"], id="no-adapter-no-eval"),
+    ],
+)
+def test_a_sitting_runs_only_what_its_variables_ask_for(tmp_path, env, expected):
+    assert sitting(tmp_path, **env)[0] == expected
