@@ -444,6 +444,22 @@ def table(results: list[dict], device: str, prompt_tokens: int | None = None) ->
     return "\n".join(lines) + "\n"
 
 
+def prime_vllm(model: Path) -> None:
+    """Let vLLM inspect the model's architecture before the first row times anything.
+
+    vLLM does it in a subprocess the first time it meets an architecture on a machine and caches the
+    answer: 29 s for Qwen2 on the H200, charged to whichever row started first (2026-12-02b).
+    """
+    started = time.time()
+    code = "import sys; from vllm.config import ModelConfig; ModelConfig(model=sys.argv[1])"
+    done = subprocess.run([sys.executable, "-c", code, str(model)], capture_output=True, text=True)
+    if done.returncode == 0:
+        print(f"vLLM knows {model.name}'s architecture ({time.time() - started:.0f}s)", flush=True)
+    else:
+        tail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        print(f"warning: could not prime vLLM for {model.name}; the first row pays it: {tail}", flush=True)
+
+
 def ensure_model(size: str) -> tuple[Path, Path]:
     """The random-weight model of ``size`` and its prompts, built in a process of their own.
 
@@ -474,6 +490,7 @@ def sweep(args: argparse.Namespace) -> int:
         device, limits, cap = "CPU (harness smoke test; not a benchmark)", None, None
     else:
         model, data = ensure_model("3B")
+        prime_vllm(model)
         device, limits, cap = gpu_name(), ceilings(), args.cap_gib
         print(f"ceilings: {json.dumps(limits)}", flush=True)  # in the console log too, for --from-log
     tokens = bench_prompt_tokens(model, data)
@@ -606,6 +623,7 @@ def fit(args: argparse.Namespace) -> int:
         size, bits = item.split(":")
         if printed is None:
             model, data = ensure_model(size)
+            prime_vllm(model)
             prompt_tokens = bench_prompt_tokens(model, data)
         else:
             prompt_tokens = args.prompt_tokens

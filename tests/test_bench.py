@@ -227,3 +227,8 @@ def test_a_cut_short_fit_is_rebuilt_from_its_log_and_merged_into_the_table(tmp_p
     assert rebuilt["config"] == "configs/qwen2.5-14b-4090.yaml" and rebuilt["fits"] is True
     assert abs(rebuilt["forecast_error"]) < 0.15
     assert "fits: 5.137 s/step, peak 20.63 GiB" in (tmp_path / "fit.md").read_text()
+
+
+def test_priming_vllm_where_it_cannot_warns_and_goes_on(tmp_path, capsys):
+    bench.prime_vllm(tmp_path)  # no vLLM on the CPU machines, and no model in tmp_path
+    assert "warning: could not prime vLLM" in capsys.readouterr().out
