@@ -77,6 +77,14 @@ def main() -> int:
         runner = trainer.vllm_generation.llm.llm_engine.model_executor.driver_worker.model_runner
         return {n: p.detach().cpu().clone() for n, p in runner.model.named_parameters()}
 
+    # What each of TRL's prefix-cache resets after a sync returned: a failed one lets the next rollout
+    # reuse prompt KV computed with the weights before the sync.
+    resets: list = []
+    if args.backend == "trl":
+        llm = trainer.vllm_generation.llm
+        reset = llm.reset_prefix_cache
+        llm.reset_prefix_cache = lambda *a, **k: resets.append(reset(*a, **k)) or resets[-1]
+
     def changed(a: dict, b: dict) -> int:
         return sum(int((a[n] != b[n]).sum()) for n in a)
 
@@ -104,6 +112,7 @@ def main() -> int:
         "engine_fresh_vs_loaded": changed(loaded, engine_fresh) if loaded else None,
         "engine_moved_vs_fresh": changed(engine_fresh, engine_moved) if loaded else None,
         "engine_zeroed_vs_fresh": changed(engine_fresh, engine_zeroed) if loaded else None,
+        "prefix_cache_resets": resets,
     }
     args.out.write_text(json.dumps(report))
     return 0

@@ -121,7 +121,8 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
     assert code == 0, log.read_text()[-3000:]
     probe = json.loads(out.read_text())
     assert probe["lora_b_tensors"] > 0
-    weights = {k: v for k, v in probe.items() if k == "base_drift" or k.startswith("engine_")}
+    weights = {k: v for k, v in probe.items() if k in ("base_drift", "prefix_cache_resets") or k.startswith("engine_")}
+    weights["log"] = [line for line in log.read_text().splitlines() if "prefix" in line.lower() or "WARN" in line][-8:]
     # Syncing must leave the frozen base exact (trl#6688), and vLLM must get back the very weights it
     # had once the adapter is zero again; the counts say which of the two broke when the tokens differ.
     assert probe["base_drift"] == 0, weights
