@@ -83,6 +83,12 @@ SETTINGS = {
         DEFAULT_YAML,
         ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35", "model.merged_rollouts=true"),
     ),
+    # spg 8 passed the SmolLM2 learning check (49.5% held-out, latest.json learning): a candidate for 5x.
+    "nogc-spg8": Setting(
+        "nogc, generating for 8 steps at once",
+        DEFAULT_YAML,
+        ("lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35", "training.steps_per_generation=8"),
+    ),
     "notebook": Setting("the notebook recipe: 4-bit, compiled, generate every step", NOTEBOOK_YAML),
 }
 
