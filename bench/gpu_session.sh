@@ -9,7 +9,7 @@
 # First the checks that time nothing, side by side: up to three lanes of `pytest -m gpu` (-k
 # expressions $TESTS_A, $TESTS_B and, without the learning run, $TESTS_C; unset or empty: no lane) and, with LEARNING=1, the SmolLM2
 # learning run with its evaluations (GSM-Symbolic from a file where reasoning-gym does not install:
-# offline.py gsm-symbolic). At most three processes share the GPU: each takes its vLLM share of the
+# offline.py gsm-symbolic; LEARNING_SET="key=value ..." checks those overrides). At most three processes share the GPU: each takes its vLLM share of the
 # memory free when it starts, and three never ask for more than the card has. Then, alone, what is
 # timed and measured on the whole GPU's memory: the speed sweep ($SWEEP: its settings) and the fit
 # rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT="7B ..." also evaluates those
@@ -44,8 +44,10 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record the exit code
   timeout "$limit" "$@" > "$RES/$name.log" 2>&1
   echo "$(date +%T) end $name rc=$?" | tee -a "$RES/driver.log"
 }
-learning() {
-  python train_grpo.py --config configs/smollm2-learn.yaml &&
+learning() {  # LEARNING_SET: space-separated config overrides to check, e.g. training.steps_per_generation=8
+  local sets=() kv
+  for kv in ${LEARNING_SET:-}; do sets+=(--set "$kv"); done
+  python train_grpo.py --config configs/smollm2-learn.yaml "${sets[@]}" &&
     python eval_grpo.py --adapter outputs/smollm2-learn/adapter --dataset assets/smollm2/data/test.jsonl &&
     python eval_grpo.py --adapter outputs/smollm2-learn/adapter --dataset "$SYMBOLIC" \
       --out outputs/smollm2-learn/eval-gsm-symbolic &&
@@ -64,15 +66,15 @@ export SYMBOLIC
 # starts 30 s after the one before, so each has claimed its vLLM share before the next asks for one.
 if [ "${LEARNING:-0}" = 1 ]; then
   UNSLOTH_COMPILE_LOCATION=/tmp/ucc-learning step learning 1200 bash -c "$(declare -f learning); learning" &
-  sleep 30
+  sleep "${LANE_GAP_S:-30}"
 fi
 if [ -n "${TESTS_A:-}" ]; then
   UNSLOTH_COMPILE_LOCATION=/tmp/ucc-a step tests-a 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_A'" &
-  sleep 30
+  sleep "${LANE_GAP_S:-30}"
 fi
 if [ -n "${TESTS_B:-}" ]; then
   UNSLOTH_COMPILE_LOCATION=/tmp/ucc-b step tests-b 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_B'" &
-  sleep 30
+  sleep "${LANE_GAP_S:-30}"
 fi
 if [ -n "${TESTS_C:-}" ] && [ "${LEARNING:-0}" != 1 ]; then
   UNSLOTH_COMPILE_LOCATION=/tmp/ucc-c step tests-c 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_C'" &

@@ -64,3 +64,14 @@ def test_a_sitting_runs_assets_then_the_sweep_then_each_fit_item(tmp_path):
 )
 def test_a_sitting_runs_only_what_its_variables_ask_for(tmp_path, env, expected):
     assert sitting(tmp_path, **env)[0] == expected
+
+
+def test_the_learning_run_primes_the_format_and_takes_the_overrides_to_check(tmp_path):
+    steps, calls, _ = sitting(tmp_path, LEARNING="1", LEARNING_SET="training.steps_per_generation=8", LANE_GAP_S="0")
+    assert steps == ["assets", "learning"]
+    args = [call.split(" ", 1)[1] for call in calls]
+    assert args[0] == "offline.py smollm2 --prime-steps 150"
+    assert args[1] == "train_grpo.py --config configs/smollm2-learn.yaml --set training.steps_per_generation=8"
+    # Both evaluations, GSM-Symbolic from the file where reasoning-gym does not import, then the summary.
+    assert [a.split()[0] for a in args[2:]] == ["eval_grpo.py", "eval_grpo.py", "bench/learning.py"]
+    assert "--dataset assets/gsm-symbolic/test.jsonl" in args[3]
