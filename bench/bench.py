@@ -625,11 +625,12 @@ def fit(args: argparse.Namespace) -> int:
     # With --from-log, the rows a fit printed before its machine went away, instead of running them.
     printed = printed_rows(Path(args.from_log).read_text()) if args.from_log else None
     device = args.device if printed is not None else gpu_name()
-    for item in args.fit.split(","):
+    for i, item in enumerate(args.fit.split(",")):
         size, bits = item.split(":")
         if printed is None:
             model, data = ensure_model(size)
-            prime_vllm(model)
+            if i == 0:  # every Qwen2.5 size is one architecture to vLLM: inspected once per machine
+                prime_vllm(model)
             prompt_tokens = bench_prompt_tokens(model, data)
         else:
             prompt_tokens = args.prompt_tokens

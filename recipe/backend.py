@@ -124,8 +124,9 @@ def generation_batch(cfg: Config) -> int:
     return distributed.per_device_batch(cfg, distributed.world_size()) * cfg.training.steps_per_generation
 
 
-def load_model_unsloth(cfg: Config, max_num_seqs: int = 256):
-    """Unsloth's LoRA model; ``max_num_seqs`` bounds vLLM's batch and with it the CUDA graphs captured at start."""
+def load_model_unsloth(cfg: Config, max_num_seqs: int | None = None):
+    """Unsloth's LoRA model; ``max_num_seqs`` bounds vLLM's batch and with it the CUDA graphs captured
+    at start (None: Unsloth picks it from the memory free)."""
     from unsloth import FastLanguageModel  # patches transformers/trl/peft, so it is imported first
 
     local = Path(cfg.model.name).expanduser()
@@ -138,7 +139,7 @@ def load_model_unsloth(cfg: Config, max_num_seqs: int = 256):
         fast_inference=cfg.model.fast_inference,
         max_lora_rank=cfg.lora.r,
         gpu_memory_utilization=cfg.model.gpu_memory_utilization,
-        **({"max_num_seqs": max_num_seqs} if cfg.model.fast_inference else {}),
+        **({"max_num_seqs": max_num_seqs} if cfg.model.fast_inference and max_num_seqs else {}),
     )
     model = FastLanguageModel.get_peft_model(
         model,
@@ -174,8 +175,9 @@ def load_model_trl(cfg: Config, tokenizer):
 def load_model(cfg: Config, backend: str, tokenizer):
     """The LoRA model and the tokenizer to train with: Unsloth returns its own patched tokenizer."""
     if backend == "unsloth":
-        # Sized as TRL sizes its own vLLM: Unsloth's default of 256 sequences makes vLLM capture
-        # CUDA graphs for batches ten times larger than a training step ever generates.
+        # Sized as TRL sizes its own vLLM. Left to itself, Unsloth picks the batch from the memory free
+        # (32 sequences for the 3B on a 24 GB card, up to 256 on larger ones) and vLLM captures CUDA
+        # graphs for batches larger than a training step ever generates.
         model, tokenizer = load_model_unsloth(cfg, max_num_seqs=generation_batch(cfg))
     else:
         model, tokenizer = load_model_trl(cfg, tokenizer)

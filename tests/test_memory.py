@@ -42,7 +42,7 @@ PUBLISHED_PARAMS = {
 #   7B 4-bit, configs/qwen2.5-7b    18.52     18.64     +0.7%
 #   14B 4-bit, configs/qwen2.5-14b  20.63     20.15     -2.3%   (its vLLM share 0.55)
 #   7B 4-bit, configs/qwen2.5-7b    14.00     13.85     -1.1%   (under a 16 GiB cap)
-#   3B 16-bit, no checkpointing     15.60     15.31     -1.9%   (vLLM share 0.35, merged rollouts)
+#   3B 16-bit, no checkpointing     15.60     15.29     -2.0%   (vLLM share 0.35, merged rollouts)
 CALIBRATION = [
     (
         "3b-4bit-compiled-spg1",
