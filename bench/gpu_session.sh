@@ -43,7 +43,8 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record the exit code
   local name=$1 limit=$2; shift 2
   echo "$(date +%T) start $name" | tee -a "$RES/driver.log"
   timeout "$limit" "$@" > "$RES/$name.log" 2>&1
-  echo "$(date +%T) end $name rc=$?" | tee -a "$RES/driver.log"
+  local rc=$?  # before anything else runs: "$(date) rc=$?" would report date's status
+  echo "$(date +%T) end $name rc=$rc" | tee -a "$RES/driver.log"
 }
 learning() {  # LEARNING_SET: space-separated config overrides to check, e.g. training.steps_per_generation=8
   local sets=() kv

@@ -16,6 +16,9 @@ FAKE_PYTHON = """#!/usr/bin/env bash
 # An import probe (python -c ...) fails, as reasoning-gym's would on the GPU machine.
 [ "$1" = -c ] && exit 1
 echo "BENCH_RESULTS=$BENCH_RESULTS $*" >> "$CALLS"
+# A failing step, when a test asks for one: its exit code must reach driver.log.
+[ -n "${FAIL_ON:-}" ] && [[ "$*" == *"$FAIL_ON"* ]] && exit 3
+exit 0
 """
 
 
@@ -27,7 +30,7 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
         (bin_dir / name).chmod(0o755)
     res, calls = tmp_path / "res", tmp_path / "calls.txt"
     run_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TESTS_", "SWEEP", "FIT", "EVAL_FIT", "LEARNING"))},
+        **{k: v for k, v in os.environ.items() if not k.startswith(("TESTS_", "SWEEP", "FIT", "EVAL_FIT", "LEARNING", "FAIL_ON"))},
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "RES": str(res),
         "CALLS": str(calls),
@@ -75,3 +78,10 @@ def test_the_learning_run_primes_the_format_and_takes_the_overrides_to_check(tmp
     # Both evaluations, GSM-Symbolic from the file where reasoning-gym does not import, then the summary.
     assert [a.split()[0] for a in args[2:]] == ["eval_grpo.py", "eval_grpo.py", "bench/learning.py"]
     assert "--dataset assets/gsm-symbolic/test.jsonl" in args[3]
+
+
+def test_driver_log_records_each_steps_own_exit_code(tmp_path):
+    # Regression: "$(date +%T) ... rc=$?" logged date's status, so a failed test lane read rc=0.
+    *_, res = sitting(tmp_path, SWEEP="default", FIT="7B:4@16", FAIL_ON="--settings")
+    ends = [line.split(" ", 2)[2] for line in (res / "driver.log").read_text().splitlines() if " end " in line]
+    assert ends == ["assets rc=0", "sweep rc=3", "fit-7B-4-16 rc=0"]
