@@ -91,6 +91,8 @@ def main() -> int:
     loaded, base = engine(), frozen()
     fresh = rollout()
     engine_fresh = engine()
+    # The same weights synced once more: tokens that differ here are the engine's, not the adapter's.
+    fresh_again = rollout()
     torch.manual_seed(0)
     with torch.no_grad():
         for p in lora_b:
@@ -107,6 +109,7 @@ def main() -> int:
         "fresh": fresh,
         "moved": moved,
         "zeroed": zeroed,
+        "fresh_again": fresh_again,
         # Elements that differ: the policy's frozen base after two syncs, and vLLM's weights between rollouts.
         "base_drift": changed(base, frozen()),
         "engine_fresh_vs_loaded": changed(loaded, engine_fresh) if loaded else None,

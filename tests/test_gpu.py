@@ -122,6 +122,8 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
     probe = json.loads(out.read_text())
     assert probe["lora_b_tensors"] > 0
     weights = {k: v for k, v in probe.items() if k in ("base_drift", "prefix_cache_resets") or k.startswith("engine_")}
+    weights["fresh_again_differs_on"] = [i for i, (a, b) in enumerate(zip(probe["fresh"], probe["fresh_again"])) if a != b]
+    weights["zeroed_differs_on"] = [i for i, (a, b) in enumerate(zip(probe["fresh"], probe["zeroed"])) if a != b]
     weights["log"] = [line for line in log.read_text().splitlines() if "prefix" in line.lower() or "WARN" in line][-8:]
     # Syncing must leave the frozen base exact (trl#6688), and vLLM must get back the very weights it
     # had once the adapter is zero again; the counts say which of the two broke when the tokens differ.
