@@ -118,6 +118,7 @@ def main() -> int:
         "prefix_cache_resets": resets,
     }
     args.out.write_text(json.dumps(report))
+    print("probe:", json.dumps(report), flush=True)  # in the test's log too, which outlives its tmp folder
     return 0
 
 

@@ -120,22 +120,32 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
         ).returncode
     assert code == 0, log.read_text()[-3000:]
     probe = json.loads(out.read_text())
-    assert probe["lora_b_tensors"] > 0
-    weights = {k: v for k, v in probe.items() if k in ("base_drift", "prefix_cache_resets") or k.startswith("engine_")}
-    weights["fresh_again_differs_on"] = [i for i, (a, b) in enumerate(zip(probe["fresh"], probe["fresh_again"])) if a != b]
-    weights["zeroed_differs_on"] = [i for i, (a, b) in enumerate(zip(probe["fresh"], probe["zeroed"])) if a != b]
-    weights["log"] = [line for line in log.read_text().splitlines() if "prefix" in line.lower() or "WARN" in line][-8:]
-    # Syncing must leave the frozen base exact (trl#6688), and vLLM must get back the very weights it
-    # had once the adapter is zero again; the counts say which of the two broke when the tokens differ.
-    assert probe["base_drift"] == 0, weights
+    differs = {
+        name: [i for i, (a, b) in enumerate(zip(probe["fresh"], probe[name])) if a != b]
+        for name in ("fresh_again", "moved", "zeroed")
+    }
+    # As a string: pytest shortens a dict message to one line, which hid these counts on 2026-12-02.
+    why = json.dumps({k: v for k, v in probe.items() if k not in ("fresh", "moved", "zeroed", "fresh_again")})
+    why += f" prompts differing from fresh: {differs}"
+    assert probe["lora_b_tensors"] > 0, why
+    # Syncing must leave the frozen base exact (trl#6688).
+    assert probe["base_drift"] == 0, why
     if backend == "trl":
-        assert probe["engine_fresh_vs_loaded"] == 0 and probe["engine_zeroed_vs_fresh"] == 0, weights
-        assert probe["engine_moved_vs_fresh"] > 0, weights
-    # A fresh adapter (B = 0) is the base model, and so is one zeroed again: same greedy tokens.
-    assert probe["fresh"] == probe["zeroed"], weights
+        # vLLM's own weights: the adapter reaches them, and a zeroed one gives back the very base
+        # bits. Checked on the weights, not the tokens: on 2026-12-02 vLLM's weights were bit-identical
+        # for the fresh and the zeroed adapter, yet one of three greedy completions split at its
+        # ninth token: the engine's numerics between calls, not its weights (most likely a near tie
+        # that vLLM's kernels, not batch-invariant, broke the other way). Every sync must also clear vLLM's prefix cache, or the next rollout reuses
+        # prompt KV computed under the weights before it.
+        assert probe["engine_fresh_vs_loaded"] == 0 and probe["engine_zeroed_vs_fresh"] == 0, why
+        assert probe["engine_moved_vs_fresh"] > 0, why
+        assert probe["prefix_cache_resets"] and all(probe["prefix_cache_resets"]), why
+    else:
+        # Unsloth's vLLM runs the LoRA beside its base weights, which cannot be read back here: a fresh
+        # adapter (B = 0) is the base model, and so is one zeroed again, so the greedy tokens agree.
+        assert probe["fresh"] == probe["zeroed"], why
     # Moving the adapter must move the rollouts on most prompts; sampled from the base, none would change.
-    changed = sum(a != b for a, b in zip(probe["fresh"], probe["moved"]))
-    assert changed >= 2, probe
+    assert len(differs["moved"]) >= 2, why
 
 
 # --- Serving: the merged folder and the adapter under vLLM answer as transformers does -----------------

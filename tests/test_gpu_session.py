@@ -30,7 +30,11 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
         (bin_dir / name).chmod(0o755)
     res, calls = tmp_path / "res", tmp_path / "calls.txt"
     run_env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("TESTS_", "SWEEP", "FIT", "EVAL_FIT", "LEARNING", "FAIL_ON"))},
+        **{
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("TESTS_", "SWEEP", "FIT", "EVAL_FIT", "LEARNING", "FAIL_ON"))
+        },
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "RES": str(res),
         "CALLS": str(calls),
