@@ -31,7 +31,7 @@ class ModelConfig:
     max_seq_length: int = 512
     load_in_4bit: bool = False
     fast_inference: bool = True
-    gpu_memory_utilization: float = 0.6
+    gpu_memory_utilization: float = 0.35
     compile: bool = False
     merged_rollouts: bool = False
 
@@ -51,7 +51,7 @@ class LoraConfig:
     r: int = 32
     alpha: int = 32
     target_modules: list[str] = field(default_factory=lambda: list(LORA_PROJECTIONS))
-    gradient_checkpointing: bool | str = "unsloth"
+    gradient_checkpointing: bool | str = False
 
 
 @dataclass

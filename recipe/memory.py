@@ -309,6 +309,14 @@ def advice(cfg, shape: dict, card_gib: float, free: float, prompt_tokens: int) -
         if good:  # the largest share that fits keeps vLLM's batch fastest
             verb = "lower" if good[0] < m.gpu_memory_utilization else "raise"
             return f"{verb} model.gpu_memory_utilization to {good[0]}"
+    if cfg.lora.gradient_checkpointing is False:  # recomputing activations costs less than 4-bit generation
+        value, written = (True, "true") if m.backend == "trl" else ("unsloth", "unsloth")
+        checkpointed = _with(cfg, "lora", gradient_checkpointing=value)
+        good = _utilizations(checkpointed, shape, card_gib, free, prompt_tokens) if m.fast_inference else []
+        if not m.fast_inference and _fits_well(checkpointed, shape, card_gib, free, prompt_tokens):
+            return f"set lora.gradient_checkpointing: {written}"
+        if good:
+            return f"set lora.gradient_checkpointing: {written} (with model.gpu_memory_utilization: {good[0]})"
     if not m.load_in_4bit and m.backend != "trl":
         quantised = _with(cfg, "model", load_in_4bit=True)
         if not m.fast_inference and _fits_well(quantised, shape, card_gib, free, prompt_tokens):

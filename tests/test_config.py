@@ -33,15 +33,23 @@ def test_shipped_config_sets_only_known_keys_and_every_reward(path):
 
 
 @pytest.mark.parametrize(
-    "path, load_in_4bit, compile, steps_per_generation, max_steps, epochs",
+    "path, load_in_4bit, compile, steps_per_generation, max_steps, epochs, checkpointing, vllm_share",
     [
         pytest.param(
-            "configs/notebook-4090.yaml", True, True, 1, -1, 3.0, id="notebook-reproduction-4bit-compiled-22419-steps"
+            "configs/notebook-4090.yaml",
+            *(True, True, 1, -1, 3.0, "unsloth", 0.6),
+            id="notebook-reproduction-4bit-compiled-22419-steps",
         ),
-        pytest.param("config.yaml", False, False, 4, 1000, 1.0, id="default-16bit-generates-for-4-steps-1000-steps"),
+        pytest.param(
+            "config.yaml",
+            *(False, False, 4, 1000, 1.0, False, 0.35),
+            id="default-16bit-generates-for-4-steps-no-checkpointing-1000-steps",
+        ),
     ],
 )
-def test_configs_keep_the_seed_recipe(path, load_in_4bit, compile, steps_per_generation, max_steps, epochs):
+def test_configs_keep_the_seed_recipe(
+    path, load_in_4bit, compile, steps_per_generation, max_steps, epochs, checkpointing, vllm_share
+):
     """Both keep the notebook's optimisation (one question x 6 completions per step, its hyperparameters);
     the default only changes how fast a step runs: 16-bit LoRA and one vLLM batch per 4 steps (bench/)."""
     cfg = load_config(str(ROOT / path))
@@ -52,8 +60,8 @@ def test_configs_keep_the_seed_recipe(path, load_in_4bit, compile, steps_per_gen
     )
     assert (cfg.training.max_steps, cfg.training.num_train_epochs) == (max_steps, epochs)
     assert (cfg.model.name, cfg.model.max_seq_length) == ("Qwen/Qwen2.5-3B", 512)
-    assert (cfg.model.fast_inference, cfg.model.gpu_memory_utilization) == (True, 0.6)
-    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.gradient_checkpointing) == (32, 32, "unsloth")
+    assert (cfg.model.fast_inference, cfg.model.gpu_memory_utilization) == (True, vllm_share)
+    assert (cfg.lora.r, cfg.lora.alpha, cfg.lora.gradient_checkpointing) == (32, 32, checkpointing)
     assert cfg.lora.target_modules == LORA_PROJECTIONS
     t = cfg.training
     assert (t.learning_rate, t.adam_beta1, t.adam_beta2, t.weight_decay, t.warmup_ratio) == (5e-6, 0.9, 0.99, 0.1, 0.1)

@@ -43,39 +43,46 @@ PUBLISHED_PARAMS = {
 #   14B 4-bit, configs/qwen2.5-14b  20.63     20.15     -2.3%   (its vLLM share 0.55)
 #   7B 4-bit, configs/qwen2.5-7b    14.00     13.85     -1.1%   (under a 16 GiB cap)
 #   3B 16-bit, no checkpointing     15.60     15.29     -2.0%   (vLLM share 0.35, merged rollouts)
+#   3B 16-bit, no checkpointing     15.85     15.29     -3.5%   (config.yaml since 2026-12-02c)
+#   3B trl backend, checkpointing   19.20     18.68     -2.7%   (vLLM share 0.35 of free memory)
+# config.yaml as it was until 2026-12-02c, when checkpointing off became the default.
+CHECKPOINTED = ["lora.gradient_checkpointing=unsloth", "model.gpu_memory_utilization=0.6"]
 CALIBRATION = [
     (
         "3b-4bit-compiled-spg1",
         "config.yaml",
-        ["model.load_in_4bit=true", "model.compile=true", "training.steps_per_generation=1"],
+        [*CHECKPOINTED, "model.load_in_4bit=true", "model.compile=true", "training.steps_per_generation=1"],
         16.71,
     ),
-    ("3b-4bit-spg1", "config.yaml", ["model.load_in_4bit=true", "training.steps_per_generation=1"], 17.21),
-    ("3b-16bit-spg1", "config.yaml", ["training.steps_per_generation=1"], 16.95),
-    ("3b-4bit-spg4", "config.yaml", ["model.load_in_4bit=true"], 17.98),
-    ("3b-16bit-spg4", "config.yaml", [], 17.59),
-    ("3b-16bit-spg4-rerun", "config.yaml", [], 17.75),
-    ("3b-16bit-spg4-beta0", "config.yaml", ["training.beta=0"], 17.68),
-    ("3b-16bit-spg8", "config.yaml", ["training.steps_per_generation=8"], 18.85),
-    ("14b-4bit-spg4", "config.yaml", ["model.name=Qwen/Qwen2.5-14B", "model.load_in_4bit=true"], 21.31),
+    (
+        "3b-4bit-spg1",
+        "config.yaml",
+        [*CHECKPOINTED, "model.load_in_4bit=true", "training.steps_per_generation=1"],
+        17.21,
+    ),
+    ("3b-16bit-spg1", "config.yaml", [*CHECKPOINTED, "training.steps_per_generation=1"], 16.95),
+    ("3b-4bit-spg4", "config.yaml", [*CHECKPOINTED, "model.load_in_4bit=true"], 17.98),
+    ("3b-16bit-spg4", "config.yaml", CHECKPOINTED, 17.59),
+    ("3b-16bit-spg4-rerun", "config.yaml", CHECKPOINTED, 17.75),
+    ("3b-16bit-spg4-beta0", "config.yaml", [*CHECKPOINTED, "training.beta=0"], 17.68),
+    ("3b-16bit-spg8", "config.yaml", [*CHECKPOINTED, "training.steps_per_generation=8"], 18.85),
+    ("14b-4bit-spg4", "config.yaml", [*CHECKPOINTED, "model.name=Qwen/Qwen2.5-14B", "model.load_in_4bit=true"], 21.31),
     # TRL colocated vLLM took 0.09 of the 141 GB card, 12.7 GiB: the same share in this recipe's meaning.
     (
         "3b-trl-16bit-spg4",
         "config.yaml",
-        ["model.backend=trl", f"model.gpu_memory_utilization={12.7 / (CARD - CUDA_CONTEXT_GIB)}"],
+        [*CHECKPOINTED, "model.backend=trl", f"model.gpu_memory_utilization={12.7 / (CARD - CUDA_CONTEXT_GIB)}"],
         22.76,
     ),
     # 2026-12-02, H200: the shipped 7B and 14B configs (bench/results/fit.json).
     ("7b-4bit-shipped", "configs/qwen2.5-7b-4090.yaml", ["model.load_in_4bit=true"], 18.52),
     ("14b-4bit-shipped-util-0.55", "configs/qwen2.5-14b-4090.yaml", ["model.load_in_4bit=true"], 20.63),
     ("7b-4bit-shipped-16gb-card", "configs/qwen2.5-7b-4090.yaml", ["model.load_in_4bit=true"], 14.00, 16.0),
-    # 2026-12-02b, H200: the sweep's nogc-merged row (bench/results/latest.json).
-    (
-        "3b-16bit-no-checkpointing",
-        "config.yaml",
-        ["lora.gradient_checkpointing=false", "model.gpu_memory_utilization=0.35", "model.merged_rollouts=true"],
-        15.60,
-    ),
+    # 2026-12-02b, H200: the sweep's nogc-merged row (bench/results/latest.json of that day).
+    ("3b-16bit-no-checkpointing-merged", "config.yaml", ["model.merged_rollouts=true"], 15.60),
+    # 2026-12-02c, H200 (bench/results/latest.json): the nogc row, config.yaml since, and plain TRL.
+    ("3b-16bit-no-checkpointing", "config.yaml", [], 15.85),
+    ("3b-trl-checkpointed-0.35", "config.yaml", ["model.backend=trl", "lora.gradient_checkpointing=true"], 19.2),
 ]
 
 
@@ -145,43 +152,71 @@ def test_shipped_config_fits_a_24gb_card(config, tiny_assets):
 
 
 @pytest.mark.parametrize(
-    "overrides, advice",
+    "overrides, card, advice",
     [
-        (["model.name=Qwen/Qwen2.5-7B"], "raise model.gpu_memory_utilization to 0.75"),
-        (["model.name=Qwen/Qwen2.5-14B", "model.load_in_4bit=true"], "lower model.gpu_memory_utilization to 0.55"),
-        (["model.name=Qwen/Qwen2.5-14B"], "set model.load_in_4bit: true (with model.gpu_memory_utilization: 0.55)"),
+        ([*CHECKPOINTED, "model.name=Qwen/Qwen2.5-7B"], CARD, "raise model.gpu_memory_utilization to 0.75"),
+        (
+            [*CHECKPOINTED, "model.name=Qwen/Qwen2.5-14B", "model.load_in_4bit=true"],
+            CARD,
+            "lower model.gpu_memory_utilization to 0.55",
+        ),
+        (
+            [*CHECKPOINTED, "model.name=Qwen/Qwen2.5-14B"],
+            CARD,
+            "set model.load_in_4bit: true (with model.gpu_memory_utilization: 0.55)",
+        ),
         (
             [
+                *CHECKPOINTED,
                 "model.name=Qwen/Qwen2.5-14B",
                 "model.load_in_4bit=true",
                 "model.gpu_memory_utilization=0.55",
                 "training.steps_per_generation=8",
             ],
+            CARD,
             "lower training.steps_per_generation to 4",
         ),
         (
-            ["model.name=Qwen/Qwen2.5-32B", "model.load_in_4bit=true"],
+            [*CHECKPOINTED, "model.name=Qwen/Qwen2.5-32B", "model.load_in_4bit=true"],
+            CARD,
             "a smaller model: no single key change makes this one fit",
         ),
+        # config.yaml trains without checkpointing: on a smaller card, turning it back on comes before
+        # 4-bit weights, which generate 1.8x slower.
+        ([], 16.0, "set lora.gradient_checkpointing: unsloth (with model.gpu_memory_utilization: 0.7)"),
+        ([], 12.0, "set lora.gradient_checkpointing: unsloth (with model.gpu_memory_utilization: 0.6)"),
+        # Plain TRL keeps a second copy of the weights: without checkpointing it needs more than 24 GB
+        # once prompts reach data.max_prompt_length (256 tokens; 60-token prompts forecast 22.1 GiB).
+        (["model.backend=trl"], CARD, "set lora.gradient_checkpointing: true (with model.gpu_memory_utilization: 0.5)"),
     ],
-    ids=["7b-16bit", "14b-4bit-0.6", "14b-16bit", "14b-4bit-spg8", "32b"],
+    ids=["7b-16bit", "14b-4bit-0.6", "14b-16bit", "14b-4bit-spg8", "32b", "3b-16gb", "3b-12gb", "3b-trl-24gb"],
 )
-def test_advice_names_the_key_to_change_first(overrides, advice):
-    result = predict("config.yaml", overrides)
+def test_advice_names_the_key_to_change_first(overrides, card, advice):
+    result = predict("config.yaml", overrides, card)
     assert not result.fits and result.advice == advice
 
 
 @pytest.mark.parametrize(
-    "overrides, fix",
+    "overrides, card, fix",
     [
-        (["model.name=Qwen/Qwen2.5-7B"], ["model.gpu_memory_utilization=0.75"]),
-        (["model.name=Qwen/Qwen2.5-14B", "model.load_in_4bit=true"], ["model.gpu_memory_utilization=0.55"]),
-        (["model.name=Qwen/Qwen2.5-14B"], ["model.load_in_4bit=true", "model.gpu_memory_utilization=0.55"]),
+        ([*CHECKPOINTED, "model.name=Qwen/Qwen2.5-7B"], CARD, ["model.gpu_memory_utilization=0.75"]),
+        (
+            [*CHECKPOINTED, "model.name=Qwen/Qwen2.5-14B", "model.load_in_4bit=true"],
+            CARD,
+            ["model.gpu_memory_utilization=0.55"],
+        ),
+        (
+            [*CHECKPOINTED, "model.name=Qwen/Qwen2.5-14B"],
+            CARD,
+            ["model.load_in_4bit=true", "model.gpu_memory_utilization=0.55"],
+        ),
+        ([], 16.0, ["lora.gradient_checkpointing=unsloth", "model.gpu_memory_utilization=0.7"]),
+        ([], 12.0, ["lora.gradient_checkpointing=unsloth", "model.gpu_memory_utilization=0.6"]),
     ],
-    ids=["7b-16bit", "14b-4bit-0.6", "14b-16bit"],
+    ids=["7b-16bit", "14b-4bit-0.6", "14b-16bit", "3b-16gb", "3b-12gb"],
 )
-def test_following_the_advice_fits(overrides, fix):
-    assert predict("config.yaml", [*overrides, *fix]).fits
+def test_following_the_advice_fits(overrides, card, fix):
+    assert predict("config.yaml", [*overrides, *fix], card).fits
 
 
 def test_more_generated_rows_cost_more_memory():
