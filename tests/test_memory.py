@@ -43,7 +43,7 @@ PUBLISHED_PARAMS = {
 #   14B 4-bit, configs/qwen2.5-14b  20.63     20.15     -2.3%   (its vLLM share 0.55)
 #   7B 4-bit, configs/qwen2.5-7b    14.00     13.85     -1.1%   (under a 16 GiB cap)
 #   3B 16-bit, no checkpointing     15.60     15.29     -2.0%   (vLLM share 0.35, merged rollouts)
-#   3B 16-bit, no checkpointing     15.85     15.29     -3.5%   (config.yaml since 2026-12-02c)
+#   3B 16-bit, no checkpointing     15.85     15.29     -3.6%   (config.yaml since 2026-12-02c)
 #   3B trl backend, checkpointing   19.20     18.68     -2.7%   (vLLM share 0.35 of free memory)
 # config.yaml as it was until 2026-12-02c, when checkpointing off became the default.
 CHECKPOINTED = ["lora.gradient_checkpointing=unsloth", "model.gpu_memory_utilization=0.6"]
