@@ -301,33 +301,37 @@ def _utilizations(cfg, shape, card_gib, free, prompt_tokens) -> list[float]:
     ]
 
 
+def _change_that_fits(changed, change: str, shape: dict, card_gib: float, free: float, prompt_tokens: int):
+    """``change`` if ``changed`` fits well, with the vLLM share that makes it fit when vLLM is on; else None."""
+    if not changed.model.fast_inference:
+        return change if _fits_well(changed, shape, card_gib, free, prompt_tokens) else None
+    good = _utilizations(changed, shape, card_gib, free, prompt_tokens)
+    return f"{change} (with model.gpu_memory_utilization: {good[0]})" if good else None
+
+
 def advice(cfg, shape: dict, card_gib: float, free: float, prompt_tokens: int) -> str:
     """The first single change that the forecast says fits, in the order that costs least speed."""
     m, t = cfg.model, cfg.training
+    fit_args = (shape, card_gib, free, prompt_tokens)
     if m.fast_inference:
-        good = _utilizations(cfg, shape, card_gib, free, prompt_tokens)
+        good = _utilizations(cfg, *fit_args)
         if good:  # the largest share that fits keeps vLLM's batch fastest
             verb = "lower" if good[0] < m.gpu_memory_utilization else "raise"
             return f"{verb} model.gpu_memory_utilization to {good[0]}"
     if cfg.lora.gradient_checkpointing is False:  # recomputing activations costs less than 4-bit generation
         value, written = (True, "true") if m.backend == "trl" else ("unsloth", "unsloth")
         checkpointed = _with(cfg, "lora", gradient_checkpointing=value)
-        good = _utilizations(checkpointed, shape, card_gib, free, prompt_tokens) if m.fast_inference else []
-        if not m.fast_inference and _fits_well(checkpointed, shape, card_gib, free, prompt_tokens):
-            return f"set lora.gradient_checkpointing: {written}"
-        if good:
-            return f"set lora.gradient_checkpointing: {written} (with model.gpu_memory_utilization: {good[0]})"
+        change = _change_that_fits(checkpointed, f"set lora.gradient_checkpointing: {written}", *fit_args)
+        if change:
+            return change
     if not m.load_in_4bit and m.backend != "trl":
-        quantised = _with(cfg, "model", load_in_4bit=True)
-        if not m.fast_inference and _fits_well(quantised, shape, card_gib, free, prompt_tokens):
-            return "set model.load_in_4bit: true"
-        good = _utilizations(quantised, shape, card_gib, free, prompt_tokens) if m.fast_inference else []
-        if good:
-            return f"set model.load_in_4bit: true (with model.gpu_memory_utilization: {good[0]})"
+        change = _change_that_fits(_with(cfg, "model", load_in_4bit=True), "set model.load_in_4bit: true", *fit_args)
+        if change:
+            return change
     for spg in range(t.steps_per_generation - 1, 0, -1):
-        if _fits_well(_with(cfg, "training", steps_per_generation=spg), shape, card_gib, free, prompt_tokens):
+        if _fits_well(_with(cfg, "training", steps_per_generation=spg), *fit_args):
             return f"lower training.steps_per_generation to {spg}"
     for n in range(t.num_generations - 1, 1, -1):
-        if _fits_well(_with(cfg, "training", num_generations=n), shape, card_gib, free, prompt_tokens):
+        if _fits_well(_with(cfg, "training", num_generations=n), *fit_args):
             return f"lower training.num_generations to {n}"
     return "a smaller model: no single key change makes this one fit"

@@ -135,8 +135,8 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
         # bits. Checked on the weights, not the tokens: on 2026-12-02 vLLM's weights were bit-identical
         # for the fresh and the zeroed adapter, yet one of three greedy completions split at its
         # ninth token: the engine's numerics between calls, not its weights (most likely a near tie
-        # that vLLM's kernels, not batch-invariant, broke the other way). Every sync must also clear vLLM's prefix cache, or the next rollout reuses
-        # prompt KV computed under the weights before it.
+        # that vLLM's kernels, not batch-invariant, broke the other way). Every sync must also clear
+        # vLLM's prefix cache, or the next rollout reuses prompt KV computed under the weights before it.
         assert probe["engine_fresh_vs_loaded"] == 0 and probe["engine_zeroed_vs_fresh"] == 0, why
         assert probe["engine_moved_vs_fresh"] > 0, why
         assert probe["prefix_cache_resets"] and all(probe["prefix_cache_resets"]), why
