@@ -184,6 +184,10 @@ class FakeFastLanguageModel:
     ],
 )
 def test_unsloth_sizes_vllm_to_the_generation_batch_as_trl_does(monkeypatch, overrides, expected):
+    assert unsloth_load_kwargs(monkeypatch, overrides).get("max_num_seqs") == expected
+
+
+def unsloth_load_kwargs(monkeypatch, overrides) -> dict:
     from recipe import backend
 
     monkeypatch.setitem(sys.modules, "unsloth", types.SimpleNamespace(FastLanguageModel=FakeFastLanguageModel))
@@ -191,4 +195,21 @@ def test_unsloth_sizes_vllm_to_the_generation_batch_as_trl_does(monkeypatch, ove
     monkeypatch.setattr(backend, "stop_token_ids", lambda tokenizer: [0])
     cfg = load_config(str(Path(__file__).resolve().parents[1] / "config.yaml"), overrides)
     backend.load_model(cfg, "unsloth", None)
-    assert FakeFastLanguageModel.calls[0].get("max_num_seqs") == expected
+    return FakeFastLanguageModel.calls[0]
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        # Unsloth's own choice: torch.compile with piecewise and full CUDA graphs, specialised by LoRA.
+        pytest.param([], None, id="default-leaves-unsloth-choice"),
+        pytest.param(
+            ["model.vllm_compile=false"],
+            {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY", "cudagraph_specialize_lora": False},
+            id="no-compile-keeps-decode-graphs",
+        ),
+        pytest.param(["model.vllm_compile=false", "model.fast_inference=false"], None, id="no-vllm-no-engine-keys"),
+    ],
+)
+def test_vllm_compile_reaches_unsloths_engine(monkeypatch, overrides, expected):
+    assert unsloth_load_kwargs(monkeypatch, overrides).get("compilation_config") == expected
