@@ -63,11 +63,11 @@ DEFAULT_YAML = ROOT / "config.yaml"
 # least): the shipped default, the same recipe on plain TRL, candidate levers, and the notebook.
 SETTINGS = {
     "default": Setting("config.yaml as shipped", DEFAULT_YAML),
-    # Plain transformers + PEFT + TRL's own colocated vLLM, no Unsloth: what a user would pick instead.
-    "trl": Setting("the same recipe on plain TRL + PEFT + TRL's vLLM", DEFAULT_YAML, ("model.backend=trl",)),
-    # TRL's own GRPOConfig turns checkpointing on; this is plain TRL as its defaults run it.
-    "trl-gc": Setting(
-        "plain TRL with its default gradient checkpointing",
+    # Plain transformers + PEFT + TRL's own colocated vLLM, no Unsloth: what a user would pick instead,
+    # with TRL's default gradient checkpointing. Without it plain TRL does not fit a 24 GB card
+    # (2026-12-02d: cuBLAS could not allocate in the first backward, at 24.6 GiB).
+    "trl": Setting(
+        "the same recipe on plain TRL + PEFT + TRL's vLLM, with its checkpointing",
         DEFAULT_YAML,
         ("model.backend=trl", "lora.gradient_checkpointing=true"),
     ),
@@ -80,8 +80,8 @@ SETTINGS = {
     "merged": Setting(
         "default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, ("model.merged_rollouts=true",)
     ),
-    # Start-up: vLLM's torch.compile took 38 of the default's 91 s (2026-12-02c); decoding keeps its graphs.
-    "nocompile": Setting("default, vLLM without torch.compile", DEFAULT_YAML, ("model.vllm_compile=false",)),
+    # config.yaml until 2026-12-02d: Unsloth compiles its vLLM (23 s more start-up, same s/step).
+    "compiled": Setting("default with Unsloth's torch.compile of vLLM", DEFAULT_YAML, ("model.vllm_compile=true",)),
     # spg 8 passed the SmolLM2 learning check (49.5% held-out, latest.json learning): a candidate for 5x.
     "spg8": Setting("default, generating for 8 steps at once", DEFAULT_YAML, ("training.steps_per_generation=8",)),
     "notebook": Setting("the notebook recipe: 4-bit, compiled, generate every step", NOTEBOOK_YAML),

@@ -34,7 +34,7 @@ class ModelConfig:
     gpu_memory_utilization: float = 0.35
     compile: bool = False
     merged_rollouts: bool = False
-    vllm_compile: bool = True
+    vllm_compile: bool = False
 
 
 @dataclass

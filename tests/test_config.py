@@ -309,14 +309,9 @@ def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(
         pytest.param(
             ["model.merged_rollouts=true", "model.backend=trl"], "is an Unsloth option", id="merged-is-unsloth-only"
         ),
-        pytest.param(
-            ["model.vllm_compile=false", "model.backend=trl"],
-            "model.vllm_compile=false is an Unsloth option",
-            id="no-vllm-compile-is-unsloth-only",
-        ),
     ],
 )
-def test_unsloth_only_options_refused_where_they_cannot_apply(overrides, message):
+def test_merged_rollouts_refused_where_they_cannot_apply(overrides, message):
     with pytest.raises(RecipeError, match=message):
         resolve_backend(
             load_config(

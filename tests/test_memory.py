@@ -83,6 +83,9 @@ CALIBRATION = [
     # 2026-12-02c, H200 (bench/results/latest.json): the nogc row, config.yaml since, and plain TRL.
     ("3b-16bit-no-checkpointing", "config.yaml", [], 15.85),
     ("3b-trl-checkpointed-0.35", "config.yaml", ["model.backend=trl", "lora.gradient_checkpointing=true"], 19.2),
+    # 2026-12-02d, H200 (bench/results/latest.json): vLLM without torch.compile, config.yaml since.
+    ("3b-16bit-no-vllm-compile", "config.yaml", [], 15.75),
+    ("3b-4bit-notebook-12-02d", "configs/notebook-4090.yaml", [], 16.55),
 ]
 
 
@@ -133,6 +136,13 @@ def test_model_shape_of_a_local_folder_reads_its_config(tiny_assets):
 def test_forecast_is_within_15_percent_of_each_measured_peak(config, overrides, measured, card):
     predicted = predict(config, overrides, card, prompt_tokens=60).peak_gib
     assert abs(predicted - measured) / measured <= 0.15, f"forecast {predicted:.2f} GiB vs measured {measured}"
+
+
+def test_plain_trl_without_checkpointing_is_forecast_not_to_fit_24gb():
+    # 2026-12-02d, H200 capped to 23.99 GiB: cuBLAS could not allocate in the first backward, at 24.6 GiB.
+    result = predict("config.yaml", ["model.backend=trl"], prompt_tokens=60)
+    assert result.fits is False and result.peak_gib > 24.6, result.peak_gib
+    assert "gradient_checkpointing: true" in result.advice
 
 
 def test_unknown_model_is_not_predicted_and_says_why():

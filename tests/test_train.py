@@ -201,13 +201,13 @@ def unsloth_load_kwargs(monkeypatch, overrides) -> dict:
 @pytest.mark.parametrize(
     "overrides, expected",
     [
-        # Unsloth's own choice: torch.compile with piecewise and full CUDA graphs, specialised by LoRA.
-        pytest.param([], None, id="default-leaves-unsloth-choice"),
         pytest.param(
-            ["model.vllm_compile=false"],
+            [],
             {"mode": 0, "cudagraph_mode": "FULL_DECODE_ONLY", "cudagraph_specialize_lora": False},
-            id="no-compile-keeps-decode-graphs",
+            id="default-no-compile-keeps-decode-graphs",
         ),
+        # Unsloth's own choice: torch.compile with piecewise and full CUDA graphs, specialised by LoRA.
+        pytest.param(["model.vllm_compile=true"], None, id="true-leaves-unsloth-choice"),
         pytest.param(["model.vllm_compile=false", "model.fast_inference=false"], None, id="no-vllm-no-engine-keys"),
     ],
 )
