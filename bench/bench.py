@@ -604,10 +604,11 @@ def forecast_error(predicted: float | None, measured: float | None) -> float | N
     return None if predicted is None or not measured else round((predicted - measured) / measured, 3)
 
 
-def fit_config(size: str, bits: int) -> tuple[Path, list[str]]:
-    """The shipped config for ``size`` if there is one (with its own bit width), else config.yaml."""
-    shipped = ROOT / "configs" / f"qwen2.5-{size.lower()}-4090.yaml"
-    base = shipped if shipped.exists() else DEFAULT_YAML
+def fit_config(size: str, bits: int, cap_gib: float = CARD_GIB) -> tuple[Path, list[str]]:
+    """The shipped config for ``size`` on a card of ``cap_gib`` if there is one (with its own bit width):
+    a 12 GB one below 20 GiB, else the 24 GB one; else config.yaml."""
+    names = ([f"qwen2.5-{size.lower()}-12gb.yaml"] if cap_gib < 20 else []) + [f"qwen2.5-{size.lower()}-4090.yaml"]
+    base = next((ROOT / "configs" / n for n in names if (ROOT / "configs" / n).exists()), DEFAULT_YAML)
     return base, [f"model.load_in_4bit={'true' if bits == 4 else 'false'}"]
 
 
@@ -629,8 +630,8 @@ def fit(args: argparse.Namespace) -> int:
             prompt_tokens = bench_prompt_tokens(model, data)
         else:
             prompt_tokens = args.prompt_tokens
-        config, overrides = fit_config(size, int(bits))
         for cap in args.caps:
+            config, overrides = fit_config(size, int(bits), cap)
             name = f"fit-{size}-{bits}bit-{cap:g}gib"
             if printed is None:
                 setting = Setting(f"Qwen2.5-{size} {bits}-bit under {cap:g} GiB", config, tuple(overrides))
@@ -688,8 +689,8 @@ def fit_table(rows: list[dict]) -> str:
                 cells.append(f"fits: {r['s_per_step']} s/step, peak {r['peak_gpu_gib']} GiB")
             else:
                 cells.append(f"does not fit (peak {r['peak_gpu_gib']} GiB, exit {r['exit_code']})")
-        config = next(r["config"] for r in rows if (r["model"], r["bits"]) == (model, bits))
-        lines.append(f"| {model} | {bits} | " + " | ".join(cells) + f" | `{config}` |")
+        configs = dict.fromkeys(r["config"] for r in rows if (r["model"], r["bits"]) == (model, bits))
+        lines.append(f"| {model} | {bits} | " + " | ".join(cells) + " | " + ", ".join(f"`{c}`" for c in configs) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -702,15 +703,15 @@ def forecast_table(caps: list[float]) -> str:
     ]
     for size in SIZES:
         for bits in (16, 4):
-            config, overrides = fit_config(size, bits)
-            cfg = load_config(str(config), overrides)
-            cells = []
+            cells, configs = [], {}
             for cap in caps:
-                result = memory.forecast(cfg, shape_of(size), cap)
+                config, overrides = fit_config(size, bits, cap)
+                configs[f"`{config.relative_to(ROOT)}`"] = None
+                result = memory.forecast(load_config(str(config), overrides), shape_of(size), cap)
                 # A config that cannot fit has no meaningful peak: say what to change, if one key does it.
                 fix = "" if not result.advice or result.advice.startswith("a smaller model") else f": {result.advice}"
                 cells.append(f"fits, {result.peak_gib:.1f} GiB" if result.fits else f"no{fix}")
-            lines.append(f"| Qwen2.5-{size} | {bits} | `{config.relative_to(ROOT)}` | " + " | ".join(cells) + " |")
+            lines.append(f"| Qwen2.5-{size} | {bits} | {', '.join(configs)} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -245,16 +245,18 @@ def forecast(
         parts["generation KV cache"] = generated_rows * tokens * kv_bytes_per_token(shape) / GIB
     parts["LoRA + grads + optimizer"] = lora * (LORA_BYTES + OPTIMIZER_BYTES.get(t.optim, 8)) / GIB
     if cfg.lora.gradient_checkpointing is False:
-        # Every layer keeps for backward about five hidden-wide bf16 tensors a token (the projections'
-        # inputs, the norms', attention's) and two MLP-wide ones (SwiGLU's gate and up; its product is
-        # recomputed). Measured on the 3B without checkpointing: 15.6 GiB, this term 3.4 of it.
-        per_token = layers * (5 * hidden + 2 * shape["intermediate_size"]) * 2
+        intermediate = shape["intermediate_size"]
         if backend == "trl":
-            # Plain transformers keeps more, in bytes: each RMSNorm's fp32 input and bf16 output (2 x 6h),
+            # Plain transformers keeps, in bytes a token: each RMSNorm's fp32 input and bf16 output (2 x 6h),
             # rotary q and k (2h), SDPA's q, k and v with the KV heads repeated and its output (8h), the
             # o_proj input (2h), and SwiGLU's gate, silu(gate), up and product (8i). Measured 2026-12-02d:
             # the 3B ran out of memory on a 24 GB card in its first backward pass.
-            per_token = layers * (24 * hidden + 8 * shape["intermediate_size"])
+            per_token = layers * (24 * hidden + 8 * intermediate)
+        else:
+            # Unsloth keeps about five hidden-wide bf16 tensors a token (the projections' inputs, the
+            # norms', attention's) and two MLP-wide ones (SwiGLU's gate and up; its product is
+            # recomputed). Measured on the 3B without checkpointing: 15.6 GiB, this term 3.4 of it.
+            per_token = layers * (5 * hidden + 2 * intermediate) * 2
         parts["activations"] = (
             generated_rows * tokens * layers * hidden * ACTIVATION_BYTES + train_rows * tokens * per_token
         ) / GIB
