@@ -500,8 +500,8 @@ def sweep(args: argparse.Namespace) -> int:
     for name in names:
         row = run_setting(name, SETTINGS[name], args, model, data, cap)
         results.append(annotate(row, name, invocation, tokens, limits, cap))
-        # After every row, so a machine lost mid-sweep keeps the rows it finished.
-        write_summary(args, results, invocation, device, tokens, cap, limits)
+        # After every row, so a machine lost mid-sweep keeps the rows it finished and names the rest.
+        write_summary(args, results, invocation, device, tokens, cap, limits, pending=names[len(results) :])
     print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device, tokens)}")
     return 0
 
@@ -530,6 +530,7 @@ def write_summary(
     cap: float | None,
     limits: dict | None,
     note: str | None = None,
+    pending: list[str] = (),
 ) -> None:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     by_name = {r["name"]: r for r in results if r.get("exit_code") == 0}
@@ -544,6 +545,7 @@ def write_summary(
         "memory_cap_gib": cap,
         "ceilings": limits,
         **({"note": note} if note else {}),
+        **({"not_finished": list(pending)} if pending else {}),
         "settings": results,
     }
     default = by_name.get("default")

@@ -211,6 +211,41 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     assert "| merged |" in out.with_suffix(".md").read_text()
 
 
+def test_a_sweep_lost_mid_row_keeps_the_rows_it_finished_and_names_the_rest(tmp_path, monkeypatch):
+    out = tmp_path / "latest.json"
+    monkeypatch.setattr(bench, "ensure_model", lambda size: (tmp_path / "model", tmp_path / "train.jsonl"))
+    monkeypatch.setattr(bench, "prime_vllm", lambda model: None)
+    monkeypatch.setattr(bench, "gpu_name", lambda: "GPU")
+    monkeypatch.setattr(bench, "ceilings", lambda: {"copy_gb_s": 4300, "bf16_tflop_s": 788})
+    monkeypatch.setattr(bench, "bench_prompt_tokens", lambda model, data: 60)
+
+    def run_setting(name, setting, args, model, data, cap):
+        if name == "notebook":
+            raise KeyboardInterrupt  # the machine is taken back mid-row
+        return {
+            "name": name,
+            "description": setting.what,
+            "exit_code": 0,
+            "backend": "unsloth",
+            "s_per_step": 0.7,
+            "prompts_per_s": 1.4,
+            "startup_s": 50.0,
+            "wall_s": 90.0,
+            "peak_gpu_gib": 15.7,
+            "fits": True,
+            "phases_s_per_step": {"generate": 0.3, "sync_weights": 0.0, "log_probs": 0.1, "train": 0.3},
+        }
+
+    monkeypatch.setattr(bench, "run_setting", run_setting)
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--settings", "default,trl,notebook", "--out", str(out)])
+    with pytest.raises(KeyboardInterrupt):
+        bench.main()
+    summary = json.loads(out.read_text())
+    assert [r["name"] for r in summary["settings"]] == ["default", "trl"]
+    assert summary["not_finished"] == ["notebook"]
+    assert summary["prompts_per_s_default_vs_trl"] == 1.0
+
+
 def test_a_cut_short_fit_is_rebuilt_from_its_log_and_merged_into_the_table(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "RESULTS", tmp_path)
     kept = {"model": "Qwen2.5-7B", "bits": 4, "cap_gib": 23.99, "fits": True, "s_per_step": 1.438}

@@ -42,18 +42,22 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
     }
     subprocess.run(["bash", str(SCRIPT)], env=run_env, check=True, capture_output=True, timeout=60)
     steps = [line.split()[2] for line in (res / "driver.log").read_text().splitlines() if " start " in line]
-    return steps, calls.read_text().splitlines(), res
+    return steps, (calls.read_text().splitlines() if calls.exists() else []), res
 
 
-def test_a_sitting_runs_assets_then_the_sweep_then_each_fit_item(tmp_path):
-    steps, calls, res = sitting(tmp_path, SWEEP="default,trl", FIT="7B:4@16 3B:16@12,16")
-    assert steps == ["assets", "sweep", "fit-7B-4-16", "fit-3B-16-12-16"]
+def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_path):
+    # Timed pieces first: a sitting cut short keeps what it is for.
+    steps, calls, res = sitting(
+        tmp_path, SWEEP="default,trl", FIT="7B:4@16 3B:16@12,16", TESTS_A="saves", LANE_GAP_S="0"
+    )
+    assert steps == ["sweep", "fit-7B-4-16", "fit-3B-16-12-16", "assets", "tests-a"]
     args = [call.split(" ", 1)[1] for call in calls]
     assert args == [
-        "offline.py smollm2 --prime-steps 0",  # priming serves the learning run only
         "bench/bench.py --settings default,trl",
         "bench/bench.py --fit 7B:4 --cap-gib 16",
         "bench/bench.py --fit 3B:16 --cap-gib 12,16",
+        "offline.py smollm2 --prime-steps 0",  # priming serves the learning run only
+        "-m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py -k saves",
     ]
     # Results go where the next device call's copy of the tracked tree cannot overwrite them,
     # seeded with the committed tables the bench merges into.
@@ -65,8 +69,9 @@ def test_a_sitting_runs_assets_then_the_sweep_then_each_fit_item(tmp_path):
 @pytest.mark.parametrize(
     "env, expected",
     [
-        pytest.param({}, ["assets"], id="nothing-asked-only-assets"),
-        pytest.param({"FIT": "9B:4@16", "EVAL_FIT": "9B"}, ["assets", "fit-9B-4-16"], id="no-adapter-no-eval"),
+        pytest.param({}, [], id="nothing-asked-nothing-run"),
+        pytest.param({"SWEEP": "default"}, ["sweep"], id="no-lane-no-assets"),
+        pytest.param({"FIT": "9B:4@16", "EVAL_FIT": "9B"}, ["fit-9B-4-16"], id="no-adapter-no-eval"),
     ],
 )
 def test_a_sitting_runs_only_what_its_variables_ask_for(tmp_path, env, expected):
@@ -88,4 +93,4 @@ def test_driver_log_records_each_steps_own_exit_code(tmp_path):
     # Regression: "$(date +%T) ... rc=$?" logged date's status, so a failed test lane read rc=0.
     *_, res = sitting(tmp_path, SWEEP="default", FIT="7B:4@16", FAIL_ON="--settings")
     ends = [line.split(" ", 2)[2] for line in (res / "driver.log").read_text().splitlines() if " end " in line]
-    assert ends == ["assets rc=0", "sweep rc=3", "fit-7B-4-16 rc=0"]
+    assert ends == ["sweep rc=3", "fit-7B-4-16 rc=0"]

@@ -83,9 +83,12 @@ CALIBRATION = [
     # 2026-12-02c, H200 (bench/results/latest.json): the nogc row, config.yaml since, and plain TRL.
     ("3b-16bit-no-checkpointing", "config.yaml", [], 15.85),
     ("3b-trl-checkpointed-0.35", "config.yaml", ["model.backend=trl", "lora.gradient_checkpointing=true"], 19.2),
-    # 2026-12-02d, H200 (bench/results/latest.json): vLLM without torch.compile, config.yaml since.
+    # 2026-12-02d, H200 (bench/results/gpu-2026-12-02d/latest.json): vLLM without torch.compile, config.yaml since.
     ("3b-16bit-no-vllm-compile", "config.yaml", [], 15.75),
     ("3b-4bit-notebook-12-02d", "configs/notebook-4090.yaml", [], 16.55),
+    # 2026-12-03, H200 (bench/results/latest.json): config.yaml as shipped and plain TRL that fits.
+    ("3b-16bit-shipped-12-03", "config.yaml", [], 15.7),
+    ("3b-trl-checkpointed-12-03", "config.yaml", ["model.backend=trl", "lora.gradient_checkpointing=true"], 19.2),
 ]
 
 

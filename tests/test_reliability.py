@@ -15,7 +15,10 @@ from conftest import ROOT, tiny_cli, train_tiny
 from recipe import runs
 
 STEPS = 4
-# Short completions keep each step of the tiny model about a second.
+# The signalled run must still be training when the signal lands: at about 0.07 s a step on a CPU,
+# 4 steps could end between two polls of the test (its first failure, in CI-sized runs, was that).
+SIGNAL_STEPS = 40
+# Short completions keep each step of the tiny model well under a second.
 FAST = ("--set", "training.max_completion_length=16", "--set", "output.save_steps=2", "--set", "output.sample_every=1")
 
 
@@ -129,35 +132,41 @@ def test_earlier_run_is_not_overwritten(uninterrupted, tiny_assets, tmp_path, ca
     assert sorted(p.name for p in out.iterdir()) == [leftover]
 
 
-def test_sigterm_saves_the_step_and_resume_finishes_it(uninterrupted, tiny_assets, tmp_path):
-    out = tmp_path / "signalled"
-    command = [
-        sys.executable,
-        str(ROOT / "train_grpo.py"),
-        *tiny_cli(tiny_assets, out),
-        "--set",
-        f"training.max_steps={STEPS}",
-        *FAST,
-        "--set",
-        "output.save_steps=100",
-    ]
+def test_sigterm_saves_the_step_and_resume_finishes_it(tiny_assets, tmp_path):
+    def command(out: Path) -> list[str]:
+        return [
+            sys.executable,
+            str(ROOT / "train_grpo.py"),
+            *tiny_cli(tiny_assets, out),
+            "--set",
+            f"training.max_steps={SIGNAL_STEPS}",
+            *FAST,
+            "--set",
+            "output.save_steps=100",
+        ]
+
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    uninterrupted = tmp_path / "whole"
+    assert subprocess.run(command(uninterrupted), cwd=ROOT, env=env, capture_output=True).returncode == 0
+    out = tmp_path / "signalled"
+    process = subprocess.Popen(
+        command(out), cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 120
     while not (out / "metrics.jsonl").exists() and time.time() < deadline and process.poll() is None:
-        time.sleep(0.2)
+        time.sleep(0.02)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 143, err[-2000:]
     saved = runs.checkpoints(out)
     assert saved and runs.folder_problem(saved[-1]) is None
     step = runs.saved_step(saved[-1])
-    assert 1 <= step < STEPS and not (out / "adapter").exists()
-    assert f"stopped at step {step} of {STEPS}: checkpoint-{step} saved; continue with: python " in err
+    assert 1 <= step < SIGNAL_STEPS and not (out / "adapter").exists()
+    assert f"stopped at step {step} of {SIGNAL_STEPS}: checkpoint-{step} saved; continue with: python " in err
     assert err.strip().splitlines()[-1].endswith("--resume")
 
-    assert subprocess.run([*command, "--resume"], cwd=ROOT, env=env, capture_output=True).returncode == 0
-    assert runs.saved_step(out / "adapter") == STEPS
+    assert subprocess.run([*command(out), "--resume"], cwd=ROOT, env=env, capture_output=True).returncode == 0
+    assert runs.saved_step(out / "adapter") == SIGNAL_STEPS
     assert same_weights(lora(out / "adapter"), lora(uninterrupted / "adapter"))
 
 
