@@ -31,7 +31,7 @@ from pathlib import Path
 
 import rewards
 from recipe import backend as backends
-from recipe import gsm_symbolic
+from recipe import gsm_symbolic, preflight
 from recipe.config import Config, DataConfig, add_override_argument, load_config
 from recipe.data import build_prompts, chat_prompt, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -440,6 +440,9 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         backend = "trl" if args.merge else eval_backend(cfg)
         if backend == "unsloth":
             backends.import_unsloth(cfg.model)
+        dataset = None if args.ask else eval_data_config(cfg, args, held_out=not args.merge).dataset
+        if note := preflight.check_hub(cfg, dataset):
+            print(note, flush=True)
         tokenizer = load_tokenizer(cfg.model.name)
         if args.merge:
             return run_merge(cfg, backend, adapter, tokenizer, args)

@@ -478,6 +478,8 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool):
     # before the tokenizer, data and model load, so it shows even when the hub is unreachable.
     for line in memory_forecast(cfg, card_gib):
         say(f"memory {line}")
+    if note := preflight.check_hub(cfg, cfg.data.dataset):
+        say(note)
     tokenizer = load_tokenizer(cfg.model.name)
     dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
     preflight.check_enough_prompts(cfg, stats["kept"])

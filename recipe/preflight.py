@@ -1,18 +1,27 @@
 """Checks of the model folder and the data against the config, run before any weights load.
 
 A local model folder is read as files only (config.json, tokenizer files, safetensors headers), so
-a wrong target module, a missing tokenizer or damaged weights fail in a second with one line.
+a wrong target module, a missing tokenizer or damaged weights fail in a second with one line. Hub
+ids are checked with one request to the Hub before the libraries' own retries would start.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
+import urllib.error
+import urllib.request
 from pathlib import Path
 
+from recipe import gsm_symbolic
 from recipe.config import LORA_PROJECTIONS, Config
 from recipe.errors import RecipeError
 from recipe.runs import weights_problem
 
+# One probe's patience. Without it an unreachable Hub costs about 50 s of huggingface_hub's retries
+# (HEAD requests backing off 1, 2, 4, 8, 8 s) before the error, per file.
+HUB_PROBE_TIMEOUT_S = 5
 # model_type -> the Linear layers LoRA can target; a model type not listed here is not checked.
 PROJECTIONS = {
     name: LORA_PROJECTIONS for name in ("qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "phi3", "smollm3")
@@ -92,3 +101,78 @@ def check_enough_prompts(cfg: Config, kept: int) -> None:
             f"data.dataset={cfg.data.dataset} has {kept} usable prompt(s), fewer than one generation batch needs "
             f"(training.prompts_per_step x training.steps_per_generation = {needed}): use more data (data.limit) or lower those"
         )
+
+
+def hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+def hub_reachable(endpoint: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """One HEAD request, no retries: any HTTP answer means the Hub is there."""
+    try:
+        urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout)
+    except urllib.error.HTTPError:
+        return True
+    except (OSError, ValueError):  # URLError (DNS, refused), timeouts, a malformed HF_ENDPOINT
+        return False
+    return True
+
+
+def hub_cache() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
+
+
+def in_hub_cache(repo_id: str, repo_type: str) -> bool:
+    snapshots = hub_cache() / f"{repo_type}s--{repo_id.replace('/', '--')}" / "snapshots"
+    return snapshots.is_dir() and any(snapshots.iterdir())
+
+
+def offline_mode() -> bool:
+    return any(
+        os.environ.get(k, "").upper() in ("1", "ON", "YES", "TRUE") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    )
+
+
+def use_hub_cache_only() -> None:
+    """Offline mode for this process: the environment for libraries not imported yet, their
+    module constants for those already imported (they read the variable once, at import)."""
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    if "huggingface_hub.constants" in sys.modules:
+        sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = True
+    if "datasets.config" in sys.modules:
+        sys.modules["datasets.config"].HF_HUB_OFFLINE = sys.modules["datasets.config"].HF_DATASETS_OFFLINE = True
+
+
+def hub_ids(cfg: Config, dataset: str | None) -> list[tuple[str, str, str]]:
+    """(key, id, repo type) of each name that only the Hub can resolve."""
+    needed = []
+    if not Path(cfg.model.name).expanduser().exists():
+        needed.append(("model.name", cfg.model.name, "model"))
+    if dataset and dataset != gsm_symbolic.NAME and not Path(dataset).expanduser().exists():
+        needed.append(("data.dataset", dataset, "dataset"))
+    return needed
+
+
+def check_hub(cfg: Config, dataset: str | None = None) -> str | None:
+    """Hub ids fail in seconds when the Hub cannot be reached, or run from the local cache if all are
+    there; returns a line to print when it switches to the cache. ``dataset``: the one to be loaded."""
+    needed = hub_ids(cfg, dataset)
+    if not needed or offline_mode():
+        return None
+    endpoint = hub_endpoint()
+    if hub_reachable(endpoint):
+        return None
+    missing = [(key, name) for key, name, kind in needed if not in_hub_cache(name, kind)]
+    if missing:
+        names = " and ".join(f"{key}={name}" for key, name in missing)
+        keys = " and ".join(key for key, _ in missing)
+        verb = "need" if len(missing) > 1 else "needs"
+        raise RecipeError(
+            f"{names} {verb} the Hugging Face Hub, and {endpoint} cannot be reached: set {keys} to a local "
+            "folder or file (download it where the Hub is reachable), or run where it is reachable"
+        )
+    use_hub_cache_only()
+    found = ", ".join(name for _, name, _ in needed)
+    return f"{endpoint} cannot be reached: {found} from the local Hugging Face cache (HF_HUB_OFFLINE=1)"

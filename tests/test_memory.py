@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 
 import train_grpo
+from recipe import preflight
 from recipe.config import load_config
-from recipe.errors import RecipeError
 from recipe.memory import CUDA_CONTEXT_GIB, QWEN25_SHAPES, forecast, model_shape, parameter_counts
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -271,10 +271,9 @@ def test_dry_run_warns_with_the_key_to_change_when_it_does_not_fit(tiny_assets, 
 
 
 def test_forecast_prints_before_anything_loads(monkeypatch, tmp_path, capsys):
-    def unreachable_hub(name):
-        raise RecipeError(f"could not load the tokenizer of model.name={name}")
-
-    monkeypatch.setattr(train_grpo, "load_tokenizer", unreachable_hub)
+    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     code = train_grpo.main(
         [
             "--config",
@@ -287,7 +286,7 @@ def test_forecast_prints_before_anything_loads(monkeypatch, tmp_path, capsys):
         ]
     )
     captured = capsys.readouterr()
-    assert code == 2 and "could not load the tokenizer" in captured.err
+    assert code == 2 and "cannot be reached" in captured.err
     expected = predict("configs/qwen2.5-14b-4090.yaml", [], card=24.0)
     assert f"forecast peak {expected.peak_gib:.1f} GiB of 24.0: fits" in captured.out
 

@@ -289,3 +289,132 @@ def test_a_full_disk_while_saving_is_one_line_and_the_earlier_checkpoint_stays(t
     errors = [line for line in capsys.readouterr().err.split("\n") if line.startswith("error: ")]
     assert errors == [f"error: the disk holding output.dir={out} is full: free space, then resume with --resume"]
     assert runs.folder_problem(out / "checkpoint-2") is None
+
+
+def hub_cache_with(tmp_path: Path, *repos: str) -> Path:
+    cache = tmp_path / "hub-cache"
+    for repo in repos:
+        (cache / repo / "snapshots" / "abc123").mkdir(parents=True)
+    return cache
+
+
+HUB = [
+    # id, model.name, data.dataset, hub reachable, cached repos, expected error or note (None: no word)
+    ("reachable", "Qwen/Qwen2.5-3B", "openai/gsm8k", True, (), None),
+    ("local-paths-no-probe", "LOCAL", "LOCAL", False, (), None),
+    ("gsm-symbolic-is-not-a-hub-id", "LOCAL", "gsm-symbolic", False, (), None),
+    (
+        "unreachable-nothing-cached",
+        "Qwen/Qwen2.5-3B",
+        "openai/gsm8k",
+        False,
+        (),
+        "error: model.name=Qwen/Qwen2.5-3B and data.dataset=openai/gsm8k need the Hugging Face Hub",
+    ),
+    (
+        "unreachable-model-cached-dataset-not",
+        "Qwen/Qwen2.5-3B",
+        "openai/gsm8k",
+        False,
+        ("models--Qwen--Qwen2.5-3B",),
+        "error: data.dataset=openai/gsm8k needs the Hugging Face Hub",
+    ),
+    (
+        "unreachable-all-cached",
+        "Qwen/Qwen2.5-3B",
+        "openai/gsm8k",
+        False,
+        ("models--Qwen--Qwen2.5-3B", "datasets--openai--gsm8k"),
+        "note: Qwen/Qwen2.5-3B, openai/gsm8k from the local Hugging Face cache (HF_HUB_OFFLINE=1)",
+    ),
+]
+
+
+@pytest.mark.parametrize("model, dataset, reachable, cached, expected", [pytest.param(*r[1:], id=r[0]) for r in HUB])
+def test_an_unreachable_hub_is_one_line_in_seconds_or_the_local_cache(
+    tmp_path, monkeypatch, model, dataset, reachable, cached, expected
+):
+    from huggingface_hub import constants
+
+    from recipe import preflight
+    from recipe.config import load_config
+    from recipe.errors import RecipeError
+
+    probes = []
+    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: probes.append(endpoint) or reachable)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache_with(tmp_path, *cached)))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    local = str(tmp_path)  # any existing path stands for a local folder or file
+    cfg = load_config(str(ROOT / "config.yaml"), [f"model.name={model if model != 'LOCAL' else local}"])
+    dataset = local if dataset == "LOCAL" else dataset
+    if expected is None:
+        assert preflight.check_hub(cfg, dataset) is None
+        assert probes == ([] if model == "LOCAL" else [preflight.hub_endpoint()])
+    elif expected.startswith("error: "):
+        with pytest.raises(RecipeError, match=expected.removeprefix("error: ")) as error:
+            preflight.check_hub(cfg, dataset)
+        assert "\n" not in str(error.value) and "set " in str(error.value)
+    else:
+        note = preflight.check_hub(cfg, dataset)
+        assert note.endswith(expected.removeprefix("note: "))
+        assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE is True
+
+
+def test_offline_mode_asks_nothing_of_the_hub(tmp_path, monkeypatch):
+    from recipe import preflight
+    from recipe.config import load_config
+
+    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: pytest.fail("probed the hub in offline mode"))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert preflight.check_hub(load_config(str(ROOT / "config.yaml"), []), "openai/gsm8k") is None
+
+
+def test_the_hub_probe_takes_any_http_answer_as_reachable_and_no_answer_as_not(tmp_path):
+    import http.server
+    import socket
+    import threading
+
+    from recipe import preflight
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)  # answers 501
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        assert preflight.hub_reachable(f"http://127.0.0.1:{server.server_port}", timeout=5)
+    finally:
+        server.shutdown()
+    with socket.socket() as closed:  # a port bound and never listened on refuses at once
+        closed.bind(("127.0.0.1", 0))
+        assert not preflight.hub_reachable(f"http://127.0.0.1:{closed.getsockname()[1]}", timeout=5)
+    assert not preflight.hub_reachable("not a url", timeout=5)
+
+
+def test_training_with_hub_ids_and_no_hub_stops_in_one_line_without_retries(tmp_path, monkeypatch, capsys):
+    from recipe import preflight
+
+    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    code = train_grpo_main(
+        [
+            "--config",
+            str(ROOT / "config.yaml"),
+            "--dry-run",
+            "--card-gib",
+            "24",
+            "--set",
+            f"output.dir={tmp_path / 'o'}",
+        ]
+    )
+    captured = capsys.readouterr()
+    errors = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and "cannot be reached" in errors[0]
+    assert "Retrying" not in captured.err + captured.out
+    assert not (tmp_path / "o").exists()
+
+
+def train_grpo_main(argv: list[str]) -> int:
+    import train_grpo
+
+    return train_grpo.main(argv)
