@@ -19,9 +19,10 @@ from recipe.config import LORA_PROJECTIONS, Config
 from recipe.errors import RecipeError
 from recipe.runs import weights_problem
 
-# One probe's patience. Without it an unreachable Hub costs about 50 s of huggingface_hub's retries
-# (HEAD requests backing off 1, 2, 4, 8, 8 s) before the error, per file.
-HUB_PROBE_TIMEOUT_S = 5
+# One probe, as patient as one of huggingface_hub's own requests (HF_HUB_ETAG_TIMEOUT, 10 s): a Hub
+# slower than that would fail there too. Without it an unreachable Hub costs about 50 s of its
+# retries (HEAD requests backing off 1, 2, 4, 8, 8 s) before the error.
+HUB_PROBE_TIMEOUT_S = 10
 # model_type -> the Linear layers LoRA can target; a model type not listed here is not checked.
 PROJECTIONS = {
     name: LORA_PROJECTIONS for name in ("qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "phi3", "smollm3")
@@ -107,8 +108,9 @@ def hub_endpoint() -> str:
     return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
 
 
-def hub_reachable(endpoint: str, timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+def hub_reachable(endpoint: str, timeout: float | None = None) -> bool:
     """One HEAD request, no retries: any HTTP answer means the Hub is there."""
+    timeout = timeout or float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_PROBE_TIMEOUT_S)
     try:
         urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout)
     except urllib.error.HTTPError:
