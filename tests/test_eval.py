@@ -10,6 +10,7 @@ import pytest
 import eval_grpo
 import rewards
 from conftest import copy_run
+from recipe import preflight
 from recipe.config import load_config
 from recipe.data import chat_prompt, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -227,6 +228,10 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
             "is a file: pass the path of a new folder",
         ),
         (lambda run, assets: [], "pass --adapter"),
+        (
+            lambda run, assets: evaluate_args(run, assets, "--dataset", "openai/gsm8k"),
+            "data.dataset=openai/gsm8k needs the Hugging Face Hub, and https://huggingface.co cannot be reached",
+        ),
     ],
     ids=[
         "missing-adapter",
@@ -239,11 +244,17 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
         "merge-over-folder",
         "merge-onto-a-file",
         "no-adapter",
+        "hub-dataset-without-the-hub",
     ],
 )
-def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch):
+def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch, tmp_path):
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded")
+
+    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
 
     monkeypatch.setattr(eval_grpo, "load_hf", no_model)
     monkeypatch.setattr(eval_grpo, "vllm_generator", no_model)
