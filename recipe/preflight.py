@@ -110,7 +110,11 @@ def hub_endpoint() -> str:
 
 def hub_reachable(endpoint: str, timeout: float | None = None) -> bool:
     """One HEAD request, no retries: any HTTP answer means the Hub is there."""
-    timeout = timeout or float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_PROBE_TIMEOUT_S)
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("HF_HUB_ETAG_TIMEOUT") or HUB_PROBE_TIMEOUT_S)
+        except ValueError:  # huggingface_hub would reject it too; the probe keeps its own default
+            timeout = HUB_PROBE_TIMEOUT_S
     try:
         urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=timeout)
     except urllib.error.HTTPError:

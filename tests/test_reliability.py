@@ -390,6 +390,25 @@ def test_the_hub_probe_takes_any_http_answer_as_reachable_and_no_answer_as_not(t
     assert not preflight.hub_reachable("not a url", timeout=5)
 
 
+@pytest.mark.parametrize(
+    "value, expected", [("", 10.0), ("3", 3.0), ("soon", 10.0)], ids=["unset", "set", "not-a-number"]
+)
+def test_the_hub_probe_waits_as_long_as_one_hub_request(monkeypatch, value, expected):
+    import urllib.request
+
+    from recipe import preflight
+
+    waited = []
+
+    def urlopen(request, timeout):
+        waited.append(timeout)
+        raise OSError("unreachable")
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("HF_HUB_ETAG_TIMEOUT", value)
+    assert not preflight.hub_reachable("https://huggingface.co") and waited == [expected]
+
+
 def test_training_with_hub_ids_and_no_hub_stops_in_one_line_without_retries(tmp_path, monkeypatch, capsys):
     from recipe import preflight
 
