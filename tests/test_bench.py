@@ -299,3 +299,12 @@ def test_the_small_card_config_is_forecast_to_fit_12_and_16_gb_cards():
         assert result.fits, (cap, result.peak_gib)
         config_yaml = memory.forecast(load_config("config.yaml", overrides), bench.shape_of("3B"), cap)
         assert not config_yaml.fits  # why the small-card config exists: measured, vLLM stops at start
+
+
+def test_readme_shows_the_speed_table_bench_wrote():
+    # README's Speed table is copied from latest.md: a rerun that is not copied over shows here.
+    readme = (ROOT / "README.md").read_text().splitlines()
+    rows = [
+        line for line in (ROOT / "bench" / "results" / "latest.md").read_text().splitlines() if line.startswith("|")
+    ]
+    assert rows and [row for row in rows if row not in readme] == []
