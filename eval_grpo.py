@@ -259,8 +259,7 @@ def format_table(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, args: argparse.Namespace) -> int:
-    data = eval_data_config(cfg, args)
+def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, data: DataConfig, args: argparse.Namespace) -> int:
     dataset, stats = build_prompts(load_rows(data), tokenizer, data)
     # A base-only score must not overwrite the side-by-side one.
     out = (
@@ -341,10 +340,9 @@ def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -
     return sum(a == b for a, b in zip(expected, got)), len(texts)
 
 
-def run_merge(cfg, backend: str, adapter: Path, tokenizer, args: argparse.Namespace) -> int:
+def run_merge(cfg, backend: str, adapter: Path, tokenizer, data: DataConfig, args: argparse.Namespace) -> int:
     out = Path(args.merge)
-    # Any questions will do for an equality check, so a single training file is fine here.
-    data = dataclasses.replace(eval_data_config(cfg, args, held_out=False), limit=MERGE_CHECK_QUESTIONS)
+    data = dataclasses.replace(data, limit=MERGE_CHECK_QUESTIONS)
     dataset, _ = build_prompts(load_rows(data), tokenizer, data)
     matched, total = merge(cfg, adapter, out, tokenizer, list(dataset["prompt"]))
     if matched != total:
@@ -440,15 +438,16 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         backend = "trl" if args.merge else eval_backend(cfg)
         if backend == "unsloth":
             backends.import_unsloth(cfg.model)
-        dataset = None if args.ask else eval_data_config(cfg, args, held_out=not args.merge).dataset
-        if note := preflight.check_hub(cfg, dataset):
+        # Any questions will do for the merge's equality check, so a single training file is fine there.
+        data = None if args.ask else eval_data_config(cfg, args, held_out=not args.merge)
+        if note := preflight.check_hub(cfg, data and data.dataset):
             print(note, flush=True)
         tokenizer = load_tokenizer(cfg.model.name)
         if args.merge:
-            return run_merge(cfg, backend, adapter, tokenizer, args)
+            return run_merge(cfg, backend, adapter, tokenizer, data, args)
         if args.ask:
             return run_ask(cfg, backend, adapter, tokenizer, args)
-        return run_eval(cfg, backend, adapter, tokenizer, args)
+        return run_eval(cfg, backend, adapter, tokenizer, data, args)
     except RecipeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -13,6 +13,14 @@ from recipe.errors import RecipeError, first_line
 LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
+def is_hub_dataset(name: str) -> bool:
+    """Whether load_rows takes ``name`` as a hub id: no such path, and nothing that reads as one."""
+    path = Path(name).expanduser()
+    if name == gsm_symbolic.NAME or path.exists():
+        return False
+    return not (name.startswith((".", "/", "~")) or path.suffix in LOCAL_DATA_SUFFIXES)
+
+
 def load_rows(cfg: DataConfig):
     """The raw question/answer rows: a hub id, a local data file, a local dataset folder or gsm-symbolic."""
     import datasets
@@ -34,7 +42,7 @@ def load_rows(cfg: DataConfig):
                 saved = datasets.load_from_disk(str(path))
                 return saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved
             return datasets.load_dataset(str(path), cfg.subset, split=cfg.split)
-        if cfg.dataset.startswith((".", "/", "~")) or path.suffix in LOCAL_DATA_SUFFIXES:
+        if not is_hub_dataset(cfg.dataset):
             raise RecipeError(f"data.dataset={cfg.dataset}: no such file or folder")
         return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split)
     except RecipeError:

@@ -14,8 +14,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from recipe import gsm_symbolic
 from recipe.config import LORA_PROJECTIONS, Config
+from recipe.data import is_hub_dataset
 from recipe.errors import RecipeError
 from recipe.runs import weights_problem
 
@@ -124,29 +124,20 @@ def hub_reachable(endpoint: str, timeout: float | None = None) -> bool:
     return True
 
 
-def hub_cache() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    return Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser() / "hub"
-
-
 def in_hub_cache(repo_id: str, repo_type: str) -> bool:
-    snapshots = hub_cache() / f"{repo_type}s--{repo_id.replace('/', '--')}" / "snapshots"
+    from huggingface_hub import constants
+
+    snapshots = Path(constants.HF_HUB_CACHE) / f"{repo_type}s--{repo_id.replace('/', '--')}" / "snapshots"
     return snapshots.is_dir() and any(snapshots.iterdir())
-
-
-def offline_mode() -> bool:
-    return any(
-        os.environ.get(k, "").upper() in ("1", "ON", "YES", "TRUE") for k in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
-    )
 
 
 def use_hub_cache_only() -> None:
     """Offline mode for this process: the environment for libraries not imported yet, their
     module constants for those already imported (they read the variable once, at import)."""
+    from huggingface_hub import constants
+
     os.environ["HF_HUB_OFFLINE"] = "1"
-    if "huggingface_hub.constants" in sys.modules:
-        sys.modules["huggingface_hub.constants"].HF_HUB_OFFLINE = True
+    constants.HF_HUB_OFFLINE = True
     if "datasets.config" in sys.modules:
         sys.modules["datasets.config"].HF_HUB_OFFLINE = sys.modules["datasets.config"].HF_DATASETS_OFFLINE = True
 
@@ -154,9 +145,9 @@ def use_hub_cache_only() -> None:
 def hub_ids(cfg: Config, dataset: str | None) -> list[tuple[str, str, str]]:
     """(key, id, repo type) of each name that only the Hub can resolve."""
     needed = []
-    if not Path(cfg.model.name).expanduser().exists():
+    if local_model(cfg) is None:
         needed.append(("model.name", cfg.model.name, "model"))
-    if dataset and dataset != gsm_symbolic.NAME and not Path(dataset).expanduser().exists():
+    if dataset and is_hub_dataset(dataset):
         needed.append(("data.dataset", dataset, "dataset"))
     return needed
 
@@ -164,8 +155,10 @@ def hub_ids(cfg: Config, dataset: str | None) -> list[tuple[str, str, str]]:
 def check_hub(cfg: Config, dataset: str | None = None) -> str | None:
     """Hub ids fail in seconds when the Hub cannot be reached, or run from the local cache if all are
     there; returns a line to print when it switches to the cache. ``dataset``: the one to be loaded."""
+    from huggingface_hub import constants
+
     needed = hub_ids(cfg, dataset)
-    if not needed or offline_mode():
+    if not needed or constants.is_offline_mode():
         return None
     endpoint = hub_endpoint()
     if hub_reachable(endpoint):

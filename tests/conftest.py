@@ -98,3 +98,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def hub_down(monkeypatch, tmp_path) -> Path:
+    """The Hugging Face Hub does not answer and its local cache (returned, empty) is a fresh folder."""
+    from huggingface_hub import constants
+
+    from recipe import preflight
+
+    cache = tmp_path / "hub-cache"
+    cache.mkdir()
+    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: False)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")  # so that the value the cache switch writes is undone
+    monkeypatch.delenv("HF_ENDPOINT", raising=False)
+    return cache

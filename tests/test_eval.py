@@ -10,7 +10,6 @@ import pytest
 import eval_grpo
 import rewards
 from conftest import copy_run
-from recipe import preflight
 from recipe.config import load_config
 from recipe.data import chat_prompt, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -247,14 +246,9 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
         "hub-dataset-without-the-hub",
     ],
 )
-def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch, tmp_path):
+def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch, hub_down):
     def no_model(*args, **kwargs):
         raise AssertionError("a model was loaded")
-
-    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_ENDPOINT", raising=False)
 
     monkeypatch.setattr(eval_grpo, "load_hf", no_model)
     monkeypatch.setattr(eval_grpo, "vllm_generator", no_model)

@@ -6,7 +6,6 @@ from pathlib import Path
 import pytest
 
 import train_grpo
-from recipe import preflight
 from recipe.config import load_config
 from recipe.memory import CUDA_CONTEXT_GIB, QWEN25_SHAPES, forecast, model_shape, parameter_counts
 
@@ -270,10 +269,7 @@ def test_dry_run_warns_with_the_key_to_change_when_it_does_not_fit(tiny_assets, 
     assert "does NOT fit" in out and "warning: " in out and "change first: " in out
 
 
-def test_forecast_prints_before_anything_loads(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+def test_forecast_prints_before_anything_loads(hub_down, tmp_path, capsys):
     code = train_grpo.main(
         [
             "--config",

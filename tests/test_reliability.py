@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+import train_grpo
 from conftest import ROOT, tiny_cli, train_tiny
 from recipe import runs
 
@@ -291,18 +292,14 @@ def test_a_full_disk_while_saving_is_one_line_and_the_earlier_checkpoint_stays(t
     assert runs.folder_problem(out / "checkpoint-2") is None
 
 
-def hub_cache_with(tmp_path: Path, *repos: str) -> Path:
-    cache = tmp_path / "hub-cache"
-    for repo in repos:
-        (cache / repo / "snapshots" / "abc123").mkdir(parents=True)
-    return cache
-
-
 HUB = [
     # id, model.name, data.dataset, hub reachable, cached repos, expected error or note (None: no word)
     ("reachable", "Qwen/Qwen2.5-3B", "openai/gsm8k", True, (), None),
     ("local-paths-no-probe", "LOCAL", "LOCAL", False, (), None),
     ("gsm-symbolic-is-not-a-hub-id", "LOCAL", "gsm-symbolic", False, (), None),
+    # A mistyped local file is load_rows' "no such file or folder", not a hub id.
+    ("missing-data-file-is-not-a-hub-id", "LOCAL", "data/missing.jsonl", False, (), None),
+    ("missing-data-folder-is-not-a-hub-id", "LOCAL", "./missing", False, (), None),
     (
         "unreachable-nothing-cached",
         "Qwen/Qwen2.5-3B",
@@ -332,7 +329,7 @@ HUB = [
 
 @pytest.mark.parametrize("model, dataset, reachable, cached, expected", [pytest.param(*r[1:], id=r[0]) for r in HUB])
 def test_an_unreachable_hub_is_one_line_in_seconds_or_the_local_cache(
-    tmp_path, monkeypatch, model, dataset, reachable, cached, expected
+    hub_down, tmp_path, monkeypatch, model, dataset, reachable, cached, expected
 ):
     from huggingface_hub import constants
 
@@ -342,10 +339,8 @@ def test_an_unreachable_hub_is_one_line_in_seconds_or_the_local_cache(
 
     probes = []
     monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: probes.append(endpoint) or reachable)
-    monkeypatch.setenv("HF_HUB_CACHE", str(hub_cache_with(tmp_path, *cached)))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    for repo in cached:
+        (hub_down / repo / "snapshots" / "abc123").mkdir(parents=True)
     local = str(tmp_path)  # any existing path stands for a local folder or file
     cfg = load_config(str(ROOT / "config.yaml"), [f"model.name={model if model != 'LOCAL' else local}"])
     dataset = local if dataset == "LOCAL" else dataset
@@ -362,12 +357,14 @@ def test_an_unreachable_hub_is_one_line_in_seconds_or_the_local_cache(
         assert os.environ["HF_HUB_OFFLINE"] == "1" and constants.HF_HUB_OFFLINE is True
 
 
-def test_offline_mode_asks_nothing_of_the_hub(tmp_path, monkeypatch):
+def test_offline_mode_asks_nothing_of_the_hub(monkeypatch):
+    from huggingface_hub import constants
+
     from recipe import preflight
     from recipe.config import load_config
 
     monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: pytest.fail("probed the hub in offline mode"))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # what HF_HUB_OFFLINE=1 sets at import
     assert preflight.check_hub(load_config(str(ROOT / "config.yaml"), []), "openai/gsm8k") is None
 
 
@@ -409,13 +406,8 @@ def test_the_hub_probe_waits_as_long_as_one_hub_request(monkeypatch, value, expe
     assert not preflight.hub_reachable("https://huggingface.co") and waited == [expected]
 
 
-def test_training_with_hub_ids_and_no_hub_stops_in_one_line_without_retries(tmp_path, monkeypatch, capsys):
-    from recipe import preflight
-
-    monkeypatch.setattr(preflight, "hub_reachable", lambda endpoint: False)
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty"))
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    code = train_grpo_main(
+def test_training_with_hub_ids_and_no_hub_stops_in_one_line_without_retries(hub_down, tmp_path, capsys):
+    code = train_grpo.main(
         [
             "--config",
             str(ROOT / "config.yaml"),
@@ -431,9 +423,3 @@ def test_training_with_hub_ids_and_no_hub_stops_in_one_line_without_retries(tmp_
     assert code == 2 and len(errors) == 1 and "cannot be reached" in errors[0]
     assert "Retrying" not in captured.err + captured.out
     assert not (tmp_path / "o").exists()
-
-
-def train_grpo_main(argv: list[str]) -> int:
-    import train_grpo
-
-    return train_grpo.main(argv)
