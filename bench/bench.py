@@ -530,7 +530,7 @@ def write_summary(
     cap: float | None,
     limits: dict | None,
     note: str | None = None,
-    pending: list[str] = (),
+    pending: list[str] | None = None,
 ) -> None:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     by_name = {r["name"]: r for r in results if r.get("exit_code") == 0}
@@ -545,7 +545,7 @@ def write_summary(
         "memory_cap_gib": cap,
         "ceilings": limits,
         **({"note": note} if note else {}),
-        **({"not_finished": list(pending)} if pending else {}),
+        **({"not_finished": pending} if pending else {}),
         "settings": results,
     }
     default = by_name.get("default")
