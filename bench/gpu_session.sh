@@ -5,6 +5,7 @@
 #   TESTS_A=resumes TESTS_B='not resumes' LEARNING=1 SWEEP=default,trl,notebook FIT='7B:4@16 3B:16@12,16' \
 #     setsid nohup bash bench/gpu_session.sh > /tmp/res.log 2>&1 &
 #   bash bench/gpu_session.sh snapshot DIR     # copy what has finished so far into DIR/res.tgz
+#   bash bench/gpu_session.sh watch DIR 540    # the same every 8 s, until "all done" or 540 s
 #
 # First, alone on the GPU, what is timed and measured: the speed sweep ($SWEEP: its settings) and the
 # fit rows ($FIT: SIZE:BITS@CAPS items, e.g. "7B:4@16 3B:16@12,16"; EVAL_FIT="7B ..." also evaluates
@@ -28,9 +29,24 @@ collect() {  # the run logs and the learning run's evaluations so far, into $RES
   for f in bench/.work/runs/*/stdout.log; do [ -f "$f" ] && cp "$f" "$RES/snap/$(basename "$(dirname "$f")").log"; done
   for f in outputs/smollm2-learn/eval*/summary.json; do [ -f "$f" ] && cp "$f" "$RES/snap/$(basename "$(dirname "$f")").json"; done
 }
-if [ "${1:-}" = snapshot ]; then
+snapshot() {  # DIR: what has finished so far, as DIR/res.tgz, whole or not at all
   collect
-  tar czf "$2/res.tgz" -C "$(dirname "$RES")" "$(basename "$RES")"
+  tar czf "$1/.res.tgz" -C "$(dirname "$RES")" "$(basename "$RES")" && mv "$1/.res.tgz" "$1/res.tgz"
+}
+if [ "${1:-}" = snapshot ]; then
+  snapshot "$2"
+  exit 0
+fi
+# watch DIR SECONDS: snapshot into DIR every few seconds until the driver says "all done" or SECONDS
+# pass. A device call that runs this keeps the machine held and leaves the latest snapshot in $OUT.
+if [ "${1:-}" = watch ]; then
+  end=$((SECONDS + $3))
+  while [ "$SECONDS" -lt "$end" ]; do
+    sleep "${WATCH_EVERY_S:-8}"
+    snapshot "$2"
+    grep -qs "all done" "$RES/driver.log" && break
+  done
+  tail -n 20 "$RES/driver.log" 2>/dev/null
   exit 0
 fi
 

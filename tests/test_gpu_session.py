@@ -94,3 +94,30 @@ def test_driver_log_records_each_steps_own_exit_code(tmp_path):
     *_, res = sitting(tmp_path, SWEEP="default", FIT="7B:4@16", FAIL_ON="--settings")
     ends = [line.split(" ", 2)[2] for line in (res / "driver.log").read_text().splitlines() if " end " in line]
     assert ends == ["sweep rc=3", "fit-7B-4-16 rc=0"]
+
+
+@pytest.mark.parametrize(
+    "driver_log, limit_s, most_s",
+    [
+        pytest.param("12:00:00 start sweep\n12:09:00 all done\n", 30, 10, id="stops-when-the-driver-is-done"),
+        pytest.param("12:00:00 start sweep\n", 2, 10, id="stops-at-its-time-limit"),
+    ],
+)
+def test_watch_leaves_a_whole_snapshot_and_returns(tmp_path, driver_log, limit_s, most_s):
+    # A device call that runs `watch` holds the machine; what it leaves in $OUT outlives the machine.
+    import tarfile
+    import time
+
+    res, out = tmp_path / "res", tmp_path / "out"
+    res.mkdir(), out.mkdir()
+    (res / "driver.log").write_text(driver_log)
+    env = {**os.environ, "RES": str(res), "WATCH_EVERY_S": "0.2"}
+    started = time.monotonic()
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "watch", str(out), str(limit_s)], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0 and time.monotonic() - started < most_s
+    assert "start sweep" in done.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["res.tgz"]  # no half-written file beside it
+    with tarfile.open(out / "res.tgz") as tar:
+        assert "res/driver.log" in tar.getnames()
