@@ -109,7 +109,8 @@ def test_watch_leaves_a_whole_snapshot_and_returns(tmp_path, driver_log, limit_s
     import time
 
     res, out = tmp_path / "res", tmp_path / "out"
-    res.mkdir(), out.mkdir()
+    res.mkdir()
+    out.mkdir()
     (res / "driver.log").write_text(driver_log)
     env = {**os.environ, "RES": str(res), "WATCH_EVERY_S": "0.2"}
     started = time.monotonic()
