@@ -40,6 +40,9 @@ fi
 # watch DIR SECONDS: snapshot into DIR every few seconds until the driver says "all done" or SECONDS
 # pass. A device call that runs this keeps the machine held and leaves the latest snapshot in $OUT.
 if [ "${1:-}" = watch ]; then
+  # A call that lands on a fresh machine (the held one was lost between calls) has no driver to watch:
+  # say so at once instead of sleeping out the call on device time.
+  if [ ! -d "$RES" ]; then echo "no $RES on this machine: it is a fresh one, the driver is gone"; exit 3; fi
   end=$((SECONDS + $3))
   while [ "$SECONDS" -lt "$end" ]; do
     sleep "${WATCH_EVERY_S:-8}"

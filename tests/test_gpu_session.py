@@ -122,3 +122,14 @@ def test_watch_leaves_a_whole_snapshot_and_returns(tmp_path, driver_log, limit_s
     assert sorted(p.name for p in out.iterdir()) == ["res.tgz"]  # no half-written file beside it
     with tarfile.open(out / "res.tgz") as tar:
         assert "res/driver.log" in tar.getnames()
+
+
+def test_watch_on_a_fresh_machine_says_so_at_once(tmp_path):
+    # Regression (2026-12-03c): a follow-up watch call landed on a fresh machine and slept 560 s of
+    # device time over a driver that no longer existed.
+    env = {**os.environ, "RES": str(tmp_path / "res"), "WATCH_EVERY_S": "0.2"}
+    done = subprocess.run(
+        ["bash", str(SCRIPT), "watch", str(tmp_path), "30"], env=env, capture_output=True, text=True, timeout=10
+    )
+    assert done.returncode == 3 and "fresh" in done.stdout
+    assert not (tmp_path / "res.tgz").exists()
