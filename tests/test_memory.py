@@ -88,12 +88,12 @@ CALIBRATION = [
     # 2026-12-03, H200 (bench/results/latest.json): config.yaml as shipped and plain TRL that fits.
     ("3b-16bit-shipped-12-03", "config.yaml", [], 15.7),
     ("3b-trl-checkpointed-12-03", "config.yaml", ["model.backend=trl", "lora.gradient_checkpointing=true"], 19.2),
-    # 2026-12-03d, H200 (bench/results/latest.json): the notebook row of the first invocation with all three.
-    ("3b-4bit-notebook-12-03d", "configs/notebook-4090.yaml", [], 16.62),
     # 2026-12-03b, H200 capped to 12 and 16 GiB (bench/results/fit.json): the small-card config.
     ("3b-16bit-12gb-config-12gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 10.67, 12.0),
     ("3b-16bit-12gb-config-16gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 13.03, 16.0),
     ("3b-4bit-12gb-config-12gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=true"], 10.60, 12.0),
+    # 2026-12-03d, H200 (bench/results/latest.json): the notebook row of the first invocation with all three.
+    ("3b-4bit-notebook-12-03d", "configs/notebook-4090.yaml", [], 16.62),
 ]
 
 
