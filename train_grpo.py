@@ -487,14 +487,29 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool):
     return world, per_device, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config
 
 
+def load_failure(cfg: Config, error: Exception) -> str:
+    """The one line for a model that did not load: out of GPU memory is the config's doing, not the weights'."""
+    first = first_line(error, 200)
+    four_bit = "" if cfg.model.load_in_4bit else "set model.load_in_4bit: true or "
+    if "memory for the cache blocks" in first:  # vLLM: its share holds the weights and nothing more
+        return (
+            f"vLLM's share of the GPU memory (model.gpu_memory_utilization={cfg.model.gpu_memory_utilization}) holds "
+            f"model.name={cfg.model.name}'s weights but no KV cache: raise model.gpu_memory_utilization, "
+            f"{four_bit}pick a smaller model; the memory forecast above says which fits"
+        )
+    if "out of memory" in first.lower():  # torch.OutOfMemoryError, or CUDA's own message in a RuntimeError
+        return (
+            f"the GPU ran out of memory loading model.name={cfg.model.name} ({type(error).__name__}: {first}): "
+            f"lower model.gpu_memory_utilization, {four_bit}pick a smaller model; the memory forecast above says which fits"
+        )
+    return f"could not load the weights of model.name={cfg.model.name} ({type(error).__name__}: {first}): check the model folder or hub id"
+
+
 def load_model(cfg: Config, backend: str, tokenizer):
     try:
         return backends.load_model(cfg, backend, tokenizer)
     except (OSError, ValueError, RuntimeError) as error:  # transformers/safetensors raise these for bad weights
-        first = first_line(error, 200)
-        raise RecipeError(
-            f"could not load the weights of model.name={cfg.model.name} ({type(error).__name__}: {first}): check the model folder or hub id"
-        ) from None
+        raise RecipeError(load_failure(cfg, error)) from None
 
 
 def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulStop) -> None:

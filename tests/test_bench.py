@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from recipe import memory
 from recipe.config import LORA_PROJECTIONS, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -291,8 +292,6 @@ def test_a_fit_row_runs_the_config_shipped_for_its_card(size, bits, cap, config)
 
 
 def test_the_small_card_config_is_forecast_to_fit_12_and_16_gb_cards():
-    from recipe import memory
-
     for cap in (12, 16):
         path, overrides = bench.fit_config("3B", 16, cap)
         result = memory.forecast(load_config(str(path), overrides), bench.shape_of("3B"), cap)
@@ -322,6 +321,20 @@ def test_each_measured_fit_row_is_forecast_within_15_percent_by_todays_code(row)
     size = row["model"].removeprefix("Qwen2.5-")
     predicted = bench.predicted_peak(ROOT / row["config"], row["options"], size, row["cap_gib"], BENCH_PROMPT_TOKENS)
     assert abs(predicted - row["peak_gpu_gib"]) / row["peak_gpu_gib"] <= 0.15, (predicted, row["peak_gpu_gib"])
+
+
+FAILED_FIT_ROWS = [row for row in FIT_ROWS if row["exit_code"] != 0]
+
+
+@pytest.mark.parametrize(
+    "row", FAILED_FIT_ROWS, ids=[f"{r['model']}-{r['bits']}bit-{r['cap_gib']:g}gib" for r in FAILED_FIT_ROWS]
+)
+def test_each_fit_row_that_failed_on_the_gpu_is_forecast_not_to_fit(row):
+    # The other half of the forecast's promise: a config it passes must not be one that failed.
+    size = row["model"].removeprefix("Qwen2.5-")
+    cfg = load_config(str(ROOT / row["config"]), row["options"])
+    result = memory.forecast(cfg, bench.shape_of(size), row["cap_gib"], prompt_tokens=BENCH_PROMPT_TOKENS)
+    assert result.fits is False and result.advice, result.lines()
 
 
 @pytest.mark.parametrize("row", MEASURED_FIT_ROWS, ids=FIT_IDS)

@@ -213,3 +213,61 @@ def unsloth_load_kwargs(monkeypatch, overrides) -> dict:
 )
 def test_vllm_compile_reaches_unsloths_engine(monkeypatch, overrides, expected):
     assert unsloth_load_kwargs(monkeypatch, overrides).get("compilation_config") == expected
+
+
+VLLM_NO_KV_CACHE = (
+    "No available memory for the cache blocks. Try increasing `gpu_memory_utilization` when initializing the engine "
+    "(this flag also controls CPU memory reservation on the CPU backend, despite its name). See https://docs.vllm.ai/"
+)
+
+
+@pytest.mark.parametrize(
+    "overrides, error, says, not_says",
+    [
+        # Regression, 2026-12-04: a 7B in 16-bit under a 24 GiB cap failed in vLLM's start and was told to
+        # "check the model folder or hub id", with vLLM's message cut mid-word.
+        pytest.param(
+            [],
+            RuntimeError(VLLM_NO_KV_CACHE),
+            ["gpu_memory_utilization=0.35", "raise model.gpu_memory_utilization", "set model.load_in_4bit: true"],
+            ["hub id", "See http"],
+            id="vllm-share-too-small",
+        ),
+        pytest.param(
+            ["model.load_in_4bit=true"],
+            RuntimeError(VLLM_NO_KV_CACHE),
+            ["raise model.gpu_memory_utilization, pick a smaller model"],
+            ["load_in_4bit: true"],
+            id="vllm-share-too-small-already-4bit",
+        ),
+        pytest.param(
+            [],
+            RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+            ["ran out of memory", "lower model.gpu_memory_utilization", "set model.load_in_4bit: true"],
+            ["hub id"],
+            id="cuda-oom",
+        ),
+        pytest.param(
+            [],
+            OSError("model.safetensors: header too large"),
+            ["could not load the weights", "header too large", "check the model folder or hub id"],
+            ["memory"],
+            id="bad-weights",
+        ),
+    ],
+)
+def test_a_model_that_does_not_load_gets_the_fix_for_its_cause(monkeypatch, overrides, error, says, not_says):
+    cfg = load_config(str(Path(__file__).resolve().parents[1] / "config.yaml"), overrides)
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(train_grpo.backends, "load_model", fail)
+    with pytest.raises(train_grpo.RecipeError) as raised:
+        train_grpo.load_model(cfg, "unsloth", None)
+    message = str(raised.value)
+    assert "\n" not in message
+    for text in says:
+        assert text in message
+    for text in not_says:
+        assert text not in message
