@@ -311,11 +311,17 @@ def test_readme_shows_the_speed_table_bench_wrote():
 
 FIT_ROWS = json.loads((ROOT / "bench" / "results" / "fit.json").read_text())["rows"]
 MEASURED_FIT_ROWS = [row for row in FIT_ROWS if row["exit_code"] == 0]
-FIT_IDS = [f"{r['model']}-{r['bits']}bit-{r['cap_gib']:g}gib" for r in MEASURED_FIT_ROWS]
+FAILED_FIT_ROWS = [row for row in FIT_ROWS if row["exit_code"] != 0]
+
+
+def fit_id(row: dict) -> str:
+    return f"{row['model']}-{row['bits']}bit-{row['cap_gib']:g}gib"
+
+
 BENCH_PROMPT_TOKENS = 60  # every fit row's prompts (bench/README.md, Method)
 
 
-@pytest.mark.parametrize("row", MEASURED_FIT_ROWS, ids=FIT_IDS)
+@pytest.mark.parametrize("row", MEASURED_FIT_ROWS, ids=fit_id)
 def test_each_measured_fit_row_is_forecast_within_15_percent_by_todays_code(row):
     # Recomputed, not read back: a change to recipe/memory.py that breaks a measured row fails here.
     size = row["model"].removeprefix("Qwen2.5-")
@@ -323,12 +329,7 @@ def test_each_measured_fit_row_is_forecast_within_15_percent_by_todays_code(row)
     assert abs(predicted - row["peak_gpu_gib"]) / row["peak_gpu_gib"] <= 0.15, (predicted, row["peak_gpu_gib"])
 
 
-FAILED_FIT_ROWS = [row for row in FIT_ROWS if row["exit_code"] != 0]
-
-
-@pytest.mark.parametrize(
-    "row", FAILED_FIT_ROWS, ids=[f"{r['model']}-{r['bits']}bit-{r['cap_gib']:g}gib" for r in FAILED_FIT_ROWS]
-)
+@pytest.mark.parametrize("row", FAILED_FIT_ROWS, ids=fit_id)
 def test_each_fit_row_that_failed_on_the_gpu_is_forecast_not_to_fit(row):
     # The other half of the forecast's promise: a config it passes must not be one that failed.
     size = row["model"].removeprefix("Qwen2.5-")
@@ -337,7 +338,7 @@ def test_each_fit_row_that_failed_on_the_gpu_is_forecast_not_to_fit(row):
     assert result.fits is False and result.advice, result.lines()
 
 
-@pytest.mark.parametrize("row", MEASURED_FIT_ROWS, ids=FIT_IDS)
+@pytest.mark.parametrize("row", MEASURED_FIT_ROWS, ids=fit_id)
 def test_readme_fit_table_has_each_measured_fit_row(row):
     card = {12.0: "12 GB", 16.0: "16 GB", 23.99: "24 GB"}[row["cap_gib"]]
     cells = f"| {row['model']} | {row['bits']} | {card} | `{row['config']}` | {row['peak_gpu_gib']:.2f} |"
