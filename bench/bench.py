@@ -77,9 +77,6 @@ SETTINGS = {
         DEFAULT_YAML,
         ("lora.gradient_checkpointing=unsloth", "model.gpu_memory_utilization=0.6"),
     ),
-    "merged": Setting(
-        "default, LoRA merged into vLLM's weights for each rollout", DEFAULT_YAML, ("model.merged_rollouts=true",)
-    ),
     # config.yaml until 2026-12-02d: Unsloth compiles its vLLM (23 s more start-up, same s/step).
     "compiled": Setting("default with Unsloth's torch.compile of vLLM", DEFAULT_YAML, ("model.vllm_compile=true",)),
     # spg 8 passed the SmolLM2 learning check (49.5% held-out, latest.json learning): a candidate for 5x.

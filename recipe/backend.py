@@ -55,10 +55,6 @@ def resolve_backend(cfg: Config, world: int | None = None) -> str:
         for failed, message in no_gpu:
             if failed:
                 raise RecipeError(message)
-    if cfg.model.merged_rollouts and backend != "unsloth":
-        raise RecipeError(
-            "model.merged_rollouts=true is an Unsloth option (TRL's vLLM always generates from merged weights): set it false with model.backend=trl"
-        )
     distributed.check_vllm_split(cfg, world)
     return backend
 
@@ -112,10 +108,6 @@ def import_unsloth(model: ModelConfig) -> None:
         # torch.compile unrolls Unsloth's chunked log-prob function over batch rows x 4 chunks: the
         # notebook's first step spent 3 to 4 minutes compiling it, and 32 rows crashed the compiler.
         os.environ["UNSLOTH_COMPILE_DISABLE"] = "1"
-    if model.merged_rollouts:
-        # Each rollout generates from base + s*B*A folded into vLLM's weights (restored after),
-        # instead of running LoRA kernels beside them; read when Unsloth loads vLLM.
-        os.environ["UNSLOTH_VLLM_MERGED_ROLLOUT"] = "1"
     import unsloth  # noqa: F401
 
 

@@ -33,7 +33,6 @@ class ModelConfig:
     fast_inference: bool = True
     gpu_memory_utilization: float = 0.35
     compile: bool = False
-    merged_rollouts: bool = False
     vllm_compile: bool = False
 
 
@@ -240,10 +239,6 @@ def validate(cfg: Config) -> None:
             raise RecipeError(message)
 
     check(m.backend in ("auto", "unsloth", "trl"), f"model.backend={m.backend!r}: use auto, unsloth or trl")
-    check(
-        not (m.merged_rollouts and m.load_in_4bit),
-        "model.merged_rollouts=true folds the LoRA into 16-bit weights: set model.load_in_4bit=false or model.merged_rollouts=false",
-    )
     check(
         0 < m.gpu_memory_utilization < 1,
         f"model.gpu_memory_utilization={m.gpu_memory_utilization}: use a fraction in (0, 1), e.g. 0.6",

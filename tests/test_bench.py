@@ -182,7 +182,7 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     }
     log = tmp_path / "sweep.log"
     log.write_text(
-        "=== default: config.yaml \n" + json.dumps(row) + "\n\n=== merged: config.yaml model.merged_rollouts=true\n"
+        "=== default: config.yaml \n" + json.dumps(row) + "\n\n=== spg8: config.yaml training.steps_per_generation=8\n"
     )
     out = tmp_path / "latest.json"
     argv = [
@@ -204,12 +204,12 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     finally:
         sys.argv = saved
     summary = json.loads(out.read_text())
-    default, merged = summary["settings"]
-    assert default["s_per_step"] == 0.75 and default["invocation"] == merged["invocation"] == summary["invocation"]
+    default, spg8 = summary["settings"]
+    assert default["s_per_step"] == 0.75 and default["invocation"] == spg8["invocation"] == summary["invocation"]
     assert sum(default["floor_s_per_step"].values()) < default["s_per_step"]
     assert abs(default["forecast_error"]) < 0.15
-    assert merged["exit_code"] is None and "unfinished" in merged["error"]
-    assert "| merged |" in out.with_suffix(".md").read_text()
+    assert spg8["exit_code"] is None and "unfinished" in spg8["error"]
+    assert "| spg8 |" in out.with_suffix(".md").read_text()
 
 
 def test_a_sweep_lost_mid_row_keeps_the_rows_it_finished_and_names_the_rest(tmp_path, monkeypatch):

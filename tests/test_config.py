@@ -298,28 +298,6 @@ def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(
     assert trl_vllm_fraction(utilization, free_gib * 2**30, total_gib * 2**30) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize(
-    "overrides, message",
-    [
-        pytest.param(
-            ["model.merged_rollouts=true", "model.load_in_4bit=true"],
-            "folds the LoRA into 16-bit weights",
-            id="merged-needs-16-bit",
-        ),
-        pytest.param(
-            ["model.merged_rollouts=true", "model.backend=trl"], "is an Unsloth option", id="merged-is-unsloth-only"
-        ),
-    ],
-)
-def test_merged_rollouts_refused_where_they_cannot_apply(overrides, message):
-    with pytest.raises(RecipeError, match=message):
-        resolve_backend(
-            load_config(
-                str(ROOT / "config.yaml"), ["model.fast_inference=false", "training.optim=adamw_torch", *overrides]
-            )
-        )
-
-
 def tiny_grpo_args(tmp_path, *overrides: str):
     cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"output.dir={tmp_path}", *overrides])
     return train_grpo.grpo_args(cfg, "trl", [0])

@@ -77,8 +77,6 @@ CALIBRATION = [
     ("7b-4bit-shipped", "configs/qwen2.5-7b-4090.yaml", ["model.load_in_4bit=true"], 18.52),
     ("14b-4bit-shipped-util-0.55", "configs/qwen2.5-14b-4090.yaml", ["model.load_in_4bit=true"], 20.63),
     ("7b-4bit-shipped-16gb-card", "configs/qwen2.5-7b-4090.yaml", ["model.load_in_4bit=true"], 14.00, 16.0),
-    # 2026-12-02b, H200: the sweep's nogc-merged row (bench/results/latest.json of that day).
-    ("3b-16bit-no-checkpointing-merged", "config.yaml", ["model.merged_rollouts=true"], 15.60),
     # 2026-12-02c, H200 (bench/results/latest.json): the nogc row, config.yaml since, and plain TRL.
     ("3b-16bit-no-checkpointing", "config.yaml", [], 15.85),
     ("3b-trl-checkpointed-0.35", "config.yaml", ["model.backend=trl", "lora.gradient_checkpointing=true"], 19.2),
