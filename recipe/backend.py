@@ -12,7 +12,7 @@ from pathlib import Path
 from recipe import distributed
 from recipe.config import Config, ModelConfig
 from recipe.data import stop_token_ids
-from recipe.errors import RecipeError
+from recipe.errors import RecipeError, first_line
 
 
 def resolve_backend(cfg: Config, world: int | None = None) -> str:
@@ -33,30 +33,33 @@ def resolve_backend(cfg: Config, world: int | None = None) -> str:
         raise RecipeError(
             f"model.backend=unsloth trains in one process, and this run has {world}: use model.backend=trl (or auto) on several GPUs"
         )
-    if not cuda:
-        no_gpu = [
-            (
-                backend == "unsloth",
-                "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine",
-            ),
-            (
-                cfg.model.fast_inference,
-                "model.fast_inference=true needs vLLM on a CUDA GPU: set model.fast_inference=false on this machine",
-            ),
-            (
-                cfg.model.load_in_4bit,
-                "model.load_in_4bit=true needs bitsandbytes on a CUDA GPU: set model.load_in_4bit=false on this machine",
-            ),
-            (
-                "8bit" in cfg.training.optim,
-                f"training.optim={cfg.training.optim} needs bitsandbytes on a CUDA GPU: use adamw_torch on this machine",
-            ),
-        ]
-        for failed, message in no_gpu:
-            if failed:
-                raise RecipeError(message)
+    if not cuda and (needs := gpu_only_settings(cfg, backend)):
+        raise RecipeError(needs[0])
     distributed.check_vllm_split(cfg, world)
     return backend
+
+
+def gpu_only_settings(cfg: Config, backend: str) -> list[str]:
+    """Why ``cfg`` cannot train on ``backend`` without a CUDA GPU, one message per setting (none: it can)."""
+    no_gpu = [
+        (
+            backend == "unsloth",
+            "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine",
+        ),
+        (
+            cfg.model.fast_inference,
+            "model.fast_inference=true needs vLLM on a CUDA GPU: set model.fast_inference=false on this machine",
+        ),
+        (
+            cfg.model.load_in_4bit,
+            "model.load_in_4bit=true needs bitsandbytes on a CUDA GPU: set model.load_in_4bit=false on this machine",
+        ),
+        (
+            "8bit" in cfg.training.optim,
+            f"training.optim={cfg.training.optim} needs bitsandbytes on a CUDA GPU: use adamw_torch on this machine",
+        ),
+    ]
+    return [message for failed, message in no_gpu if failed]
 
 
 def describe_backend(cfg: Config, backend: str, world: int) -> str:
@@ -252,3 +255,21 @@ def merged_weight(layer, weight):
         if adapter in layer.lora_A or adapter in getattr(layer, "lora_embedding_A", {}):
             weight = (weight + layer.get_delta_weight(adapter)).to(weight.dtype)
     return weight
+
+
+def load_failure(cfg: Config, error: Exception) -> str:
+    """The one line for a model that did not load: out of GPU memory is the config's doing, not the weights'."""
+    first = first_line(error, 200)
+    four_bit = "" if cfg.model.load_in_4bit else "set model.load_in_4bit: true or "
+    if "memory for the cache blocks" in first:  # vLLM: its share holds the weights and nothing more
+        return (
+            f"vLLM's share of the GPU memory (model.gpu_memory_utilization={cfg.model.gpu_memory_utilization}) holds "
+            f"model.name={cfg.model.name}'s weights but no KV cache: raise model.gpu_memory_utilization, "
+            f"{four_bit}pick a smaller model; the memory forecast above says which fits"
+        )
+    if "out of memory" in first.lower():  # torch.OutOfMemoryError, or CUDA's own message in a RuntimeError
+        return (
+            f"the GPU ran out of memory loading model.name={cfg.model.name} ({type(error).__name__}: {first}): "
+            f"lower model.gpu_memory_utilization, {four_bit}pick a smaller model; the memory forecast above says which fits"
+        )
+    return f"could not load the weights of model.name={cfg.model.name} ({type(error).__name__}: {first}): check the model folder or hub id"

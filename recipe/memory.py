@@ -343,3 +343,22 @@ def advice(cfg, shape: dict, card_gib: float, free: float, prompt_tokens: int) -
         if _fits_well(_with(cfg, "training", num_generations=n), *fit_args):
             return f"lower training.num_generations to {n}"
     return "a smaller model: no single key change makes this one fit"
+
+
+def forecast_here(cfg, card_gib: float | None) -> list[str]:
+    """The forecast's lines for the GPU present, or for a card of ``card_gib`` (``--card-gib``)."""
+    import torch
+
+    free_gib = None
+    if torch.cuda.is_available():
+        free, total = (b / GIB for b in torch.cuda.mem_get_info())
+        # Planning for a smaller card than this one: it cannot have more free than its size allows.
+        free_gib = free if card_gib is None else min(free, card_gib - CUDA_CONTEXT_GIB)
+        card_gib = total if card_gib is None else card_gib
+        where = f"{torch.cuda.get_device_name(0)} {total:.1f} GiB, {free:.1f} free"
+    elif card_gib is None:
+        return ["CPU only: no GPU memory forecast (pass --card-gib 24 to forecast a 24 GiB card)"]
+    else:
+        where = f"a {card_gib:g} GiB card (no GPU here)"
+    result = forecast(cfg, model_shape(cfg.model.name), card_gib, free_gib=free_gib)
+    return [f"for {where}", *result.lines()]

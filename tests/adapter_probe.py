@@ -36,6 +36,7 @@ def main() -> int:
     from recipe import backend as backends
     from recipe.config import load_config
     from recipe.data import build_prompts, chat_prompt, load_rows, load_tokenizer, stop_token_ids
+    from recipe.grpo_config import grpo_args
 
     overrides = [
         f"model.backend={args.backend}",
@@ -53,7 +54,7 @@ def main() -> int:
 
     tokenizer = load_tokenizer(cfg.model.name)
     dataset, _ = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
-    grpo_config = train_grpo.grpo_args(cfg, args.backend, stop_token_ids(tokenizer))
+    grpo_config = grpo_args(cfg, args.backend, stop_token_ids(tokenizer))
     model, tokenizer = backends.load_model(cfg, args.backend, tokenizer)
     trainer = train_grpo.build_trainer(cfg, args.backend, model, tokenizer, dataset, grpo_config)
     prompt_ids = [

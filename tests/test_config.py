@@ -13,6 +13,7 @@ from recipe import runs
 from recipe.backend import import_unsloth, resolve_backend
 from recipe.config import LORA_PROJECTIONS, Config, ModelConfig, config_to_yaml, load_config
 from recipe.errors import RecipeError
+from recipe.grpo_config import grpo_args
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = sorted([ROOT / "config.yaml", *(ROOT / "configs").glob("*.yaml")])
@@ -267,7 +268,7 @@ def test_batch_is_prompts_times_generations_and_trl_accepts_it(tmp_path):
         str(ROOT / "configs" / "tiny-cpu.yaml"),
         [f"output.dir={tmp_path}", "training.prompts_per_step=3", "training.steps_per_generation=2"],
     )
-    args = train_grpo.grpo_args(cfg, "trl", [0])
+    args = grpo_args(cfg, "trl", [0])
     assert args.per_device_train_batch_size == 3 * cfg.training.num_generations
     assert args.generation_batch_size == 2 * 3 * cfg.training.num_generations
     assert args.reward_weights == list(cfg.rewards.values())
@@ -300,7 +301,7 @@ def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(
 
 def tiny_grpo_args(tmp_path, *overrides: str):
     cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"output.dir={tmp_path}", *overrides])
-    return train_grpo.grpo_args(cfg, "trl", [0])
+    return grpo_args(cfg, "trl", [0])
 
 
 @pytest.mark.parametrize(

@@ -267,6 +267,16 @@ def test_dry_run_prints_the_forecast_on_a_cpu_for_every_shipped_config(config, t
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize("config", [c for c in SHIPPED if c != "configs/tiny-cpu.yaml"])
+def test_dry_run_of_a_gpu_config_on_a_cpu_plans_for_a_24_gib_card(config, tiny_assets, tmp_path, capsys):
+    # Regression: config.yaml's dry run on a CPU stopped at "model.fast_inference=true needs vLLM on a CUDA GPU".
+    assert dry_run(config, tiny_assets, tmp_path / "out") == 0
+    out = capsys.readouterr().out
+    assert "memory for a 24 GiB card (no GPU here)" in out and "forecast peak" in out
+    assert "checked for a 24 GiB GPU (none here)" in out
+    assert not (tmp_path / "out").exists()
+
+
 def test_dry_run_warns_with_the_key_to_change_when_it_does_not_fit(tiny_assets, tmp_path, capsys):
     assert dry_run("config.yaml", tiny_assets, tmp_path / "out", "--card-gib", "2") == 0
     out = capsys.readouterr().out

@@ -18,6 +18,7 @@ from recipe import distributed
 from recipe.backend import describe_backend, resolve_backend
 from recipe.config import load_config
 from recipe.errors import RecipeError
+from recipe.grpo_config import grpo_args
 
 TINY = str(ROOT / "configs" / "tiny-cpu.yaml")
 STEPS = 4
@@ -180,7 +181,7 @@ def test_server_settings_reach_grpo_config(tmp_path):
             "vllm.server_port=8001",
         ],
     )
-    args = train_grpo.grpo_args(cfg, "trl", [0], world=1)
+    args = grpo_args(cfg, "trl", [0], world=1)
     assert (args.use_vllm, args.vllm_mode, args.vllm_server_host, args.vllm_server_port) == (
         True,
         "server",

@@ -11,6 +11,7 @@ import train_grpo
 from conftest import tiny_cli, train_tiny
 from recipe.config import load_config
 from recipe.errors import RecipeError
+from recipe.grpo_config import grpo_args
 
 STEPS = 3
 SHORT = (
@@ -34,7 +35,7 @@ SHORT = (
 )
 def test_report_to_reaches_grpo_config(value, expected):
     cfg = load_config(None, [f"output.report_to={value}", "model.fast_inference=false", "training.optim=adamw_torch"])
-    args = train_grpo.grpo_args(cfg, "trl", [0])
+    args = grpo_args(cfg, "trl", [0])
     # transformers turns "none" into [] itself.
     assert args.report_to == ([] if expected == "none" else expected)
     assert args.trackio_static_space_id is False

@@ -11,6 +11,7 @@ import rewards
 import train_grpo
 from conftest import TRAINED_RUN, train_tiny
 from conftest import TRAINED_STEPS as STEPS
+from recipe.callbacks import SampleLog, health_warnings, make_callbacks, progress_numbers
 from recipe.config import load_config
 
 
@@ -104,7 +105,53 @@ def test_dry_run_loads_no_model_and_writes_nothing(tiny_assets, tmp_path, capsys
     assert run(tiny_assets, out, "--dry-run") == 0
     printed = capsys.readouterr().out
     assert "400 prompts kept of 400" in printed and f"plan {STEPS} steps" in printed
+    # Regression: it printed "config (saved to ...)" and saved nothing.
+    assert "config (dry run: not saved):" in printed and "saved to" not in printed
     assert not out.exists()
+
+
+def test_the_plan_prints_before_the_config_and_the_config_takes_a_line_a_section(tiny_assets, tmp_path, capsys):
+    # Regression: about 70 lines of YAML printed before the five lines a user reads.
+    assert run(tiny_assets, tmp_path / "dry", "--dry-run") == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("model "))
+    assert [line.split()[0] for line in lines[first : first + 5]] == ["model", "data", "plan", "split", "tracking"]
+    config = lines.index("config (dry run: not saved):")
+    assert config > first
+    sections = [line.split(":")[0].strip() for line in lines[config + 1 : config + 8]]
+    assert sections == ["model", "vllm", "lora", "data", "rewards", "training", "output"]
+
+
+@pytest.mark.parametrize(
+    "logs, shown",
+    [
+        pytest.param(
+            {"reward": 1.2345, "rewards/correctness/mean": 0.5, "completions/mean_length": 87.4, "step_time": 0.61},
+            {"reward": "1.23", "correct": "25%", "len": "87", "s/step": "0.61"},
+            # Regression: the bar showed correct=0.5, the mean of a 0-or-2 reward, for 25% correct.
+            id="correct-is-a-share-of-answers",
+        ),
+        pytest.param({"rewards/correctness/mean": 2.0}, {"correct": "100%"}, id="all-correct"),
+        pytest.param({"loss": 0.01, "grad_norm": 0.2}, {}, id="a-log-without-rewards-shows-nothing"),
+    ],
+)
+def test_progress_bar_numbers(logs, shown):
+    assert progress_numbers(logs) == shown
+
+
+def test_progress_bar_shows_a_step_when_it_is_logged(tmp_path, capsys):
+    from types import SimpleNamespace
+
+    bar, *_ = make_callbacks(tmp_path, SampleLog(tmp_path / "samples.jsonl", 1))[1:]
+    state = SimpleNamespace(is_world_process_zero=True, max_steps=4, global_step=0)
+    bar.on_train_begin(None, state, None)
+    state.global_step = 1
+    bar.on_step_end(None, state, None)
+    capsys.readouterr()
+    bar.on_log(None, state, None, logs={"reward": 3.0, "rewards/correctness/mean": 1.0})
+    # Regression: the postfix waited for the next step's redraw, so the bar showed the step before.
+    assert "correct=50%" in capsys.readouterr().err
+    bar.on_train_end(None, state, None)
 
 
 class Crash(Exception):
@@ -154,7 +201,7 @@ HEALTHY = {"reward": 1.0, "completions/clipped_ratio": 0.1, "frac_reward_zero_st
     ],
 )
 def test_health_warnings(rows, expected):
-    found = train_grpo.health_warnings(rows)
+    found = health_warnings(rows)
     assert len(found) == len(expected)
     assert all(fragment in message for fragment, message in zip(expected, found))
 

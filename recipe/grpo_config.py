@@ -1,0 +1,138 @@
+"""TRL's GRPOConfig from the recipe's config: one table of GRPOConfig fields and the keys that set them.
+
+Every other GRPOConfig field goes through ``training.trl`` as is, so the recipe need not mirror all of
+TRL's knobs, and two places never set one value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from pathlib import Path
+from typing import Any
+
+from recipe import backend as backends
+from recipe import distributed, tracking
+from recipe.config import Config
+from recipe.errors import RecipeError
+
+
+def table(cfg: Config, backend: str, stop_ids: list[int], world: int, cuda: bool) -> dict[str, tuple[str | None, Any]]:
+    """GRPOConfig field -> (the recipe key that sets it, or None where the recipe fixes it; its value)."""
+    m, v, t, o = cfg.model, cfg.vllm, cfg.training, cfg.output
+    trl_engine = backend == "trl"
+    return {
+        "output_dir": ("output.dir", o.dir),
+        "max_steps": ("training.max_steps", t.max_steps),
+        "num_train_epochs": ("training.num_train_epochs", t.num_train_epochs),
+        # prompts_per_step is the whole run's, so one YAML trains the same recipe on 1 or 8 GPUs.
+        "per_device_train_batch_size": ("training.prompts_per_step", distributed.per_device_batch(cfg, world)),
+        "gradient_accumulation_steps": (None, 1),
+        "steps_per_generation": ("training.steps_per_generation", t.steps_per_generation),
+        "num_generations": ("training.num_generations", t.num_generations),
+        "max_completion_length": ("training.max_completion_length", t.max_completion_length),
+        "temperature": ("training.temperature", t.temperature),
+        "beta": ("training.beta", t.beta),
+        "loss_type": ("training.loss_type", t.loss_type),
+        "learning_rate": ("training.learning_rate", t.learning_rate),
+        "adam_beta1": ("training.adam_beta1", t.adam_beta1),
+        "adam_beta2": ("training.adam_beta2", t.adam_beta2),
+        "weight_decay": ("training.weight_decay", t.weight_decay),
+        # TRL reads a warmup_steps below 1 as a fraction of the run.
+        "warmup_steps": ("training.warmup_ratio", t.warmup_ratio),
+        "lr_scheduler_type": ("training.lr_scheduler_type", t.lr_scheduler_type),
+        "optim": ("training.optim", t.optim),
+        "max_grad_norm": ("training.max_grad_norm", t.max_grad_norm),
+        "seed": ("training.seed", t.seed),
+        "reward_weights": ("rewards", list(cfg.rewards.values())),
+        "use_vllm": ("model.fast_inference", m.fast_inference),
+        # vLLM stops only at EOS by default; a base model ends its chat turn with <|im_end|> instead.
+        "generation_kwargs": (None, {"stop_token_ids": stop_ids} if m.fast_inference else None),
+        "vllm_mode": ("vllm.mode", v.mode),
+        "vllm_tensor_parallel_size": ("vllm.tensor_parallel_size", v.tensor_parallel_size),
+        "vllm_server_host": ("vllm.server_host", v.server_host),
+        "vllm_server_port": ("vllm.server_port", v.server_port),
+        # Unsloth builds its own engine from the share of free memory; TRL's reads a share of the whole card.
+        "vllm_gpu_memory_utilization": (
+            "model.gpu_memory_utilization",
+            backends.vllm_card_fraction(m.gpu_memory_utilization) if trl_engine else m.gpu_memory_utilization,
+        ),
+        # Else TRL's own vLLM reserves KV cache for the model's whole context (32k tokens for Qwen2.5);
+        # Unsloth builds its engine with max_seq_length itself.
+        "vllm_max_model_length": ("model.max_seq_length", m.max_seq_length if trl_engine else None),
+        "bf16": (None, cuda and _bf16_supported()),
+        "use_cpu": (None, not cuda),
+        # Unsloth applies its own checkpointing through get_peft_model.
+        "gradient_checkpointing": (
+            "lora.gradient_checkpointing",
+            trl_engine and cfg.lora.gradient_checkpointing is not False,
+        ),
+        "logging_steps": ("output.logging_steps", o.logging_steps),
+        "save_steps": ("output.save_steps", o.save_steps),
+        "save_total_limit": ("output.save_total_limit", o.save_total_limit),
+        "report_to": ("output.report_to", tracking.trackers(o.report_to) or "none"),
+        # Named after the output folder, so runs tell apart in W&B and trackio.
+        "run_name": (None, Path(o.dir).name),
+        # trackio otherwise publishes a static Space to the Hub after training; logging stays local.
+        "trackio_static_space_id": (None, False),
+        "log_completions": (None, False),
+    }
+
+
+def _bf16_supported() -> bool:
+    import torch
+
+    return torch.cuda.is_bf16_supported()
+
+
+def grpo_args(cfg: Config, backend: str, stop_ids: list[int], world: int | None = None):
+    """TRL's GRPOConfig from ours plus training.trl, for ``world`` processes (default: the launcher's).
+
+    Built before the model loads: under DeepSpeed ZeRO-3 it is what makes from_pretrained shard the weights.
+    """
+    import torch
+
+    world = distributed.world_size() if world is None else world
+    fields = table(cfg, backend, stop_ids, world, torch.cuda.is_available())
+    args = with_trl_keys(fields, cfg.training.trl)
+    if args.world_size != world:
+        raise RecipeError(
+            f"WORLD_SIZE says {world} processes but accelerate sees {args.world_size}: launch with torchrun or accelerate launch, not a mix"
+        )
+    return args
+
+
+def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
+    """GRPOConfig of the table's values and training.trl; a trl key the recipe sets, an unknown one or
+    a value TRL rejects is a RecipeError naming the key."""
+    from trl import GRPOConfig
+
+    kwargs = {name: value for name, (_, value) in fields.items()}
+    valid = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
+    for key in trl:
+        if key in fields:
+            ours = fields[key][0]
+            fix = f"set {ours} instead" if ours else f"the recipe sets it ({kwargs[key]!r}); remove it"
+            raise RecipeError(f"training.trl.{key}: {fix}")
+        if key not in valid:
+            match = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean 'training.trl.{match[0]}'?" if match else "use a field of trl.GRPOConfig"
+            raise RecipeError(f"training.trl.{key} is not a GRPOConfig field: {hint}")
+    try:
+        return GRPOConfig(**kwargs, **trl)
+    except (ValueError, TypeError) as error:
+        if not trl:
+            raise
+        together = error
+    GRPOConfig(**kwargs)  # raises as before when the recipe's own values are the problem
+    # TRL names fields, not our keys: build again one key at a time to name the one it refuses.
+    for key, value in trl.items():
+        try:
+            GRPOConfig(**kwargs, **{key: value})
+        except (ValueError, TypeError) as error:
+            raise RecipeError(f"training.trl.{key}={value!r}: {_one_line(error)}") from None
+    raise RecipeError(f"training.trl: GRPOConfig refuses {', '.join(trl)} together: {_one_line(together)}")
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
