@@ -1,6 +1,7 @@
 """End to end on the tiny model: main() trains, logs, saves a loadable adapter, and resumes after a crash."""
 
 import json
+import subprocess
 import sys
 import types
 from pathlib import Path
@@ -13,6 +14,8 @@ from conftest import TRAINED_RUN, train_tiny
 from conftest import TRAINED_STEPS as STEPS
 from recipe.callbacks import SampleLog, health_warnings, make_callbacks, progress_numbers
 from recipe.config import load_config
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def run(tiny_assets: Path, out: Path, *extra: str, callbacks=()) -> int:
@@ -318,3 +321,19 @@ def test_a_model_that_does_not_load_gets_the_fix_for_its_cause(monkeypatch, over
         assert text in message
     for text in not_says:
         assert text not in message
+
+
+def test_gpu_tests_on_a_cpu_say_they_need_a_gpu():
+    # Regression: they said "run `python offline.py smollm2` first", which would not have helped.
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", str(ROOT / "tests" / "test_gpu.py")],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    skipped = [line for line in done.stdout.splitlines() if line.startswith("SKIPPED")]
+    assert skipped and all(line.endswith("needs a CUDA GPU") for line in skipped), done.stdout
