@@ -1,7 +1,8 @@
 """The recipe's config: typed dataclasses with every default, loaded from YAML and ``--set`` overrides.
 
-Unknown keys fail with the closest valid name and wrong types name the key; ``validate`` rejects
-impossible settings. All of it runs before any model, tokenizer or dataset is loaded.
+Unknown keys fail with the closest valid name, a key written twice fails with its lines, wrong types
+name the key; ``validate`` rejects impossible settings. ``~`` and environment variables expand in
+path keys. All of it runs before any model, tokenizer or dataset is loaded.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import os
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -22,6 +25,8 @@ from recipe import tracking
 from recipe.errors import RecipeError, first_line
 
 LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# Keys that name a file or folder: ~ and $VARIABLES expand in them, and none may be empty.
+PATH_KEYS = (("model", "name"), ("data", "dataset"), ("output", "dir"), ("output", "resume"))
 
 
 @dataclass
@@ -175,8 +180,49 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
     return cls(**kwargs)
 
 
+class DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, first: int, again: int):
+        super().__init__(f"key '{key}' on lines {first} and {again}")
+        self.key, self.first, self.again = key, first, again
+
+
+class UniqueKeyLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses a key written twice in one mapping (safe_load keeps the last silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # "<<: *defaults" may repeat what it overrides
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, typing.Hashable) and key in seen:
+                raise DuplicateKey(key, seen[key], line)
+            if isinstance(key, typing.Hashable):
+                seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def parse_yaml(text: str) -> Any:
+    # A SafeLoader: like yaml.safe_load, no tag constructs a Python object.
+    return yaml.load(text, Loader=UniqueKeyLoader)
+
+
+def merge(into: dict, value: dict) -> None:
+    """``value``'s keys set one by one into ``into``, recursively: a mapping changes only the keys it names."""
+    for key, item in value.items():
+        if isinstance(item, dict) and isinstance(into.get(key), dict):
+            merge(into[key], item)
+        else:
+            into[key] = item
+
+
 def apply_override(raw: dict, assignment: str) -> None:
-    """Apply ``section.key=value`` (value parsed as YAML) to the raw config mapping."""
+    """Apply ``section.key=value`` (value parsed as YAML) to the raw config mapping.
+
+    A mapping value merges (``--set training={beta: 0}`` is ``--set training.beta=0``), so it never
+    resets the keys it does not name.
+    """
     if "=" not in assignment:
         raise RecipeError(f"--set {assignment!r}: expected section.key=value, e.g. training.max_steps=500")
     dotted, text = assignment.split("=", 1)
@@ -187,11 +233,17 @@ def apply_override(raw: dict, assignment: str) -> None:
         if not isinstance(node, dict):
             raise RecipeError(f"--set {assignment!r}: '{part}' is not a section")
     try:
-        node[leaf] = yaml.safe_load(text)
+        value = parse_yaml(text)
+    except DuplicateKey as error:
+        raise RecipeError(f"--set {assignment!r}: key '{error.key}' is given twice; keep one") from None
     except yaml.YAMLError as error:
         raise RecipeError(
             f"--set {assignment!r}: the value is not valid YAML ({first_line(error)}); quote it or fix it"
         ) from None
+    if isinstance(value, dict) and isinstance(node.get(leaf), dict):
+        merge(node[leaf], value)
+    else:
+        node[leaf] = value
 
 
 def add_override_argument(parser, example: str) -> None:
@@ -206,28 +258,75 @@ def add_override_argument(parser, example: str) -> None:
     )
 
 
+def read_config_file(path: str) -> dict:
+    """The YAML mapping of a config file; anything else (a list, a number, a key written twice) is one line."""
+    config_path = Path(path)
+    if not config_path.is_file():
+        raise RecipeError(f"config file '{path}' not found: pass --config with the path of a YAML file")
+    try:
+        raw = parse_yaml(config_path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as error:
+        raise RecipeError(f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    except DuplicateKey as error:
+        raise RecipeError(
+            f"config file '{path}' sets '{error.key}' twice (lines {error.first} and {error.again}): "
+            "keep one, since YAML would silently drop the first"
+        ) from None
+    except yaml.YAMLError as error:
+        raise RecipeError(f"config file '{path}' is not valid YAML: {first_line(error)}") from None
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise RecipeError(
+            f"config: expected a mapping of sections (model:, data:, training:, ...) at the top of '{path}', "
+            f"got a YAML {'list' if isinstance(raw, list) else type(raw).__name__}: write key: value lines"
+        )
+    return raw
+
+
+def expand_path(key: str, value: str) -> str:
+    """``~`` and ``$VARIABLE``/``${VARIABLE}`` expanded; a variable that is not set is an error, not a folder named after it."""
+    expanded = os.path.expandvars(os.path.expanduser(value))
+    unset = re.search(r"\$\{?(\w+)", expanded)
+    if unset:
+        raise RecipeError(
+            f"{key}={value}: environment variable {unset.group(1)} is not set; set it or write the path out"
+        )
+    return expanded
+
+
+def expand_paths(cfg: Config) -> None:
+    for section, name in PATH_KEYS:
+        part = getattr(cfg, section)
+        setattr(part, name, expand_path(f"{section}.{name}", getattr(part, name)))
+
+
 def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Config:
-    raw: dict = {}
-    if path is not None:
-        config_path = Path(path)
-        if not config_path.is_file():
-            raise RecipeError(f"config file '{path}' not found: pass --config with the path of a YAML file")
-        try:
-            raw = yaml.safe_load(config_path.read_text(encoding="utf-8")) or {}
-        except UnicodeDecodeError as error:
-            raise RecipeError(
-                f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8"
-            ) from None
-        except yaml.YAMLError as error:
-            raise RecipeError(f"config file '{path}' is not valid YAML: {first_line(error)}") from None
-    if isinstance(raw, dict) and "rewards" not in raw and any(a.strip().startswith("rewards.") for a in overrides):
+    raw = {} if path is None else read_config_file(path)
+    if "rewards" not in raw and any(a.strip().startswith(("rewards.", "rewards=")) for a in overrides):
         # A --set of one weight adjusts the defaults; without this it would replace them and drop the other rewards.
         raw["rewards"] = default_rewards()
     for assignment in overrides:
         apply_override(raw, assignment)
+    for section, name in PATH_KEYS:  # YAML reads an empty value as null; say what it is, not "expected str"
+        if isinstance(raw.get(section), dict) and name in raw[section] and raw[section][name] is None:
+            raise RecipeError(empty_path(section, name))
     config = _build(Config, raw, "")
+    expand_paths(config)
     validate(config)
     return config
+
+
+EMPTY_PATH_FIX = {
+    ("model", "name"): "set it to a hub id (Qwen/Qwen2.5-3B) or a model folder",
+    ("data", "dataset"): "set it to a hub id (openai/gsm8k), a .jsonl/.parquet file or a dataset folder",
+    ("output", "dir"): "set it to the folder for this run's outputs, e.g. outputs/my-run",
+    ("output", "resume"): "use never, auto, or the path of a checkpoint folder",
+}
+
+
+def empty_path(section: str, name: str) -> str:
+    return f"{section}.{name} is empty: {EMPTY_PATH_FIX[section, name]}"
 
 
 def validate(cfg: Config) -> None:
@@ -238,6 +337,8 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise RecipeError(message)
 
+    for section, name in PATH_KEYS:
+        check(bool(getattr(getattr(cfg, section), name).strip()), empty_path(section, name))
     check(m.backend in ("auto", "unsloth", "trl"), f"model.backend={m.backend!r}: use auto, unsloth or trl")
     check(
         0 < m.gpu_memory_utilization < 1,

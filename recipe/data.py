@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,13 @@ from recipe.config import DataConfig
 from recipe.errors import RecipeError, first_line
 
 LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
+# Why a row is left out, as counted in build_prompts' stats and said in the data line of both entry points.
+DROP_REASONS = {
+    "dropped_no_question": "without a question",
+    "dropped_no_gold": "without a gold answer",
+    "dropped_gold_not_a_number": "with a gold answer that is not one number (e.g. #### 1/2)",
+    "dropped_too_long": "over data.max_prompt_length tokens",
+}
 
 
 def is_hub_dataset(name: str) -> bool:
@@ -36,12 +45,14 @@ def load_rows(cfg: DataConfig):
                 raise RecipeError(
                     f"data.dataset={cfg.dataset}: unsupported file type; use one of {', '.join(LOCAL_DATA_SUFFIXES)}"
                 )
-            return datasets.load_dataset(kind, data_files=str(path), split="train")
+            if blank(path):
+                raise empty(cfg)
+            return not_empty(datasets.load_dataset(kind, data_files=str(path), split="train"), cfg)
         if path.is_dir():
             if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
                 saved = datasets.load_from_disk(str(path))
-                return saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved
-            return datasets.load_dataset(str(path), cfg.subset, split=cfg.split)
+                return not_empty(saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved, cfg)
+            return not_empty(datasets.load_dataset(str(path), cfg.subset, split=cfg.split), cfg)
         if not is_hub_dataset(cfg.dataset):
             raise RecipeError(f"data.dataset={cfg.dataset}: no such file or folder")
         return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split)
@@ -49,6 +60,8 @@ def load_rows(cfg: DataConfig):
         raise
     except Exception as error:  # datasets raises many types for unreachable hubs and bad files
         first = first_line(error, 200)
+        if path.exists() and "corresponds to no data" in first:  # datasets' words for a file without rows
+            raise empty(cfg) from None
         if path.exists():
             encoding = (
                 " (is it UTF-8 text?)" if "utf-8" in repr(error).lower() or "decode" in repr(error).lower() else ""
@@ -62,6 +75,22 @@ def load_rows(cfg: DataConfig):
             "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
             "to a local .jsonl/.parquet file or dataset folder"
         ) from None
+
+
+def blank(path: Path) -> bool:
+    """Nothing but whitespace (the datasets loaders fail on it with a bare StopIteration)."""
+    size = path.stat().st_size
+    return size == 0 or (size <= 4096 and not path.read_bytes().strip())
+
+
+def empty(cfg: DataConfig) -> RecipeError:
+    return RecipeError(f"data.dataset={cfg.dataset} is empty (no rows): point data.dataset at a file of questions")
+
+
+def not_empty(rows, cfg: DataConfig):
+    if len(rows) == 0:
+        raise empty(cfg)
+    return rows
 
 
 def chat_prompt(question: str) -> list[dict[str, str]]:
@@ -81,8 +110,32 @@ def answer_text(answer: Any) -> str | None:
     return answer if isinstance(answer, str) else None
 
 
+def gold_number(answer: Any) -> tuple[Decimal | None, str | None]:
+    """(the gold number, None), or (None, the DROP_REASONS key saying why the answer has none).
+
+    The gold as written after ``####`` must be one number, as rewards.parse_gold reads a bare answer:
+    "#### 1/2" would otherwise train as gold 2 (the last number in it).
+    """
+    text = answer_text(answer)
+    written = rewards.split_gsm8k(text)[1] if text else ""
+    gold = rewards.parse_gold(written)
+    if gold is not None:
+        return gold, None
+    return None, "dropped_no_gold" if rewards.parse_number(written) is None else "dropped_gold_not_a_number"
+
+
+def dropped(stats: dict[str, int], max_prompt_length: int) -> str:
+    """The rows left out, one count per reason ("none dropped" when all were kept)."""
+    counts = [
+        f"{stats[key]} {reason.replace('data.max_prompt_length', str(max_prompt_length))}"
+        for key, reason in DROP_REASONS.items()
+        if stats.get(key)
+    ]
+    return "dropped " + ", ".join(counts) if counts else "none dropped"
+
+
 def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]]:
-    """Chat prompts with a parsed gold answer; drops rows without a gold number or over the prompt budget."""
+    """Chat prompts with a parsed gold answer; drops (and counts by DROP_REASONS) the rows it cannot use."""
     for column in (cfg.question_field, cfg.answer_field):
         if column not in rows.column_names:
             raise RecipeError(
@@ -93,15 +146,19 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
     stats = {"rows": len(rows)}
 
     def to_prompt(row: dict) -> dict:
-        gold = rewards.parse_gold(answer_text(row[cfg.answer_field]))
+        gold, reason = gold_number(row[cfg.answer_field])
         question = row[cfg.question_field]
         # A missing question has no text to train on; str(None) would train on the word "None".
-        usable = isinstance(question, str) and question.strip() and gold is not None
-        prompt = chat_prompt(question if usable else "")
+        if not (isinstance(question, str) and question.strip()):
+            reason = "dropped_no_question"
+        prompt = chat_prompt("" if reason else question)
+        # New column names: datasets.map keeps a same-named input column's type, so a numeric answer
+        # column would turn the gold text back into numbers.
         return {
             "prompt": prompt,
-            "question": question if usable else "",
-            "answer": f"{gold:f}" if usable else None,
+            "question_text": "" if reason else question,
+            "gold_text": None if reason else f"{gold:f}",
+            "dropped": reason or "",
             "prompt_tokens": prompt_tokens(tokenizer, prompt),
         }
 
@@ -111,8 +168,9 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
         raise RecipeError(
             f"could not read data.dataset={cfg.dataset}: it is not UTF-8 text ({error.reason}): save it as UTF-8"
         ) from None
-    with_gold = prompts.filter(lambda row: row["answer"] is not None)
-    stats["dropped_no_gold"] = len(prompts) - len(with_gold)
+    reasons = Counter(prompts["dropped"])
+    stats.update({key: reasons[key] for key in DROP_REASONS})
+    with_gold = prompts.filter(lambda row: not row["dropped"])
     kept = with_gold.filter(lambda row: row["prompt_tokens"] <= cfg.max_prompt_length)
     stats["dropped_too_long"] = len(with_gold) - len(kept)
     stats["kept"] = len(kept)
@@ -121,7 +179,8 @@ def build_prompts(rows, tokenizer, cfg: DataConfig) -> tuple[Any, dict[str, int]
         raise RecipeError(
             f"no usable questions in data.dataset={cfg.dataset} ({stats}): check the answer column holds GSM8K answers ('... #### 42') and data.max_prompt_length"
         )
-    return kept.remove_columns("prompt_tokens"), stats
+    kept = kept.remove_columns(["prompt_tokens", "dropped"])
+    return kept.rename_columns({"question_text": "question", "gold_text": "answer"}), stats
 
 
 def load_tokenizer(name: str):

@@ -131,7 +131,6 @@ def test_override_sets_typed_value(override, key, value):
             id="unknown-reward",
         ),
         pytest.param("rewards.correctness=.nan", "rewards.correctness=nan", id="nan-weight"),
-        pytest.param("rewards={}", "rewards is empty", id="no-rewards"),
         pytest.param("model.backend=jax", "model.backend='jax': use auto, unsloth or trl", id="bad-backend"),
         pytest.param("model.gpu_memory_utilization=1.5", "model.gpu_memory_utilization=1.5", id="utilization-over-1"),
         pytest.param(

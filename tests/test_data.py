@@ -7,7 +7,7 @@ import pytest
 
 import rewards
 from recipe.config import DataConfig
-from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
+from recipe.data import DROP_REASONS, build_prompts, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
 
 ROWS = [
@@ -108,11 +108,72 @@ def test_rows_without_gold_are_dropped_and_counted(prompts):
     _, stats = prompts
     assert stats == {
         "rows": 5,
+        "dropped_no_question": 0,
         "dropped_no_gold": 1,
+        "dropped_gold_not_a_number": 0,
         "dropped_too_long": 0,
         "kept": 4,
         "longest_prompt_tokens": stats["longest_prompt_tokens"],
     }
+
+
+# (id, question, answer, the gold kept or the reason the row is dropped)
+GOLDS = [
+    ("gsm8k-integer", "Q?", "1 + 1 = 2\n#### 2", "2"),
+    ("thousands-and-dollar", "Q?", "#### $1,200.", "1200"),
+    ("numeric-column", "Q?", 42, "42"),  # kept as text: datasets.map turned it back into a number before
+    ("bare-number", "Q?", "-3.5", "-3.5"),
+    ("fraction", "Q?", "#### 1/2", "dropped_gold_not_a_number"),  # trained as gold 2 before
+    ("two-numbers", "Q?", "#### 3 or 4", "dropped_gold_not_a_number"),
+    ("number-and-unit", "Q?", "#### 18 dollars", "dropped_gold_not_a_number"),
+    ("bare-fraction", "Q?", "1/2", "dropped_gold_not_a_number"),
+    ("no-number", "Q?", "I do not know", "dropped_no_gold"),
+    ("empty-gold", "Q?", "#### ", "dropped_no_gold"),
+    ("null-answer", "Q?", None, "dropped_no_gold"),
+    ("empty-question", "", "#### 2", "dropped_no_question"),  # counted as "without a gold answer" before
+    ("blank-question", "  ", "#### 2", "dropped_no_question"),
+    ("null-question", None, "#### 2", "dropped_no_question"),
+]
+
+
+@pytest.mark.parametrize("question, answer, expected", [pytest.param(*row[1:], id=row[0]) for row in GOLDS])
+def test_each_row_is_kept_with_one_number_or_dropped_under_its_reason(tokenizer, question, answer, expected):
+    import datasets
+
+    # One usable row (its answer of the same type: a column has one), so the table's row may be dropped.
+    ok = {"question": "Keep me?", "answer": 1 if isinstance(answer, int) else "#### 1"}
+    rows = datasets.Dataset.from_list([ok, {"question": question, "answer": answer}])
+    dataset, stats = build_prompts(rows, tokenizer, DataConfig(dataset="x"))
+    if expected.startswith("dropped_"):
+        assert dataset["answer"] == ["1"] and stats[expected] == 1
+        assert sum(stats[key] for key in DROP_REASONS) == 1, "counted under one reason only"
+    else:
+        assert dataset["answer"] == ["1", expected]
+
+
+def test_the_data_line_names_each_reason_with_its_count():
+    stats = {"dropped_no_question": 2, "dropped_no_gold": 0, "dropped_gold_not_a_number": 1, "dropped_too_long": 3}
+    assert dropped(stats, 200) == (
+        "dropped 2 without a question, 1 with a gold answer that is not one number (e.g. #### 1/2), 3 over 200 tokens"
+    )
+    assert dropped({key: 0 for key in DROP_REASONS}, 200) == "none dropped"
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        ("zero-bytes.jsonl", b""),  # said only StopIteration before
+        ("blank-lines.jsonl", b"\n \n"),
+        ("empty-list.json", b"[]"),
+        ("header-only.csv", b"question,answer\n"),
+    ],
+    ids=["zero-bytes", "blank-lines", "empty-json-list", "csv-header-only"],
+)
+def test_a_file_without_rows_says_empty(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(RecipeError, match=r"is empty \(no rows\)"):
+        load_rows(DataConfig(dataset=str(path)))
 
 
 def test_over_long_prompts_are_dropped_never_truncated(tmp_path, tokenizer):
