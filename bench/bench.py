@@ -667,6 +667,7 @@ def fit(args: argparse.Namespace) -> int:
             )
             out.write_text(json.dumps({"rows": rows}, indent=2) + "\n")
             out.with_suffix(".md").write_text(fit_table(rows))
+    write_card_table()
     print(out.with_suffix(".md").read_text())
     return 0
 
@@ -714,6 +715,45 @@ def forecast_table(caps: list[float]) -> str:
     return "\n".join(lines) + "\n"
 
 
+CARDS = {12.0: "12 GB", 16.0: "16 GB", CARD_GIB: "24 GB"}
+
+
+def card_table(fit_rows: list[dict], sweep_rows: list[dict]) -> str:
+    """README's one table of which model trains on which card: a cell is measured where fit.json (or the
+    sweep's `default` row, for the 3B on 24 GB) has it, else recipe.memory's forecast at 256-token prompts."""
+    measured = {(r["model"], r["bits"], r["cap_gib"]): r for r in fit_rows}
+    default = next((r for r in sweep_rows if r.get("name") == "default" and r.get("exit_code") == 0), None)
+    if default is not None:
+        measured.setdefault(("Qwen2.5-3B", 16, CARD_GIB), {**default, "fits": default.get("fits")})
+    lines = ["| model | bits | " + " | ".join(CARDS.values()) + " | configs |", "|---|---|" + "---|" * (len(CARDS) + 1)]
+    for size in SIZES:
+        for bits in (16, 4):
+            cells, configs = [], {}
+            for cap in CARDS:
+                config, overrides = fit_config(size, bits, cap)
+                configs[f"`{config.relative_to(ROOT)}`"] = None
+                row = measured.get((f"Qwen2.5-{size}", bits, cap))
+                if row is not None and row.get("fits"):
+                    cells.append(f"yes: {row['peak_gpu_gib']:.1f} GiB, {row['s_per_step']:.2f} s/step (measured)")
+                elif row is not None:
+                    cells.append("no (measured)")
+                else:
+                    result = memory.forecast(load_config(str(config), overrides), shape_of(size), cap)
+                    cells.append(f"yes: {result.peak_gib:.1f} GiB (forecast)" if result.fits else "no (forecast)")
+            lines.append(f"| Qwen2.5-{size} | {bits} | " + " | ".join(cells) + f" | {', '.join(configs)} |")
+    return "\n".join(lines) + "\n"
+
+
+def write_card_table() -> Path:
+    """bench/results/cards.md from fit.json, latest.json and the forecast: README shows it as written."""
+    fit_rows = json.loads((RESULTS / "fit.json").read_text())["rows"] if (RESULTS / "fit.json").exists() else []
+    latest = RESULTS / "latest.json"
+    sweep_rows = json.loads(latest.read_text()).get("settings", []) if latest.exists() else []
+    out = RESULTS / "cards.md"
+    out.write_text(card_table(fit_rows, sweep_rows))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
@@ -733,6 +773,11 @@ def main() -> int:
     parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
     parser.add_argument(
         "--forecast-table", action="store_true", help="print the memory forecast for every size on each --cap-gib card"
+    )
+    parser.add_argument(
+        "--card-table",
+        action="store_true",
+        help="write bench/results/cards.md, README's model x card table, from fit.json, latest.json and the forecast",
     )
     parser.add_argument(
         "--from-log",
@@ -762,6 +807,9 @@ def main() -> int:
         args.out = WORK / "smoke.json"  # a harness check never replaces measured results
     if args.forecast_table:
         print(forecast_table(args.caps), end="")
+        return 0
+    if args.card_table:
+        print(write_card_table().read_text(), end="")
         return 0
     if args.fit:
         return fit(args)
