@@ -34,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import phase_profile  # noqa: E402
 
 import train_grpo  # noqa: E402
 from recipe import backend as backends  # noqa: E402
@@ -55,10 +57,24 @@ class Setting:
     what: str
     config: Path
     overrides: tuple[str, ...] = ()
+    # Candidate levers that are code, not config, applied to the trainer in the bench's child (PATCHES)
+    # until a measurement shows they belong in the recipe.
+    patches: tuple[str, ...] = ()
+
+
+def token_ids_only(trainer) -> bool:
+    from recipe import rollouts
+
+    return rollouts.token_ids_only(trainer)
+
+
+PATCHES = {"token_ids_only": token_ids_only}
 
 
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 DEFAULT_YAML = ROOT / "config.yaml"
+FAST_YAML = ROOT / "configs" / "fast-4090.yaml"
+FUSED = "training.optim=adamw_torch_fused"
 # The rows of one sweep, in the order they run (the most telling first, so a lost machine costs the
 # least): the shipped default, the same recipe on plain TRL, candidate levers, and the notebook.
 SETTINGS = {
@@ -79,10 +95,18 @@ SETTINGS = {
     ),
     # config.yaml until 2026-12-02d: Unsloth compiles its vLLM (23 s more start-up, same s/step).
     "compiled": Setting("default with Unsloth's torch.compile of vLLM", DEFAULT_YAML, ("model.vllm_compile=true",)),
-    # spg 8 passed the SmolLM2 learning check (49.5% held-out, latest.json learning): a candidate for 5x.
     "spg8": Setting("default, generating for 8 steps at once", DEFAULT_YAML, ("training.steps_per_generation=8",)),
-    "notebook": Setting("the notebook recipe: 4-bit, compiled, generate every step", NOTEBOOK_YAML),
+    # bitsandbytes' 8-bit optimizers synchronise with the GPU once per parameter (504 LoRA tensors); torch's
+    # fused AdamW updates them all in a few kernels, for 0.33 GiB more (fp32 moments of 59.9M parameters).
+    "fused": Setting("default with torch's fused AdamW instead of paged 8-bit", DEFAULT_YAML, (FUSED,)),
+    "lean": Setting(
+        "fused, and vLLM returns token ids only (recipe/rollouts.py)", DEFAULT_YAML, (FUSED,), ("token_ids_only",)
+    ),
+    "fast": Setting("configs/fast-4090.yaml, and vLLM returns token ids only", FAST_YAML, patches=("token_ids_only",)),
+    "notebook": Setting("the notebook's code path: 4-bit, compiled, generate every step, no KL", NOTEBOOK_YAML),
 }
+# The sweep's rows when --settings is not given: the issue's three and the levers.
+SWEEP = ["default", "trl", "fused", "lean", "fast", "notebook"]
 
 SIZES = [hub_id.removeprefix("Qwen/Qwen2.5-") for hub_id in memory.QWEN25_SHAPES]  # 0.5B ... 32B
 
@@ -254,8 +278,17 @@ class PeakMemory:
         self._thread.join()
 
 
-def run_capped(cap_gib: float | None, profile: Path, train_args: list[str]) -> int:
+def run_capped(
+    cap_gib: float | None,
+    profile: Path,
+    train_args: list[str],
+    patches: list[str] = (),
+    trace: tuple[Path, int, int] | None = None,
+) -> int:
     """Run train_grpo.main() on ``cap_gib`` of GPU memory and record TRL's profiling timers to ``profile``.
+
+    ``patches`` name PATCHES to apply to the trainer; ``trace`` = (out, first_step, steps) profiles those
+    steps with bench/phase_profile.py.
 
     The rest of the card is taken by one idle allocation first. A per-process memory fraction would
     not do: it caps only PyTorch's allocator, and vLLM's KV cache is allocated outside it. Both
@@ -288,7 +321,33 @@ def run_capped(cap_gib: float | None, profile: Path, train_args: list[str]) -> i
             f.write(json.dumps({"name": self.name.split(".")[-1], "step": self.step, "seconds": duration}) + "\n")
 
     profiling.ProfilingContext._log_metrics = record
-    code = train_grpo.main(train_args)
+    callbacks = []
+    if trace:
+        profiler = phase_profile.PhaseProfiler(*trace)
+        callbacks.append(profiler.callback())
+        enter, exit_ = profiling.ProfilingContext.__enter__, profiling.ProfilingContext.__exit__
+
+        def entered(self):
+            profiler.enter(self.name.split(".")[-1])
+            return enter(self)
+
+        def exited(self, *exc):
+            result = exit_(self, *exc)
+            profiler.exit(self.name.split(".")[-1])
+            return result
+
+        profiling.ProfilingContext.__enter__, profiling.ProfilingContext.__exit__ = entered, exited
+    if patches:
+        build = train_grpo.build_trainer
+
+        def build_patched(*args, **kwargs):
+            trainer = build(*args, **kwargs)
+            for name in patches:
+                print(f"bench: patch {name}: {'applied' if PATCHES[name](trainer) else 'not applicable'}", flush=True)
+            return trainer
+
+        train_grpo.build_trainer = build_patched
+    code = train_grpo.main(train_args, callbacks=callbacks)
     del blocker
     return code
 
@@ -304,15 +363,22 @@ def steady_state(rows: list[dict], steps_per_generation: int, warmup: int) -> fl
 def run_setting(
     name: str, setting: Setting, args: argparse.Namespace, model: Path, data: Path, cap_gib: float | None
 ) -> dict:
-    """Train ``setting`` for ``args.steps`` steps in its own process under the memory cap; its measured row."""
+    """Train ``setting`` for ``args.steps`` steps in its own process under the memory cap; its measured row.
+
+    A setting named in ``args.profile`` trains one generation cycle more, under bench/phase_profile.py;
+    its figures come from the first ``args.steps`` steps alone, and its row holds the profile.
+    """
     out = WORK / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
+    cycle = load_config(str(setting.config), list(setting.overrides)).training.steps_per_generation
+    traced = name in (args.profile or [])
+    trace_steps = max(2, cycle) if traced else 0
     sets = [
         f"model.name={model}",
         f"data.dataset={data}",
         f"output.dir={out}",
-        f"training.max_steps={args.steps}",
+        f"training.max_steps={args.steps + trace_steps}",
         "output.save_steps=100000",
         "output.sample_every=100000",
         *setting.overrides,
@@ -325,12 +391,18 @@ def run_setting(
     train_args = ["--config", str(config)] + [arg for item in sets for arg in ("--set", item)]
     if cap_gib:
         train_args += ["--card-gib", str(cap_gib)]
-    profile = out / "profile.jsonl"
-    command = [sys.executable, str(Path(__file__).resolve()), "--capped-run", "--profile", str(profile)]
+    timers = out / "profile.jsonl"
+    command = [sys.executable, str(Path(__file__).resolve()), "--capped-run", "--timers", str(timers)]
     if cap_gib:
         command += ["--cap-gib", str(cap_gib)]
+    if setting.patches:
+        command += ["--patches", ",".join(setting.patches)]
+    trace = out / "phases.json"
+    if traced:
+        command += ["--trace", str(trace), str(args.steps), str(trace_steps)]
     command += ["--", *train_args]
-    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(setting.overrides)}", flush=True)
+    patched = "".join(f" [patch {p}]" for p in setting.patches)
+    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(setting.overrides)}{patched}", flush=True)
     started = time.time()
     with open(out / "stdout.log", "w") as log, PeakMemory() if cap_gib else contextlib.nullcontext() as memory:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -340,11 +412,25 @@ def run_setting(
         "description": setting.what,
         "config": str(config.relative_to(ROOT)),
         "options": list(setting.overrides),
+        **({"patches": list(setting.patches)} if setting.patches else {}),
         "exit_code": code,
         "wall_s": round(time.time() - started, 1),
     }
     peak_gib = memory.peak / 2**30 - blocked_gib(text) if cap_gib else None
     result["peak_gpu_gib"] = None if peak_gib is None else round(peak_gib, 2)
+    if traced:
+        profiled = json.loads(trace.read_text()) if trace.exists() else None
+        if profiled:
+            # The profiled cycle (and writing its table) is not part of the row's run.
+            result["wall_s"] = round(result["wall_s"] - profiled["window_s"], 1)
+            result["profile"] = profiled
+        else:
+            result["profile_error"] = "no profile written; see the log"
+        measured = [r for r in read_jsonl(out / "metrics.jsonl") if "step_time" in r and r["step"] <= args.steps]
+        if code != 0 and (out / "profile-started").exists() and len(measured) >= args.steps:
+            # The measured steps finished before the profiler started: the row stands without a profile.
+            result["profile_error"] = f"exit code {code} under the profiler: " + text[-1500:]
+            result["exit_code"] = code = 0
     if code != 0:
         result["error"] = text[-3000:]
         result["fits"] = False if "out of memory" in text.lower() else None
@@ -379,7 +465,10 @@ def phases(profile_s_per_step: dict[str, float], s_per_step: float) -> dict[str,
 
 
 def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
-    rows = read_jsonl(out / "metrics.jsonl")
+    """The row's figures from its log, metrics.jsonl and TRL's timers, over steps 1..args.steps (a
+    profiled cycle after them is left out)."""
+    last = getattr(args, "steps", None) or float("inf")
+    rows = [row for row in read_jsonl(out / "metrics.jsonl") if row.get("step", 0) <= last]
     steps = [row for row in rows if "step_time" in row]
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
     ready = re.search(r"ready to train in (\d+)s", text) or loaded
@@ -389,7 +478,7 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     tail = steps[args.warmup :]
     lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
     mean_len = statistics.mean(lengths) if lengths else float("nan")
-    window = [p for p in read_jsonl(out / "profile.jsonl") if p["step"] is not None and p["step"] >= args.warmup]
+    window = [p for p in read_jsonl(out / "profile.jsonl") if p["step"] is not None and args.warmup <= p["step"] < last]
     spent: dict[str, float] = {}
     for p in window:
         spent[p["name"]] = spent.get(p["name"], 0.0) + p["seconds"]
@@ -497,10 +586,34 @@ def sweep(args: argparse.Namespace) -> int:
     for name in names:
         row = run_setting(name, SETTINGS[name], args, model, data, cap)
         results.append(annotate(row, name, invocation, tokens, limits, cap))
+        if "profile" in row:
+            row["profile"] = write_profile(row, device, args.out.parent)
         # After every row, so a machine lost mid-sweep keeps the rows it finished and names the rest.
         write_summary(args, results, invocation, device, tokens, cap, limits, pending=names[len(results) :])
     print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device, tokens)}")
     return 0
+
+
+def write_profile(row: dict, device: str, folder: Path) -> str:
+    """The row's profile as folder/profile-NAME.json and .md; the JSON's file name, for the row."""
+    summary = {
+        "name": row["name"],
+        "description": row["description"],
+        "config": row["config"],
+        "options": row["options"],
+        "patches": row.get("patches", []),
+        "device": device,
+        "invocation": row["invocation"],
+        "date": time.strftime("%Y-%m-%d"),
+        "command": f"python bench/bench.py --profile {row['name']}",
+        "s_per_step_unprofiled": row.get("s_per_step"),
+        **row["profile"],
+    }
+    out = folder / f"profile-{row['name']}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    out.with_suffix(".md").write_text(phase_profile.markdown(row["name"], summary))
+    return out.name
 
 
 def annotate(row: dict, name: str, invocation: str, tokens: int | None, limits: dict | None, cap: float | None) -> dict:
@@ -756,7 +869,10 @@ def write_card_table() -> Path:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, from {', '.join(SETTINGS)}")
+    parser.add_argument(
+        "--settings",
+        help=f"comma-separated, from {', '.join(SETTINGS)} (default: {','.join(SWEEP)}; with --profile alone: those)",
+    )
     parser.add_argument("--steps", type=int, default=12, help="steps per setting")
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
     parser.add_argument(
@@ -790,7 +906,15 @@ def main() -> int:
     parser.add_argument("--note", help="with --from-log: where the rows and ceilings come from")
     parser.add_argument("--capped-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ceilings", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--profile", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--profile",
+        metavar="SETTING,...",
+        help="profile these settings' rows (one generation cycle after the measured steps, under torch.profiler): "
+        "bench/results/profile-SETTING.{json,md}; alone, these rows are all that run",
+    )
+    parser.add_argument("--timers", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--patches", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--trace", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--build", nargs=3, metavar=("SIZE", "MODEL", "DATA"), help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
     if args.build:
@@ -802,7 +926,9 @@ def main() -> int:
     args.caps = [float(cap) for cap in args.cap_gib.split(",")]
     args.cap_gib = args.caps[0]
     if args.capped_run:
-        return run_capped(args.cap_gib, args.profile, rest[1:] if rest[:1] == ["--"] else rest)
+        trace = (Path(args.trace[0]), int(args.trace[1]), int(args.trace[2])) if args.trace else None
+        patches = [p for p in args.patches.split(",") if p]
+        return run_capped(args.cap_gib, args.timers, rest[1:] if rest[:1] == ["--"] else rest, patches, trace)
     if args.smoke and args.out == RESULTS / "latest.json":
         args.out = WORK / "smoke.json"  # a harness check never replaces measured results
     if args.forecast_table:
@@ -815,7 +941,14 @@ def main() -> int:
         return fit(args)
     if args.from_log:
         return from_log(args)
-    unknown = [n for n in args.settings.split(",") if n not in SETTINGS]
+    args.profile = args.profile.split(",") if args.profile else []
+    if args.settings is None and args.profile:
+        # A profile alone is its own invocation: it must not replace the sweep's latest.json.
+        args.settings = ",".join(args.profile)
+        if args.out == RESULTS / "latest.json":
+            args.out = WORK / "profile-sweep.json"
+    args.settings = args.settings or ",".join(SWEEP)
+    unknown = [n for n in args.settings.split(",") + args.profile if n not in SETTINGS]
     if unknown:
         parser.error(f"unknown settings {unknown}: choose from {', '.join(SETTINGS)}")
     return sweep(args)

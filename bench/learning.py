@@ -1,24 +1,145 @@
-"""Summarise a learning run into bench/results/latest.json under "learning".
+"""The SmolLM2 learning check: arms x seeds trained side by side on one GPU, each evaluated, summarised.
 
-    python bench/learning.py --run outputs/smollm2-learn --eval outputs/smollm2-learn/eval/summary.json \
-        --gsm-symbolic outputs/smollm2-learn/eval-gsm-symbolic/summary.json
+    python bench/learning.py --arms previous,default,fast,notebook --seeds 3          # on a GPU: latest.json "learning"
+    python bench/learning.py --arms previous,default --seeds 3 --dry-run             # the commands it would run
+    python bench/learning.py --plot                                                  # time-to-accuracy.png from latest.json
+    python bench/learning.py --summarize RES/learn --device "NVIDIA H200"           # from runs copied off a lost machine
 
-Reads the run's metrics.jsonl (first vs last 20 reward rows of the total, strict-format and
-correctness rewards; with steps_per_generation N, TRL logs rewards every N steps only) and
-eval_grpo.py's summaries (held-out accuracy, and on GSM-Symbolic, base vs trained).
+One held-out evaluation of 200 problems has a standard error of about 3.5 points, so an arm is the
+mean and standard deviation over seeds. Every arm is configs/smollm2-learn.yaml (SmolLM2-135M-Instruct,
+4 prompts x 8 completions a step, learning rate 1e-4) with the optimisation of one recipe: a change
+to the default's optimizer or steps_per_generation lands only if its arm's mean held-out accuracy is
+no more than 2 points below ``previous``'s, measured in the same sitting.
+
+The runs share the GPU (each with its own Unsloth compile folder and a small vLLM share), so their
+minutes are slower than alone and comparable with each other only. Each run: train_grpo.py, then
+eval_grpo.py on the held-out split and on GSM-Symbolic (strict format is the trained model's rate of
+completions in the exact tag format). Needs the SmolLM2 assets (offline.py smollm2 --prime-steps 150).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
+CONFIG = "configs/smollm2-learn.yaml"
+HELD_OUT = "assets/smollm2/data/test.jsonl"
 KEYS = {"reward": "reward", "strict_format": "rewards/strict_format/mean", "correctness": "rewards/correctness/mean"}
+# A change to the default's optimisation may cost at most this much mean held-out accuracy (issue 32).
+TOLERANCE = 0.02
+
+
+@dataclass(frozen=True)
+class Arm:
+    what: str
+    overrides: tuple[str, ...]
+
+
+FUSED = "training.optim=adamw_torch_fused"
+ARMS = {
+    # The default's optimisation before issue 32: one vLLM batch per 4 steps, paged 8-bit AdamW.
+    "previous": Arm(
+        "config.yaml's optimisation until issue 32: spg 4, paged 8-bit AdamW", ("training.steps_per_generation=4",)
+    ),
+    "default": Arm(
+        "config.yaml's optimisation: spg 4, torch's fused AdamW", ("training.steps_per_generation=4", FUSED)
+    ),
+    "fast": Arm("configs/fast-4090.yaml's: spg 8, torch's fused AdamW", ("training.steps_per_generation=8", FUSED)),
+    # configs/notebook-4090.yaml's: TRL's defaults for what the notebook leaves unset. Unsloth's torch.compile
+    # stays off: on SmolLM2's 32-row batches the compiler crashed (bench/LOG.md, 2026-11-24).
+    "notebook": Arm(
+        "configs/notebook-4090.yaml's: spg 1, no KL, dapo loss, 8-bit AdamW",
+        (
+            "training.steps_per_generation=1",
+            "training.beta=0.0",
+            "training.loss_type=dapo",
+            "training.weight_decay=0.001",
+            "training.optim=adamw_8bit",
+        ),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Run:
+    arm: str
+    seed: int
+    out: Path
+    commands: tuple[tuple[str, ...], ...]
+    env: dict
+
+
+def plan(
+    arms: list[str], seeds: list[int], steps: int, share: float, outputs: Path, symbolic: str, python: str
+) -> list[Run]:
+    """One run per arm and seed: its training command, its two evaluations and its environment."""
+    runs = []
+    for arm in arms:
+        for seed in seeds:
+            out = outputs / f"{arm}-s{seed}"
+            sets = [
+                *ARMS[arm].overrides,
+                f"training.seed={seed}",
+                f"training.max_steps={steps}",
+                f"output.dir={out}",
+                f"model.gpu_memory_utilization={share}",
+                # No learning effect, 20-30 s less start-up each (config.yaml's choice too).
+                "model.vllm_compile=false",
+                "output.save_steps=100000",
+            ]
+            train = (python, "train_grpo.py", "--config", CONFIG, *[a for s in sets for a in ("--set", s)])
+            evals = tuple(
+                (python, "eval_grpo.py", "--adapter", str(out / "adapter"), "--dataset", data, "--out", str(out / name))
+                for name, data in (("eval", HELD_OUT), ("eval-gsm-symbolic", symbolic))
+            )
+            env = {
+                "UNSLOTH_COMPILE_LOCATION": f"/tmp/ucc-learn-{arm}-s{seed}",
+                "OMP_NUM_THREADS": "2",
+                "PYTHONUNBUFFERED": "1",
+            }
+            runs.append(Run(arm, seed, out, (train, *evals), env))
+    return runs
+
+
+def run_all(runs: list[Run], stagger_s: float, deadline_s: float) -> dict[str, int | None]:
+    """Every run's commands in order, the runs side by side, each start ``stagger_s`` after the one before
+    (so that each takes its vLLM share of the memory free then); a run still going at ``deadline_s`` is
+    stopped. Each run's exit code (None: stopped), by output folder."""
+    started, lanes = time.time(), {}
+    for run in runs:
+        run.out.mkdir(parents=True, exist_ok=True)
+        script = " && ".join(shlex.join(c) for c in run.commands)
+        with open(run.out / "lane.log", "w") as log:  # the child keeps its own copy of the descriptor
+            lanes[str(run.out)] = subprocess.Popen(
+                ["bash", "-c", script], cwd=ROOT, env={**os.environ, **run.env}, stdout=log, stderr=subprocess.STDOUT
+            )
+        print(f"{time.strftime('%T')} started {run.out.name}", flush=True)
+        time.sleep(stagger_s)
+    codes: dict[str, int | None] = {}
+    for out, lane in lanes.items():
+        try:
+            codes[out] = lane.wait(timeout=max(1.0, deadline_s - (time.time() - started)))
+        except subprocess.TimeoutExpired:
+            lane.kill()
+            lane.wait()
+            codes[out] = None
+        print(
+            f"{time.strftime('%T')} {Path(out).name}: {'stopped at the deadline' if codes[out] is None else f'exit {codes[out]}'}",
+            flush=True,
+        )
+    return codes
 
 
 def first_vs_last(rows: list[dict], window: int) -> dict:
@@ -31,34 +152,227 @@ def first_vs_last(rows: list[dict], window: int) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--run", type=Path, required=True, help="the run's output.dir")
-    parser.add_argument("--eval", type=Path, help="eval_grpo.py's summary.json for this run")
-    parser.add_argument("--gsm-symbolic", type=Path, help="eval_grpo.py's summary.json on GSM-Symbolic")
-    parser.add_argument("--window", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "latest.json")
-    args = parser.parse_args(argv)
-
-    rows = [json.loads(line) for line in (args.run / "metrics.jsonl").read_text().splitlines()]
+def summarize_run(run: Path, window: int = 20) -> dict:
+    """A finished run's training summary from its metrics.jsonl and saved config (TRL logs rewards on
+    generation steps only)."""
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
     steps = [r for r in rows if "reward" in r]
-    config = yaml.safe_load((args.run / "config.yaml").read_text())
-    learning = {
-        "config": config,
+    timed = [r for r in rows if "step_time" in r]
+    return {
+        "config": yaml.safe_load((run / "config.yaml").read_text()),
         "steps": max(r["step"] for r in rows if "step" in r),
         "reward_rows": len(steps),
-        "minutes": round((steps[-1]["time"] - steps[0]["time"]) / 60, 1),
-        "training_rewards": first_vs_last(steps, args.window),
+        "minutes": round((timed[-1]["time"] - timed[0]["time"] + timed[0]["step_time"]) / 60, 2),
+        "training_rewards": first_vs_last(steps, window),
+        # Training correctness against minutes since the first step began: the time-to-accuracy curve.
+        "curve": [
+            [round((r["time"] - timed[0]["time"] + timed[0]["step_time"]) / 60, 3), round(r[KEYS["correctness"]], 4)]
+            for r in steps
+        ],
     }
-    if args.eval:
-        learning["held_out"] = json.loads(args.eval.read_text())
-    if args.gsm_symbolic:
-        learning["gsm_symbolic"] = json.loads(args.gsm_symbolic.read_text())
-    summary = json.loads(args.out.read_text()) if args.out.exists() else {}
+
+
+def evaluation(path: Path) -> dict | None:
+    """The trained model's accuracy and strict-format rate from eval_grpo.py's summary.json."""
+    if not path.exists():
+        return None
+    models = json.loads(path.read_text())["models"]
+    trained, base = models["trained"], models.get("base", {})
+    return {
+        "accuracy": trained["accuracy"],
+        "strict_format": trained["strict_format"],
+        "n": trained["n"],
+        "base_accuracy": base.get("accuracy"),
+    }
+
+
+def mean_sd(values: list[float]) -> dict:
+    return {
+        "mean": round(statistics.mean(values), 4),
+        "sd": round(statistics.stdev(values), 4) if len(values) > 1 else None,
+        "n": len(values),
+    }
+
+
+def aggregate(results: list[dict]) -> dict:
+    """Per arm: mean and sd over its finished seeds of held-out accuracy, strict format, GSM-Symbolic and
+    minutes; and each arm's mean held-out accuracy against ``previous``'s."""
+    arms: dict[str, dict] = {}
+    for name in dict.fromkeys(r["arm"] for r in results):
+        done = [r for r in results if r["arm"] == name and r.get("held_out")]
+        arm = {"what": ARMS[name].what, "overrides": list(ARMS[name].overrides), "seeds_finished": len(done)}
+        if done:
+            arm["held_out_accuracy"] = mean_sd([r["held_out"]["accuracy"] for r in done])
+            arm["held_out_strict_format"] = mean_sd([r["held_out"]["strict_format"] for r in done])
+            symbolic = [r["gsm_symbolic"] for r in done if r.get("gsm_symbolic")]
+            if symbolic:
+                arm["gsm_symbolic_accuracy"] = mean_sd([s["accuracy"] for s in symbolic])
+                arm["gsm_symbolic_strict_format"] = mean_sd([s["strict_format"] for s in symbolic])
+            arm["minutes"] = mean_sd([r["training"]["minutes"] for r in done])
+        arms[name] = arm
+    base = arms.get("previous", {}).get("held_out_accuracy")
+    for arm in arms.values():
+        if base and "held_out_accuracy" in arm:
+            delta = arm["held_out_accuracy"]["mean"] - base["mean"]
+            arm["vs_previous_points"] = round(100 * delta, 1)
+            arm["within_2_points_of_previous"] = delta >= -TOLERANCE - 1e-9
+    return arms
+
+
+def collect(runs: list[Run], codes: dict[str, int | None]) -> list[dict]:
+    results = []
+    for run in runs:
+        result = {"arm": run.arm, "seed": run.seed, "dir": str(run.out), "exit_code": codes.get(str(run.out))}
+        if (run.out / "metrics.jsonl").exists() and (run.out / "config.yaml").exists():
+            try:
+                result["training"] = summarize_run(run.out)
+            except (ValueError, KeyError, IndexError, statistics.StatisticsError) as error:
+                result["training_error"] = repr(error)
+        result["held_out"] = evaluation(run.out / "eval" / "summary.json")
+        result["gsm_symbolic"] = evaluation(run.out / "eval-gsm-symbolic" / "summary.json")
+        results.append(result)
+    return results
+
+
+def table(learning: dict) -> str:
+    lines = [
+        f"SmolLM2 learning check, {learning['steps']} steps, {learning['seeds']} seeds per arm, side by side on "
+        f"{learning['device']} ({learning['date']}); mean ± sd over seeds.",
+        "",
+        "| arm | what | seeds | held-out accuracy | vs previous | strict format | GSM-Symbolic | minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+
+    def cell(arm: dict, key: str, scale: float = 100.0) -> str:
+        if key not in arm:
+            return ""
+        v = arm[key]
+        return f"{scale * v['mean']:.1f} ± {scale * v['sd']:.1f}" if v["sd"] is not None else f"{scale * v['mean']:.1f}"
+
+    for name, arm in learning["arms"].items():
+        delta = f"{arm['vs_previous_points']:+.1f}" if "vs_previous_points" in arm else ""
+        lines.append(
+            f"| {name} | {arm['what']} | {arm['seeds_finished']} | {cell(arm, 'held_out_accuracy')} | {delta} | "
+            f"{cell(arm, 'held_out_strict_format')} | {cell(arm, 'gsm_symbolic_accuracy')} | {cell(arm, 'minutes', 1.0)} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def write(learning: dict, out: Path) -> None:
+    """Into ``out`` (latest.json) under "learning", keeping the rest; the table beside it as learning.md."""
+    summary = json.loads(out.read_text()) if out.exists() else {}
     summary["learning"] = learning
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    print(json.dumps({k: v for k, v in learning.items() if k != "config"}, indent=2))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(summary, indent=2) + "\n")
+    (out.parent / "learning.md").write_text(table(learning))
+
+
+def gpu_name() -> str:
+    try:
+        done = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        )
+        return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else "unknown"
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+
+
+def plot(out: Path, png: Path) -> Path:
+    """Time to accuracy: each arm's training correctness (mean over seeds) against minutes, and its final
+    held-out accuracy (mean ± sd over seeds) at its mean training minutes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    learning = json.loads(out.read_text())["learning"]
+    fig, (curves, final) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for name, arm in learning["arms"].items():
+        runs = [r for r in learning["runs"] if r["arm"] == name and r.get("training")]
+        if not runs:
+            continue
+        (line,) = curves.plot([], [], label=name)
+        for r in runs:
+            x, y = zip(*r["training"]["curve"]) if r["training"]["curve"] else ((), ())
+            window = 5
+            smooth = [statistics.mean(y[max(0, i - window + 1) : i + 1]) for i in range(len(y))]
+            curves.plot(x, smooth, color=line.get_color(), alpha=0.6)
+        if "held_out_accuracy" in arm:
+            acc, minutes = arm["held_out_accuracy"], arm["minutes"]
+            final.errorbar(
+                minutes["mean"], 100 * acc["mean"], yerr=100 * (acc["sd"] or 0), xerr=minutes["sd"] or 0,
+                fmt="o", color=line.get_color(), label=name, capsize=3,
+            )  # fmt: skip
+    curves.set(xlabel="minutes of training", ylabel="training correctness reward (of 2.0)", title="during training")
+    final.set(xlabel="minutes of training", ylabel="held-out accuracy, %", title="after training (mean ± sd)")
+    curves.legend()
+    final.legend()
+    fig.suptitle(f"SmolLM2-135M, {learning['steps']} steps, {learning['seeds']} seeds per arm, runs sharing one GPU")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+    return png
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--arms", default="previous,default,fast,notebook", help=f"comma-separated, from {', '.join(ARMS)}"
+    )
+    parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (3407, 3408, ...)")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument(
+        "--share", type=float, default=0.04, help="each run's vLLM share of the memory free at its start"
+    )
+    parser.add_argument("--stagger", type=float, default=8.0, help="seconds between two runs' starts")
+    parser.add_argument("--deadline", type=float, default=1500.0, help="seconds after which unfinished runs stop")
+    parser.add_argument("--outputs", type=Path, default=ROOT / "outputs" / "learn")
+    parser.add_argument(
+        "--symbolic", default="assets/gsm-symbolic/test.jsonl", help="GSM-Symbolic questions for eval_grpo.py"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="print the commands and stop")
+    parser.add_argument(
+        "--summarize",
+        type=Path,
+        metavar="DIR",
+        help="summarise the ARM-sSEED run folders in DIR (as bench/gpu_session.sh copies them) instead of running",
+    )
+    parser.add_argument("--device", help="with --summarize: the GPU they ran on")
+    parser.add_argument("--plot", action="store_true", help="draw --out's learning as time-to-accuracy.png beside it")
+    parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
+    args = parser.parse_args(argv)
+
+    if args.plot:
+        print(f"wrote {plot(args.out, args.out.parent / 'time-to-accuracy.png')}")
+        return 0
+    arms = args.arms.split(",")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        parser.error(f"unknown arms {unknown}: choose from {', '.join(ARMS)}")
+    seeds = [3407 + i for i in range(args.seeds)]
+    outputs = args.summarize or args.outputs
+    runs = plan(arms, seeds, args.steps, args.share, outputs, args.symbolic, sys.executable)
+    if args.dry_run:
+        for run in runs:
+            print(" ".join(f"{k}={v}" for k, v in run.env.items()), " && ".join(shlex.join(c) for c in run.commands))
+        return 0
+    started = time.time()
+    codes = {} if args.summarize else run_all(runs, args.stagger, args.deadline)
+    results = collect(runs, codes)
+    learning = {
+        "date": time.strftime("%Y-%m-%d"),
+        "device": args.device or gpu_name(),
+        "command": " ".join(["python", "bench/learning.py", *(argv if argv is not None else sys.argv[1:])]),
+        "config": CONFIG,
+        "steps": args.steps,
+        "seeds": args.seeds,
+        "side_by_side": len(runs),
+        **({} if args.summarize else {"wall_minutes": round((time.time() - started) / 60, 1)}),
+        "note": f"{len(runs)} runs shared one GPU, started {args.stagger:g} s apart: minutes compare arms with each other, not with a run alone",
+        "arms": aggregate(results),
+        "runs": results,
+    }
+    write(learning, args.out)
+    print(table(learning))
     return 0
 
 

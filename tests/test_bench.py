@@ -1,8 +1,10 @@
 """The benchmark's arithmetic and the learning summary, on made-up metrics (the runs themselves need a GPU)."""
 
+import dataclasses
 import importlib.util
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -49,35 +51,125 @@ def test_steady_state_seconds_per_step(times, steps_per_generation, warmup, expe
     assert result == pytest.approx(expected, nan_ok=True)
 
 
-def test_learning_summary_counts_steps_and_reward_rows_apart(tmp_path):
-    run = tmp_path / "run"
-    run.mkdir()
-    (run / "config.yaml").write_text("training:\n  steps_per_generation: 4\n")
+def metrics_rows(steps: int, every: int, correctness=lambda step: 1.0) -> list[dict]:
     rows = []
-    for step in range(1, 101):
-        row = {"step": step, "time": 60.0 * step}
-        if step % 4 == 1:  # TRL logs rewards on generation steps only
-            row |= {"reward": step / 100, "rewards/strict_format/mean": 0.5, "rewards/correctness/mean": 1.0}
+    for step in range(1, steps + 1):
+        row = {"step": step, "time": 1000.0 + 60.0 * step, "step_time": 60.0}
+        if step % every == 1 or every == 1:  # TRL logs rewards on generation steps only
+            row |= {
+                "reward": step / 100,
+                "rewards/strict_format/mean": 0.5,
+                "rewards/correctness/mean": correctness(step),
+            }
         rows.append(row)
-    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = tmp_path / "latest.json"
-    out.write_text(json.dumps({"device": "kept"}))
+    return rows
 
-    (tmp_path / "symbolic.json").write_text(json.dumps({"models": {"trained": {"accuracy": 0.02}}}))
-    argv = ["--run", str(run), "--out", str(out), "--window", "5", "--gsm-symbolic", str(tmp_path / "symbolic.json")]
-    assert learning.main(argv) == 0
 
-    summary = json.loads(out.read_text())
-    got = summary["learning"]
-    assert summary["device"] == "kept"
+def write_run(run: Path, steps=100, every=4, held_out=None, symbolic=None):
+    run.mkdir(parents=True)
+    (run / "config.yaml").write_text(f"training:\n  steps_per_generation: {every}\n")
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in metrics_rows(steps, every)))
+    for folder, accuracy in (("eval", held_out), ("eval-gsm-symbolic", symbolic)):
+        if accuracy is not None:
+            (run / folder).mkdir()
+            models = {
+                "base": {"accuracy": 0.28, "strict_format": 0.5, "n": 200},
+                "trained": {"accuracy": accuracy, "strict_format": 0.9, "n": 200},
+            }
+            (run / folder / "summary.json").write_text(json.dumps({"models": models}))
+
+
+def test_a_learning_run_counts_steps_and_reward_rows_apart_and_times_from_its_first_step(tmp_path):
+    write_run(tmp_path / "run", steps=100, every=4)
+    got = learning.summarize_run(tmp_path / "run", window=5)
     assert (got["steps"], got["reward_rows"]) == (100, 25)
+    assert got["minutes"] == 100.0  # 100 steps of 60 s, the first one's included
     assert got["training_rewards"]["reward"] == {"first_5": 0.09, "last_5": 0.89}
     assert got["config"] == {"training": {"steps_per_generation": 4}}
-    assert got["gsm_symbolic"]["models"]["trained"]["accuracy"] == 0.02
+    assert got["curve"][0] == [1.0, 1.0] and got["curve"][-1][0] == 97.0
+
+
+@pytest.mark.parametrize(
+    "accuracies, verdict",
+    [
+        pytest.param({"previous": [0.48, 0.50, 0.46], "default": [0.47, 0.49, 0.45]}, True, id="1-point-below-lands"),
+        pytest.param({"previous": [0.48, 0.50, 0.46], "default": [0.46, 0.48, 0.44]}, True, id="2-points-below-lands"),
+        pytest.param(
+            {"previous": [0.48, 0.50, 0.46], "default": [0.46, 0.47, 0.44]}, False, id="2.3-points-below-fails"
+        ),
+        pytest.param({"previous": [0.40], "default": [0.55, 0.50]}, True, id="better-lands"),
+    ],
+)
+def test_an_arm_lands_only_within_2_points_of_the_previous_defaults_mean(accuracies, verdict):
+    results = [
+        {"arm": arm, "seed": i, "held_out": {"accuracy": a, "strict_format": 1.0}, "training": {"minutes": 5.0}}
+        for arm, values in accuracies.items()
+        for i, a in enumerate(values)
+    ]
+    arms = learning.aggregate(results)
+    assert arms["default"]["within_2_points_of_previous"] is verdict
+    assert arms["previous"]["held_out_accuracy"]["n"] == len(accuracies["previous"])
+    if len(accuracies["default"]) > 1:
+        assert arms["default"]["held_out_accuracy"]["sd"] > 0
+
+
+def test_the_learning_arms_train_each_seed_apart_with_the_shipped_configs_optimisation(tmp_path):
+    runs = learning.plan(["previous", "fast", "notebook"], [3407, 3408], 150, 0.04, tmp_path, "sym.jsonl", "python")
+    assert len(runs) == 6 and len({r.out for r in runs}) == 6
+    assert len({r.env["UNSLOTH_COMPILE_LOCATION"] for r in runs}) == 6  # side by side they would rewrite one folder
+    for run in runs:
+        train, held_out, symbolic = run.commands
+        sets = [train[i + 1] for i, word in enumerate(train) if word == "--set"]
+        cfg = load_config(str(ROOT / learning.CONFIG), sets)
+        assert (cfg.training.seed, cfg.training.max_steps, cfg.model.gpu_memory_utilization) == (run.seed, 150, 0.04)
+        shipped = {"fast": "configs/fast-4090.yaml", "notebook": "configs/notebook-4090.yaml"}.get(run.arm)
+        if shipped:
+            ship = load_config(str(ROOT / shipped))
+            for key in ("steps_per_generation", "optim", "beta", "loss_type", "weight_decay"):
+                assert getattr(cfg.training, key) == getattr(ship.training, key), (run.arm, key)
+        assert held_out[held_out.index("--adapter") + 1] == str(run.out / "adapter")
+        assert symbolic[symbolic.index("--dataset") + 1] == "sym.jsonl"
+
+
+def test_the_previous_arm_is_the_default_before_issue_32():
+    cfg = load_config(str(ROOT / learning.CONFIG), list(learning.ARMS["previous"].overrides))
+    assert (cfg.training.steps_per_generation, cfg.training.optim) == (4, "paged_adamw_8bit")
+
+
+def test_runs_go_side_by_side_and_one_past_the_deadline_is_stopped(tmp_path):
+    make = learning.Run
+    quick = make("a", 1, tmp_path / "quick", (("bash", "-c", "echo hi"), ("bash", "-c", "exit 3")), {})
+    slow = make("a", 2, tmp_path / "slow", (("sleep", "30"),), {})
+    codes = learning.run_all([quick, slow], stagger_s=0, deadline_s=3)
+    assert codes == {str(tmp_path / "quick"): 3, str(tmp_path / "slow"): None}
+    assert (tmp_path / "quick" / "lane.log").read_text() == "hi\n"
+
+
+def test_runs_copied_off_a_machine_are_summarised_into_latest_json_and_plotted(tmp_path):
+    learn = tmp_path / "learn"
+    for arm, accuracy in (("previous", 0.48), ("fast", 0.50)):
+        for seed in (3407, 3408):
+            write_run(learn / f"{arm}-s{seed}", steps=40, held_out=accuracy + (seed - 3407) / 100, symbolic=0.02)
+    write_run(learn / "fast-s3409", steps=10)  # trained, but stopped before its evaluation
+    out = tmp_path / "latest.json"
+    out.write_text(json.dumps({"invocation": "kept"}))
+    argv = ["--summarize", str(learn), "--arms", "previous,fast", "--seeds", "3", "--steps", "40"]
+    assert learning.main([*argv, "--device", "GPU", "--out", str(out)]) == 0
+    summary = json.loads(out.read_text())
+    assert summary["invocation"] == "kept"
+    got = summary["learning"]
+    assert got["device"] == "GPU" and got["steps"] == 40 and len(got["runs"]) == 6
+    fast = got["arms"]["fast"]
+    assert fast["seeds_finished"] == 2 and fast["held_out_accuracy"]["mean"] == 0.505
+    assert fast["vs_previous_points"] == 2.0 and fast["within_2_points_of_previous"]
+    assert got["arms"]["previous"]["gsm_symbolic_accuracy"]["mean"] == 0.02
+    assert "| fast |" in (tmp_path / "learning.md").read_text()
+    assert learning.main(["--plot", "--out", str(out)]) == 0
+    assert (tmp_path / "time-to-accuracy.png").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize("name", list(bench.SETTINGS))
-def test_every_setting_resolves_to_a_valid_config_at_the_notebooks_optimisation(name):
+def test_every_setting_trains_one_prompt_of_6_completions_a_step(name):
     setting = bench.SETTINGS[name]
     cfg = load_config(str(setting.config), list(setting.overrides))
     assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (
@@ -85,8 +177,41 @@ def test_every_setting_resolves_to_a_valid_config_at_the_notebooks_optimisation(
         6,
         200,
     )
-    assert (cfg.training.learning_rate, cfg.training.beta, cfg.training.temperature) == (5e-6, 0.04, 0.9)
+    assert cfg.training.learning_rate == 5e-6
     assert cfg.model.compile == (name == "notebook")
+    assert set(setting.patches) <= set(bench.PATCHES)
+    if name != "notebook":  # the issue's optimisation: KL 0.04, the grpo loss, the notebook's temperature
+        assert (cfg.training.beta, cfg.training.loss_type, cfg.training.temperature) == (0.04, "grpo", 0.9)
+
+
+def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
+    # What the notebook sets, and what TRL 1.14.2 with Unsloth picks for what it leaves unset.
+    cfg = load_config(str(bench.NOTEBOOK_YAML))
+    t = cfg.training
+    assert (cfg.model.load_in_4bit, cfg.model.compile, cfg.model.vllm_compile) == (True, True, True)
+    assert (cfg.model.max_seq_length, cfg.model.gpu_memory_utilization, cfg.lora.alpha) == (1024, 0.59, cfg.lora.r)
+    assert cfg.lora.gradient_checkpointing == "unsloth"
+    assert (t.steps_per_generation, t.beta, t.loss_type, t.temperature) == (1, 0.0, "dapo", 1.0)
+    assert (t.optim, t.weight_decay, t.max_grad_norm, t.warmup_ratio) == ("adamw_8bit", 0.001, 0.1, 0.1)
+
+
+@pytest.mark.parametrize(
+    "name, changes",
+    [
+        pytest.param("fused", {"optim": "adamw_torch_fused"}, id="fused-optimizer-only"),
+        pytest.param("lean", {"optim": "adamw_torch_fused"}, id="lean-adds-a-patch-not-config"),
+        pytest.param("fast", {"optim": "adamw_torch_fused", "steps_per_generation": 8}, id="fast-config"),
+    ],
+)
+def test_each_lever_row_changes_only_what_it_names(name, changes):
+    setting = bench.SETTINGS[name]
+    lever = dataclasses.asdict(load_config(str(setting.config), list(setting.overrides)))
+    default = dataclasses.asdict(load_config(str(bench.DEFAULT_YAML)))
+    lever["output"].pop("dir"), default["output"].pop("dir")
+    for key, value in changes.items():
+        assert lever["training"][key] == value and default["training"][key] != value
+        lever["training"].pop(key), default["training"].pop(key)
+    assert lever == default
 
 
 def test_the_sweep_holds_the_peers_a_user_would_pick_instead():
@@ -357,3 +482,120 @@ def test_card_table_shows_each_fit_row_as_measured(row):
     )
     cell = line.split(" | ")[2 + list(bench.CARDS).index(row["cap_gib"])]
     assert cell.endswith("(measured)") and (not row["fits"] or f"{row['peak_gpu_gib']:.1f} GiB" in cell)
+
+
+phase_profile = load("phase_profile")
+
+
+def x(name, ms, ms_long, cat="user_annotation", **args):
+    """A Chrome-trace event; the trace counts microseconds."""
+    return {"ph": "X", "cat": cat, "name": name, "ts": 1000.0 * ms, "dur": 1000.0 * ms_long, "args": args}
+
+
+def fake_trace() -> dict:
+    """Two profiled steps (times in milliseconds): a generation step and a training-only step."""
+    m = phase_profile.MARK
+    return {
+        "traceEvents": [
+            x(m + "window", 0, 1000),
+            x(m + "step", 0, 600),  # opens in the same microsecond as the window: the shorter is inside
+            x(m + "_prepare_inputs", 10, 290),
+            x(m + "sync_weights", 20, 20),
+            x(m + "generate", 50, 200),
+            x(m + "compute_loss", 320, 100),  # TRL ranges without a phase of their own are transparent
+            x(m + "optimizer", 500, 80),
+            x(m + "step", 650, 350),
+            x(m + "_prepare_inputs", 660, 40),
+            x(m + "optimizer", 900, 90),
+            x(m + "step", 650, 350, cat="gpu_user_annotation"),  # the GPU-side copy of a range: ignored
+            x("cudaGraphLaunch", 55, 2, cat="cuda_runtime", correlation=1),
+            x("decode", 60, 180, cat="kernel", correlation=1),
+            x("cudaLaunchKernel", 400, 2, cat="cuda_runtime", correlation=2),
+            x("backward", 560, 80, cat="kernel", correlation=2),  # launched in training, runs into the optimizer
+            x("cudaStreamSynchronize", 450, 5, cat="cuda_runtime"),
+            x("cudaDeviceSynchronize", 510, 1, cat="cuda_runtime"),
+            x("cudaDeviceSynchronize", 520, 1, cat="cuda_runtime"),
+            x("aten::mm", 330, 10, cat="cpu_op"),
+        ]
+    }
+
+
+def test_the_profile_splits_each_step_into_phases_by_the_innermost_range():
+    table = phase_profile.summarize(fake_trace(), steps=2)
+    wall = {phase: row["wall_s_per_step"] for phase, row in table.items()}
+    assert wall == {
+        "generate": 0.1,
+        "sync": 0.01,
+        "log_probs": 0.055,
+        "train": 0.225,
+        "optimizer": 0.085,
+        "other": 0.025,
+    }
+    assert sum(wall.values()) == pytest.approx(0.5)  # the whole window, once
+
+
+def test_the_profile_counts_gpu_time_kernels_launches_and_syncs_per_phase():
+    table = phase_profile.summarize(fake_trace(), steps=2)
+    generate, train, optimizer, other = (table[p] for p in ("generate", "train", "optimizer", "other"))
+    assert generate["gpu_busy"] == 0.9  # 180 of 200 ms
+    assert (generate["kernels_per_step"], generate["launches_per_step"], generate["graph_launches_per_step"]) == (
+        0.5,
+        0.5,
+        0.5,
+    )
+    # A kernel is counted where it was launched; GPU busy is what ran during the phase's own wall time.
+    assert train["kernels_per_step"] == 0.5 and optimizer["kernels_per_step"] == 0
+    assert optimizer["gpu_busy"] == round(20 / 170, 3) and other["gpu_busy"] == 0.8
+    assert (optimizer["syncs_per_step"], train["syncs_per_step"], generate["syncs_per_step"]) == (1, 0.5, 0)
+
+
+def test_the_profile_ranks_each_phases_host_hotspots():
+    samples = Counter({("generate", "vllm/a.py:step < run"): 3, ("generate", "vllm/b.py:f < g"): 1, ("train", "c"): 2})
+    table = phase_profile.summarize(fake_trace(), samples, steps=2, top=1)
+    assert table["generate"]["hotspots"] == [{"where": "vllm/a.py:step < run", "share": 0.75}]
+    assert table["generate"]["host_samples"] == 4 and table["optimizer"]["hotspots"] == []
+    md = phase_profile.markdown(
+        "default", {"steps": 2, "first_step": 13, "device": "GPU", "invocation": "i", "phases": table}
+    )
+    assert "| generate | 0.100 | 90% | 0.5 | 0.5 (0.5) | 0 | vllm/a.py:step < run 75% |" in md
+
+
+def test_the_profiler_follows_the_trainers_callbacks_and_trls_ranges_on_a_cpu(tmp_path):
+    import torch
+
+    out = tmp_path / "phases.json"
+    profiler = phase_profile.PhaseProfiler(out, first_step=1, steps=2, meta={"name": "cpu"})
+    callback = profiler.callback()
+    state, a = type("State", (), {"global_step": 0})(), torch.randn(256, 256)
+    for _ in range(4):
+        callback.on_step_begin(None, state, None)
+        profiler.enter("_prepare_inputs")
+        profiler.enter("generate")
+        for _ in range(20):
+            a = torch.tanh(a @ a)
+        profiler.exit("generate")
+        profiler.exit("_prepare_inputs")
+        (a @ a).sum()
+        callback.on_pre_optimizer_step(None, state, None)
+        a = a * 0.5
+        callback.on_optimizer_step(None, state, None)
+        state.global_step += 1
+        callback.on_step_end(None, state, None)
+    got = json.loads(out.read_text())
+    assert (got["name"], got["first_step"], got["steps"]) == ("cpu", 2, 2)
+    assert {"generate", "log_probs", "train", "optimizer"} <= set(got["phases"])
+    assert got["phases"]["generate"]["wall_s_per_step"] > got["phases"]["optimizer"]["wall_s_per_step"]
+    assert not profiler.active and (tmp_path / "profile-started").exists()
+    assert not list(tmp_path.glob("*.trace.json"))  # the trace is read and dropped: only the table stays
+
+
+def test_a_profiled_row_is_measured_on_its_first_steps_only(tmp_path):
+    # The profiled cycle after the measured steps is slow (the profiler); it must not reach the figures.
+    rows = [{"step": s, "time": s * 1.0 + (100.0 if s > 12 else 0.0), "step_time": 1.0} for s in range(1, 17)]
+    (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    timers = [{"name": "generate", "step": s, "seconds": 50.0 if s >= 12 else 0.5} for s in range(16)]
+    (tmp_path / "profile.jsonl").write_text("".join(json.dumps(t) + "\n" for t in timers))
+    cfg = load_config(str(ROOT / "config.yaml"), ["training.steps_per_generation=1"])
+    args = type("Args", (), {"warmup": 4, "steps": 12})()
+    got = bench.measure("", tmp_path, cfg, args)
+    assert got["s_per_step"] == 1.0 and got["profile_s_per_step"]["generate"] == 0.5

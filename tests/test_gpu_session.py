@@ -33,7 +33,7 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
         **{
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("TESTS_", "SWEEP", "FIT", "EVAL_FIT", "LEARNING", "FAIL_ON"))
+            if not k.startswith(("TESTS_", "SWEEP", "PROFILE", "FIT", "EVAL_FIT", "LEARN", "FAIL_ON"))
         },
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "RES": str(res),
@@ -48,12 +48,12 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
 def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_path):
     # Timed pieces first: a sitting cut short keeps what it is for.
     steps, calls, res = sitting(
-        tmp_path, SWEEP="default,trl", FIT="7B:4@16 3B:16@12,16", TESTS_A="saves", LANE_GAP_S="0"
+        tmp_path, SWEEP="default,trl", PROFILE="trl", FIT="7B:4@16 3B:16@12,16", TESTS_A="saves", LANE_GAP_S="0"
     )
     assert steps == ["sweep", "fit-7B-4-16", "fit-3B-16-12-16", "assets", "tests-a"]
     args = [call.split(" ", 1)[1] for call in calls]
     assert args == [
-        "bench/bench.py --settings default,trl",
+        "bench/bench.py --settings default,trl --profile trl",
         "bench/bench.py --fit 7B:4 --cap-gib 16",
         "bench/bench.py --fit 3B:16 --cap-gib 12,16",
         "offline.py smollm2 --prime-steps 0",  # priming serves the learning run only
@@ -78,15 +78,48 @@ def test_a_sitting_runs_only_what_its_variables_ask_for(tmp_path, env, expected)
     assert sitting(tmp_path, **env)[0] == expected
 
 
-def test_the_learning_run_primes_the_format_and_takes_the_overrides_to_check(tmp_path):
-    steps, calls, _ = sitting(tmp_path, LEARNING="1", LEARNING_SET="training.steps_per_generation=8", LANE_GAP_S="0")
-    assert steps == ["assets", "learning"]
+def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_lane(tmp_path):
+    steps, calls, res = sitting(
+        tmp_path,
+        LEARNING="1",
+        LEARN_ARMS="previous,fast",
+        LEARN_STEPS="150",
+        TESTS_A="saves",
+        LANE_GAP_S="0",
+        COLLECT_EVERY_S="0.2",
+    )
+    # GSM-Symbolic's questions are written only where the tree has no file of them.
+    symbolic = [] if (ROOT / "assets" / "gsm-symbolic" / "test.jsonl").exists() else ["gsm-symbolic"]
+    assert steps[: 1 + len(symbolic)] == ["assets", *symbolic] and sorted(steps[1 + len(symbolic) :]) == [
+        "learning",
+        "tests-a",
+    ]
     args = [call.split(" ", 1)[1] for call in calls]
     assert args[0] == "offline.py smollm2 --prime-steps 150"
-    assert args[1] == "train_grpo.py --config configs/smollm2-learn.yaml --set training.steps_per_generation=8"
-    # Both evaluations, GSM-Symbolic from the file where reasoning-gym does not import, then the summary.
-    assert [a.split()[0] for a in args[2:]] == ["eval_grpo.py", "eval_grpo.py", "bench/learning.py"]
-    assert "--dataset assets/gsm-symbolic/test.jsonl" in args[3]
+    assert args[1 : 1 + len(symbolic)] == [f"offline.py {s}" for s in symbolic]
+    learn = next(a for a in args if a.startswith("bench/learning.py"))
+    assert learn == "bench/learning.py --arms previous,fast --seeds 3 --steps 150 --deadline 900"
+    assert (res / "driver.log").read_text().rstrip().endswith("all done")
+
+
+def test_the_sitting_copies_each_learning_runs_records_into_res(tmp_path, monkeypatch):
+    run = ROOT / "outputs" / "learn" / "previous-s3407"
+    created = not run.exists()
+    (run / "eval").mkdir(parents=True, exist_ok=True)
+    try:
+        (run / "metrics.jsonl").write_text("{}\n")
+        (run / "eval" / "summary.json").write_text("{}")
+        *_, res = sitting(tmp_path, LEARNING="1", LANE_GAP_S="0", COLLECT_EVERY_S="0.2")
+        copied = res / "learn" / "previous-s3407"
+        assert sorted(p.relative_to(copied).as_posix() for p in copied.rglob("*") if p.is_file()) == [
+            "eval/summary.json",
+            "metrics.jsonl",
+        ]
+    finally:
+        if created:
+            import shutil
+
+            shutil.rmtree(run)
 
 
 def test_driver_log_records_each_steps_own_exit_code(tmp_path):
@@ -94,42 +127,3 @@ def test_driver_log_records_each_steps_own_exit_code(tmp_path):
     *_, res = sitting(tmp_path, SWEEP="default", FIT="7B:4@16", FAIL_ON="--settings")
     ends = [line.split(" ", 2)[2] for line in (res / "driver.log").read_text().splitlines() if " end " in line]
     assert ends == ["sweep rc=3", "fit-7B-4-16 rc=0"]
-
-
-@pytest.mark.parametrize(
-    "driver_log, limit_s, most_s",
-    [
-        pytest.param("12:00:00 start sweep\n12:09:00 all done\n", 30, 10, id="stops-when-the-driver-is-done"),
-        pytest.param("12:00:00 start sweep\n", 2, 10, id="stops-at-its-time-limit"),
-    ],
-)
-def test_watch_leaves_a_whole_snapshot_and_returns(tmp_path, driver_log, limit_s, most_s):
-    # A device call that runs `watch` holds the machine; what it leaves in $OUT outlives the machine.
-    import tarfile
-    import time
-
-    res, out = tmp_path / "res", tmp_path / "out"
-    res.mkdir()
-    out.mkdir()
-    (res / "driver.log").write_text(driver_log)
-    env = {**os.environ, "RES": str(res), "WATCH_EVERY_S": "0.2"}
-    started = time.monotonic()
-    done = subprocess.run(
-        ["bash", str(SCRIPT), "watch", str(out), str(limit_s)], env=env, capture_output=True, text=True, timeout=60
-    )
-    assert done.returncode == 0 and time.monotonic() - started < most_s
-    assert "start sweep" in done.stdout
-    assert sorted(p.name for p in out.iterdir()) == ["res.tgz"]  # no half-written file beside it
-    with tarfile.open(out / "res.tgz") as tar:
-        assert "res/driver.log" in tar.getnames()
-
-
-def test_watch_on_a_fresh_machine_says_so_at_once(tmp_path):
-    # Regression (2026-12-03c): a follow-up watch call landed on a fresh machine and slept 560 s of
-    # device time over a driver that no longer existed.
-    env = {**os.environ, "RES": str(tmp_path / "res"), "WATCH_EVERY_S": "0.2"}
-    done = subprocess.run(
-        ["bash", str(SCRIPT), "watch", str(tmp_path), "30"], env=env, capture_output=True, text=True, timeout=10
-    )
-    assert done.returncode == 3 and "fresh" in done.stdout
-    assert not (tmp_path / "res.tgz").exists()
