@@ -13,7 +13,7 @@ when training.beta is 0, say) are left out. train_grpo.py calls plot_metrics() w
 from __future__ import annotations
 
 import argparse
-import json
+import io
 import math
 import sys
 import typing
@@ -22,7 +22,9 @@ from pathlib import Path
 import yaml
 
 import rewards
+from recipe import runs
 from recipe.errors import RecipeError
+from recipe.jsonl import DamagedJsonl, read_jsonl, write_atomic
 
 RAW_STYLE = {"linewidth": 0.8, "alpha": 0.35}
 TREND_STYLE = {"linewidth": 2.2}
@@ -30,20 +32,24 @@ BEST_STYLE = {"linestyle": "--", "color": "0.45", "linewidth": 1.0}
 # The trend window: a tenth of the run, so 20 steps are barely smoothed and 1,000 are smoothed over 100.
 SMOOTH_FRACTION = 0.1
 MAX_WINDOW = 200
+REDRAW = "free space or pass --out another folder, then draw them again with python plots.py"
 
 
 def read_steps(path: Path) -> list[dict]:
-    """One record per training step; the Trainer's closing summary line has no reward and is skipped."""
+    """One record per training step; the Trainer's closing summary line has no reward and is skipped.
+
+    A last line still being written (or cut off by a kill) is left out, so a running run plots too.
+    """
     if not path.is_file():
         raise RecipeError(f"{path} not found: pass the metrics.jsonl that train_grpo.py writes into output.dir")
+    try:
+        records = read_jsonl(path)
+    except DamagedJsonl as error:
+        raise RecipeError(f"{path}:{error.number} is not JSON: is this a metrics.jsonl of train_grpo.py?") from None
+    except OSError as error:
+        raise RecipeError(f"cannot read {path} ({error.strerror}): pass a metrics.jsonl you can read") from None
     by_step = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            raise RecipeError(f"{path}:{number} is not JSON: is this a metrics.jsonl of train_grpo.py?") from None
+    for row in records:
         if "reward" in row and "step" in row:
             by_step[row["step"]] = row  # a step logged twice (a resumed run) keeps its latest record
     if not by_step:
@@ -78,8 +84,8 @@ def run_config(metrics_path: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        config = yaml.safe_load(path.read_text())
-    except yaml.YAMLError:
+        config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, ValueError, OSError):  # no weights or budget line is better than no plot
         return {}
     return config if isinstance(config, dict) else {}
 
@@ -107,10 +113,14 @@ def best_line(ax, value: float, label: str) -> None:
 
 
 def save(fig, path: Path) -> Path:
+    """The figure as a PNG, rendered in memory and written aside and renamed: a kill never leaves half of one."""
     import matplotlib.pyplot as plt
 
-    fig.savefig(path, dpi=110, bbox_inches="tight")
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)  # a long training process would otherwise keep every figure
+    with runs.writing(path, REDRAW):
+        write_atomic(path, png.getvalue())
     return path
 
 
@@ -219,9 +229,12 @@ def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
 
     matplotlib.use("Agg")  # files only: no display, and safe in a training process without one
     metrics_path, out = Path(metrics_path), Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise RecipeError(f"{out} is a file: pass --out a folder for the PNGs (it is created if missing)")
     rows = read_steps(metrics_path)
     config = run_config(metrics_path)
-    out.mkdir(parents=True, exist_ok=True)
+    with runs.writing(out, REDRAW):
+        out.mkdir(parents=True, exist_ok=True)
     written = [
         plot_rewards(rows, config, out),
         plot_length(rows, config, out),

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import errno
 import math
 import shlex
 import sys
@@ -30,12 +29,13 @@ from pathlib import Path
 import plots
 import rewards
 from recipe import backend as backends
-from recipe import distributed, memory, preflight, runs, tracking
+from recipe import distributed, memory, model_card, preflight, runs, tracking
 from recipe.callbacks import SampleLog, make_callbacks
 from recipe.config import Config, add_override_argument, config_to_yaml, load_config
-from recipe.data import build_prompts, load_rows, load_tokenizer, stop_token_ids
+from recipe.data import build_prompts, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError, first_line
 from recipe.grpo_config import grpo_args
+from recipe.jsonl import write_atomic
 
 # The card a dry run on a machine without a GPU plans for, unless --card-gib names another: an RTX 4090's.
 PLANNED_CARD_GIB = 24.0
@@ -72,7 +72,10 @@ def resolve_resume(cfg: Config) -> tuple[Path | None, list[str]]:
     if cfg.output.resume == "never":
         runs.refuse_earlier_run(out)
         return None, []
-    return runs.chosen_checkpoint(out, cfg.output.resume)
+    checkpoint, warnings = runs.chosen_checkpoint(out, cfg.output.resume)
+    if checkpoint is not None:
+        runs.check_resumable(checkpoint, cfg)
+    return checkpoint, warnings
 
 
 def resume_command(argv: typing.Sequence[str] | None) -> str:
@@ -177,7 +180,7 @@ def banner(cfg: Config, p: Prepared, steps: int, epochs: float) -> list[str]:
     processes = f"{p.world} process{'es' if p.world > 1 else ''}"
     return [
         f"model {cfg.model.name} | backend {backends.describe_backend(cfg, p.backend, p.world)} | {bits} LoRA r={cfg.lora.r} | vLLM {vllm}",
-        f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} over {cfg.data.max_prompt_length} tokens; longest {stats['longest_prompt_tokens']})",
+        f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({dropped(stats, cfg.data.max_prompt_length)}; longest {stats['longest_prompt_tokens']})",
         f"plan {steps} steps x {t.prompts_per_step} prompt(s) x {t.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}",
         f"split {processes} x {p.per_device} completions each = {t.prompts_per_step} prompt(s) x {t.num_generations} completions a step",
         f"tracking {tracking.where(cfg.output.report_to, Path(cfg.output.dir))}",
@@ -229,6 +232,7 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
 
     # transformers' Trainer skips the trained adapter when TRL's ref adapter sits beside it: runs.load_trained_adapter.
     trainer._load_from_checkpoint = load_checkpoint_and_trained_adapter
+    runs.complete_checkpoint_saves(trainer, out, cfg.output.save_total_limit)
     if backend == "trl" and backends.keep_base_weights_exact(trainer):
         say(
             "sync LoRA merged into vLLM's weights aside: the frozen bf16 base stays exact (TRL merges in place: trl#6688)"
@@ -238,7 +242,7 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
 
 def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulStop) -> None:
     """trainer.train, with the failures of resuming a damaged checkpoint or a full disk as one line."""
-    trainer.add_callback(stop.callback(Path(cfg.output.dir)))
+    trainer.add_callback(stop.callback())
     callbacks = trainer.callback_handler.callbacks
     try:
         try:
@@ -250,9 +254,9 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
                 if getattr(callback, "bar", None) is not None:
                     callback.bar.close()
     except (OSError, RuntimeError, ValueError, KeyError, EOFError) as error:
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+        if isinstance(error, OSError) and error.errno in runs.WRITE_ERRNOS:  # the logs: checkpoints say it themselves
             raise RecipeError(
-                f"the disk holding output.dir={cfg.output.dir} is full: free space, then resume with --resume"
+                f"{runs.write_failure(Path(cfg.output.dir), error)}: free space, then resume with --resume"
             ) from None
         # Failing before the first step of a resumed run means the checkpoint did not load.
         if resume_from is None or any(getattr(c, "started_at", None) is not None for c in callbacks):
@@ -265,12 +269,18 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
 def save_adapter(trainer, tokenizer, out: Path) -> Path:
     """adapter/, written beside it first and moved into place once complete, so a kill never leaves half of one."""
     partial = out / "adapter.partial"
-    # Every process calls save_model: under ZeRO-3 each holds a shard to gather; only the main one writes.
-    trainer.save_model(str(partial))
-    if trainer.is_world_process_zero():
-        tokenizer.save_pretrained(str(partial))
-        runs.write_marker(partial, trainer.state.global_step)
-        runs.replace_folder(partial, out / "adapter")
+    main = trainer.is_world_process_zero()
+    fix = "free space, then rerun with --resume to save it from the last checkpoint"
+    with runs.writing(out / "adapter", fix, runs.adapter_size(out), partial if main else None):
+        # Every process calls save_model: under ZeRO-3 each holds a shard to gather; only the main one writes.
+        trainer.save_model(str(partial))
+        if main:
+            tokenizer.save_pretrained(str(partial))
+            # TRL's boilerplate card goes; ours is written after the marker, so that refreshing it (eval_grpo.py) is no damage.
+            (partial / model_card.CARD).unlink(missing_ok=True)
+            runs.write_marker(partial, trainer.state.global_step)
+            model_card.write_card(partial, out)
+            runs.replace_folder(partial, out / "adapter")
     return out / "adapter"
 
 
@@ -298,6 +308,10 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         planning = plans_for_a_gpu(cfg, args)
         card_gib = PLANNED_CARD_GIB if planning and args.card_gib is None else args.card_gib
         prepared = prepare(cfg, card_gib, planning)
+        if not args.dry_run:
+            # From here on no other process writes into output.dir: decide where to resume again, under the lock.
+            runs.lock_output_dir(Path(cfg.output.dir), distributed.is_main_process())
+            prepared.resume_from, prepared.warnings = resolve_resume(cfg)
         steps, epochs = planned_steps(cfg, prepared.stats["kept"])
         for warning in prepared.warnings:
             say(f"warning: {warning}", file=sys.stderr)
@@ -334,14 +348,10 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
 def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> int:
     out = Path(cfg.output.dir)
     main_process = distributed.is_main_process()
-    try:
-        if main_process:
+    if main_process:
+        with runs.writing(out / "config.yaml", "choose another output.dir or free space"):
             out.mkdir(parents=True, exist_ok=True)
-            (out / "config.yaml").write_text(config_to_yaml(cfg))
-    except OSError as error:
-        raise RecipeError(
-            f"cannot write to output.dir={out} ({error.strerror}): choose another output.dir or free space"
-        ) from None
+            write_atomic(out / "config.yaml", config_to_yaml(cfg))
     tracking.keep_logs_in(cfg.output.report_to, out)
     if p.resume_from is not None:
         say(f"resuming from {p.resume_from} (step {runs.saved_step(p.resume_from)})")
@@ -370,12 +380,7 @@ def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> 
                 file=sys.stderr,
             )
             return stop.exit_code
-        try:
-            adapter = save_adapter(trainer, tokenizer, out)
-        except OSError as error:
-            raise RecipeError(
-                f"could not save {out / 'adapter'} ({error.strerror}): free space, then rerun with --resume to save it from the last checkpoint"
-            ) from None
+        adapter = save_adapter(trainer, tokenizer, out)
     if main_process:
         plot_curves(out)
     say(

@@ -69,7 +69,9 @@ def table(cfg: Config, backend: str, stop_ids: list[int], world: int, cuda: bool
         ),
         "logging_steps": ("output.logging_steps", o.logging_steps),
         "save_steps": ("output.save_steps", o.save_steps),
-        "save_total_limit": ("output.save_total_limit", o.save_total_limit),
+        # The Trainer would delete old checkpoints before the new one is marked complete (a kill in between
+        # left none): runs.complete_checkpoint_saves keeps output.save_total_limit of them, after the marker.
+        "save_total_limit": ("output.save_total_limit", None),
         "report_to": ("output.report_to", tracking.trackers(o.report_to) or "none"),
         # Named after the output folder, so runs tell apart in W&B and trackio.
         "run_name": (None, Path(o.dir).name),

@@ -2,12 +2,17 @@
 
 A checkpoint or adapter folder counts as complete only once its marker file exists: the marker is
 written last and lists every file with its size, so a save cut off by a kill, or a file truncated
-later, is never mistaken for a finished one. Nothing heavy is imported at module level.
+later, is never mistaken for a finished one. Old checkpoints are deleted only after a newer one is
+marked, and one process at a time writes into a folder (RunLock). Nothing heavy is imported at
+module level.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import math
 import os
 import shutil
 import signal
@@ -16,6 +21,10 @@ from pathlib import Path
 from recipe.errors import RecipeError, first_line
 
 MARKER = "recipe_complete.json"
+LOCK = ".run.lock"
+# Suffixes Unsloth's name mapper adds when it swaps a hub id for its own copy
+# (Qwen/Qwen2.5-3B -> unsloth/Qwen2.5-3B-unsloth-bnb-4bit); the weights are the same model.
+UNSLOTH_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit")
 # What an earlier run leaves behind; config.yaml and plots/ are rewritten by any run, so they do not count.
 RUN_OUTPUTS = ("metrics.jsonl", "samples.jsonl", "adapter")
 # A checkpoint's files that are training state, not the adapter: left out when a checkpoint becomes adapter/.
@@ -163,10 +172,221 @@ def adapter_from_checkpoint(checkpoint: Path, out: Path) -> Path:
     """adapter/ rebuilt from a checkpoint of the last step: its adapter and tokenizer files, no training state."""
     partial = out / "adapter.partial"
     shutil.rmtree(partial, ignore_errors=True)
-    shutil.copytree(checkpoint, partial, ignore=shutil.ignore_patterns(*TRAINING_STATE, MARKER))
-    write_marker(partial, saved_step(checkpoint))
-    replace_folder(partial, out / "adapter")
+    ignore = shutil.ignore_patterns(*TRAINING_STATE, MARKER)
+    with writing(out / "adapter", "free space, then run the same command again", folder_size(checkpoint), partial):
+        shutil.copytree(checkpoint, partial, ignore=ignore)
+        write_marker(partial, saved_step(checkpoint))
+        replace_folder(partial, out / "adapter")
     return out / "adapter"
+
+
+def adapter_size(out: Path) -> int | None:
+    """About what adapter/ takes: its files in the newest checkpoint (all but the training state), or None."""
+    saved = checkpoints(out)
+    if not saved:
+        return None
+    return sum(p.stat().st_size for p in saved[-1].rglob("*") if p.is_file() and p.name not in TRAINING_STATE)
+
+
+def folder_size(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.is_dir() else 0
+
+
+def human_size(size: float) -> str:
+    """Bytes as people read them: 512 bytes, 1.5 MB, 2.3 GB (decimal units, like df -H)."""
+    if size < 1000:
+        return f"{size:.0f} bytes"
+    exponent = min(3, int(math.log(size, 1000)))
+    return f"{size / 1000**exponent:.1f} {('KB', 'MB', 'GB')[exponent - 1]}"
+
+
+def free_space(path: Path) -> int:
+    """Free bytes on the disk that holds ``path`` (or would hold it: its nearest existing folder)."""
+    existing = next((p for p in [path, *path.parents] if p.exists()), Path("."))
+    return shutil.disk_usage(existing if existing.is_dir() else existing.parent).free
+
+
+# What a failed write of our files raises, as opposed to an OSError of anything else (a socket, a read).
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO, errno.EFBIG)
+
+
+def is_write_error(error: BaseException) -> bool:
+    """What the writers raise when a write fails: OSError, torch's RuntimeError, safetensors' own error type."""
+    return isinstance(error, (OSError, RuntimeError)) or type(error).__name__ == "SafetensorError"
+
+
+def write_failure(target: Path, error: BaseException, needed: int | None = None) -> str:
+    """One phrase for a failed write of ``target``: why, the free space there and about what it needs."""
+    free = free_space(target)
+    room = f"{human_size(free)} free" + (f", about {human_size(needed)} needed" if needed else "")
+    full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
+        sign in str(error) for sign in ("No space left", "os error 28", "quota exceeded")
+    )
+    if full or (needed is not None and free < needed):
+        return f"could not write {target}: the disk is full ({room})"
+    why = getattr(error, "strerror", None) or first_line(error, 160)
+    return f"could not write {target} ({type(error).__name__}: {why}; {room})"
+
+
+@contextlib.contextmanager
+def writing(target: Path, fix: str, needed: int | None = None, partial: Path | None = None):
+    """A failed write inside the block becomes one RecipeError line (write_failure, then ``fix``);
+    ``partial``, a half-written folder, is removed first so that it holds no space."""
+    try:
+        yield
+    except Exception as error:
+        if not is_write_error(error):
+            raise
+        if partial is not None:
+            shutil.rmtree(partial, ignore_errors=True)
+        raise RecipeError(f"{write_failure(target, error, needed)}: {fix}") from None
+
+
+def rotate_checkpoints(out: Path, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints, and incomplete ones older than those.
+
+    Called once a new checkpoint is marked complete, never before (transformers' own rotation runs
+    before our marker: a kill in between left no complete checkpoint). A folder's marker goes first,
+    so one whose deletion is cut off is no longer taken for complete.
+    """
+    complete = [folder for folder in checkpoints(out) if folder_problem(folder) is None]
+    if len(complete) <= keep:
+        return
+    oldest_kept = checkpoint_step(complete[-keep])
+    for folder in checkpoints(out):
+        if checkpoint_step(folder) < oldest_kept:
+            (folder / MARKER).unlink(missing_ok=True)
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def complete_checkpoint_saves(trainer, out: Path, keep: int) -> None:
+    """Make each of ``trainer``'s checkpoints complete or absent, then keep the newest ``keep``.
+
+    Wraps Trainer._save_checkpoint (TRL gets save_total_limit=None, so it never rotates itself): the
+    folder's stale marker goes first, the marker is written once every file is, then rotate_checkpoints.
+    A failed write removes the half-written folder and is one line naming it and the space a
+    checkpoint needs; the previous checkpoint is untouched.
+    """
+    save = trainer._save_checkpoint
+
+    def save_complete(model, trial, *args, **kwargs):
+        step = trainer.state.global_step
+        folder = out / f"checkpoint-{step}"
+        main = trainer.is_world_process_zero()
+        earlier = [c for c in checkpoints(out) if checkpoint_step(c) < step]
+        fix = "free space, then resume with --resume (the previous checkpoint is kept)"
+        with writing(folder, fix, folder_size(earlier[-1]) if earlier else None, folder if main else None):
+            if main:
+                (folder / MARKER).unlink(missing_ok=True)
+            save(model, trial, *args, **kwargs)
+            if main:
+                write_marker(folder, step)
+        if main:
+            rotate_checkpoints(out, keep)
+
+    trainer._save_checkpoint = save_complete
+
+
+def model_key(name: str) -> str:
+    """What identifies a base model: the absolute path of a local folder, else the hub id without Unsloth's renaming."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path.resolve())
+    key = name.lower().rsplit("/", 1)[-1]
+    for suffix in UNSLOTH_SUFFIXES:
+        key = key.removesuffix(suffix)
+    return key
+
+
+def trained_with(checkpoint: Path) -> dict:
+    """The config keys a checkpoint's adapter fixes (model.name and the LoRA's shape), from adapter_config.json."""
+    try:
+        saved = json.loads((checkpoint / "adapter_config.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    if not isinstance(saved, dict):
+        return {}
+    found = {
+        "model.name": saved.get("base_model_name_or_path"),
+        "lora.r": saved.get("r"),
+        "lora.alpha": saved.get("lora_alpha"),
+        "lora.target_modules": saved.get("target_modules"),
+    }
+    return {key: value for key, value in found.items() if value is not None}
+
+
+def as_set_value(value) -> str:
+    """``value`` as a --set override writes it; lists sorted in flow style."""
+    if isinstance(value, (list, tuple, set)):
+        return "[" + ", ".join(sorted(map(str, value))) + "]"
+    return str(value)
+
+
+def check_resumable(checkpoint: Path, cfg) -> None:
+    """Refuse, before anything is written, to resume ``checkpoint`` with a config its adapter does not fit."""
+    wanted = {
+        "model.name": cfg.model.name,
+        "lora.r": cfg.lora.r,
+        "lora.alpha": cfg.lora.alpha,
+        "lora.target_modules": cfg.lora.target_modules,
+    }
+    same = {
+        "model.name": lambda a, b: model_key(str(a)) == model_key(b),
+        "lora.target_modules": lambda a, b: as_set_value([a] if isinstance(a, str) else a) == as_set_value(b),
+    }
+    differing = {
+        key: value
+        for key, value in trained_with(checkpoint).items()
+        if not same.get(key, lambda a, b: a == b)(value, wanted[key])
+    }
+    if differing:
+        theirs = ", ".join(f"{key}={as_set_value(value)}" for key, value in differing.items())
+        ours = ", ".join(f"{key}={as_set_value(wanted[key])}" for key in differing)
+        sets = " ".join(f"--set {key}={as_set_value(value)}" for key, value in differing.items())
+        raise RecipeError(
+            f"{checkpoint} was trained with {theirs} where this config has {ours}: resume with the run's values "
+            f"({sets}), or set output.dir to a new folder to start a new run"
+        )
+
+
+# Folder (resolved) -> the open lock file of this process; closing it, or the process ending, unlocks.
+_LOCKS: dict[str, int] = {}
+
+
+def lock_output_dir(out: Path, enabled: bool = True) -> None:
+    """One process at a time writes into ``out``: an exclusive flock on ``out/.run.lock``, held until this process ends.
+
+    The OS releases a flock with the process however it ends, so a killed run's leftover lock file
+    blocks nothing. The file holds the holder's pid, which a refused process names. The process that
+    holds it may ask again (main() called twice from Python). ``enabled`` False, for the other
+    processes of one launch, takes nothing: the main process holds it for all of them.
+    """
+    import fcntl
+
+    key = str(out.resolve())
+    if not enabled or key in _LOCKS:
+        return
+    with writing(out / LOCK, "choose another output.dir or free space"):
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode(errors="replace").strip()
+        os.close(fd)
+        raise RecipeError(
+            f"output.dir={out} is in use by another run (pid {holder if holder.isdigit() else 'unknown'}): wait for it "
+            "to end or stop it (kill -TERM saves a checkpoint), then --resume; or set output.dir to another folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    _LOCKS[key] = fd
+
+
+def unlock_output_dir(out: Path) -> None:
+    fd = _LOCKS.pop(str(out.resolve()), None)
+    if fd is not None:
+        os.close(fd)
 
 
 def load_trained_adapter(model, checkpoint: Path) -> None:
@@ -221,21 +441,17 @@ class GracefulStop:
     def exit_code(self) -> int:
         return STOP_SIGNALS.get(self.received, 1)
 
-    def callback(self, out: Path):
+    def callback(self):
         from transformers import TrainerCallback
 
         stop = self
 
         class StopAndSave(TrainerCallback):
-            """Saves and stops after the step a signal arrived in; marks every saved checkpoint complete."""
+            """Saves and stops after the step a signal arrived in (complete_checkpoint_saves marks the save)."""
 
             def on_step_end(self, args, state, control, **kwargs):
                 if stop.received is not None:
                     control.should_save = True
                     control.should_training_stop = True
-
-            def on_save(self, args, state, control, **kwargs):
-                if state.is_world_process_zero:
-                    write_marker(out / f"checkpoint-{state.global_step}", state.global_step)
 
         return StopAndSave()

@@ -1,6 +1,7 @@
 """Config: every shipped YAML validates, and bad input fails early with a message naming the fix."""
 
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -168,13 +169,107 @@ def test_bad_config_fails_with_a_message_naming_the_fix(override, message):
         pytest.param("model: [1, 2", "is not valid YAML", id="broken-yaml"),
         pytest.param("- a\n- b\n", "config: expected a mapping", id="yaml-list"),
         pytest.param("modle:\n  name: x\n", "did you mean 'model'?", id="top-level-typo"),
+        # Regressions: a list or scalar root was a traceback; a key written twice kept the second silently.
+        pytest.param("- a\n", "got a YAML list: write key: value lines", id="yaml-list-without-overrides"),
+        pytest.param("0.5\n", "got a YAML float", id="yaml-scalar"),
+        pytest.param(
+            "training:\n  beta: 0\nmodel:\n  name: x\ntraining:\n  max_steps: 5\n",
+            "sets 'training' twice (lines 1 and 5): keep one",
+            id="section-twice",
+        ),
+        pytest.param("lora:\n  r: 8\n  alpha: 8\n  r: 16\n", "sets 'r' twice (lines 2 and 4)", id="key-twice"),
     ],
 )
 def test_bad_yaml_file(tmp_path, text, message):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
-    with pytest.raises(RecipeError, match=message):
-        load_config(str(path))
+    with pytest.raises(RecipeError, match=re.escape(message)) as error:
+        load_config(str(path), ["training.max_steps=5"])
+    assert "\n" not in str(error.value)
+
+
+def test_a_yaml_merge_key_may_repeat_what_it_overrides(tmp_path):
+    path = tmp_path / "merge-key.yaml"
+    path.write_text("lora:\n  <<: {r: 8, alpha: 8}\n  r: 16\n")
+    cfg = load_config(str(path))
+    assert (cfg.lora.r, cfg.lora.alpha) == (16, 8)
+
+
+# (id, overrides on top of configs/tiny-cpu.yaml, what they must give: {dotted key: value})
+SECTION_OVERRIDES = [
+    # Regression: --set 'training={...}' replaced the section, resetting its other keys to the defaults.
+    (
+        "mapping-merges-into-the-section",
+        ["training={beta: 0.5}"],
+        {"training.beta": 0.5, "training.learning_rate": 2e-4},
+    ),
+    ("same-as-the-dotted-form", ["training.beta=0.5"], {"training.beta": 0.5, "training.learning_rate": 2e-4}),
+    (
+        "rewards-mapping-keeps-the-others",
+        ["rewards={correctness: 3}"],
+        {"rewards.correctness": 3.0, "rewards.xmlcount": 1.0},
+    ),
+    ("empty-mapping-changes-nothing", ["rewards={}"], {"rewards.correctness": 1.0}),
+    (
+        "nested-mapping-merges",
+        ["training.trl={beta: 0.1}", "training={trl: {epsilon: 0.3}}"],
+        {"training.trl": {"beta": 0.1, "epsilon": 0.3}},
+    ),
+    ("a-list-replaces", ["lora={target_modules: [q_proj]}"], {"lora.target_modules": ["q_proj"], "lora.r": 8}),
+]
+
+
+@pytest.mark.parametrize("overrides, expected", [pytest.param(*row[1:], id=row[0]) for row in SECTION_OVERRIDES])
+def test_a_section_override_merges_like_the_dotted_form(overrides, expected):
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), overrides)
+    for key, value in expected.items():
+        section, _, leaf = key.partition(".")
+        got = getattr(cfg, section)
+        assert (got[leaf] if isinstance(got, dict) else getattr(got, leaf)) == value, key
+
+
+@pytest.mark.parametrize("key", ["model.name", "data.dataset", "output.dir", "output.resume"])
+@pytest.mark.parametrize(
+    "written, expected",
+    [("~/x", "{home}/x"), ("$RUNS/x", "{runs}/x"), ("${RUNS}/x", "{runs}/x")],
+    ids=["home", "variable", "braced-variable"],
+)
+def test_home_and_variables_expand_in_every_path_key(tmp_path, monkeypatch, key, written, expected):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("RUNS", str(tmp_path / "runs"))
+    (tmp_path / "runs" / "x").mkdir(parents=True)  # output.resume must name an existing folder
+    (tmp_path / "x").mkdir()
+    value = f"'{written}'" if written.startswith("$") else written
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"{key}={value}"])
+    section, leaf = key.split(".")
+    assert getattr(getattr(cfg, section), leaf) == expected.format(home=tmp_path, runs=tmp_path / "runs")
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("output.dir=", "output.dir is empty: set it to the folder for this run's outputs"),
+        ("output.dir=''", "output.dir is empty"),
+        ("data.dataset=", "data.dataset is empty"),
+        ("model.name='  '", "model.name is empty"),
+        ("output.resume=", "output.resume is empty"),  # Path('') is '.', which would resume from the cwd
+        ("output.dir=$NOT_SET_ANYWHERE/x", "environment variable NOT_SET_ANYWHERE is not set"),
+        ("training={beta: 0, beta: 1}", "key 'beta' is given twice"),
+    ],
+    ids=[
+        "empty-dir",
+        "quoted-empty-dir",
+        "empty-dataset",
+        "blank-model",
+        "empty-resume",
+        "unset-variable",
+        "set-key-twice",
+    ],
+)
+def test_empty_or_unresolvable_paths_are_refused(override, message):
+    with pytest.raises(RecipeError, match=message) as error:
+        load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [override])
+    assert "\n" not in str(error.value)
 
 
 def test_missing_config_file():

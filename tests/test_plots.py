@@ -65,17 +65,60 @@ def test_command_writes_next_to_the_metrics_by_default(metrics, tmp_path, capsys
         (None, "not found: pass the metrics.jsonl that train_grpo.py writes"),
         ('{"step": 3, "train_runtime": 9.0}\n', "holds no training steps yet"),
         ("step,reward\n1,0.5\n", ":1 is not JSON"),
+        # Regressions: a file that is not text was a traceback (UnicodeDecodeError).
+        (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe", ":1 is not JSON"),
+        (b"\xff\xfe\x00binary\n{}\n", ":1 is not JSON"),
+        ('{"step": 1, "reward": 0.5}\n[1, 2]\n', ":2 is not JSON"),
     ],
-    ids=["missing", "summary-line-only", "not-jsonl"],
+    ids=["missing", "summary-line-only", "not-jsonl", "a-png", "not-utf8", "not-an-object"],
 )
 def test_bad_metrics_file_is_one_line(tmp_path, capsys, content, message):
     path = tmp_path / "metrics.jsonl"
-    if content is not None:
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
         path.write_text(content)
     assert plots.main([str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
     assert not (tmp_path / "plots").exists()
+
+
+def test_out_that_is_a_file_is_one_line_before_reading_anything(metrics, tmp_path, capsys):
+    # Regression: plots.py --out FILE was a traceback (FileExistsError) after reading the metrics.
+    (tmp_path / "taken").write_text("mine")
+    assert plots.main([str(metrics), "--out", str(tmp_path / "taken")]) == 2
+    assert (
+        capsys.readouterr().err
+        == f"error: {tmp_path / 'taken'} is a file: pass --out a folder for the PNGs (it is created if missing)\n"
+    )
+    assert (tmp_path / "taken").read_text() == "mine"
+
+
+def test_a_full_disk_while_drawing_is_one_line_and_keeps_the_earlier_pngs(metrics, tmp_path, capsys, monkeypatch):
+    import errno
+
+    from recipe import jsonl, runs
+
+    assert plots.main([str(metrics), "--out", str(tmp_path)]) == 0
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jsonl.os, "fsync", full)
+    monkeypatch.setattr(runs, "free_space", lambda path: 0)
+    assert plots.main([str(metrics), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: could not write {tmp_path / 'rewards.png'}: the disk is full (0 bytes free)")
+    assert err.count("\n") == 1
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "no PNG half-written, none lost"
+
+
+def test_a_last_line_still_being_written_is_left_out(tmp_path):
+    path = tmp_path / "metrics.jsonl"
+    path.write_text('{"step": 1, "reward": 0.1}\n{"step": 2, "reward": 0.2}\n{"step": 3, "rew')
+    assert plots.read_steps(path) == [{"step": 1, "reward": 0.1}, {"step": 2, "reward": 0.2}]
 
 
 def test_steps_skip_the_summary_line_and_keep_the_latest_of_a_repeated_step(tmp_path):

@@ -188,6 +188,7 @@ def model_without(tiny_assets: Path, tmp: Path, *names: str, damage: str | None 
 
 
 NOT_UTF8_ROW = b'{"question": "\xff", "answer": "#### 1"}\n'
+SECTION_TWICE = b"training:\n  learning_rate: 0.001\ntraining:\n  max_steps: 4\n"
 
 # (id, extra CLI words given a tmp folder and the assets, fragment of the one-line error)
 BAD_INPUT = [
@@ -239,6 +240,24 @@ BAD_INPUT = [
         "damaged model.safetensors",
     ),
     ("missing-model-folder", lambda t, a: ["--set", f"model.name={t / 'nothing'}"], "no such folder"),
+    # Issue 30's config shapes and paths: each was a traceback, a crash after the model loaded, or silent.
+    ("config-is-a-list", lambda t, a: ["--config", str(write(t / "c.yaml", b"- model\n- data\n"))], "got a YAML list"),
+    ("config-is-a-number", lambda t, a: ["--config", str(write(t / "c.yaml", b"5\n"))], "got a YAML int"),
+    (
+        "section-written-twice",
+        lambda t, a: ["--config", str(write(t / "c.yaml", SECTION_TWICE))],
+        "sets 'training' twice (lines 1 and 3)",
+    ),
+    (
+        "key-written-twice",
+        lambda t, a: ["--config", str(write(t / "c.yaml", b"training:\n  beta: 0\n  beta: 1\n"))],
+        "sets 'beta' twice (lines 2 and 3)",
+    ),
+    ("empty-output-dir", lambda t, a: ["--set", "output.dir="], "output.dir is empty"),
+    ("blank-output-dir", lambda t, a: ["--set", "output.dir=' '"], "output.dir is empty"),
+    ("empty-model-name", lambda t, a: ["--set", "model.name=''"], "model.name is empty"),
+    ("unset-variable", lambda t, a: ["--set", "data.dataset=$NO_SUCH_VARIABLE/x.jsonl"], "NO_SUCH_VARIABLE is not set"),
+    ("zero-byte-data", lambda t, a: ["--set", f"data.dataset={write(t / 'd.jsonl', b'')}"], "is empty (no rows)"),
 ]
 
 
@@ -271,25 +290,6 @@ def test_an_output_dir_that_cannot_be_written_is_one_line_before_any_model_loads
     assert errors == [
         f"error: output.dir={parent / 'out'}: {parent} is not writable: choose a folder you can write to, or fix its permissions"
     ]
-
-
-def test_a_full_disk_while_saving_is_one_line_and_the_earlier_checkpoint_stays(tiny_assets, tmp_path, capsys):
-    import errno
-
-    from transformers import TrainerCallback
-
-    class DiskFullAtSecondSave(TrainerCallback):
-        def on_save(self, args, state, control, **kwargs):
-            if state.global_step > 2:
-                raise OSError(errno.ENOSPC, "No space left on device")
-
-    out = tmp_path / "out"
-    extra = ("--set", f"training.max_steps={STEPS}", *FAST)
-    assert train_tiny(tiny_assets, out, *extra, callbacks=[DiskFullAtSecondSave()]) == 2
-    # Its own line, not glued to the progress bar's.
-    errors = [line for line in capsys.readouterr().err.split("\n") if line.startswith("error: ")]
-    assert errors == [f"error: the disk holding output.dir={out} is full: free space, then resume with --resume"]
-    assert runs.folder_problem(out / "checkpoint-2") is None
 
 
 HUB = [
