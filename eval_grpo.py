@@ -16,7 +16,9 @@ Offline on a CPU, after `python offline.py tiny && python train_grpo.py --config
 with the training system prompt and greedy decoding; scoring uses rewards.py, so a completion is
 judged exactly as during training. Results go to <adapter>/../eval: summary.json (accuracy,
 strict-format rate, mean completion tokens and unparsable answers per model) and predictions.jsonl
-(one row per question per model). On a GPU (backend unsloth) vLLM generates, with the adapter as a
+(one row per question per model); a checkpoint's to eval-<checkpoint>, --base-only's to
+<output.dir>/eval-base, and a folder holding another adapter's or dataset's results is never
+overwritten: they go to eval-<dataset> beside it (printed). On a GPU (backend unsloth) vLLM generates, with the adapter as a
 LoRA request; elsewhere transformers generates and PEFT switches the adapter off for the base pass.
 """
 
@@ -31,18 +33,17 @@ from pathlib import Path
 
 import rewards
 from recipe import backend as backends
-from recipe import gsm_symbolic, preflight
+from recipe import gsm_symbolic, preflight, runs
 from recipe.config import Config, DataConfig, add_override_argument, load_config
-from recipe.data import build_prompts, chat_prompt, load_rows, load_tokenizer, stop_token_ids
+from recipe.data import DROP_REASONS, build_prompts, chat_prompt, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
 from recipe.generate import Completion, hf_complete
+from recipe.jsonl import jsonl_text, write_atomic
+from recipe.runs import model_key
 
 MODELS = ("base", "trained")
 MERGE_CHECK_QUESTIONS = 3
 MERGE_CHECK_TOKENS = 32
-# Suffixes Unsloth's name mapper adds when it swaps a hub id for its own copy
-# (Qwen/Qwen2.5-3B -> unsloth/Qwen2.5-3B-unsloth-bnb-4bit); the weights are the same model.
-UNSLOTH_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit")
 
 
 def read_adapter_config(adapter: Path) -> dict:
@@ -68,20 +69,17 @@ def read_adapter_config(adapter: Path) -> dict:
     )
 
 
-def model_key(name: str) -> str:
-    """What identifies a base model: the absolute path of a local folder, else the hub id without Unsloth's renaming."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return str(path.resolve())
-    key = name.lower().rsplit("/", 1)[-1]
-    for suffix in UNSLOTH_SUFFIXES:
-        key = key.removesuffix(suffix)
-    return key
-
-
 def check_adapter(adapter: Path, cfg: Config) -> None:
-    """Reject an adapter that does not belong to the config's base model or does not fit vLLM's LoRA slots."""
+    """Reject a damaged adapter, or one that does not belong to the config's base model or fit vLLM's LoRA slots."""
     config = read_adapter_config(adapter)
+    # train_grpo.py's marker records every file's size; an adapter from elsewhere has only its weights checked.
+    marked = (adapter / runs.MARKER).is_file()
+    problem = runs.folder_problem(adapter) if marked else runs.weights_problem(adapter / "adapter_model.safetensors")
+    if problem is not None:
+        raise RecipeError(
+            f"--adapter {adapter} {problem}: pass another adapter or checkpoint folder "
+            "(train_grpo.py --resume rebuilds a run's adapter/ from its last checkpoint)"
+        )
     base = config.get("base_model_name_or_path")
     if base and model_key(base) != model_key(cfg.model.name):
         raise RecipeError(
@@ -244,10 +242,63 @@ def score_models(generate, dataset, models: typing.Sequence[str]) -> tuple[dict,
 
 
 def write_results(out: Path, summary: dict, rows: list[dict]) -> None:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    with open(out / "predictions.jsonl", "w") as f:
-        f.writelines(json.dumps(row) + "\n" for row in rows)
+    """predictions.jsonl, then summary.json, each written aside and renamed: a kill leaves the old pair or the new."""
+    with runs.writing(out, "free space or pass --out another folder, then evaluate again"):
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(out / "predictions.jsonl", jsonl_text(rows))
+        write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+
+
+def dataset_label(data: DataConfig) -> str:
+    """A short name of the evaluation data: the file's stem, or the dataset's name and split."""
+    path = Path(data.dataset).expanduser()
+    if data.dataset == gsm_symbolic.NAME or path.is_file():
+        return path.stem
+    return f"{path.name if path.is_dir() else data.dataset.rstrip('/').rsplit('/', 1)[-1]}-{data.split}"
+
+
+def evaluation_of(settings: dict, models: typing.Iterable[str]) -> tuple:
+    """What tells two evaluations apart: the adapter, the data and split, and which models were scored."""
+
+    def where(name):
+        path = Path(name).expanduser() if isinstance(name, str) else None
+        return str(path.resolve()) if path is not None and path.exists() else name
+
+    return where(settings.get("adapter")), where(settings.get("dataset")), settings.get("split"), tuple(models)
+
+
+def other_evaluation(folder: Path, this: tuple) -> bool:
+    """Whether ``folder`` holds results that are not of ``this`` evaluation (unreadable ones count as other)."""
+    summary = folder / "summary.json"
+    if not summary.exists() and not (folder / "predictions.jsonl").exists():
+        return False
+    try:
+        found = json.loads(summary.read_text(encoding="utf-8"))
+        return evaluation_of(found["settings"], found["models"]) != this
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+
+
+def results_folder(cfg: Config, adapter: Path | None, data: DataConfig, args: argparse.Namespace) -> Path:
+    """Where this evaluation's results go, checked before any model loads; never over another evaluation's.
+
+    By default eval/ next to the adapter (eval-<name> for a checkpoint, <output.dir>/eval-base for
+    --base-only), or eval-<dataset> beside it when that one holds another adapter's or dataset's results.
+    """
+    models = MODELS[:1] if args.base_only else MODELS
+    this = evaluation_of({"adapter": None if adapter is None else str(adapter), **vars(data)}, models)
+    if args.out:
+        out = Path(args.out).expanduser()
+        if other_evaluation(out, this):
+            raise RecipeError(f"--out {out} holds the results of another evaluation: pass a new folder")
+        return out
+    if args.base_only:
+        default = Path(cfg.output.dir) / "eval-base"
+    else:
+        default = adapter.parent / ("eval" if adapter.name == "adapter" else f"eval-{adapter.name}")
+    candidates = [default, default.with_name(f"{default.name}-{dataset_label(data)}")]
+    candidates += [default.with_name(f"{candidates[1].name}-{n}") for n in range(2, 100)]
+    return next(folder for folder in candidates if not other_evaluation(folder, this))
 
 
 def format_table(metrics: dict[str, dict]) -> str:
@@ -259,16 +310,12 @@ def format_table(metrics: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
-def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, data: DataConfig, args: argparse.Namespace) -> int:
+def run_eval(
+    cfg, backend: str, adapter: Path | None, tokenizer, data: DataConfig, args: argparse.Namespace, out: Path
+) -> int:
     dataset, stats = build_prompts(load_rows(data), tokenizer, data)
-    # A base-only score must not overwrite the side-by-side one.
-    out = (
-        Path(args.out)
-        if args.out
-        else (Path(cfg.output.dir) / "eval-base" if args.base_only else adapter.parent / "eval")
-    )
     print(
-        f"data {data.dataset} ({data.split}): {stats['kept']} questions of {stats['rows']} ({stats['dropped_no_gold']} without a gold answer, {stats['dropped_too_long']} prompts over {data.max_prompt_length} tokens dropped)"
+        f"data {data.dataset} ({data.split}): {stats['kept']} questions of {stats['rows']} ({dropped(stats, data.max_prompt_length)}); results to {out}"
     )
     models = MODELS[:1] if args.base_only else MODELS
     metrics, rows = score_models(make_generator(cfg, backend, adapter, tokenizer, args), dataset, models)
@@ -278,8 +325,7 @@ def run_eval(cfg, backend: str, adapter: Path | None, tokenizer, data: DataConfi
         "dataset": data.dataset,
         "split": data.split,
         "n": stats["kept"],
-        "dropped_no_gold": stats["dropped_no_gold"],
-        "dropped_too_long": stats["dropped_too_long"],
+        **{key: stats[key] for key in DROP_REASONS},
         "max_new_tokens": args.max_new_tokens,
         "decoding": "greedy",
         "backend": backend,
@@ -331,8 +377,9 @@ def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -
     merged = tuned.merge_and_unload()
     # Saved models stop at the chat turn's end too, like generation here.
     merged.generation_config.eos_token_id = stop_ids
-    merged.to(merged_dtype(cfg.model.name)).save_pretrained(str(out))
-    tokenizer.save_pretrained(str(out))
+    with runs.writing(out, "free space or pass another folder, then merge again"):
+        merged.to(merged_dtype(cfg.model.name)).save_pretrained(str(out))
+        tokenizer.save_pretrained(str(out))
     del tuned, merged
     got = hf_complete(
         load_hf(str(out), None, torch.float32), tokenizer, texts, MERGE_CHECK_TOKENS, stop_ids, len(texts), "merged"
@@ -359,7 +406,9 @@ def run_merge(cfg, backend: str, adapter: Path, tokenizer, data: DataConfig, arg
 
 def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
     """The adapter folder and the config: by default the one the run saved next to its adapter."""
-    adapter = Path(args.adapter) if args.adapter else None
+    adapter = Path(args.adapter).expanduser() if args.adapter else None
+    if args.out and Path(args.out).expanduser().is_file():
+        raise RecipeError(f"--out {args.out} is a file: pass a folder for the results (it is created if missing)")
     if adapter is None and not args.base_only:
         raise RecipeError(
             "pass --adapter with the adapter folder of a finished run (e.g. outputs/x/adapter), or --base-only"
@@ -440,6 +489,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             backends.import_unsloth(cfg.model)
         # Any questions will do for the merge's equality check, so a single training file is fine there.
         data = None if args.ask else eval_data_config(cfg, args, held_out=not args.merge)
+        out = None if args.ask or args.merge else results_folder(cfg, adapter, data, args)
         if note := preflight.check_hub(cfg, data and data.dataset):
             print(note, flush=True)
         tokenizer = load_tokenizer(cfg.model.name)
@@ -447,7 +497,7 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
             return run_merge(cfg, backend, adapter, tokenizer, data, args)
         if args.ask:
             return run_ask(cfg, backend, adapter, tokenizer, args)
-        return run_eval(cfg, backend, adapter, tokenizer, data, args)
+        return run_eval(cfg, backend, adapter, tokenizer, data, args, out)
     except RecipeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

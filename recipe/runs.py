@@ -22,6 +22,8 @@ from recipe.errors import RecipeError, first_line
 
 MARKER = "recipe_complete.json"
 LOCK = ".run.lock"
+# The model card: rewritten after a save (an evaluation adds its scores), so its size is not checked.
+CARD = "README.md"
 # Suffixes Unsloth's name mapper adds when it swaps a hub id for its own copy
 # (Qwen/Qwen2.5-3B -> unsloth/Qwen2.5-3B-unsloth-bnb-4bit); the weights are the same model.
 UNSLOTH_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit")
@@ -36,7 +38,7 @@ def write_marker(folder: Path, step: int) -> None:
     files = {
         str(p.relative_to(folder)): p.stat().st_size
         for p in sorted(folder.rglob("*"))
-        if p.is_file() and p.name != MARKER
+        if p.is_file() and p.name not in (MARKER, CARD)
     }
     partial = folder / f"{MARKER}.partial"
     with open(partial, "w") as f:
@@ -56,6 +58,8 @@ def folder_problem(folder: Path) -> str | None:
     except (OSError, ValueError, KeyError, TypeError):
         return f"has an unreadable {MARKER}"
     for name, size in files.items():
+        if name == CARD:
+            continue
         path = folder / name
         if not path.is_file():
             return f"lacks {name}"

@@ -1,6 +1,7 @@
 """eval_grpo.py on the tiny model: scores, outputs, one-line errors before loading, --ask, --merge and the vLLM wiring."""
 
 import json
+import shutil
 import sys
 import types
 from pathlib import Path
@@ -27,9 +28,12 @@ def amplify(adapter: Path, factor: float) -> None:
     """Scale the LoRA update so it surely changes greedy answers: four tiny GRPO steps may leave them all alone."""
     from safetensors.torch import load_file, save_file
 
+    from recipe import runs
+
     path = adapter / "adapter_model.safetensors"
     tensors = load_file(str(path))
     save_file({name: t * factor if "lora_B" in name else t for name, t in tensors.items()}, str(path))
+    runs.write_marker(adapter, runs.saved_step(adapter))  # changed on purpose: marked whole again
 
 
 @pytest.fixture(scope="module")
@@ -227,6 +231,19 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
             "is a file: pass the path of a new folder",
         ),
         (lambda run, assets: [], "pass --adapter"),
+        # Regressions of issue 30: each was a traceback, or failed only after generating.
+        (
+            lambda run, assets: evaluate_args(damaged_adapter(run), assets),
+            "has adapter_model.safetensors of 100 bytes, not the",
+        ),
+        (
+            lambda run, assets: evaluate_args(run, assets, "--out", str(run / "config.yaml")),
+            "--out {run}/config.yaml is a file: pass a folder",
+        ),
+        (
+            lambda run, assets: evaluate_args(run, assets, "--out", str(other_results(run))),
+            "holds the results of another evaluation: pass a new folder",
+        ),
         (
             lambda run, assets: evaluate_args(run, assets, "--dataset", "openai/gsm8k"),
             "data.dataset=openai/gsm8k needs the Hugging Face Hub, and https://huggingface.co cannot be reached",
@@ -243,6 +260,9 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
         "merge-over-folder",
         "merge-onto-a-file",
         "no-adapter",
+        "truncated-adapter",
+        "out-is-a-file",
+        "out-holds-another-evaluation",
         "hub-dataset-without-the-hub",
     ],
 )
@@ -254,7 +274,69 @@ def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, messag
     monkeypatch.setattr(eval_grpo, "vllm_generator", no_model)
     assert eval_grpo.main(args(run, tiny_assets)) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message.format(run=run) in err
+
+
+def damaged_adapter(run: Path) -> Path:
+    """A copy of the run whose adapter's weights were cut to 100 bytes after it was marked complete."""
+    damaged = run.parent / "damaged"
+    shutil.rmtree(damaged, ignore_errors=True)
+    shutil.copytree(run / "adapter", damaged / "adapter")
+    shutil.copy(run / "config.yaml", damaged)
+    weights = damaged / "adapter" / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    return damaged
+
+
+def other_results(run: Path) -> Path:
+    folder = run.parent / "other-results"
+    folder.mkdir(exist_ok=True)
+    settings = {"adapter": "/elsewhere/adapter", "dataset": "openai/gsm8k", "split": "test"}
+    (folder / "summary.json").write_text(json.dumps({"settings": settings, "models": {"base": {}, "trained": {}}}))
+    return folder
+
+
+def test_evaluations_of_other_adapters_or_datasets_never_overwrite_each_other(
+    evaluated, run, trained_run, tiny_assets, capsys
+):
+    # Regression: evaluating a checkpoint replaced the adapter's eval/summary.json.
+    kept = {p.name: p.read_bytes() for p in evaluated.iterdir()}
+    checkpoint = run / "checkpoint-2"
+    shutil.copytree(trained_run / "checkpoint-2", checkpoint)
+    assert eval_grpo.main([*evaluate_args(run, tiny_assets, "--limit", "1"), "--adapter", str(checkpoint)]) == 0
+    assert f"wrote {run / 'eval-checkpoint-2' / 'summary.json'}" in capsys.readouterr().out
+    train = str(tiny_assets / "data" / "train.jsonl")
+    assert eval_grpo.main(evaluate_args(run, tiny_assets, "--limit", "1", "--dataset", train)) == 0
+    assert f"wrote {run / 'eval-train' / 'summary.json'}" in capsys.readouterr().out
+    assert {p.name: p.read_bytes() for p in evaluated.iterdir()} == kept
+    assert json.loads((run / "eval-train" / "summary.json").read_text())["settings"]["dataset"] == train
+
+
+def test_a_full_disk_while_writing_results_is_one_line_and_keeps_the_earlier_ones(
+    run, tiny_assets, tmp_path, capsys, monkeypatch
+):
+    import errno
+
+    from recipe import jsonl, runs
+
+    out = tmp_path / "results"
+    args = evaluate_args(run, tiny_assets, "--limit", "1", "--out", str(out))
+    assert eval_grpo.main(args) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(jsonl.os, "fsync", full)
+    monkeypatch.setattr(runs, "free_space", lambda path: 0)
+    capsys.readouterr()
+    assert eval_grpo.main(args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.split("\n") if line.startswith("error: ")]
+    assert errors == [
+        f"error: could not write {out}: the disk is full (0 bytes free): free space or pass --out another folder, then evaluate again"
+    ]
+    assert "Traceback" not in err and {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_ask_prints_the_base_then_the_trained_answer_of_eval(evaluated, run, tiny_assets, capsys):
