@@ -387,12 +387,6 @@ def lock_output_dir(out: Path, enabled: bool = True) -> None:
     _LOCKS[key] = fd
 
 
-def unlock_output_dir(out: Path) -> None:
-    fd = _LOCKS.pop(str(out.resolve()), None)
-    if fd is not None:
-        os.close(fd)
-
-
 def load_trained_adapter(model, checkpoint: Path) -> None:
     """Load the checkpoint's ``default`` (trained) adapter into ``model``.
 

@@ -154,6 +154,17 @@ def test_override_sets_typed_value(override, key, value):
             "output.resume=/no/such/checkpoint", "output.resume='/no/such/checkpoint'", id="missing-checkpoint"
         ),
         pytest.param("training.max_steps", "expected section.key=value", id="override-without-value"),
+        # Regressions of issue 30: an empty output.dir crashed after the model loaded, writing config.yaml into the cwd.
+        pytest.param("output.dir=", "output.dir is empty: set it to the folder for this run's outputs", id="empty-dir"),
+        pytest.param("output.dir=''", "output.dir is empty", id="quoted-empty-dir"),
+        pytest.param("data.dataset=", "data.dataset is empty", id="empty-dataset"),
+        pytest.param("model.name='  '", "model.name is empty", id="blank-model"),
+        # Path('') is '.': an empty output.resume would have resumed from the working directory.
+        pytest.param("output.resume=", "output.resume is empty", id="empty-resume"),
+        pytest.param(
+            "output.dir=$NOT_SET_ANYWHERE/x", "environment variable NOT_SET_ANYWHERE is not set", id="unset-var"
+        ),
+        pytest.param("training={beta: 0, beta: 1}", "key 'beta' is given twice", id="set-key-twice"),
     ],
 )
 def test_bad_config_fails_with_a_message_naming_the_fix(override, message):
@@ -243,33 +254,6 @@ def test_home_and_variables_expand_in_every_path_key(tmp_path, monkeypatch, key,
     cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"{key}={value}"])
     section, leaf = key.split(".")
     assert getattr(getattr(cfg, section), leaf) == expected.format(home=tmp_path, runs=tmp_path / "runs")
-
-
-@pytest.mark.parametrize(
-    "override, message",
-    [
-        ("output.dir=", "output.dir is empty: set it to the folder for this run's outputs"),
-        ("output.dir=''", "output.dir is empty"),
-        ("data.dataset=", "data.dataset is empty"),
-        ("model.name='  '", "model.name is empty"),
-        ("output.resume=", "output.resume is empty"),  # Path('') is '.', which would resume from the cwd
-        ("output.dir=$NOT_SET_ANYWHERE/x", "environment variable NOT_SET_ANYWHERE is not set"),
-        ("training={beta: 0, beta: 1}", "key 'beta' is given twice"),
-    ],
-    ids=[
-        "empty-dir",
-        "quoted-empty-dir",
-        "empty-dataset",
-        "blank-model",
-        "empty-resume",
-        "unset-variable",
-        "set-key-twice",
-    ],
-)
-def test_empty_or_unresolvable_paths_are_refused(override, message):
-    with pytest.raises(RecipeError, match=message) as error:
-        load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [override])
-    assert "\n" not in str(error.value)
 
 
 def test_missing_config_file():
