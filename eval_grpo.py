@@ -4,6 +4,7 @@
     python eval_grpo.py --config config.yaml --adapter outputs/qwen2.5-3b-grpo/adapter --limit 200
     python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --ask "Which is bigger? 9.919 or 9.92?"
     python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --merge outputs/qwen2.5-3b-grpo/merged
+    python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --gguf outputs/qwen2.5-3b-grpo/gguf   # llama.cpp, Ollama
     python eval_grpo.py --config config.yaml --base-only --limit 200                # the base model alone
     python eval_grpo.py --adapter outputs/qwen2.5-3b-grpo/adapter --dataset gsm-symbolic  # GSM-Symbolic, 200 questions
 
@@ -27,13 +28,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import typing
 from pathlib import Path
 
 import rewards
 from recipe import backend as backends
-from recipe import gsm_symbolic, preflight, runs
+from recipe import gguf_export, gsm_symbolic, model_card, preflight, runs
 from recipe.config import Config, DataConfig, add_override_argument, load_config
 from recipe.data import DROP_REASONS, build_prompts, chat_prompt, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -336,6 +338,8 @@ def run_eval(
         settings["generated"] = gsm_symbolic.describe(data.limit)
     write_results(out, {"settings": settings, "models": metrics}, rows)
     print(f"\n{format_table(metrics)}\n\nwrote {out / 'summary.json'} and {out / 'predictions.jsonl'}")
+    if adapter is not None and not args.base_only and out.resolve() == (adapter.parent / "eval").resolve():
+        print(f"updated the model card {model_card.write_card(adapter, adapter.parent)}")
     return 0
 
 
@@ -387,21 +391,89 @@ def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -
     return sum(a == b for a, b in zip(expected, got)), len(texts)
 
 
-def run_merge(cfg, backend: str, adapter: Path, tokenizer, data: DataConfig, args: argparse.Namespace) -> int:
-    out = Path(args.merge)
+def merge_questions(tokenizer, data: DataConfig) -> list[list[dict]]:
+    """The prompts merge() compares the adapter and the merged model on."""
     data = dataclasses.replace(data, limit=MERGE_CHECK_QUESTIONS)
     dataset, _ = build_prompts(load_rows(data), tokenizer, data)
-    matched, total = merge(cfg, adapter, out, tokenizer, list(dataset["prompt"]))
+    return list(dataset["prompt"])
+
+
+def merge_mismatch(out: Path, matched: int, total: int, data: DataConfig) -> int:
+    print(
+        f"error: the merged model in {out} answers {total - matched} of {total} questions of {data.dataset} differently from the adapter (greedy, {MERGE_CHECK_TOKENS} tokens); do not use it",
+        file=sys.stderr,
+    )
+    return 1
+
+
+def run_merge(cfg, backend: str, adapter: Path, tokenizer, data: DataConfig, args: argparse.Namespace) -> int:
+    out = Path(args.merge)
+    matched, total = merge(cfg, adapter, out, tokenizer, merge_questions(tokenizer, data))
     if matched != total:
-        print(
-            f"error: the merged model in {out} answers {total - matched} of {total} questions of {data.dataset} differently from the adapter (greedy, {MERGE_CHECK_TOKENS} tokens); do not use it",
-            file=sys.stderr,
-        )
-        return 1
+        return merge_mismatch(out, matched, total, data)
+    model_card.write_card(out, adapter.parent, "merged")
     print(
         f"merged {adapter} into {out} (loads with AutoModelForCausalLM.from_pretrained); greedy output matches the adapter on {total} questions of {data.dataset}"
     )
     return 0
+
+
+def run_gguf(cfg, adapter: Path, tokenizer, data: DataConfig, args: argparse.Namespace) -> int:
+    """The merge, checked as --merge checks it, written as one GGUF file with an Ollama Modelfile and a card.
+
+    Everything is written into <DIR>.partial and renamed to DIR once complete, so a failure leaves no half export.
+    """
+    import shutil
+    import tempfile
+    import time
+
+    out = Path(args.gguf)
+    partial = out.with_name(out.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    started = time.perf_counter()
+    try:
+        with tempfile.TemporaryDirectory(dir=partial) as merged:
+            matched, total = merge(cfg, adapter, Path(merged), tokenizer, merge_questions(tokenizer, data))
+            if matched == total:
+                name = adapter.parent.resolve().name
+                written = gguf_export.write_gguf(
+                    merged, tokenizer, partial / gguf_export.GGUF_FILE, args.gguf_type, name
+                )
+        if matched != total:
+            shutil.rmtree(partial)
+            return merge_mismatch(out, matched, total, data)
+        model_card.write_modelfile(partial, gguf_export.GGUF_FILE, args.max_new_tokens)
+        model_card.write_card(partial, adapter.parent, "gguf", gguf_export.card_note(args.gguf_type, out), final=out)
+        partial.replace(out)
+    except OSError as error:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise RecipeError(
+            f"--gguf {out}: could not write it ({error.strerror or error}); nothing was kept: free space or pass another folder"
+        ) from None
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    print(
+        f"wrote {out / gguf_export.GGUF_FILE} ({args.gguf_type}, {written['architecture']}, {written['bytes'] / 1e6:.1f} MB), "
+        f"{out / model_card.MODELFILE} and {out / model_card.CARD} in {time.perf_counter() - started:.0f} s; the merged weights "
+        f"answer like the adapter on {total} questions of {data.dataset}\n"
+        f"run it: ollama create grpo -f {out / model_card.MODELFILE} && ollama run grpo"
+    )
+    return 0
+
+
+def check_export_folder(flag: str, folder: Path, no_adapter: bool) -> None:
+    """An export goes into a new (or empty) folder that can be created, from an adapter."""
+    if no_adapter:
+        raise RecipeError(f"{flag} needs --adapter and cannot be combined with --base-only")
+    if folder.is_file():
+        raise RecipeError(f"{flag} {folder} is a file: pass the path of a new folder")
+    if folder.is_dir() and any(folder.iterdir()):
+        raise RecipeError(f"{flag} {folder} exists and is not empty: pass a new folder")
+    parent = next(p for p in folder.absolute().parents if p.exists())
+    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
+        raise RecipeError(f"{flag} {folder}: cannot create it in {parent} (not a writable folder): pass another path")
 
 
 def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
@@ -415,12 +487,9 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
         )
     if adapter is not None:
         read_adapter_config(adapter)  # a wrong folder is the likelier mistake than a missing config
-    if args.merge and (adapter is None or args.base_only):
-        raise RecipeError("--merge needs --adapter and cannot be combined with --base-only")
-    if args.merge and Path(args.merge).is_file():
-        raise RecipeError(f"--merge {args.merge} is a file: pass the path of a new folder")
-    if args.merge and Path(args.merge).is_dir() and any(Path(args.merge).iterdir()):
-        raise RecipeError(f"--merge {args.merge} exists and is not empty: pass a new folder")
+    for flag, folder in (("--merge", args.merge), ("--gguf", args.gguf)):
+        if folder:
+            check_export_folder(flag, Path(folder), adapter is None or args.base_only)
     config = args.config
     if config is None and adapter is not None and (adapter.parent / "config.yaml").is_file():
         config = str(adapter.parent / "config.yaml")
@@ -464,6 +533,17 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     mode.add_argument(
         "--merge", metavar="DIR", help="write base + adapter as one 16-bit model folder that plain transformers loads"
     )
+    mode.add_argument(
+        "--gguf",
+        metavar="DIR",
+        help=f"write base + adapter as one GGUF file for llama.cpp (DIR/{gguf_export.GGUF_FILE}) with an Ollama Modelfile and a model card",
+    )
+    parser.add_argument(
+        "--gguf-type",
+        choices=gguf_export.GGUF_TYPES,
+        default="q8_0",
+        help="--gguf's weights: q8_0 (default; half of f16's size) or f16 (the input llama-quantize needs for q4_k_m)",
+    )
     return parser.parse_args(argv)
 
 
@@ -483,16 +563,22 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         args.max_new_tokens = args.max_new_tokens or cfg.training.max_completion_length
         if adapter is not None:
             check_adapter(adapter, cfg)
+        if args.gguf:
+            gguf_export.check_installed()
         # Merging uses plain transformers + PEFT whatever the training backend was.
-        backend = "trl" if args.merge else eval_backend(cfg)
+        backend = "trl" if args.merge or args.gguf else eval_backend(cfg)
         if backend == "unsloth":
             backends.import_unsloth(cfg.model)
         # Any questions will do for the merge's equality check, so a single training file is fine there.
-        data = None if args.ask else eval_data_config(cfg, args, held_out=not args.merge)
-        out = None if args.ask or args.merge else results_folder(cfg, adapter, data, args)
+        data = None if args.ask else eval_data_config(cfg, args, held_out=not (args.merge or args.gguf))
+        out = None if args.ask or args.merge or args.gguf else results_folder(cfg, adapter, data, args)
         if note := preflight.check_hub(cfg, data and data.dataset):
             print(note, flush=True)
         tokenizer = load_tokenizer(cfg.model.name)
+        if args.gguf:
+            gguf_export.architecture(gguf_export.read_config(cfg.model.name), cfg.model.name)
+            gguf_export.check_tokenizer(tokenizer)
+            return run_gguf(cfg, adapter, tokenizer, data, args)
         if args.merge:
             return run_merge(cfg, backend, adapter, tokenizer, data, args)
         if args.ask:

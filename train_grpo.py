@@ -276,10 +276,8 @@ def save_adapter(trainer, tokenizer, out: Path) -> Path:
         trainer.save_model(str(partial))
         if main:
             tokenizer.save_pretrained(str(partial))
-            # TRL's boilerplate card goes; ours is written after the marker, so that refreshing it (eval_grpo.py) is no damage.
-            (partial / model_card.CARD).unlink(missing_ok=True)
+            model_card.write_card(partial, out)  # over TRL's boilerplate README.md
             runs.write_marker(partial, trainer.state.global_step)
-            model_card.write_card(partial, out)
             runs.replace_folder(partial, out / "adapter")
     return out / "adapter"
 

@@ -62,7 +62,7 @@ class Plan:
 
 
 def read_config(model_dir: str | Path) -> dict:
-    """config.json of a model folder, or of a hub model in the local cache (no download)."""
+    """config.json of a model folder or hub id: the architecture and shapes, read before any weights load."""
     from transformers import AutoConfig
 
     try:
@@ -145,9 +145,9 @@ def merges(tokenizer) -> list[str]:
     return [merge if isinstance(merge, str) else " ".join(merge) for merge in listed]
 
 
-def add_tokenizer(writer, tokenizer, vocab_size: int, pre: str) -> None:
+def add_tokenizer(writer, tokenizer, config: dict, pre: str) -> None:
     """Vocabulary, merges, special tokens and chat template; <|im_end|> ends a turn, as in training."""
-    tokens, types = vocabulary(tokenizer, vocab_size)
+    tokens, types = vocabulary(tokenizer, config["vocab_size"])
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre(pre)
     writer.add_token_list(tokens)
@@ -156,8 +156,13 @@ def add_tokenizer(writer, tokenizer, vocab_size: int, pre: str) -> None:
     end_of_turn = tokenizer.convert_tokens_to_ids(IM_END)
     writer.add_eos_token_id(end_of_turn)
     writer.add_eot_token_id(end_of_turn)
-    if tokenizer.bos_token_id is not None:
-        writer.add_bos_token_id(tokenizer.bos_token_id)
+    # No BOS in the tokenizer (Qwen2.5): the config's, else <|endoftext|>, as Qwen's own GGUFs name one;
+    # unnamed, llama.cpp would take token 11. add_bos_token below keeps it out of prompts either way.
+    bos = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else config.get("bos_token_id")
+    if bos is None and ENDOFTEXT in tokenizer.get_vocab():
+        bos = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
+    if bos is not None:
+        writer.add_bos_token_id(bos)
     pad = tokenizer.pad_token_id
     if pad is None and ENDOFTEXT in tokenizer.get_vocab():
         pad = tokenizer.convert_tokens_to_ids(ENDOFTEXT)
@@ -294,7 +299,7 @@ def write_gguf(model_dir: str | Path, tokenizer, out: str | Path, gguf_type: str
     writer = gguf.GGUFWriter(str(out), arch)
     writer.add_name(name)
     add_hyperparameters(writer, config, arch, file_type(gguf_type))
-    add_tokenizer(writer, tokenizer, config["vocab_size"], pre)
+    add_tokenizer(writer, tokenizer, config, pre)
     for plan in plans:
         stored = gguf.quant_shape_to_byte_shape(plan.shape, plan.qtype)
         writer.add_tensor_info(plan.name, stored, np.dtype(np.uint8), int(np.prod(stored)), raw_dtype=plan.qtype)

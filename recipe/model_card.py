@@ -14,10 +14,11 @@ from pathlib import Path
 import yaml
 
 import rewards
+from recipe.gguf_export import GGUF_FILE
 from recipe.jsonl import read_jsonl, write_atomic
+from recipe.runs import CARD, MARKER
 from recipe.tiny import ENDOFTEXT, IM_END
 
-CARD = "README.md"
 MODELFILE = "Modelfile"
 REWARD_WINDOW = 10  # logged steps averaged for "final" rewards: one step's mean over a few completions is noisy
 TAGS = ["grpo", "trl", "unsloth"]
@@ -114,7 +115,10 @@ def settings_table(config: dict, metrics: list[dict]) -> list[str]:
     planned = training.get("max_steps")
     rows = [
         ("base model", link(str(model.get("name", "?")))),
-        ("training backend", f"{model.get('backend', 'auto')}, 4-bit base: {model.get('load_in_4bit', False)}"),
+        (
+            "training backend",
+            f"{model.get('backend', 'auto')}, {'4-bit' if model.get('load_in_4bit') else '16-bit'} base weights",
+        ),
         (
             "LoRA",
             f"rank {lora.get('r', '?')}, alpha {lora.get('alpha', '?')} on {', '.join(lora.get('target_modules') or ['?'])}",
@@ -184,30 +188,63 @@ def prompt_section() -> list[str]:
     ]
 
 
-def usage_section(base: str, adapter: str, run: str, rank: object) -> list[str]:
-    return [
-        "PEFT (transformers):",
-        "",
-        "```python",
-        "from peft import PeftModel",
-        "from transformers import AutoModelForCausalLM, AutoTokenizer",
-        "",
-        f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{adapter}")',
-        f'tokenizer = AutoTokenizer.from_pretrained("{adapter}")',
-        "```",
-        "",
-        'vLLM, the base model with this adapter as a LoRA module (ask for `"model": "grpo"`, stop at `<|im_end|>`):',
-        "",
-        "```",
-        f"vllm serve {base} --enable-lora --max-lora-rank {rank} --lora-modules grpo={adapter}",
-        "```",
-        "",
+def usage_section(kind: str, folder: Path, base: str, run: Path, rank: object) -> list[str]:
+    adapter, merged, gguf_dir = run / "adapter", run / "merged", run / "gguf"
+    if kind == "gguf":
+        return [
+            "Ollama, with the Modelfile beside the file (training system prompt, ChatML, greedy):",
+            "",
+            "```",
+            f"ollama create grpo -f {folder / MODELFILE} && ollama run grpo",
+            "```",
+            "",
+            "llama.cpp through llama-cpp-python (send the training system prompt yourself):",
+            "",
+            "```python",
+            "import rewards",
+            "from llama_cpp import Llama",
+            "",
+            f'llm = Llama("{folder / GGUF_FILE}")',
+            'messages = [{"role": "system", "content": rewards.SYSTEM_PROMPT}, {"role": "user", "content": "What is 12 * 7?"}]',
+            'print(llm.create_chat_completion(messages=messages, temperature=0)["choices"][0]["message"]["content"])',
+            "```",
+        ]
+    lines = []
+    if kind == "adapter":
+        lines += [
+            "PEFT (transformers):",
+            "",
+            "```python",
+            "from peft import PeftModel",
+            "from transformers import AutoModelForCausalLM, AutoTokenizer",
+            "",
+            f'model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained("{base}"), "{adapter}")',
+            f'tokenizer = AutoTokenizer.from_pretrained("{adapter}")',
+            "```",
+            "",
+            'vLLM, the base model with this adapter as a LoRA module (ask for `"model": "grpo"`, stop at `<|im_end|>`):',
+            "",
+            "```",
+            f"vllm serve {base} --enable-lora --max-lora-rank {rank} --lora-modules grpo={adapter}",
+            "```",
+            "",
+        ]
+    else:
+        lines += [
+            "transformers (`AutoModelForCausalLM.from_pretrained`) or vLLM; its generation config stops at `<|im_end|>`:",
+            "",
+            "```",
+            f"vllm serve {folder}",
+            "```",
+            "",
+        ]
+    return lines + [
         "One merged 16-bit folder (transformers, vLLM), or one GGUF file with an Ollama Modelfile (llama.cpp, Ollama, LM Studio):",
         "",
         "```",
-        f"python eval_grpo.py --adapter {adapter} --merge {run}/merged",
-        f"python eval_grpo.py --adapter {adapter} --gguf {run}/gguf",
-        f"ollama create grpo -f {run}/gguf/Modelfile && ollama run grpo",
+        f"python eval_grpo.py --adapter {adapter} --merge {merged}",
+        f"python eval_grpo.py --adapter {adapter} --gguf {gguf_dir}",
+        f"ollama create grpo -f {gguf_dir / MODELFILE} && ollama run grpo",
         "```",
     ]
 
@@ -216,6 +253,8 @@ def adapter_files_section(folder: Path) -> list[str]:
     lines = [
         "- `adapter_model.safetensors`, `adapter_config.json`: the trained LoRA weights and their PEFT config.",
         "- the tokenizer files and `chat_template.jinja`: the base model's tokenizer, as training used it.",
+        "- `training_args.bin`: TRL's training arguments (pickled); not needed to use the model.",
+        f"- `{MARKER}`: every file's size when the save finished, which `train_grpo.py --resume` and `eval_grpo.py` check.",
     ]
     if (folder / "ref").is_dir():
         lines.append(
@@ -227,8 +266,9 @@ def adapter_files_section(folder: Path) -> list[str]:
     return lines
 
 
-def render_card(folder: Path, run: Path, kind: str, note: str = "") -> str:
-    """The card for ``folder`` (kind: adapter, merged or gguf) of the run in ``run``."""
+def render_card(folder: Path, run: Path, kind: str, note: str = "", final: Path | None = None) -> str:
+    """The card for ``folder`` (kind: adapter, merged or gguf) of the run in ``run``; ``final`` is where the
+    folder ends up when it is written aside first, for the commands the card shows."""
     adapter_dir = folder if kind == "adapter" else run / "adapter"
     found = read_run(run, adapter_dir / "adapter_model.safetensors")
     config, metrics = found["config"], found["metrics"]
@@ -255,16 +295,19 @@ def render_card(folder: Path, run: Path, kind: str, note: str = "") -> str:
     lines += ["## Training rewards", "", *rewards_section(metrics), ""]
     lines += ["## Evaluation", "", *eval_section(found["eval"], adapter), ""]
     lines += ["## Prompt", "", *prompt_section(), ""]
-    lines += ["## Use", "", *usage_section(base, adapter, str(run), section(config, "lora").get("r", 32)), ""]
+    rank = section(config, "lora").get("r", "?")
+    lines += ["## Use", "", *usage_section(kind, final or folder, base, run, rank), ""]
     if kind == "adapter":
         lines += ["## Files", "", *adapter_files_section(folder), ""]
     return "\n".join(lines)
 
 
-def write_card(folder: str | Path, run: str | Path, kind: str = "adapter", note: str = "") -> Path:
+def write_card(
+    folder: str | Path, run: str | Path, kind: str = "adapter", note: str = "", final: Path | None = None
+) -> Path:
     """README.md in ``folder``, replacing what was there (TRL's boilerplate); returns its path."""
     path = Path(folder) / CARD
-    write_atomic(path, render_card(Path(folder), Path(run), kind, note))
+    write_atomic(path, render_card(Path(folder), Path(run), kind, note, final))
     return path
 
 
