@@ -1,4 +1,4 @@
-"""A merged model folder as one GGUF file for llama.cpp, Ollama and LM Studio, written with the `gguf` package.
+"""A merged model folder as one GGUF file for llama.cpp and Ollama, written with the `gguf` package.
 
 Unsloth's exporter clones and builds llama.cpp at run time, which needs the internet; this follows
 llama.cpp's convert_hf_to_gguf.py for the two architectures the recipe trains (Qwen2ForCausalLM:

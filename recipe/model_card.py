@@ -239,7 +239,7 @@ def usage_section(kind: str, folder: Path, base: str, run: Path, rank: object) -
             "",
         ]
     return lines + [
-        "One merged 16-bit folder (transformers, vLLM), or one GGUF file with an Ollama Modelfile (llama.cpp, Ollama, LM Studio):",
+        "One merged 16-bit folder (transformers, vLLM), or one GGUF file with an Ollama Modelfile (llama.cpp, Ollama):",
         "",
         "```",
         f"python eval_grpo.py --adapter {adapter} --merge {merged}",
