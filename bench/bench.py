@@ -682,12 +682,13 @@ def from_log(args: argparse.Namespace) -> int:
     """latest.json from a sweep's console log: the rows it printed, one per finished setting.
 
     For a sweep whose machine went away before the end: the rows are as measured and printed then; a
-    setting that started but printed no row is recorded as unfinished. Floors use --ceilings.
+    setting that started but printed no row is recorded as unfinished. Floors use --ceilings. With
+    --invocation, the rows keep the id the sweep gave them (its partial latest.json has it).
     """
     text = Path(args.from_log).read_text()
     printed = printed_rows(text)
     started = re.findall(r"^=== (\S+):", text, flags=re.M)
-    invocation = "log-" + uuid.uuid5(uuid.NAMESPACE_URL, text).hex[:8]
+    invocation = args.invocation or "log-" + uuid.uuid5(uuid.NAMESPACE_URL, text).hex[:8]
     limits = json.loads(args.ceilings_json) if args.ceilings_json else None
     results = []
     for name in started:
@@ -698,6 +699,8 @@ def from_log(args: argparse.Namespace) -> int:
             "error": "unfinished: the GPU machine's time ran out during this setting",
         }
         results.append(annotate(row, name, invocation, args.prompt_tokens, limits, args.cap_gib))
+        if isinstance(row.get("profile"), dict):
+            row["profile"] = write_profile(row, args.device, args.out.parent)
     write_summary(args, results, invocation, args.device, args.prompt_tokens, args.cap_gib, limits, args.note)
     print(table(results, args.device, args.prompt_tokens))
     return 0
@@ -904,6 +907,7 @@ def main() -> int:
     parser.add_argument("--prompt-tokens", type=int, help="with --from-log: the bench prompts' one length")
     parser.add_argument("--ceilings-json", help='with --from-log: {"copy_gb_s": ..., "bf16_tflop_s": ...} of that GPU')
     parser.add_argument("--note", help="with --from-log: where the rows and ceilings come from")
+    parser.add_argument("--invocation", help="with --from-log: the sweep's own invocation id for its rows")
     parser.add_argument("--capped-run", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--ceilings", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument(

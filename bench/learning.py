@@ -320,10 +320,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (3407, 3408, ...)")
     parser.add_argument("--steps", type=int, default=200)
+    # vLLM sizes its KV cache from the device's free memory while it starts, so a neighbour that allocates
+    # meanwhile shrinks it: 9 runs started 8 s apart at 0.04 left the last one no KV cache (2026-12-06).
     parser.add_argument(
-        "--share", type=float, default=0.04, help="each run's vLLM share of the memory free at its start"
+        "--share", type=float, default=0.06, help="each run's vLLM share of the memory free at its start"
     )
-    parser.add_argument("--stagger", type=float, default=8.0, help="seconds between two runs' starts")
+    parser.add_argument("--stagger", type=float, default=20.0, help="seconds between two runs' starts")
     parser.add_argument("--deadline", type=float, default=1500.0, help="seconds after which unfinished runs stop")
     parser.add_argument("--outputs", type=Path, default=ROOT / "outputs" / "learn")
     parser.add_argument(

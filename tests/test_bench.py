@@ -599,3 +599,31 @@ def test_a_profiled_row_is_measured_on_its_first_steps_only(tmp_path):
     args = type("Args", (), {"warmup": 4, "steps": 12})()
     got = bench.measure("", tmp_path, cfg, args)
     assert got["s_per_step"] == 1.0 and got["profile_s_per_step"]["generate"] == 0.5
+
+
+def test_a_sweep_rebuilt_from_its_log_keeps_its_invocation_and_writes_its_profiles(tmp_path, monkeypatch):
+    # 2026-12-06: the machine lost the snapshot's configs after the last row ran, before it was annotated.
+    profiled = {
+        "first_step": 13,
+        "steps": 4,
+        "window_s": 20.0,
+        "phases": phase_profile.summarize(fake_trace(), steps=2),
+    }
+    row = {"name": "default", "description": "config.yaml as shipped", "config": "config.yaml", "options": []}
+    row |= {"exit_code": 0, "backend": "unsloth", "s_per_step": 0.7, "prompts_per_s": 1.429, "peak_gpu_gib": 15.69}
+    row |= {"wall_s": 95.2, "startup_s": 51.1, "fits": True}
+    row |= {
+        "profile": profiled,
+        "phases_s_per_step": {"generate": 0.3, "sync_weights": 0, "log_probs": 0.1, "train": 0.3},
+    }
+    log = tmp_path / "sweep.log"
+    log.write_text("=== default: config.yaml \n" + json.dumps(row) + "\n")
+    out = tmp_path / "latest.json"
+    argv = ["bench.py", "--from-log", str(log), "--device", "GPU", "--prompt-tokens", "60", "--out", str(out)]
+    monkeypatch.setattr(sys, "argv", [*argv, "--invocation", "20261206-152228-52e217"])
+    assert bench.main() == 0
+    default = json.loads(out.read_text())["settings"][0]
+    assert default["invocation"] == "20261206-152228-52e217" and default["profile"] == "profile-default.json"
+    written = json.loads((tmp_path / "profile-default.json").read_text())
+    assert written["invocation"] == "20261206-152228-52e217" and written["phases"]["generate"]["gpu_busy"] == 0.9
+    assert "| generate |" in (tmp_path / "profile-default.md").read_text()
