@@ -23,7 +23,7 @@ def load(name: str):
     return module
 
 
-bench, learning = load("bench"), load("learning")
+bench, learning, models = load("bench"), load("learning"), load("models")
 
 
 def timed(times: dict[int, float]) -> list[dict]:
@@ -286,7 +286,7 @@ def test_startup_runs_from_load_to_the_end_of_the_first_step(tmp_path, log, star
 )
 def test_most_common_length_keeps_the_rows_of_the_most_common_prompt_length(lengths, expected):
     rows = [{"question": f"q{i}"} for i in range(len(lengths))]
-    assert bench.most_common_length(rows, lengths) == [rows[i] for i in expected]
+    assert models.most_common_length(rows, lengths) == [rows[i] for i in expected]
 
 
 def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
@@ -467,7 +467,7 @@ def test_card_table_is_todays_from_the_results_and_readme_shows_it():
     # Regenerated, not read back: a new fit row, sweep or forecast change that is not written out fails here.
     results = ROOT / "bench" / "results"
     sweep_rows = json.loads((results / "latest.json").read_text())["settings"]
-    table = bench.card_table(FIT_ROWS, sweep_rows)
+    table = models.card_table(FIT_ROWS, sweep_rows)
     assert (results / "cards.md").read_text() == table
     readme = (ROOT / "README.md").read_text().splitlines()
     assert [line for line in table.splitlines() if line not in readme] == []
@@ -477,10 +477,10 @@ def test_card_table_is_todays_from_the_results_and_readme_shows_it():
 def test_card_table_shows_each_fit_row_as_measured(row):
     line = next(
         line
-        for line in bench.card_table(FIT_ROWS, []).splitlines()
+        for line in models.card_table(FIT_ROWS, []).splitlines()
         if line.startswith(f"| {row['model']} | {row['bits']} |")
     )
-    cell = line.split(" | ")[2 + list(bench.CARDS).index(row["cap_gib"])]
+    cell = line.split(" | ")[2 + list(models.CARDS).index(row["cap_gib"])]
     assert cell.endswith("(measured)") and (not row["fits"] or f"{row['peak_gpu_gib']:.1f} GiB" in cell)
 
 
