@@ -222,6 +222,9 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
         model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset
     )
     trainer.remove_callback(ProgressCallback)
+    # TRL writes a boilerplate card into output.dir at every checkpoint ("fine-tuned version of [None]");
+    # adapter/ gets the recipe's own (recipe/model_card.py).
+    trainer.create_model_card = lambda *args, **kwargs: None
     for callback in [*make_callbacks(out, sample_log), *callbacks]:
         trainer.add_callback(callback)
     load_checkpoint = trainer._load_from_checkpoint

@@ -41,6 +41,13 @@ def test_run_leaves_every_output(trained_run):
         assert (trained_run / name).exists(), name
 
 
+def test_no_card_in_a_run_names_a_model_of_none(trained_run):
+    # Regression: TRL's boilerplate card in output.dir read "fine-tuned version of [None]".
+    cards = list(trained_run.rglob("README.md"))
+    assert (trained_run / "adapter" / "README.md") in cards
+    assert [card for card in cards if "[None]" in card.read_text()] == []
+
+
 @pytest.mark.parametrize("name", list(rewards.REWARDS))
 def test_metrics_hold_every_reward_at_every_step(trained_run, name):
     steps = [row for row in read_jsonl(trained_run / "metrics.jsonl") if "reward" in row]
