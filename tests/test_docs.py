@@ -222,3 +222,17 @@ def test_defaults_are_said_to_live_in_recipe_config(path):
     for match in re.finditer(r"defaults[^.]{0,80}?(dataclasses|[\w/]+\.py)", text):
         said = text[match.start() : match.end() + 40]
         assert "recipe/config.py" in said, f"{path}: {said}"
+
+
+def test_readme_is_a_guide_of_at_most_250_lines():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+@pytest.mark.parametrize("path", CONFIGS)
+def test_a_config_documents_itself_briefly(path):
+    # A header of at most 6 lines (what, which card, the command) and comments without dated figures.
+    lines = (ROOT / path).read_text().splitlines()
+    header = next(i for i, line in enumerate(lines) if not line.startswith("#"))
+    assert 1 <= header <= 6, f"{path}: a {header}-line header"
+    dated = [line for line in lines if re.search(r"#.*\b20\d\d-[01]\d\b", line)]
+    assert not dated, f"{path}: {dated}"
