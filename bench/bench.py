@@ -45,7 +45,6 @@ from models import (  # noqa: E402
     fit_config,
     fit_table,
     forecast_error,
-    forecast_table,
     predicted_peak,
     shape_of,
     write_card_table,
@@ -719,9 +718,6 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     parser.add_argument("--smoke", action="store_true", help="check the harness on a CPU with the tiny model")
     parser.add_argument(
-        "--forecast-table", action="store_true", help="print the memory forecast for every size on each --cap-gib card"
-    )
-    parser.add_argument(
         "--card-table",
         action="store_true",
         help="write bench/results/cards.md, README's model x card table, from fit.json, latest.json and the forecast",
@@ -763,9 +759,6 @@ def main() -> int:
         return run_capped(args.cap_gib, args.timers, rest[1:] if rest[:1] == ["--"] else rest, patches, trace)
     if args.smoke and args.out == RESULTS / "latest.json":
         args.out = WORK / "smoke.json"  # a harness check never replaces measured results
-    if args.forecast_table:
-        print(forecast_table(args.caps), end="")
-        return 0
     if args.card_table:
         print(write_card_table(RESULTS).read_text(), end="")
         return 0

@@ -146,27 +146,6 @@ def fit_table(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def forecast_table(caps: list[float]) -> str:
-    """recipe.memory's forecast for every size and bit width on each card, from config.yaml (and the
-    shipped config of a size where there is one), with prompts at data.max_prompt_length: a worst case."""
-    lines = [
-        "| model | bits | config | " + " | ".join(f"{cap:g} GiB card" for cap in caps) + " |",
-        "|---|---|---|" + "---|" * len(caps),
-    ]
-    for size in SIZES:
-        for bits in (16, 4):
-            cells, configs = [], {}
-            for cap in caps:
-                config, overrides = fit_config(size, bits, cap)
-                configs[f"`{config.relative_to(ROOT)}`"] = None
-                result = memory.forecast(load_config(str(config), overrides), shape_of(size), cap)
-                # A config that cannot fit has no meaningful peak: say what to change, if one key does it.
-                fix = "" if not result.advice or result.advice.startswith("a smaller model") else f": {result.advice}"
-                cells.append(f"fits, {result.peak_gib:.1f} GiB" if result.fits else f"no{fix}")
-            lines.append(f"| Qwen2.5-{size} | {bits} | {', '.join(configs)} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 CARDS = {12.0: "12 GB", 16.0: "16 GB", CARD_GIB: "24 GB"}
 
 
