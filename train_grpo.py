@@ -192,7 +192,7 @@ def config_lines(cfg: Config) -> list[str]:
     import yaml
 
     return [
-        f"  {section}: {yaml.safe_dump(values, default_flow_style=True, width=math.inf).strip()}"
+        f"  {section}: {yaml.safe_dump(values, default_flow_style=True, sort_keys=False, width=math.inf).strip()}"
         for section, values in dataclasses.asdict(cfg).items()
     ]
 
