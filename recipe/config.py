@@ -208,11 +208,20 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=UniqueKeyLoader)
 
 
-def merge(into: dict, value: dict) -> None:
-    """``value``'s keys set one by one into ``into``, recursively: a mapping changes only the keys it names."""
+def field_type(cls: Any, key: Any) -> Any:
+    """The annotation of ``key`` in the dataclass ``cls``, or None (not a dataclass, or no such field)."""
+    if not dataclasses.is_dataclass(cls) or key not in {f.name for f in dataclasses.fields(cls)}:
+        return None
+    return typing.get_type_hints(cls)[key]
+
+
+def merge(into: dict, value: dict, cls: Any) -> None:
+    """``value``'s keys set one by one into ``into``, a section of the dataclass ``cls``: a mapping for a
+    section (a dataclass) changes only the keys it names; anything else, a free mapping included, is replaced."""
     for key, item in value.items():
-        if isinstance(item, dict) and isinstance(into.get(key), dict):
-            merge(into[key], item)
+        kind = field_type(cls, key)
+        if dataclasses.is_dataclass(kind) and isinstance(item, dict) and isinstance(into.get(key), dict):
+            merge(into[key], item, kind)
         else:
             into[key] = item
 
@@ -220,16 +229,18 @@ def merge(into: dict, value: dict) -> None:
 def apply_override(raw: dict, assignment: str) -> None:
     """Apply ``section.key=value`` (value parsed as YAML) to the raw config mapping.
 
-    A mapping value merges (``--set training={beta: 0}`` is ``--set training.beta=0``), so it never
-    resets the keys it does not name.
+    A mapping merges into a section (``--set training={beta: 0}`` is ``--set training.beta=0``), so it
+    never resets the keys it does not name. A mapping of free keys (rewards, training.trl) is replaced,
+    as the same YAML in a config file replaces it: ``--set rewards={correctness: 1}`` trains on that
+    reward alone, ``--set rewards.correctness=2`` changes one weight.
     """
     if "=" not in assignment:
         raise RecipeError(f"--set {assignment!r}: expected section.key=value, e.g. training.max_steps=500")
     dotted, text = assignment.split("=", 1)
     *parents, leaf = dotted.strip().split(".")
-    node = raw
+    node, cls = raw, Config
     for part in parents:
-        node = node.setdefault(part, {})
+        node, cls = node.setdefault(part, {}), field_type(cls, part)
         if not isinstance(node, dict):
             raise RecipeError(f"--set {assignment!r}: '{part}' is not a section")
     try:
@@ -240,10 +251,7 @@ def apply_override(raw: dict, assignment: str) -> None:
         raise RecipeError(
             f"--set {assignment!r}: the value is not valid YAML ({first_line(error)}); quote it or fix it"
         ) from None
-    if isinstance(value, dict) and isinstance(node.get(leaf), dict):
-        merge(node[leaf], value)
-    else:
-        node[leaf] = value
+    merge(node, {leaf: value}, cls)
 
 
 def add_override_argument(parser, example: str) -> None:
@@ -303,7 +311,7 @@ def expand_paths(cfg: Config) -> None:
 
 def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Config:
     raw = {} if path is None else read_config_file(path)
-    if "rewards" not in raw and any(a.strip().startswith(("rewards.", "rewards=")) for a in overrides):
+    if "rewards" not in raw and any(a.strip().startswith("rewards.") for a in overrides):
         # A --set of one weight adjusts the defaults; without this it would replace them and drop the other rewards.
         raw["rewards"] = default_rewards()
     for assignment in overrides:

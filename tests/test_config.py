@@ -206,7 +206,7 @@ def test_a_yaml_merge_key_may_repeat_what_it_overrides(tmp_path):
     assert (cfg.lora.r, cfg.lora.alpha) == (16, 8)
 
 
-# (id, overrides on top of configs/tiny-cpu.yaml, what they must give: {dotted key: value})
+# (id, overrides on top of configs/tiny-cpu.yaml, what they must give: {dotted key or section: value})
 SECTION_OVERRIDES = [
     # Regression: --set 'training={...}' replaced the section, resetting its other keys to the defaults.
     (
@@ -215,15 +215,33 @@ SECTION_OVERRIDES = [
         {"training.beta": 0.5, "training.learning_rate": 2e-4},
     ),
     ("same-as-the-dotted-form", ["training.beta=0.5"], {"training.beta": 0.5, "training.learning_rate": 2e-4}),
+    ("empty-mapping-changes-nothing", ["training={}"], {"training.beta": 0.04, "training.learning_rate": 2e-4}),
     (
-        "rewards-mapping-keeps-the-others",
-        ["rewards={correctness: 3}"],
+        "sections-merge-one-after-another",
+        ["training={beta: 0.5}", "lora={r: 4}", "training={temperature: 0.7}"],
+        {"training.beta": 0.5, "training.temperature": 0.7, "lora.r": 4, "lora.alpha": 16},
+    ),
+    # Regression: --set 'rewards={...}' merged into the five defaults, so no command line trained on a subset,
+    # unlike the same mapping in a config file. Its keys are free (no dataclass), so the mapping replaces it.
+    ("rewards-mapping-replaces", ["rewards={correctness: 3}"], {"rewards": {"correctness": 3.0}}),
+    (
+        "rewards-then-a-weight",
+        ["rewards={correctness: 3}", "rewards.xmlcount=0.5"],
+        {"rewards": {"correctness": 3.0, "xmlcount": 0.5}},
+    ),
+    (
+        "rewards-dotted-adjusts-the-defaults",
+        ["rewards.correctness=3"],
         {"rewards.correctness": 3.0, "rewards.xmlcount": 1.0},
     ),
-    ("empty-mapping-changes-nothing", ["rewards={}"], {"rewards.correctness": 1.0}),
     (
-        "nested-mapping-merges",
+        "free-mapping-inside-a-section-replaces",
         ["training.trl={beta: 0.1}", "training={trl: {epsilon: 0.3}}"],
+        {"training.trl": {"epsilon": 0.3}, "training.learning_rate": 2e-4},
+    ),
+    (
+        "free-mapping-dotted-adds",
+        ["training.trl={beta: 0.1}", "training.trl.epsilon=0.3"],
         {"training.trl": {"beta": 0.1, "epsilon": 0.3}},
     ),
     ("a-list-replaces", ["lora={target_modules: [q_proj]}"], {"lora.target_modules": ["q_proj"], "lora.r": 8}),
@@ -236,7 +254,25 @@ def test_a_section_override_merges_like_the_dotted_form(overrides, expected):
     for key, value in expected.items():
         section, _, leaf = key.partition(".")
         got = getattr(cfg, section)
-        assert (got[leaf] if isinstance(got, dict) else getattr(got, leaf)) == value, key
+        if leaf:
+            got = got[leaf] if isinstance(got, dict) else getattr(got, leaf)
+        assert got == value, key
+
+
+@pytest.mark.parametrize(
+    "mapping", ["{correctness: 2}", "{correctness: 2, strict_format: 0.5}", "{}"], ids=["one", "two", "none"]
+)
+def test_set_rewards_is_the_same_mapping_in_the_file(tmp_path, mapping):
+    base = ROOT / "configs" / "tiny-cpu.yaml"
+    written = tmp_path / "written.yaml"
+    written.write_text(base.read_text() + f"\nrewards: {mapping}\n")
+    outcomes = []
+    for path, overrides in ((base, [f"rewards={mapping}"]), (written, [])):
+        try:
+            outcomes.append(load_config(str(path), overrides))
+        except RecipeError as error:
+            outcomes.append(str(error))
+    assert outcomes[0] == outcomes[1]
 
 
 @pytest.mark.parametrize("key", ["model.name", "data.dataset", "output.dir", "output.resume"])
