@@ -9,11 +9,14 @@ its output folder (config.yaml, metrics.jsonl, eval/summary.json), so it can be 
 from __future__ import annotations
 
 import json
+import sys
+import typing
 from pathlib import Path
 
 import yaml
 
 import rewards
+from recipe.errors import first_line
 from recipe.gguf_export import GGUF_FILE
 from recipe.jsonl import read_jsonl, write_atomic
 from recipe.runs import CARD, MARKER
@@ -41,18 +44,42 @@ OLLAMA_TEMPLATE = """{{- if .System }}<|im_start|>system
 {{- end }}"""
 
 
+NOTHING_READ = {"config": {}, "metrics": [], "eval": {}}
+
+
+def warn(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def read_part(path: Path, read: typing.Callable[[Path], typing.Any], empty: typing.Any) -> typing.Any:
+    """``read(path)``, or ``empty`` with a warning when it fails: the card is written as part of a save,
+    which a damaged log or an edited config.yaml must not fail."""
+    try:
+        return read(path)
+    except Exception as error:  # YAML, JSON, DamagedJsonl, UnicodeDecodeError, OSError: a card without this part
+        warn(
+            f"the model card leaves out {path}, which cannot be read ({type(error).__name__}: {first_line(error, 160)})"
+        )
+        return empty
+
+
 def read_run(run: Path, weights: Path) -> dict:
-    """The saved config (raw YAML mapping), the logged metrics and the evaluation summary, each empty if absent.
+    """The saved config (raw YAML mapping), the logged metrics and the evaluation summary, each empty if
+    absent or unreadable (with a warning).
 
     An evaluation older than the adapter's weights scored an earlier adapter of the same folder, so it is left out.
     """
     config_file, summary_file = run / "config.yaml", run / "eval" / "summary.json"
-    config = yaml.safe_load(config_file.read_text(encoding="utf-8")) if config_file.is_file() else {}
+    config = read_part(config_file, lambda p: yaml.safe_load(p.read_text(encoding="utf-8")) if p.is_file() else {}, {})
     current = summary_file.is_file() and (
         not weights.is_file() or summary_file.stat().st_mtime >= weights.stat().st_mtime
     )
-    summary = json.loads(summary_file.read_text(encoding="utf-8")) if current else {}
-    return {"config": config or {}, "metrics": read_jsonl(run / "metrics.jsonl"), "eval": summary}
+    summary = read_part(summary_file, lambda p: json.loads(p.read_text(encoding="utf-8")), {}) if current else {}
+    return {
+        "config": config if isinstance(config, dict) else {},
+        "metrics": read_part(run / "metrics.jsonl", read_jsonl, []),
+        "eval": summary if isinstance(summary, dict) else {},
+    }
 
 
 def section(config: dict, name: str) -> dict:
@@ -266,11 +293,15 @@ def adapter_files_section(folder: Path) -> list[str]:
     return lines
 
 
-def render_card(folder: Path, run: Path, kind: str, note: str = "", final: Path | None = None) -> str:
+def render_card(
+    folder: Path, run: Path, kind: str, note: str = "", final: Path | None = None, found: dict | None = None
+) -> str:
     """The card for ``folder`` (kind: adapter, merged or gguf) of the run in ``run``; ``final`` is where the
-    folder ends up when it is written aside first, for the commands the card shows."""
+    folder ends up when it is written aside first, for the commands the card shows. ``found``: what
+    read_run reads from ``run``, read when not given."""
     adapter_dir = folder if kind == "adapter" else run / "adapter"
-    found = read_run(run, adapter_dir / "adapter_model.safetensors")
+    if found is None:
+        found = read_run(run, adapter_dir / "adapter_model.safetensors")
     config, metrics = found["config"], found["metrics"]
     base = str(section(config, "model").get("name", "unknown"))
     dataset = str(section(config, "data").get("dataset", ""))
@@ -305,9 +336,20 @@ def render_card(folder: Path, run: Path, kind: str, note: str = "", final: Path 
 def write_card(
     folder: str | Path, run: str | Path, kind: str = "adapter", note: str = "", final: Path | None = None
 ) -> Path:
-    """README.md in ``folder``, replacing what was there (TRL's boilerplate); returns its path."""
-    path = Path(folder) / CARD
-    write_atomic(path, render_card(Path(folder), Path(run), kind, note, final))
+    """README.md in ``folder``, replacing what was there (TRL's boilerplate); returns its path.
+
+    Best effort in what it reads: it is written while weights are saved (train_grpo.save_adapter, the
+    exports), and a run's files it cannot read or render only leave their part out, with a warning on
+    stderr. A failed write of the card itself raises, like any file of the folder being saved.
+    """
+    folder, run = Path(folder), Path(run)
+    path = folder / CARD
+    try:
+        text = render_card(folder, run, kind, note, final)
+    except Exception as error:  # a config.yaml edited into odd types: the card without the run's facts
+        warn(f"the model card leaves out the facts of {run} ({type(error).__name__}: {first_line(error, 160)})")
+        text = render_card(folder, run, kind, note, final, NOTHING_READ)
+    write_atomic(path, text)
     return path
 
 

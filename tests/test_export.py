@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import re
@@ -23,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_eval import amplify
 
 import eval_grpo
@@ -407,9 +410,10 @@ def test_adapter_card_says_what_the_model_is(trained_run):
     assert runs.adapter_complete(trained_run), "the card must not make the saved adapter look damaged"
 
 
-def test_card_names_a_hub_base_model_in_its_metadata(tmp_path):
+def test_card_names_a_hub_base_model_in_its_metadata(tmp_path, capsys):
     (tmp_path / "config.yaml").write_text("model:\n  name: Qwen/Qwen2.5-3B\ndata:\n  dataset: openai/gsm8k\n")
     card = model_card.render_card(tmp_path / "adapter", tmp_path, "adapter")
+    assert capsys.readouterr().err == "", "no metrics.jsonl and no evaluation yet is nothing to warn about"
     assert front_matter(card) | {"tags": None} == {
         "base_model": "Qwen/Qwen2.5-3B",
         "library_name": "peft",
@@ -431,6 +435,45 @@ def test_evaluation_refreshes_the_adapter_card_and_keeps_the_adapter_complete(ru
     assert runs.adapter_complete(run)
     (run / "adapter" / "adapter_model.safetensors").touch()  # a newer adapter than the evaluation
     assert "Not evaluated yet" in model_card.render_card(run / "adapter", run, "adapter")
+
+
+RUN_FILE_TEXT = st.one_of(
+    st.text(max_size=200),
+    st.lists(
+        st.dictionaries(
+            st.sampled_from(["step", "reward", "time", "train_runtime"]), st.integers() | st.text() | st.none()
+        ),
+        max_size=4,
+    ).map(lambda rows: "".join(json.dumps(row) + "\n" for row in rows)),
+    st.dictionaries(
+        st.sampled_from(["model", "lora", "data", "training"]),
+        st.dictionaries(
+            st.sampled_from(["name", "r", "target_modules", "dataset", "max_steps"]),
+            st.integers() | st.text(max_size=8) | st.lists(st.integers(), max_size=2),
+        ),
+    ).map(yaml.safe_dump),
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    config=RUN_FILE_TEXT,
+    metrics=RUN_FILE_TEXT,
+    summary=RUN_FILE_TEXT,
+    kind=st.sampled_from(["adapter", "merged", "gguf"]),
+)
+def test_a_card_is_written_whatever_the_run_folder_holds(config, metrics, summary, kind):
+    """write_card runs inside saves that must not fail over it (train_grpo.save_adapter, the exports)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp, contextlib.redirect_stderr(io.StringIO()):
+        run = Path(tmp)
+        (run / "eval").mkdir()
+        for name, text in (("config.yaml", config), ("metrics.jsonl", metrics), ("eval/summary.json", summary)):
+            (run / name).write_text(text)
+        (run / "adapter").mkdir()
+        card = model_card.write_card(run / "adapter", run, kind).read_text()
+    assert "## Training" in card and card.startswith("---\n")
 
 
 @pytest.mark.parametrize("kind, library", [("merged", "transformers"), ("gguf", "gguf")])

@@ -489,3 +489,52 @@ def test_home_and_variables_expand_in_path_keys(tiny_assets, tmp_path, monkeypat
     out = tmp_path / "home" / "runs" / "x"
     assert {"config.yaml", "metrics.jsonl", "adapter", "checkpoint-2"} <= {p.name for p in out.iterdir()}
     assert runs.adapter_complete(out) and list(cwd.iterdir()) == []
+
+
+class SavesTheTrainedAdapter:
+    """What save_adapter asks of a trainer, saving the shared run's adapter: the card is what is under test here."""
+
+    def __init__(self, adapter: Path, step: int):
+        self.adapter, self.state = adapter, type("State", (), {"global_step": step})()
+
+    def is_world_process_zero(self) -> bool:
+        return True
+
+    def save_model(self, folder: str) -> None:
+        shutil.copytree(self.adapter, folder, ignore=shutil.ignore_patterns(runs.MARKER, runs.CARD))
+
+
+def damage_a_middle_line(path: Path) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    path.write_text("".join([lines[0], "{cut by an editor\n", *lines[2:]]))
+
+
+# (id, damage(out) -> None, the file the warning names). Each raised inside save_adapter and lost adapter/.
+DAMAGED_FOR_THE_CARD = [
+    ("metrics-middle-line", lambda out: damage_a_middle_line(out / "metrics.jsonl"), "metrics.jsonl"),
+    ("config-not-yaml", lambda out: (out / "config.yaml").write_text("model: [1, 2\n"), "config.yaml"),
+    (
+        "eval-summary-not-json",
+        lambda out: (out / "eval").mkdir(exist_ok=True) or (out / "eval" / "summary.json").write_text("{"),
+        "summary.json",
+    ),
+    (
+        "config-of-odd-types",
+        lambda out: (out / "config.yaml").write_text("lora:\n  target_modules: 5\n"),
+        "the facts of",
+    ),
+]
+
+
+@pytest.mark.parametrize("damage, named", [pytest.param(*row[1:], id=row[0]) for row in DAMAGED_FOR_THE_CARD])
+def test_a_file_the_card_cannot_read_does_not_stop_the_adapter_save(trained_run, tmp_path, capsys, damage, named):
+    out = tmp_path / "run"
+    shutil.copytree(trained_run, out, ignore=shutil.ignore_patterns("adapter", "plots"))
+    damage(out)
+    tokenizer = type("Tokenizer", (), {"save_pretrained": lambda self, folder: None})()
+    train_grpo.save_adapter(SavesTheTrainedAdapter(trained_run / "adapter", TRAINED_STEPS), tokenizer, out)
+    assert runs.adapter_complete(out) and same_weights(out / "adapter", trained_run / "adapter")
+    card = (out / "adapter" / runs.CARD).read_text()
+    assert "## Training" in card and "[More Information Needed]" not in card
+    [warning] = capsys.readouterr().err.splitlines()
+    assert warning.startswith("warning: the model card leaves out ") and named in warning and str(out) in warning
