@@ -280,9 +280,12 @@ def adapter_files_section(folder: Path) -> list[str]:
     lines = [
         "- `adapter_model.safetensors`, `adapter_config.json`: the trained LoRA weights and their PEFT config.",
         "- the tokenizer files and `chat_template.jinja`: the base model's tokenizer, as training used it.",
-        "- `training_args.bin`: TRL's training arguments (pickled); not needed to use the model.",
-        f"- `{MARKER}`: every file's size when the save finished, which `train_grpo.py --resume` and `eval_grpo.py` check.",
     ]
+    if (folder / "training_args.bin").is_file():  # not in an adapter/ rebuilt from a checkpoint
+        lines.append("- `training_args.bin`: TRL's training arguments (pickled); not needed to use the model.")
+    lines.append(
+        f"- `{MARKER}`: every file's size when the save finished, which `train_grpo.py --resume` and `eval_grpo.py` check."
+    )
     if (folder / "ref").is_dir():
         lines.append(
             "- `ref/`: TRL's frozen reference adapter for the KL penalty (training.beta > 0), a copy of this adapter "

@@ -173,12 +173,16 @@ def replace_folder(partial: Path, final: Path) -> None:
 
 
 def adapter_from_checkpoint(checkpoint: Path, out: Path) -> Path:
-    """adapter/ rebuilt from a checkpoint of the last step: its adapter and tokenizer files, no training state."""
+    """adapter/ rebuilt from a checkpoint of the last step: its adapter and tokenizer files, no training state,
+    and the recipe's model card over PEFT's template one, as the end of a run saves it."""
+    from recipe import model_card  # it imports this module
+
     partial = out / "adapter.partial"
     shutil.rmtree(partial, ignore_errors=True)
     ignore = shutil.ignore_patterns(*TRAINING_STATE, MARKER)
     with writing(out / "adapter", "free space, then run the same command again", folder_size(checkpoint), partial):
         shutil.copytree(checkpoint, partial, ignore=ignore)
+        model_card.write_card(partial, out)
         write_marker(partial, saved_step(checkpoint))
         replace_folder(partial, out / "adapter")
     return out / "adapter"

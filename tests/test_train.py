@@ -1,6 +1,7 @@
 """End to end on the tiny model: main() trains, logs, saves a loadable adapter, and resumes after a crash."""
 
 import json
+import shutil
 import subprocess
 import sys
 import types
@@ -12,6 +13,7 @@ import rewards
 import train_grpo
 from conftest import TRAINED_RUN, train_tiny
 from conftest import TRAINED_STEPS as STEPS
+from recipe import runs
 from recipe.callbacks import SampleLog, health_warnings, make_callbacks, progress_numbers
 from recipe.config import load_config
 
@@ -46,6 +48,29 @@ def test_no_card_in_a_run_names_a_model_of_none(trained_run):
     cards = list(trained_run.rglob("README.md"))
     assert (trained_run / "adapter" / "README.md") in cards
     assert [card for card in cards if "[None]" in card.read_text()] == []
+
+
+def rebuilt_on_resume(trained_run: Path, tiny_assets: Path, tmp_path: Path) -> Path:
+    """The shared run as a kill while saving adapter/ leaves it; --resume rebuilds adapter/ from checkpoint-4."""
+    out = tmp_path / "rebuilt"
+    shutil.copytree(trained_run, out, ignore=shutil.ignore_patterns("adapter"))
+    assert run(tiny_assets, out, "--resume") == 0
+    return out
+
+
+@pytest.mark.parametrize(
+    "made",
+    [lambda trained_run, tiny_assets, tmp_path: trained_run, rebuilt_on_resume],
+    ids=["saved-at-the-end", "rebuilt-on-resume-of-a-finished-run"],
+)
+def test_the_adapter_carries_the_recipes_card(trained_run, tiny_assets, tmp_path, capsys, made):
+    # Regression: the rebuilt adapter/ kept PEFT's template card from the checkpoint ("[More Information Needed]").
+    out = made(trained_run, tiny_assets, tmp_path)
+    card = (out / "adapter" / "README.md").read_text()
+    assert "## Training" in card and f"| steps | {STEPS} of max_steps {STEPS} |" in card
+    assert "[More Information Needed]" not in card
+    assert ("`training_args.bin`" in card) == (out / "adapter" / "training_args.bin").is_file()
+    assert runs.adapter_complete(out)
 
 
 @pytest.mark.parametrize("name", list(rewards.REWARDS))
