@@ -91,9 +91,13 @@ def plans_for_a_gpu(cfg: Config, args: argparse.Namespace) -> bool:
 
     if not args.dry_run or torch.cuda.is_available():
         return False
-    # On a CPU, auto resolves to trl; a config that cannot train there is meant for a GPU.
-    cpu_backend = "trl" if cfg.model.backend == "auto" else cfg.model.backend
-    return args.card_gib is not None or bool(backends.gpu_only_settings(cfg, cpu_backend))
+    if args.card_gib is not None:
+        return True
+    try:
+        backends.resolve_backend(cfg, cuda=False)
+    except RecipeError:
+        return True  # what a CPU cannot train is planned as on a GPU, where any other error stands again
+    return False
 
 
 @dataclasses.dataclass
@@ -101,7 +105,6 @@ class Prepared:
     """What main() knows once everything is checked and built, before a model loads."""
 
     world: int
-    per_device: int
     backend: str
     resume_from: Path | None
     warnings: list[str]
@@ -115,9 +118,9 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool) -> Prepared:
     """Everything checked and built before a model loads: the backend, the resume point, the memory
     forecast, tokenizer and data. ``planning``: a dry run on a CPU for a GPU card of ``card_gib``."""
     world = distributed.world_size()
-    per_device = distributed.per_device_batch(cfg, world)
-    backend = ("unsloth" if cfg.model.backend == "auto" else cfg.model.backend) if planning else None
-    backend = backend or backends.resolve_backend(cfg, world)
+    backend = backends.resolve_backend(cfg, world, cuda=True if planning else None)
+    if not planning:  # a dry run in one process plans for a launch of any size
+        distributed.check_vllm_split(cfg, world)
     runs.check_output_dir(Path(cfg.output.dir))
     preflight.check_model_folder(cfg)
     resume_from, warnings = resolve_resume(cfg)
@@ -133,7 +136,7 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool) -> Prepared:
     dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
     preflight.check_enough_prompts(cfg, stats["kept"])
     grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer), world)
-    return Prepared(world, per_device, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config)
+    return Prepared(world, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config)
 
 
 def planned_steps(cfg: Config, n_prompts: int) -> tuple[int, float]:
@@ -182,7 +185,7 @@ def banner(cfg: Config, p: Prepared, steps: int, epochs: float) -> list[str]:
         f"model {cfg.model.name} | backend {backends.describe_backend(cfg, p.backend, p.world)} | {bits} LoRA r={cfg.lora.r} | vLLM {vllm}",
         f"data {cfg.data.dataset}: {stats['kept']} prompts kept of {stats['rows']} ({dropped(stats, cfg.data.max_prompt_length)}; longest {stats['longest_prompt_tokens']})",
         f"plan {steps} steps x {t.prompts_per_step} prompt(s) x {t.num_generations} completions = {epochs:.2f} epochs; rewards {', '.join(f'{k}x{v:g}' for k, v in cfg.rewards.items())}",
-        f"split {processes} x {p.per_device} completions each = {t.prompts_per_step} prompt(s) x {t.num_generations} completions a step",
+        f"split {processes} x {p.grpo_config.per_device_train_batch_size} completions each = {t.prompts_per_step} prompt(s) x {t.num_generations} completions a step",
         f"tracking {tracking.where(cfg.output.report_to, Path(cfg.output.dir))}",
     ]
 
@@ -297,6 +300,50 @@ def plot_curves(out: Path) -> list[Path]:
         return []
 
 
+def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> int:
+    out = Path(cfg.output.dir)
+    main_process = distributed.is_main_process()
+    if main_process:
+        with runs.writing(out / "config.yaml", "choose another output.dir or free space"):
+            out.mkdir(parents=True, exist_ok=True)
+            write_atomic(out / "config.yaml", config_to_yaml(cfg))
+    tracking.keep_logs_in(cfg.output.report_to, out)
+    if p.resume_from is not None:
+        say(f"resuming from {p.resume_from} (step {runs.saved_step(p.resume_from)})")
+    elif cfg.output.resume != "never" and runs.earlier_outputs(out):
+        say(
+            f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)",
+            file=sys.stderr,
+        )
+
+    started = time.time()
+    model, tokenizer = load_model(cfg, p.backend, p.tokenizer)
+    say(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
+    say("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
+    trainer = build_trainer(cfg, p.backend, model, tokenizer, p.dataset, p.grpo_config, callbacks)
+    # The trl backend starts its vLLM engine here, Unsloth's inside load_model: this line is the same
+    # moment on both, so their start-up times compare.
+    say(f"ready to train in {time.time() - started:.0f}s")
+    if p.world > 1 and p.grpo_config.device.type == "cpu":
+        distributed.accept_indexed_cpu_locations()
+    with runs.GracefulStop() as stop:
+        train(cfg, trainer, p.resume_from, stop)
+        step = trainer.state.global_step
+        if stop.received is not None and step < steps:
+            say(
+                f"stopped at step {step} of {steps}: checkpoint-{step} saved; continue with: {resume_command(argv)}",
+                file=sys.stderr,
+            )
+            return stop.exit_code
+        adapter = save_adapter(trainer, tokenizer, out)
+    if main_process:
+        plot_curves(out)
+    say(
+        f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}"
+    )
+    return 0
+
+
 def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = ()) -> int:
     """The command line; ``callbacks`` (TrainerCallbacks) join the recipe's own when main is called from Python."""
     args = parse_args(argv)
@@ -344,50 +391,6 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
             file=sys.stderr,
         )
         return 130
-
-
-def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> int:
-    out = Path(cfg.output.dir)
-    main_process = distributed.is_main_process()
-    if main_process:
-        with runs.writing(out / "config.yaml", "choose another output.dir or free space"):
-            out.mkdir(parents=True, exist_ok=True)
-            write_atomic(out / "config.yaml", config_to_yaml(cfg))
-    tracking.keep_logs_in(cfg.output.report_to, out)
-    if p.resume_from is not None:
-        say(f"resuming from {p.resume_from} (step {runs.saved_step(p.resume_from)})")
-    elif cfg.output.resume != "never" and runs.earlier_outputs(out):
-        say(
-            f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)",
-            file=sys.stderr,
-        )
-
-    started = time.time()
-    model, tokenizer = load_model(cfg, p.backend, p.tokenizer)
-    say(f"loaded in {time.time() - started:.0f}s: {trainable_parameters(model):,} trainable parameters")
-    say("note: GRPO's loss starts near 0 and stays small; watch the reward and correctness instead")
-    trainer = build_trainer(cfg, p.backend, model, tokenizer, p.dataset, p.grpo_config, callbacks)
-    # The trl backend starts its vLLM engine here, Unsloth's inside load_model: this line is the same
-    # moment on both, so their start-up times compare.
-    say(f"ready to train in {time.time() - started:.0f}s")
-    if distributed.world_size() > 1 and p.grpo_config.device.type == "cpu":
-        distributed.accept_indexed_cpu_locations()
-    with runs.GracefulStop() as stop:
-        train(cfg, trainer, p.resume_from, stop)
-        step = trainer.state.global_step
-        if stop.received is not None and step < steps:
-            say(
-                f"stopped at step {step} of {steps}: checkpoint-{step} saved; continue with: {resume_command(argv)}",
-                file=sys.stderr,
-            )
-            return stop.exit_code
-        adapter = save_adapter(trainer, tokenizer, out)
-    if main_process:
-        plot_curves(out)
-    say(
-        f"done in {(time.time() - started) / 60:.1f} min: adapter in {adapter}, metrics in {out / 'metrics.jsonl'}, samples in {out / 'samples.jsonl'}, plots in {out / 'plots'}"
-    )
-    return 0
 
 
 if __name__ == "__main__":

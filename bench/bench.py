@@ -66,18 +66,6 @@ class Setting:
     what: str
     config: Path
     overrides: tuple[str, ...] = ()
-    # Candidate levers that are code, not config, applied to the trainer in the bench's child (PATCHES)
-    # until a measurement shows they belong in the recipe.
-    patches: tuple[str, ...] = ()
-
-
-def token_ids_only(trainer) -> bool:
-    from recipe import rollouts
-
-    return rollouts.token_ids_only(trainer)
-
-
-PATCHES = {"token_ids_only": token_ids_only}
 
 
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
@@ -95,26 +83,14 @@ SETTINGS = {
         DEFAULT_YAML,
         ("model.backend=trl", "lora.gradient_checkpointing=true"),
     ),
-    # config.yaml until 2026-12-02c: less memory, for cards smaller than 24 GB.
-    "gc": Setting(
-        "default with Unsloth's offloaded checkpointing",
-        DEFAULT_YAML,
-        ("lora.gradient_checkpointing=unsloth", "model.gpu_memory_utilization=0.6"),
-    ),
-    # config.yaml until 2026-12-02d: Unsloth compiles its vLLM (23 s more start-up, same s/step).
-    "compiled": Setting("default with Unsloth's torch.compile of vLLM", DEFAULT_YAML, ("model.vllm_compile=true",)),
-    "spg8": Setting("default, generating for 8 steps at once", DEFAULT_YAML, ("training.steps_per_generation=8",)),
     # bitsandbytes' 8-bit optimizers synchronise with the GPU once per parameter (504 LoRA tensors); torch's
     # fused AdamW updates them all in a few kernels, for 0.33 GiB more (fp32 moments of 59.9M parameters).
     "fused": Setting("default with torch's fused AdamW instead of paged 8-bit", DEFAULT_YAML, (FUSED,)),
-    "lean": Setting(
-        "fused, and vLLM returns token ids only (recipe/rollouts.py)", DEFAULT_YAML, (FUSED,), ("token_ids_only",)
-    ),
-    "fast": Setting("configs/fast-4090.yaml, and vLLM returns token ids only", FAST_YAML, patches=("token_ids_only",)),
+    "fast": Setting("configs/fast-4090.yaml: 8 steps per generation, fused AdamW", FAST_YAML),
     "notebook": Setting("the notebook's code path: 4-bit, compiled, generate every step, no KL", NOTEBOOK_YAML),
 }
 # The sweep's rows when --settings is not given: the issue's three and the levers.
-SWEEP = ["default", "trl", "fused", "lean", "fast", "notebook"]
+SWEEP = ["default", "trl", "fused", "fast", "notebook"]
 
 
 def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -> dict[str, float]:
@@ -212,13 +188,11 @@ def run_capped(
     cap_gib: float | None,
     profile: Path,
     train_args: list[str],
-    patches: list[str] = (),
     trace: tuple[Path, int, int] | None = None,
 ) -> int:
     """Run train_grpo.main() on ``cap_gib`` of GPU memory and record TRL's profiling timers to ``profile``.
 
-    ``patches`` name PATCHES to apply to the trainer; ``trace`` = (out, first_step, steps) profiles those
-    steps with bench/phase_profile.py.
+    ``trace`` = (out, first_step, steps) profiles those steps with bench/phase_profile.py.
 
     The rest of the card is taken by one idle allocation first. A per-process memory fraction would
     not do: it caps only PyTorch's allocator, and vLLM's KV cache is allocated outside it. Both
@@ -267,16 +241,6 @@ def run_capped(
             return result
 
         profiling.ProfilingContext.__enter__, profiling.ProfilingContext.__exit__ = entered, exited
-    if patches:
-        build = train_grpo.build_trainer
-
-        def build_patched(*args, **kwargs):
-            trainer = build(*args, **kwargs)
-            for name in patches:
-                print(f"bench: patch {name}: {'applied' if PATCHES[name](trainer) else 'not applicable'}", flush=True)
-            return trainer
-
-        train_grpo.build_trainer = build_patched
     code = train_grpo.main(train_args, callbacks=callbacks)
     del blocker
     return code
@@ -325,14 +289,11 @@ def run_setting(
     command = [sys.executable, str(Path(__file__).resolve()), "--capped-run", "--timers", str(timers)]
     if cap_gib:
         command += ["--cap-gib", str(cap_gib)]
-    if setting.patches:
-        command += ["--patches", ",".join(setting.patches)]
     trace = out / "phases.json"
     if traced:
         command += ["--trace", str(trace), str(args.steps), str(trace_steps)]
     command += ["--", *train_args]
-    patched = "".join(f" [patch {p}]" for p in setting.patches)
-    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(setting.overrides)}{patched}", flush=True)
+    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(setting.overrides)}", flush=True)
     started = time.time()
     with open(out / "stdout.log", "w") as log, PeakMemory() if cap_gib else contextlib.nullcontext() as memory:
         code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
@@ -342,7 +303,6 @@ def run_setting(
         "description": setting.what,
         "config": str(config.relative_to(ROOT)),
         "options": list(setting.overrides),
-        **({"patches": list(setting.patches)} if setting.patches else {}),
         "exit_code": code,
         "wall_s": round(time.time() - started, 1),
     }
@@ -531,7 +491,6 @@ def write_profile(row: dict, device: str, folder: Path) -> str:
         "description": row["description"],
         "config": row["config"],
         "options": row["options"],
-        "patches": row.get("patches", []),
         "device": device,
         "invocation": row["invocation"],
         "date": time.strftime("%Y-%m-%d"),
@@ -741,7 +700,6 @@ def main() -> int:
         "bench/results/profile-SETTING.{json,md}; alone, these rows are all that run",
     )
     parser.add_argument("--timers", type=Path, help=argparse.SUPPRESS)
-    parser.add_argument("--patches", default="", help=argparse.SUPPRESS)
     parser.add_argument("--trace", nargs=3, help=argparse.SUPPRESS)
     parser.add_argument("--build", nargs=3, metavar=("SIZE", "MODEL", "DATA"), help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
@@ -755,8 +713,7 @@ def main() -> int:
     args.cap_gib = args.caps[0]
     if args.capped_run:
         trace = (Path(args.trace[0]), int(args.trace[1]), int(args.trace[2])) if args.trace else None
-        patches = [p for p in args.patches.split(",") if p]
-        return run_capped(args.cap_gib, args.timers, rest[1:] if rest[:1] == ["--"] else rest, patches, trace)
+        return run_capped(args.cap_gib, args.timers, rest[1:] if rest[:1] == ["--"] else rest, trace)
     if args.smoke and args.out == RESULTS / "latest.json":
         args.out = WORK / "smoke.json"  # a harness check never replaces measured results
     if args.card_table:

@@ -77,7 +77,7 @@ lanes=()
 if [ "${LEARNING:-0}" = 1 ]; then
   [ -f assets/gsm-symbolic/test.jsonl ] || step gsm-symbolic 300 python offline.py gsm-symbolic
   step learning "$((${LEARN_DEADLINE_S:-900} + 300))" python bench/learning.py \
-    --arms "${LEARN_ARMS:-previous,default,fast,notebook}" --seeds "${LEARN_SEEDS:-3}" --steps "${LEARN_STEPS:-200}" \
+    --arms "${LEARN_ARMS:-default,fused,fast,notebook}" --seeds "${LEARN_SEEDS:-3}" --steps "${LEARN_STEPS:-200}" \
     --deadline "${LEARN_DEADLINE_S:-900}" &
   lanes+=($!)
   sleep "${LANE_GAP_S:-30}"

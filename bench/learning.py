@@ -1,7 +1,7 @@
 """The SmolLM2 learning check: arms x seeds trained side by side on one GPU, each evaluated, summarised.
 
-    python bench/learning.py --arms previous,default,fast,notebook --seeds 3          # on a GPU: latest.json "learning"
-    python bench/learning.py --arms previous,default --seeds 3 --dry-run             # the commands it would run
+    python bench/learning.py --arms default,fused,fast,notebook --seeds 3          # on a GPU: latest.json "learning"
+    python bench/learning.py --arms default,fused --seeds 3 --dry-run             # the commands it would run
     python bench/learning.py --plot                                                  # time-to-accuracy.png from latest.json
     python bench/learning.py --summarize RES/learn --device "NVIDIA H200"           # from runs copied off a lost machine
 
@@ -9,7 +9,7 @@ One held-out evaluation of 200 problems has a standard error of about 3.5 points
 mean and standard deviation over seeds. Every arm is configs/smollm2-learn.yaml (SmolLM2-135M-Instruct,
 4 prompts x 8 completions a step, learning rate 1e-4) with the optimisation of one recipe: a change
 to the default's optimizer or steps_per_generation lands only if its arm's mean held-out accuracy is
-no more than 2 points below ``previous``'s, measured in the same sitting.
+no more than 2 points below ``default``'s, measured in the same sitting.
 
 The runs share the GPU (each with its own Unsloth compile folder and a small vLLM share), so their
 minutes are slower than alone and comparable with each other only. Each run: train_grpo.py, then
@@ -33,6 +33,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT)]
+
+from recipe.jsonl import read_jsonl  # noqa: E402
+
 RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
 CONFIG = "configs/smollm2-learn.yaml"
 HELD_OUT = "assets/smollm2/data/test.jsonl"
@@ -49,13 +53,8 @@ class Arm:
 
 FUSED = "training.optim=adamw_torch_fused"
 ARMS = {
-    # The default's optimisation before issue 32: one vLLM batch per 4 steps, paged 8-bit AdamW.
-    "previous": Arm(
-        "config.yaml's optimisation until issue 32: spg 4, paged 8-bit AdamW", ("training.steps_per_generation=4",)
-    ),
-    "default": Arm(
-        "config.yaml's optimisation: spg 4, torch's fused AdamW", ("training.steps_per_generation=4", FUSED)
-    ),
+    "default": Arm("config.yaml's optimisation: spg 4, paged 8-bit AdamW", ("training.steps_per_generation=4",)),
+    "fused": Arm("config.yaml's, with torch's fused AdamW: spg 4", ("training.steps_per_generation=4", FUSED)),
     "fast": Arm("configs/fast-4090.yaml's: spg 8, torch's fused AdamW", ("training.steps_per_generation=8", FUSED)),
     # configs/notebook-4090.yaml's: TRL's defaults for what the notebook leaves unset. Unsloth's torch.compile
     # stays off: on SmolLM2's 32-row batches the compiler crashed (bench/LOG.md, 2026-11-24).
@@ -155,7 +154,7 @@ def first_vs_last(rows: list[dict], window: int) -> dict:
 def summarize_run(run: Path, window: int = 20) -> dict:
     """A finished run's training summary from its metrics.jsonl and saved config (TRL logs rewards on
     generation steps only)."""
-    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    rows = read_jsonl(run / "metrics.jsonl")  # a run stopped at the deadline may leave a cut last line
     steps = [r for r in rows if "reward" in r]
     timed = [r for r in rows if "step_time" in r]
     return {
@@ -196,7 +195,7 @@ def mean_sd(values: list[float]) -> dict:
 
 def aggregate(results: list[dict]) -> dict:
     """Per arm: mean and sd over its finished seeds of held-out accuracy, strict format, GSM-Symbolic and
-    minutes; and each arm's mean held-out accuracy against ``previous``'s."""
+    minutes; and each arm's mean held-out accuracy against ``default``'s."""
     arms: dict[str, dict] = {}
     for name in dict.fromkeys(r["arm"] for r in results):
         done = [r for r in results if r["arm"] == name and r.get("held_out")]
@@ -210,12 +209,12 @@ def aggregate(results: list[dict]) -> dict:
                 arm["gsm_symbolic_strict_format"] = mean_sd([s["strict_format"] for s in symbolic])
             arm["minutes"] = mean_sd([r["training"]["minutes"] for r in done])
         arms[name] = arm
-    base = arms.get("previous", {}).get("held_out_accuracy")
+    base = arms.get("default", {}).get("held_out_accuracy")
     for arm in arms.values():
         if base and "held_out_accuracy" in arm:
             delta = arm["held_out_accuracy"]["mean"] - base["mean"]
-            arm["vs_previous_points"] = round(100 * delta, 1)
-            arm["within_2_points_of_previous"] = delta >= -TOLERANCE - 1e-9
+            arm["vs_default_points"] = round(100 * delta, 1)
+            arm["within_2_points_of_default"] = delta >= -TOLERANCE - 1e-9
     return arms
 
 
@@ -239,7 +238,7 @@ def table(learning: dict) -> str:
         f"SmolLM2 learning check, {learning['steps']} steps, {learning['seeds']} seeds per arm, side by side on "
         f"{learning['device']} ({learning['date']}); mean ± sd over seeds.",
         "",
-        "| arm | what | seeds | held-out accuracy | vs previous | strict format | GSM-Symbolic | minutes |",
+        "| arm | what | seeds | held-out accuracy | vs default | strict format | GSM-Symbolic | minutes |",
         "|---|---|---|---|---|---|---|---|",
     ]
 
@@ -250,7 +249,7 @@ def table(learning: dict) -> str:
         return f"{scale * v['mean']:.1f} ± {scale * v['sd']:.1f}" if v["sd"] is not None else f"{scale * v['mean']:.1f}"
 
     for name, arm in learning["arms"].items():
-        delta = f"{arm['vs_previous_points']:+.1f}" if "vs_previous_points" in arm else ""
+        delta = f"{arm['vs_default_points']:+.1f}" if "vs_default_points" in arm else ""
         lines.append(
             f"| {name} | {arm['what']} | {arm['seeds_finished']} | {cell(arm, 'held_out_accuracy')} | {delta} | "
             f"{cell(arm, 'held_out_strict_format')} | {cell(arm, 'gsm_symbolic_accuracy')} | {cell(arm, 'minutes', 1.0)} |"
@@ -316,7 +315,7 @@ def plot(out: Path, png: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--arms", default="previous,default,fast,notebook", help=f"comma-separated, from {', '.join(ARMS)}"
+        "--arms", default="default,fused,fast,notebook", help=f"comma-separated, from {', '.join(ARMS)}"
     )
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (3407, 3408, ...)")
     parser.add_argument("--steps", type=int, default=200)

@@ -15,8 +15,9 @@ from recipe.data import stop_token_ids
 from recipe.errors import RecipeError, first_line
 
 
-def resolve_backend(cfg: Config, world: int | None = None) -> str:
-    """Pick the backend for ``world`` processes (default: the launcher's) and reject settings this machine cannot run.
+def resolve_backend(cfg: Config, world: int | None = None, cuda: bool | None = None) -> str:
+    """Pick the backend for ``world`` processes (default: the launcher's) and reject settings this machine
+    (or, with ``cuda`` given, a machine with or without a CUDA GPU) cannot run.
 
     auto means Unsloth on one CUDA GPU and trl otherwise: Unsloth trains in one process only (its vLLM
     engine hangs under DDP, and fast_inference raises under FSDP2), and it cannot use a vLLM server.
@@ -24,7 +25,7 @@ def resolve_backend(cfg: Config, world: int | None = None) -> str:
     import torch
 
     world = distributed.world_size() if world is None else world
-    cuda = torch.cuda.is_available()
+    cuda = torch.cuda.is_available() if cuda is None else cuda
     if cfg.model.backend != "auto":
         backend = cfg.model.backend
     else:
@@ -35,7 +36,6 @@ def resolve_backend(cfg: Config, world: int | None = None) -> str:
         )
     if not cuda and (needs := gpu_only_settings(cfg, backend)):
         raise RecipeError(needs[0])
-    distributed.check_vllm_split(cfg, world)
     return backend
 
 

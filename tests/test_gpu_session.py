@@ -82,7 +82,7 @@ def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_la
     steps, calls, res = sitting(
         tmp_path,
         LEARNING="1",
-        LEARN_ARMS="previous,fast",
+        LEARN_ARMS="default,fast",
         LEARN_STEPS="150",
         TESTS_A="saves",
         LANE_GAP_S="0",
@@ -98,19 +98,19 @@ def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_la
     assert args[0] == "offline.py smollm2 --prime-steps 150"
     assert args[1 : 1 + len(symbolic)] == [f"offline.py {s}" for s in symbolic]
     learn = next(a for a in args if a.startswith("bench/learning.py"))
-    assert learn == "bench/learning.py --arms previous,fast --seeds 3 --steps 150 --deadline 900"
+    assert learn == "bench/learning.py --arms default,fast --seeds 3 --steps 150 --deadline 900"
     assert (res / "driver.log").read_text().rstrip().endswith("all done")
 
 
 def test_the_sitting_copies_each_learning_runs_records_into_res(tmp_path, monkeypatch):
-    run = ROOT / "outputs" / "learn" / "previous-s3407"
+    run = ROOT / "outputs" / "learn" / "default-s3407"
     created = not run.exists()
     (run / "eval").mkdir(parents=True, exist_ok=True)
     try:
         (run / "metrics.jsonl").write_text("{}\n")
         (run / "eval" / "summary.json").write_text("{}")
         *_, res = sitting(tmp_path, LEARNING="1", LANE_GAP_S="0", COLLECT_EVERY_S="0.2")
-        copied = res / "learn" / "previous-s3407"
+        copied = res / "learn" / "default-s3407"
         assert sorted(p.relative_to(copied).as_posix() for p in copied.rglob("*") if p.is_file()) == [
             "eval/summary.json",
             "metrics.jsonl",

@@ -277,6 +277,19 @@ def test_dry_run_of_a_gpu_config_on_a_cpu_plans_for_a_24_gib_card(config, tiny_a
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.parametrize(
+    "extra, backend",
+    [
+        pytest.param([], "backend unsloth", id="auto-on-one-gpu-is-unsloth"),
+        # Regression: a CPU dry run took auto for unsloth even where a GPU would pick trl.
+        pytest.param(["--set", "vllm.mode=server"], "backend trl (auto: vllm.mode=server", id="server-mode-is-trl"),
+    ],
+)
+def test_a_cpu_dry_run_plans_the_backend_a_gpu_would_pick(extra, backend, tiny_assets, tmp_path, capsys):
+    assert dry_run("config.yaml", tiny_assets, tmp_path / "out", *extra) == 0
+    assert backend in capsys.readouterr().out
+
+
 def test_dry_run_warns_with_the_key_to_change_when_it_does_not_fit(tiny_assets, tmp_path, capsys):
     assert dry_run("config.yaml", tiny_assets, tmp_path / "out", "--card-gib", "2") == 0
     out = capsys.readouterr().out
