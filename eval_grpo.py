@@ -245,7 +245,9 @@ def score_models(generate, dataset, models: typing.Sequence[str]) -> tuple[dict,
 
 def write_results(out: Path, summary: dict, rows: list[dict]) -> None:
     """predictions.jsonl, then summary.json, each written aside and renamed: a kill leaves the old pair or the new."""
-    with runs.writing(out, "free space or pass --out another folder, then evaluate again"):
+    with runs.writing(
+        out, "free space or pass --out another folder, then evaluate again", elsewhere="pass --out another folder"
+    ):
         out.mkdir(parents=True, exist_ok=True)
         write_atomic(out / "predictions.jsonl", jsonl_text(rows))
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -381,7 +383,7 @@ def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -
     merged = tuned.merge_and_unload()
     # Saved models stop at the chat turn's end too, like generation here.
     merged.generation_config.eos_token_id = stop_ids
-    with runs.writing(out, "free space or pass another folder, then merge again"):
+    with runs.writing(out, "free space or pass another folder, then merge again", elsewhere="pass another folder"):
         merged.to(merged_dtype(cfg.model.name)).save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
     del tuned, merged

@@ -215,31 +215,62 @@ def free_space(path: Path) -> int:
 
 
 # What a failed write of our files raises, as opposed to an OSError of anything else (a socket, a read).
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EIO, errno.EFBIG)
+WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
+FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+DENIED_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+# A full disk in the messages of writers that drop the errno (Rust's io errors end in "(os error 28)").
+FULL_SIGNS = ("No space left", "os error 28", "quota exceeded")
+# What torch's zip writer (caffe2/serialize/inline_container.cc; read in torch 2.13) raises when a write fails,
+# a RuntimeError without the errno: "[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598",
+# "PytorchStreamWriter failed writing file data/0: file write failed".
+TORCH_WRITER_SIGNS = ("PytorchStreamWriter failed", "unexpected pos", "file write failed")
 
 
 def is_write_error(error: BaseException) -> bool:
-    """What the writers raise when a write fails: OSError, torch's RuntimeError, safetensors' own error type."""
-    return isinstance(error, (OSError, RuntimeError)) or type(error).__name__ == "SafetensorError"
+    """What the writers raise when a write fails: OSError, safetensors' own error type, and a RuntimeError only
+    when its message is torch's writer failing (a CUDA or NCCL error inside a save is not a write failure)."""
+    if isinstance(error, OSError) or type(error).__name__ == "SafetensorError":
+        return True
+    return isinstance(error, RuntimeError) and any(sign in str(error) for sign in (*TORCH_WRITER_SIGNS, *FULL_SIGNS))
+
+
+def disk_full(error: BaseException) -> bool:
+    return getattr(error, "errno", None) in FULL_ERRNOS or any(sign in str(error) for sign in FULL_SIGNS)
+
+
+def write_denied(error: BaseException) -> bool:
+    return getattr(error, "errno", None) in DENIED_ERRNOS
 
 
 def write_failure(target: Path, error: BaseException, needed: int | None = None) -> str:
     """One phrase for a failed write of ``target``: why, the free space there and about what it needs."""
     free = free_space(target)
     room = f"{human_size(free)} free" + (f", about {human_size(needed)} needed" if needed else "")
-    full = getattr(error, "errno", None) in (errno.ENOSPC, errno.EDQUOT) or any(
-        sign in str(error) for sign in ("No space left", "os error 28", "quota exceeded")
-    )
-    if full or (needed is not None and free < needed):
+    if disk_full(error) or (not write_denied(error) and needed is not None and free < needed):
         return f"could not write {target}: the disk is full ({room})"
     why = getattr(error, "strerror", None) or first_line(error, 160)
     return f"could not write {target} ({type(error).__name__}: {why}; {room})"
 
 
+def write_advice(error: BaseException, then: str, elsewhere: str = "choose another output.dir") -> str:
+    """What to do about a failed write, by its errno, then ``then``: fix the permissions where the write was
+    refused (EACCES, EPERM, EROFS), else free space (ENOSPC, EDQUOT, and torch's writer, which drops the errno)."""
+    if write_denied(error):
+        return f"fix the permissions, then {then}; or {elsewhere}"
+    return f"free space, then {then}"
+
+
 @contextlib.contextmanager
-def writing(target: Path, fix: str, needed: int | None = None, partial: Path | None = None):
-    """A failed write inside the block becomes one RecipeError line (write_failure, then ``fix``);
-    ``partial``, a half-written folder, is removed first so that it holds no space."""
+def writing(
+    target: Path,
+    fix: str,
+    needed: int | None = None,
+    partial: Path | None = None,
+    elsewhere: str = "choose another output.dir",
+):
+    """A failed write inside the block becomes one RecipeError line: write_failure, then ``fix``, the advice for a
+    full disk, or where the write was refused (write_denied) "fix the permissions or ``elsewhere``". ``partial``,
+    a half-written folder, is removed first so that it holds no space. Any other error passes through."""
     try:
         yield
     except Exception as error:
@@ -247,7 +278,8 @@ def writing(target: Path, fix: str, needed: int | None = None, partial: Path | N
             raise
         if partial is not None:
             shutil.rmtree(partial, ignore_errors=True)
-        raise RecipeError(f"{write_failure(target, error, needed)}: {fix}") from None
+        advice = f"fix the permissions or {elsewhere}" if write_denied(error) else fix
+        raise RecipeError(f"{write_failure(target, error, needed)}: {advice}") from None
 
 
 def rotate_checkpoints(out: Path, keep: int) -> None:

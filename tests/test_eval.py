@@ -312,10 +312,18 @@ def test_evaluations_of_other_adapters_or_datasets_never_overwrite_each_other(
     assert json.loads((run / "eval-train" / "summary.json").read_text())["settings"]["dataset"] == train
 
 
-def test_a_full_disk_while_writing_results_is_one_line_and_keeps_the_earlier_ones(
-    run, tiny_assets, tmp_path, capsys, monkeypatch
+@pytest.mark.parametrize(
+    "code, said",
+    [
+        (28, ": the disk is full (0 bytes free): free space or pass --out another folder, then evaluate again"),
+        (13, " (PermissionError: Permission denied; 0 bytes free): fix the permissions or pass --out another folder"),
+    ],
+    ids=["disk-full", "permission-denied"],
+)
+def test_a_failed_write_of_the_results_is_one_line_and_keeps_the_earlier_ones(
+    run, tiny_assets, tmp_path, capsys, monkeypatch, code, said
 ):
-    import errno
+    import os
 
     from recipe import jsonl, runs
 
@@ -324,18 +332,16 @@ def test_a_full_disk_while_writing_results_is_one_line_and_keeps_the_earlier_one
     assert eval_grpo.main(args) == 0
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def fails(fd):
+        raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr(jsonl.os, "fsync", full)
+    monkeypatch.setattr(jsonl.os, "fsync", fails)
     monkeypatch.setattr(runs, "free_space", lambda path: 0)
     capsys.readouterr()
     assert eval_grpo.main(args) == 2
     err = capsys.readouterr().err
     errors = [line for line in err.split("\n") if line.startswith("error: ")]
-    assert errors == [
-        f"error: could not write {out}: the disk is full (0 bytes free): free space or pass --out another folder, then evaluate again"
-    ]
+    assert errors == [f"error: could not write {out}{said}"]
     assert "Traceback" not in err and {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 

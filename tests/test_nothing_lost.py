@@ -538,3 +538,121 @@ def test_a_file_the_card_cannot_read_does_not_stop_the_adapter_save(trained_run,
     assert "## Training" in card and "[More Information Needed]" not in card
     [warning] = capsys.readouterr().err.splitlines()
     assert warning.startswith("warning: the model card leaves out ") and named in warning and str(out) in warning
+
+
+# torch.save with the process's file size capped at 10 kB: the file system refuses the write as a full disk would.
+TORCH_WRITE_FAILS = """
+import resource, signal, sys, torch
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (10_000, 10_000))
+try:
+    torch.save({"x": torch.zeros(100_000)}, sys.argv[1])
+except RuntimeError as error:
+    print(error)
+"""
+
+
+@pytest.fixture(scope="module")
+def torch_write_error(tmp_path_factory) -> RuntimeError:
+    """The RuntimeError this torch raises when the file system refuses its write (a message, no errno)."""
+    path = tmp_path_factory.mktemp("capped") / "state.pt"
+    said = subprocess.run([sys.executable, "-c", TORCH_WRITE_FAILS, str(path)], capture_output=True, text=True)
+    assert said.stdout.strip(), f"torch.save did not fail: {said.stderr[-500:]}"
+    return RuntimeError(said.stdout.strip())
+
+
+class SafetensorError(Exception):
+    """Named as safetensors names its own error type."""
+
+
+# (id, the error raised inside a save, whether it is a failed write)
+WRITE_ERRORS = [
+    ("disk-full", lambda torch_error: OSError(errno.ENOSPC, "No space left on device"), True),
+    ("permission-denied", lambda torch_error: PermissionError(errno.EACCES, "Permission denied"), True),
+    ("torch-writer-as-this-torch-raises-it", lambda torch_error: torch_error, True),
+    (
+        "torch-writer-failed-writing-a-record",
+        lambda torch_error: RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"),
+        True,
+    ),
+    (
+        "safetensors",
+        lambda torch_error: SafetensorError("Error while serializing: No space left on device (os error 28)"),
+        True,
+    ),
+    # Regression: every RuntimeError counted, so a CUDA or NCCL error in a save read "could not write ... free space".
+    (
+        "cuda-error",
+        lambda torch_error: RuntimeError("CUDA error: an illegal memory access was encountered"),
+        False,
+    ),
+    (
+        "nccl-error",
+        lambda torch_error: RuntimeError("NCCL error in: ProcessGroupNCCL.cpp:1970, unhandled system error"),
+        False,
+    ),
+    (
+        "cuda-out-of-memory",
+        lambda torch_error: __import__("torch").OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"),
+        False,
+    ),
+    ("a-bug", lambda torch_error: KeyError("global_step"), False),
+]
+
+
+@pytest.mark.parametrize("make, is_write", [pytest.param(*row[1:], id=row[0]) for row in WRITE_ERRORS])
+def test_only_a_failed_write_is_reported_as_one(torch_write_error, tmp_path, make, is_write):
+    error = make(torch_write_error)
+    assert runs.is_write_error(error) == is_write
+    folder = tmp_path / "checkpoint-4"
+    folder.mkdir()
+    fix = "free space, then resume with --resume"
+    with (
+        pytest.raises(runs.RecipeError if is_write else type(error)) as raised,
+        runs.writing(folder, fix, partial=folder),
+    ):
+        raise error
+    if is_write:
+        assert str(raised.value).startswith(f"could not write {folder}") and "\n" not in str(raised.value)
+    else:
+        assert raised.value is error and folder.is_dir(), "not ours to report, nor to delete what it was saving"
+
+
+# (id, errno or None for torch's writer, the advice train() and writing() give)
+ADVICE = [
+    ("no-space", errno.ENOSPC, "free space, then resume with --resume"),
+    ("quota", errno.EDQUOT, "free space, then resume with --resume"),
+    ("torch-writer-no-errno", None, "free space, then resume with --resume"),
+    ("permission-denied", errno.EACCES, "fix the permissions, then resume with --resume; or choose another output.dir"),
+    ("not-permitted", errno.EPERM, "fix the permissions, then resume with --resume; or choose another output.dir"),
+    (
+        "read-only-file-system",
+        errno.EROFS,
+        "fix the permissions, then resume with --resume; or choose another output.dir",
+    ),
+]
+
+
+@pytest.mark.parametrize("code, advice", [pytest.param(*row[1:], id=row[0]) for row in ADVICE])
+def test_the_advice_for_a_failed_write_follows_its_errno(torch_write_error, tmp_path, monkeypatch, code, advice):
+    monkeypatch.setattr(runs, "free_space", lambda path: 0)
+    error = torch_write_error if code is None else OSError(code, os.strerror(code))
+    assert runs.write_advice(error, "resume with --resume") == advice
+    denied = advice.startswith("fix the permissions")
+    fix, target = "free space, then resume with --resume", tmp_path / "checkpoint-4"
+    with pytest.raises(runs.RecipeError) as raised, runs.writing(target, fix, needed=10**9):
+        raise error
+    said = str(raised.value)
+    assert said.endswith(": fix the permissions or choose another output.dir" if denied else ": " + advice), said
+    assert ("the disk is full" in said) == (not denied), "a refused write is not a full disk, however little is free"
+
+
+def test_a_cuda_error_in_a_checkpoint_save_is_not_reported_as_a_full_disk(tiny_assets, tmp_path, monkeypatch, capsys):
+    def cuda_error():
+        raise RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    out = tmp_path / "run"
+    with pytest.raises(RuntimeError, match="CUDA error"):
+        tiny(tiny_assets, out, callbacks=out_of("checkpoint-4", patch_torch_save, cuda_error)(monkeypatch))
+    assert "could not write" not in capsys.readouterr().err
+    assert runs.latest_complete(out)[0] == out / "checkpoint-2"
