@@ -367,11 +367,31 @@ def merged_dtype(name: str):
     return getattr(torch, dtype) if isinstance(dtype, str) else (dtype or torch.float32)
 
 
-def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -> tuple[int, int]:
+def export_failure(flag: str, folder: Path, partial: Path | None = None):
+    """runs.writing for an export: a failed write is one line naming ``flag`` ``folder`` (not the temporary
+    folder it was writing into) and the fix; ``partial``, what it wrote, is removed."""
+    return runs.writing(
+        folder,
+        f"nothing was kept: free space or pass {flag} another folder, then run the same command again",
+        partial=partial,
+        elsewhere=f"pass {flag} another folder",
+    )
+
+
+def merge(
+    cfg,
+    adapter: Path,
+    out: Path,
+    tokenizer,
+    prompts: list[list[dict]],
+    flag: str = "--merge",
+    final: Path | None = None,
+) -> tuple[int, int]:
     """Fold the adapter into the base weights, save, reload with plain transformers and compare greedy outputs.
 
     Done with transformers + PEFT on both backends: Unsloth's merged save needs its GPU model, while
     this needs only the 16-bit base; the merge itself is the same W + scale * B @ A either way.
+    ``out`` may be a temporary folder of the export ``flag`` ``final``, which a failed write names.
     Returns (prompts whose outputs match, prompts compared).
     """
     import torch
@@ -383,7 +403,7 @@ def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]]) -
     merged = tuned.merge_and_unload()
     # Saved models stop at the chat turn's end too, like generation here.
     merged.generation_config.eos_token_id = stop_ids
-    with runs.writing(out, "free space or pass another folder, then merge again", elsewhere="pass another folder"):
+    with export_failure(flag, final or out, partial=out):  # a new or empty folder: check_export_folder
         merged.to(merged_dtype(cfg.model.name)).save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
     del tuned, merged
@@ -432,27 +452,25 @@ def run_gguf(cfg, adapter: Path, tokenizer, data: DataConfig, args: argparse.Nam
     out = Path(args.gguf)
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     started = time.perf_counter()
     try:
-        with tempfile.TemporaryDirectory(dir=partial) as merged:
-            matched, total = merge(cfg, adapter, Path(merged), tokenizer, merge_questions(tokenizer, data))
-            if matched == total:
-                name = adapter.parent.resolve().name
-                written = gguf_export.write_gguf(
-                    merged, tokenizer, partial / gguf_export.GGUF_FILE, args.gguf_type, name
-                )
-        if matched != total:
-            shutil.rmtree(partial)
-            return merge_mismatch(out, matched, total, data)
-        model_card.write_modelfile(partial, gguf_export.GGUF_FILE, args.max_new_tokens)
-        model_card.write_card(partial, adapter.parent, "gguf", gguf_export.card_note(args.gguf_type, out), final=out)
-        partial.replace(out)
-    except OSError as error:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise RecipeError(
-            f"--gguf {out}: could not write it ({error.strerror or error}); nothing was kept: free space or pass another folder"
-        ) from None
+        with export_failure("--gguf", out):
+            partial.mkdir(parents=True)
+            with tempfile.TemporaryDirectory(dir=partial) as merged:
+                prompts = merge_questions(tokenizer, data)
+                matched, total = merge(cfg, adapter, Path(merged), tokenizer, prompts, "--gguf", out)
+                if matched == total:
+                    name = adapter.parent.resolve().name
+                    written = gguf_export.write_gguf(
+                        merged, tokenizer, partial / gguf_export.GGUF_FILE, args.gguf_type, name
+                    )
+            if matched != total:
+                shutil.rmtree(partial)
+                return merge_mismatch(out, matched, total, data)
+            model_card.write_modelfile(partial, gguf_export.GGUF_FILE, args.max_new_tokens)
+            note = gguf_export.card_note(args.gguf_type, out)
+            model_card.write_card(partial, adapter.parent, "gguf", note, final=out)
+            partial.replace(out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import transformers
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -611,26 +612,74 @@ def test_bad_gguf_export_input_is_one_line_before_any_model_loads(
     assert not list(tmp_path.glob("**/g*")), "nothing may be written"
 
 
+def merge_stubbed(monkeypatch, matched: int = 3) -> None:
+    monkeypatch.setattr(eval_grpo, "merge", lambda *a: (matched, 3))
+
+
+def disk_full(*args, **kwargs):
+    raise OSError(28, "No space left on device")
+
+
 @pytest.mark.parametrize(
     "failure, code, message",
     [
-        (lambda monkeypatch: monkeypatch.setattr(eval_grpo, "merge", lambda *a: (2, 3)), 1, "answers 1 of 3 questions"),
+        (lambda monkeypatch: merge_stubbed(monkeypatch, 2), 1, "answers 1 of 3 questions"),
         (
-            lambda monkeypatch: monkeypatch.setattr(
-                gguf_export, "write_gguf", lambda *a: (_ for _ in ()).throw(OSError(28, "No space left on device"))
+            lambda monkeypatch: merge_stubbed(monkeypatch) or monkeypatch.setattr(gguf_export, "write_gguf", disk_full),
+            2,
+            "could not write {out}: the disk is full (0 bytes free): nothing was kept: free space or pass --gguf "
+            "another folder, then run the same command again",
+        ),
+        # Regression: this named the temporary folder (gguf.partial/tmpXXXX) and said "then merge again".
+        (
+            lambda monkeypatch: monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", disk_full),
+            2,
+            "could not write {out}: the disk is full (0 bytes free): nothing was kept: free space or pass --gguf "
+            "another folder, then run the same command again",
+        ),
+        (
+            lambda monkeypatch: (
+                merge_stubbed(monkeypatch)
+                or monkeypatch.setattr(
+                    gguf_export,
+                    "write_gguf",
+                    lambda *a: (_ for _ in ()).throw(PermissionError(13, "Permission denied")),
+                )
             ),
             2,
-            "could not write it (No space left on device); nothing was kept",
+            "could not write {out} (PermissionError: Permission denied; 0 bytes free): fix the permissions or pass "
+            "--gguf another folder",
         ),
     ],
-    ids=["merge-answers-differently", "disk-full"],
+    ids=[
+        "merge-answers-differently",
+        "disk-full-writing-the-gguf",
+        "disk-full-saving-the-merged-model",
+        "permission-denied",
+    ],
 )
 def test_a_failed_export_leaves_no_folder_behind(run, tmp_path, failure, code, message, monkeypatch, capsys):
-    monkeypatch.setattr(eval_grpo, "merge", lambda *a: (3, 3))
+    out = tmp_path / "gguf"
+    monkeypatch.setattr(runs, "free_space", lambda path: 0)
     failure(monkeypatch)
-    assert eval_grpo.main(["--adapter", str(run / "adapter"), "--gguf", str(tmp_path / "gguf")]) == code
+    assert eval_grpo.main(["--adapter", str(run / "adapter"), "--gguf", str(out)]) == code
     err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+    [error] = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert message.format(out=out) in error and "Traceback" not in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_full_disk_while_merging_keeps_no_half_merged_folder(run, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "merged"
+    monkeypatch.setattr(runs, "free_space", lambda path: 0)
+    monkeypatch.setattr(transformers.PreTrainedModel, "save_pretrained", disk_full)
+    assert eval_grpo.main(["--adapter", str(run / "adapter"), "--merge", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [
+        f"error: could not write {out}: the disk is full (0 bytes free): nothing was kept: free space or pass --merge "
+        "another folder, then run the same command again"
+    ]
+    assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
 
 
