@@ -244,7 +244,8 @@ def score_models(generate, dataset, models: typing.Sequence[str]) -> tuple[dict,
 
 
 def write_results(out: Path, summary: dict, rows: list[dict]) -> None:
-    """predictions.jsonl, then summary.json, each written aside and renamed: a kill leaves the old pair or the new."""
+    """predictions.jsonl, then summary.json, each written aside and renamed, so each file is whole whenever a kill
+    comes; one between the two renames leaves the new predictions beside the previous summary of this evaluation."""
     with runs.writing(
         out, "free space or pass --out another folder, then evaluate again", elsewhere="pass --out another folder"
     ):
