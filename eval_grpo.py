@@ -40,7 +40,7 @@ from recipe.config import Config, DataConfig, add_override_argument, load_config
 from recipe.data import DROP_REASONS, build_prompts, chat_prompt, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
 from recipe.generate import Completion, hf_complete
-from recipe.jsonl import jsonl_text, write_atomic
+from recipe.jsonl import write_atomic, write_jsonl
 from recipe.runs import model_key
 
 MODELS = ("base", "trained")
@@ -250,7 +250,7 @@ def write_results(out: Path, summary: dict, rows: list[dict]) -> None:
         out, "free space or pass --out another folder, then evaluate again", elsewhere="pass --out another folder"
     ):
         out.mkdir(parents=True, exist_ok=True)
-        write_atomic(out / "predictions.jsonl", jsonl_text(rows))
+        write_jsonl(rows, out / "predictions.jsonl")
         write_atomic(out / "summary.json", json.dumps(summary, indent=2) + "\n")
 
 
