@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 import typing
 from pathlib import Path
@@ -485,16 +484,12 @@ def run_gguf(cfg, adapter: Path, tokenizer, data: DataConfig, args: argparse.Nam
 
 
 def check_export_folder(flag: str, folder: Path, no_adapter: bool) -> None:
-    """An export goes into a new (or empty) folder that can be created, from an adapter."""
+    """An export goes from an adapter into a new (or empty) folder that can be created (runs.check_output_dir)."""
     if no_adapter:
         raise RecipeError(f"{flag} needs --adapter and cannot be combined with --base-only")
-    if folder.is_file():
-        raise RecipeError(f"{flag} {folder} is a file: pass the path of a new folder")
+    runs.check_output_dir(folder, flag)
     if folder.is_dir() and any(folder.iterdir()):
         raise RecipeError(f"{flag} {folder} exists and is not empty: pass a new folder")
-    parent = next(p for p in folder.absolute().parents if p.exists())
-    if not (parent.is_dir() and os.access(parent, os.W_OK | os.X_OK)):
-        raise RecipeError(f"{flag} {folder}: cannot create it in {parent} (not a writable folder): pass another path")
 
 
 def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:

@@ -106,18 +106,19 @@ def earlier_outputs(out: Path) -> list[str]:
     return [name for name in RUN_OUTPUTS if (out / name).exists()] + [p.name for p in checkpoints(out)]
 
 
-def check_output_dir(out: Path) -> None:
-    """Fail before any model loads when ``out`` cannot hold a run's outputs."""
+def check_output_dir(out: Path, label: str = "output.dir") -> None:
+    """Fail before any model loads when ``out`` cannot hold a run's outputs; ``label`` is what named it, a config
+    key (output.dir) or a flag (--gguf, --merge), for the one line that says so."""
+    flag = label.startswith("--")
+    named, choose = (f"{label} {out}", f"pass {label}") if flag else (f"{label}={out}", f"set {label} to")
     if out.exists() and not out.is_dir():
-        raise RecipeError(f"output.dir={out} is a file: set output.dir to a folder (it is created if missing)")
+        raise RecipeError(f"{named} is a file: {choose} a folder (it is created if missing)")
     existing = next((p for p in [out, *out.parents] if p.exists()), None)
     if existing is not None and not existing.is_dir():
-        raise RecipeError(
-            f"output.dir={out}: {existing} is a file, so the folder cannot be created: choose another output.dir"
-        )
+        raise RecipeError(f"{named}: {existing} is a file, so the folder cannot be created: {choose} another folder")
     if existing is not None and not os.access(existing, os.W_OK | os.X_OK):
         raise RecipeError(
-            f"output.dir={out}: {existing} is not writable: choose a folder you can write to, or fix its permissions"
+            f"{named}: {existing} is not writable: choose a folder you can write to, or fix its permissions"
         )
 
 

@@ -228,7 +228,7 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
         (lambda run, assets: evaluate_args(run, assets, "--merge", str(run)), "exists and is not empty"),
         (
             lambda run, assets: evaluate_args(run, assets, "--merge", str(run / "config.yaml")),
-            "is a file: pass the path of a new folder",
+            "config.yaml is a file: pass --merge a folder (it is created if missing)",
         ),
         (lambda run, assets: [], "pass --adapter"),
         # Regressions of issue 30: each was a traceback, or failed only after generating.

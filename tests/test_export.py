@@ -542,17 +542,23 @@ def read_only(monkeypatch, path: Path) -> None:
         (
             lambda run, tmp: ["--adapter", str(run / "adapter"), "--gguf", str(run / "config.yaml")],
             None,
-            "is a file: pass the path of a new folder",
+            "config.yaml is a file: pass --gguf a folder (it is created if missing)",
         ),
         (
             lambda run, tmp: ["--adapter", str(run / "adapter"), "--gguf", str(run / "config.yaml" / "g")],
             None,
-            "not a writable folder",
+            "config.yaml is a file, so the folder cannot be created: pass --gguf another folder",
         ),
         (
             lambda run, tmp: ["--adapter", str(run / "adapter"), "--gguf", str(tmp / "ro" / "g")],
             lambda monkeypatch, tmp: (tmp / "ro").mkdir() or read_only(monkeypatch, tmp / "ro"),
-            "cannot create it in",
+            "ro is not writable: choose a folder you can write to, or fix its permissions",
+        ),
+        # The folder itself, when it exists (empty): only its parent was checked, so the export failed after merging.
+        (
+            lambda run, tmp: ["--adapter", str(run / "adapter"), "--gguf", str(tmp / "empty")],
+            lambda monkeypatch, tmp: (tmp / "empty").mkdir() or read_only(monkeypatch, tmp / "empty"),
+            "empty is not writable: choose a folder you can write to",
         ),
         (
             lambda run, tmp: ["--adapter", str(run / "adapter"), "--base-only", "--gguf", str(tmp / "g")],
@@ -591,6 +597,7 @@ def read_only(monkeypatch, path: Path) -> None:
         "onto-a-file",
         "under-a-file",
         "read-only-folder",
+        "read-only-empty-folder",
         "base-only",
         "unsupported-architecture",
         "rope-scaling",
