@@ -376,7 +376,7 @@ def modelfile(gguf_name: str, max_new_tokens: int) -> str:
             "# Greedy, as eval_grpo.py scores it: no sampling and no repetition penalty (Ollama's default is 1.1).",
             "PARAMETER temperature 0",
             "PARAMETER repeat_penalty 1",
-            "# The completion budget it was trained with (training.max_completion_length).",
+            "# The completion budget: the export's --max-new-tokens (by default training.max_completion_length).",
             f"PARAMETER num_predict {max_new_tokens}",
             "",
         ]
