@@ -262,7 +262,7 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
     except (OSError, RuntimeError, ValueError, KeyError, EOFError) as error:
         if isinstance(error, OSError) and error.errno in runs.WRITE_ERRNOS:  # the logs: checkpoints say it themselves
             raise RecipeError(
-                f"{runs.write_failure(Path(cfg.output.dir), error)}: free space, then resume with --resume"
+                f"{runs.write_failure(Path(cfg.output.dir), error)}: {runs.write_advice(error, 'resume with --resume')}"
             ) from None
         # Failing before the first step of a resumed run means the checkpoint did not load.
         if resume_from is None or any(getattr(c, "started_at", None) is not None for c in callbacks):

@@ -303,7 +303,9 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     }
     log = tmp_path / "sweep.log"
     log.write_text(
-        "=== default: config.yaml \n" + json.dumps(row) + "\n\n=== fused: config.yaml training.optim=adamw_torch_fused\n"
+        "=== default: config.yaml \n"
+        + json.dumps(row)
+        + "\n\n=== fused: config.yaml training.optim=adamw_torch_fused\n"
     )
     out = tmp_path / "latest.json"
     argv = [
