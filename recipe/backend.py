@@ -34,32 +34,29 @@ def resolve_backend(cfg: Config, world: int | None = None, cuda: bool | None = N
         raise RecipeError(
             f"model.backend=unsloth trains in one process, and this run has {world}: use model.backend=trl (or auto) on several GPUs"
         )
-    if not cuda and (needs := gpu_only_settings(cfg, backend)):
-        raise RecipeError(needs[0])
+    if not cuda:
+        no_gpu = [
+            (
+                backend == "unsloth",
+                "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine",
+            ),
+            (
+                cfg.model.fast_inference,
+                "model.fast_inference=true needs vLLM on a CUDA GPU: set model.fast_inference=false on this machine",
+            ),
+            (
+                cfg.model.load_in_4bit,
+                "model.load_in_4bit=true needs bitsandbytes on a CUDA GPU: set model.load_in_4bit=false on this machine",
+            ),
+            (
+                "8bit" in cfg.training.optim,
+                f"training.optim={cfg.training.optim} needs bitsandbytes on a CUDA GPU: use adamw_torch on this machine",
+            ),
+        ]
+        for failed, message in no_gpu:
+            if failed:
+                raise RecipeError(message)
     return backend
-
-
-def gpu_only_settings(cfg: Config, backend: str) -> list[str]:
-    """Why ``cfg`` cannot train on ``backend`` without a CUDA GPU, one message per setting (none: it can)."""
-    no_gpu = [
-        (
-            backend == "unsloth",
-            "model.backend=unsloth needs a CUDA GPU: use model.backend=trl (or auto) on this machine",
-        ),
-        (
-            cfg.model.fast_inference,
-            "model.fast_inference=true needs vLLM on a CUDA GPU: set model.fast_inference=false on this machine",
-        ),
-        (
-            cfg.model.load_in_4bit,
-            "model.load_in_4bit=true needs bitsandbytes on a CUDA GPU: set model.load_in_4bit=false on this machine",
-        ),
-        (
-            "8bit" in cfg.training.optim,
-            f"training.optim={cfg.training.optim} needs bitsandbytes on a CUDA GPU: use adamw_torch on this machine",
-        ),
-    ]
-    return [message for failed, message in no_gpu if failed]
 
 
 def describe_backend(cfg: Config, backend: str, world: int) -> str:
