@@ -4,11 +4,12 @@
 #   SWEEP=default,trl,notebook PROFILE=default,trl FIT='7B:4@16 3B:16@12,16' LEARNING=1 TESTS_A=saves \
 #     bash bench/gpu_session.sh > /tmp/res.log 2>&1
 #
-# First, alone on the GPU, what is timed: the speed sweep ($SWEEP: its settings; $PROFILE: the rows
+# Alone on the GPU, what is timed: the speed sweep ($SWEEP: its settings; $PROFILE: the rows
 # that also get a torch.profiler table) and the fit rows ($FIT: SIZE:BITS@CAPS items; EVAL_FIT="7B ..."
-# also evaluates those sizes' fit adapters through eval_grpo.py's vLLM path). Then, side by side, the
-# checks that time nothing: with LEARNING=1 the SmolLM2 learning check (bench/learning.py: arms
-# $LEARN_ARMS, $LEARN_SEEDS seeds each, $LEARN_STEPS steps, stopped after $LEARN_DEADLINE_S seconds),
+# also evaluates those sizes' fit adapters through eval_grpo.py's vLLM path). Then (first, with
+# LEARN_FIRST=1, while the sweep's 3B model is built on the CPU), side by side, the checks that time
+# nothing: with LEARNING=1 the SmolLM2 learning check (bench/learning.py: arms $LEARN_ARMS,
+# $LEARN_SEEDS seeds each, $LEARN_STEPS steps, stopped after $LEARN_DEADLINE_S seconds),
 # and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or
 # empty: no lane). Each lane has its own Unsloth compile folder and starts $LANE_GAP_S (default 30)
 # seconds after the one before, so each has taken its vLLM share of the free memory before the next asks.
@@ -50,49 +51,63 @@ collect() {  # the row logs and the learning runs' records so far, into $RES
 }
 gpu_tests() { python -m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py "$@"; }
 
-nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt" 2>&1
-if [ -n "${SWEEP:-}" ]; then
-  step sweep 1500 python bench/bench.py --settings "$SWEEP" ${PROFILE:+--profile "$PROFILE"}
-  collect
-fi
-for item in ${FIT:-}; do
-  step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
-  collect
-  size=${item%%:*} bits=${item#*:}; bits=${bits%@*}
-  if [[ " ${EVAL_FIT:-} " == *" $size "* ]]; then  # through eval_grpo.py's vLLM path, before the next size replaces the model
-    for run in bench/.work/runs/fit-"$size"-"$bits"bit-*gib; do
-      [ -f "$run/adapter/adapter_config.json" ] || continue  # the fit failed before saving one
-      step "eval-$(basename "$run")" 600 python eval_grpo.py --adapter "$run/adapter" \
-        --dataset "bench/.work/prompts-${size,,}.jsonl" --limit 24 --out "$RES/eval-$(basename "$run")"
-    done
+timed() {  # the sweep and the fit rows: alone on the GPU
+  if [ -n "${SWEEP:-}" ]; then
+    step sweep 1500 python bench/bench.py --settings "$SWEEP" ${PROFILE:+--profile "$PROFILE"}
+    collect
   fi
-done
-if [ "${LEARNING:-0}" != 1 ] && [ -z "${TESTS_A:-}${TESTS_B:-}${TESTS_C:-}" ]; then
-  echo "$(date +%T) all done" | tee -a "$RES/driver.log"
-  exit 0
+  for item in ${FIT:-}; do
+    step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"
+    collect
+    size=${item%%:*} bits=${item#*:}; bits=${bits%@*}
+    if [[ " ${EVAL_FIT:-} " == *" $size "* ]]; then  # through eval_grpo.py's vLLM path, before the next size replaces the model
+      for run in bench/.work/runs/fit-"$size"-"$bits"bit-*gib; do
+        [ -f "$run/adapter/adapter_config.json" ] || continue  # the fit failed before saving one
+        step "eval-$(basename "$run")" 600 python eval_grpo.py --adapter "$run/adapter" \
+          --dataset "bench/.work/prompts-${size,,}.jsonl" --limit 24 --out "$RES/eval-$(basename "$run")"
+      done
+    fi
+  done
+}
+side_by_side() {  # the learning check and the test lanes, which time nothing
+  [ "${LEARNING:-0}" = 1 ] || [ -n "${TESTS_A:-}${TESTS_B:-}${TESTS_C:-}" ] || return 0
+  # Format priming (a minute) matters only to the learning check; the tests need the model alone.
+  step assets 300 python offline.py smollm2 --prime-steps "$([ "${LEARNING:-0}" = 1 ] && echo 150 || echo 0)"
+  local lanes=()
+  if [ "${LEARNING:-0}" = 1 ]; then
+    [ -f assets/gsm-symbolic/test.jsonl ] || step gsm-symbolic 300 python offline.py gsm-symbolic
+    step learning "$((${LEARN_DEADLINE_S:-900} + 300))" python bench/learning.py \
+      --arms "${LEARN_ARMS:-default,fast,notebook}" --seeds "${LEARN_SEEDS:-3}" --steps "${LEARN_STEPS:-200}" \
+      --deadline "${LEARN_DEADLINE_S:-900}" &
+    lanes+=($!)
+    sleep "${LANE_GAP_S:-30}"
+  fi
+  for lane in A B C; do
+    k=TESTS_$lane
+    [ -n "${!k:-}" ] || continue
+    UNSLOTH_COMPILE_LOCATION=/tmp/ucc-${lane,,} step "tests-${lane,,}" 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '${!k}'" &
+    lanes+=($!)
+    sleep "${LANE_GAP_S:-30}"
+  done
+  if [ -n "${SWEEP:-}${FIT:-}" ] && [ "${LEARN_FIRST:-0}" = 1 ]; then
+    # The sweep's 3B model is built on the CPU meanwhile, so the timed rows start at once after.
+    step build-3b 600 python bench/bench.py --build 3B bench/.work/qwen2.5-3b-random bench/.work/prompts-3b.jsonl &
+    lanes+=($!)
+  fi
+  # What the lanes have finished, copied into $RES as they go: a sitting cut short keeps it.
+  (while sleep "${COLLECT_EVERY_S:-20}"; do collect; done) &
+  local collector=$!
+  wait "${lanes[@]}"
+  kill "$collector"
+  collect
+}
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$RES/gpu.txt" 2>&1
+if [ "${LEARN_FIRST:-0}" = 1 ]; then
+  side_by_side
+  timed
+else
+  timed
+  side_by_side
 fi
-# Format priming (a minute) matters only to the learning check; the tests need the model alone.
-step assets 300 python offline.py smollm2 --prime-steps "$([ "${LEARNING:-0}" = 1 ] && echo 150 || echo 0)"
-lanes=()
-if [ "${LEARNING:-0}" = 1 ]; then
-  [ -f assets/gsm-symbolic/test.jsonl ] || step gsm-symbolic 300 python offline.py gsm-symbolic
-  step learning "$((${LEARN_DEADLINE_S:-900} + 300))" python bench/learning.py \
-    --arms "${LEARN_ARMS:-default,fused,fast,notebook}" --seeds "${LEARN_SEEDS:-3}" --steps "${LEARN_STEPS:-200}" \
-    --deadline "${LEARN_DEADLINE_S:-900}" &
-  lanes+=($!)
-  sleep "${LANE_GAP_S:-30}"
-fi
-for lane in A B C; do
-  k=TESTS_$lane
-  [ -n "${!k:-}" ] || continue
-  UNSLOTH_COMPILE_LOCATION=/tmp/ucc-${lane,,} step "tests-${lane,,}" 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '${!k}'" &
-  lanes+=($!)
-  sleep "${LANE_GAP_S:-30}"
-done
-# What the lanes have finished, copied into $RES as they go: a sitting cut short keeps it.
-(while sleep "${COLLECT_EVERY_S:-20}"; do collect; done) &
-collector=$!
-wait "${lanes[@]}"
-kill "$collector"
-collect
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"

@@ -23,7 +23,7 @@ def load(name: str):
     return module
 
 
-bench, learning, models = load("bench"), load("learning"), load("models")
+bench, learning, models, unsloth_notebook = load("bench"), load("learning"), load("models"), load("unsloth_notebook")
 
 
 def timed(times: dict[int, float]) -> list[dict]:
@@ -114,6 +114,13 @@ def test_an_arm_lands_only_within_2_points_of_the_defaults_mean(accuracies, verd
 def test_the_learning_arms_train_each_seed_apart_with_the_shipped_configs_optimisation(tmp_path):
     runs = learning.plan(["default", "fast", "notebook"], [3407, 3408], 150, 0.04, tmp_path, "sym.jsonl", "python")
     assert len(runs) == 6 and len({r.out for r in runs}) == 6
+    # Seed by seed, so that started one after another no arm always starts last.
+    assert [(r.arm, r.seed) for r in runs[:4]] == [
+        ("default", 3407),
+        ("fast", 3407),
+        ("notebook", 3407),
+        ("default", 3408),
+    ]
     assert len({r.env["UNSLOTH_COMPILE_LOCATION"] for r in runs}) == 6  # side by side they would rewrite one folder
     for run in runs:
         train, held_out, symbolic = run.commands
@@ -208,6 +215,65 @@ def test_each_lever_row_changes_only_what_it_names(name, changes):
         assert lever["training"][key] == value and default["training"][key] != value
         lever["training"].pop(key), default["training"].pop(key)
     assert lever == default
+
+
+def test_the_notebook_row_runs_the_notebooks_own_calls_which_the_recipes_notebook_config_mirrors():
+    assert bench.SETTINGS["notebook"].entry == "notebook"
+    assert all(s.entry == "train_grpo" for name, s in bench.SETTINGS.items() if name != "notebook")
+    nb, cfg = unsloth_notebook, load_config(str(bench.NOTEBOOK_YAML))
+    m, t, peft = nb.MODEL, nb.TRAINING, nb.PEFT
+    assert nb.ENVIRONMENT == {"UNSLOTH_VLLM_STANDBY": "1"}
+    assert (m["max_seq_length"], m["load_in_4bit"], m["gpu_memory_utilization"]) == (
+        cfg.model.max_seq_length,
+        cfg.model.load_in_4bit,
+        cfg.model.gpu_memory_utilization,
+    )
+    assert (peft["r"], peft["lora_alpha"], m["max_lora_rank"]) == (cfg.lora.r, cfg.lora.alpha, cfg.lora.r)
+    assert set(peft["target_modules"]) == set(cfg.lora.target_modules) == set(LORA_PROJECTIONS)
+    assert peft["use_gradient_checkpointing"] == cfg.lora.gradient_checkpointing
+    c = cfg.training
+    for key in ("learning_rate", "adam_beta1", "adam_beta2", "weight_decay", "warmup_ratio", "lr_scheduler_type"):
+        assert t[key] == getattr(c, key), key
+    assert (t["optim"], t["max_grad_norm"], t["num_generations"], t["max_completion_length"]) == (
+        c.optim,
+        c.max_grad_norm,
+        c.num_generations,
+        c.max_completion_length,
+    )
+    assert (t["per_device_train_batch_size"], t["gradient_accumulation_steps"]) == (1, 1)  # one prompt a step
+    assert list(cfg.rewards) == nb.REWARDS
+
+
+def test_the_notebook_row_is_launched_through_its_own_entry(tmp_path, monkeypatch):
+    commands = []
+
+    def call(command, **kwargs):
+        commands.append(command)
+        return 1
+
+    monkeypatch.setattr(bench, "WORK", tmp_path)
+    monkeypatch.setattr(bench.subprocess, "call", call)
+    args = bench.argparse.Namespace(steps=12, warmup=4, profile=[], smoke=False)
+    for name in ("notebook", "default"):
+        bench.run_setting(name, bench.SETTINGS[name], args, tmp_path / "model", tmp_path / "data.jsonl", None)
+    entries = [c[c.index("--entry") + 1] for c in commands]
+    assert entries == ["notebook", "train_grpo"]
+
+
+def test_a_smoke_run_leaves_out_the_rows_that_need_unsloth(tmp_path, monkeypatch, capsys):
+    ran = []
+    monkeypatch.setattr(bench, "WORK", tmp_path)
+    monkeypatch.setattr(bench.subprocess, "check_call", lambda *a, **k: 0)
+    monkeypatch.setattr(bench, "bench_prompt_tokens", lambda model, data: 60)
+    monkeypatch.setattr(
+        bench, "run_setting", lambda name, *a: ran.append(name) or {"name": name, "description": "", "exit_code": 1}
+    )
+    monkeypatch.setattr(bench, "annotate", lambda row, *a: row)
+    monkeypatch.setattr(
+        sys, "argv", ["bench.py", "--smoke", "--settings", "default,notebook", "--out", str(tmp_path / "s.json")]
+    )
+    assert bench.main() == 0
+    assert ran == ["default"] and "notebook left out" in capsys.readouterr().out
 
 
 def test_the_sweep_holds_the_peers_a_user_would_pick_instead():
@@ -368,6 +434,7 @@ def test_a_sweep_lost_mid_row_keeps_the_rows_it_finished_and_names_the_rest(tmp_
     assert [r["name"] for r in summary["settings"]] == ["default", "trl"]
     assert summary["not_finished"] == ["notebook"]
     assert summary["prompts_per_s_default_vs_trl"] == 1.0
+    assert summary["prompts_per_s_vs_trl"] == {"default": 1.0, "trl": 1.0}
 
 
 def test_a_cut_short_fit_is_rebuilt_from_its_log_and_merged_into_the_table(tmp_path, monkeypatch):
