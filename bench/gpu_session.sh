@@ -9,7 +9,8 @@
 # also evaluates those sizes' fit adapters through eval_grpo.py's vLLM path). Then (first, with
 # LEARN_FIRST=1, while the sweep's 3B model is built on the CPU), side by side, the checks that time
 # nothing: with LEARNING=1 the SmolLM2 learning check (bench/learning.py: arms $LEARN_ARMS,
-# $LEARN_SEEDS seeds each, $LEARN_STEPS steps, stopped after $LEARN_DEADLINE_S seconds),
+# $LEARN_SEEDS seeds each, $LEARN_STEPS steps, $LEARN_VLLM_GIB GiB of vLLM each, stopped after
+# $LEARN_DEADLINE_S seconds),
 # and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or
 # empty: no lane). Each lane has its own Unsloth compile folder and starts $LANE_GAP_S (default 30)
 # seconds after the one before, so each has taken its vLLM share of the free memory before the next asks.
@@ -51,7 +52,17 @@ collect() {  # the row logs and the learning runs' records so far, into $RES
 }
 gpu_tests() { python -m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py "$@"; }
 
+gpu_idle() {  # up to 2 minutes for the GPU to be free: anything left holding memory skews every row after it
+  local used
+  for _ in $(seq 60); do
+    used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1)
+    [ "${used:-0}" -lt 1024 ] && return 0
+    sleep 2
+  done
+  echo "$(date +%T) warning: ${used} MiB of the GPU still in use before the timed rows" | tee -a "$RES/driver.log"
+}
 timed() {  # the sweep and the fit rows: alone on the GPU
+  gpu_idle
   if [ -n "${SWEEP:-}" ]; then
     step sweep 1500 python bench/bench.py --settings "$SWEEP" ${PROFILE:+--profile "$PROFILE"}
     collect
@@ -78,7 +89,7 @@ side_by_side() {  # the learning check and the test lanes, which time nothing
     [ -f assets/gsm-symbolic/test.jsonl ] || step gsm-symbolic 300 python offline.py gsm-symbolic
     step learning "$((${LEARN_DEADLINE_S:-900} + 300))" python bench/learning.py \
       --arms "${LEARN_ARMS:-default,fast,notebook}" --seeds "${LEARN_SEEDS:-3}" --steps "${LEARN_STEPS:-200}" \
-      --deadline "${LEARN_DEADLINE_S:-900}" &
+      --deadline "${LEARN_DEADLINE_S:-900}" --vllm-gib "${LEARN_VLLM_GIB:-6}" &
     lanes+=($!)
     sleep "${LANE_GAP_S:-30}"
   fi

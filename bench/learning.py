@@ -22,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
+import signal
 import statistics
 import subprocess
 import sys
@@ -113,26 +115,66 @@ def plan(
     return runs
 
 
-def run_all(runs: list[Run], stagger_s: float, deadline_s: float) -> dict[str, int | None]:
-    """Every run's commands in order, the runs side by side, each start ``stagger_s`` after the one before
-    (so that each takes its vLLM share of the memory free then); a run still going at ``deadline_s`` is
-    stopped. Each run's exit code (None: stopped), by output folder."""
+def free_gib() -> float | None:
+    """The GPU's free memory now, from NVML (None without a GPU)."""
+    try:
+        import pynvml
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).free / 2**30
+    except pynvml.NVMLError:
+        return None
+
+
+def with_share(train: tuple[str, ...], share: float) -> tuple[str, ...]:
+    """The training command with its vLLM share (model.gpu_memory_utilization) replaced."""
+    key = "model.gpu_memory_utilization="
+    return tuple(f"{key}{share}" if arg.startswith(key) else arg for arg in train)
+
+
+def run_all(
+    runs: list[Run], stagger_s: float, deadline_s: float, vllm_gib: float | None = None
+) -> dict[str, int | None]:
+    """Every run's commands in order, the runs side by side, each start ``stagger_s`` after the one before;
+    a run still going at ``deadline_s`` is stopped with everything it started. Each run's exit code (None:
+    stopped), by output folder.
+
+    vLLM sizes its memory as a share of what is free when it starts, which shrinks as neighbours start:
+    with ``vllm_gib`` each run's share is set then, so that every run's vLLM gets that much.
+    """
     started, lanes = time.time(), {}
     for run in runs:
         run.out.mkdir(parents=True, exist_ok=True)
-        script = " && ".join(shlex.join(c) for c in run.commands)
-        with open(run.out / "lane.log", "w") as log:  # the child keeps its own copy of the descriptor
-            lanes[str(run.out)] = subprocess.Popen(
-                ["bash", "-c", script], cwd=ROOT, env={**os.environ, **run.env}, stdout=log, stderr=subprocess.STDOUT
+        commands, note = run.commands, ""
+        free = free_gib() if vllm_gib else None
+        if free:
+            share = round(min(0.9, vllm_gib / free), 4)
+            commands, note = (
+                (with_share(commands[0], share), *commands[1:]),
+                f" (vLLM share {share} of {free:.1f} GiB free)",
             )
-        print(f"{time.strftime('%T')} started {run.out.name}", flush=True)
+        script = " && ".join(shlex.join(c) for c in commands)
+        with open(run.out / "lane.log", "w") as log:  # the child keeps its own copy of the descriptor
+            # A session of its own: at the deadline the whole lane goes, not only its shell, so nothing
+            # it started holds GPU memory into what runs next (2026-12-06: the sweep after it failed).
+            lanes[str(run.out)] = subprocess.Popen(
+                ["bash", "-c", script],
+                cwd=ROOT,
+                env={**os.environ, **run.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        print(f"{time.strftime('%T')} started {run.out.name}{note}", flush=True)
         time.sleep(stagger_s)
     codes: dict[str, int | None] = {}
     for out, lane in lanes.items():
         try:
             codes[out] = lane.wait(timeout=max(1.0, deadline_s - (time.time() - started)))
         except subprocess.TimeoutExpired:
-            lane.kill()
+            os.killpg(lane.pid, signal.SIGKILL)
             lane.wait()
             codes[out] = None
         print(
@@ -158,8 +200,10 @@ def summarize_run(run: Path, window: int = 20) -> dict:
     rows = read_jsonl(run / "metrics.jsonl")  # a run stopped at the deadline may leave a cut last line
     steps = [r for r in rows if "reward" in r]
     timed = [r for r in rows if "step_time" in r]
+    config = yaml.safe_load((run / "config.yaml").read_text())
     return {
-        "config": yaml.safe_load((run / "config.yaml").read_text()),
+        "config": config,
+        **kv_cache(run / "lane.log", config),
         "steps": max(r["step"] for r in rows if "step" in r),
         "reward_rows": len(steps),
         "minutes": round((timed[-1]["time"] - timed[0]["time"] + timed[0]["step_time"]) / 60, 2),
@@ -169,6 +213,18 @@ def summarize_run(run: Path, window: int = 20) -> dict:
             [round((r["time"] - timed[0]["time"] + timed[0]["step_time"]) / 60, 3), round(r[KEYS["correctness"]], 4)]
             for r in steps
         ],
+    }
+
+
+def kv_cache(log: Path, config: dict) -> dict:
+    """vLLM's KV cache in the training run (the first engine its log reports) against what one generation
+    batch can fill: a smaller cache queues and recomputes sequences, and the run's minutes grow with it."""
+    found = re.search(r"GPU KV cache size: ([\d,]+) tokens", log.read_text(errors="replace")) if log.exists() else None
+    t = config.get("training", {})
+    batch = t.get("prompts_per_step", 1) * t.get("num_generations", 1) * t.get("steps_per_generation", 1)
+    return {
+        "kv_cache_tokens": int(found.group(1).replace(",", "")) if found else None,
+        "generation_batch_tokens": batch * config.get("model", {}).get("max_seq_length", 0),
     }
 
 
@@ -239,7 +295,7 @@ def table(learning: dict) -> str:
         f"SmolLM2 learning check, {learning['steps']} steps, {learning['seeds']} seeds per arm, side by side on "
         f"{learning['device']} ({learning['date']}); mean ± sd over seeds.",
         "",
-        "| arm | what | seeds | held-out accuracy | vs default | strict format | GSM-Symbolic | minutes |",
+        "| arm | what | seeds evaluated | held-out accuracy | vs default | strict format | GSM-Symbolic | minutes |",
         "|---|---|---|---|---|---|---|---|",
     ]
 
@@ -301,13 +357,15 @@ def plot(out: Path, png: Path) -> Path:
             acc, minutes = arm["held_out_accuracy"], arm["minutes"]
             final.errorbar(
                 minutes["mean"], 100 * acc["mean"], yerr=100 * (acc["sd"] or 0), xerr=minutes["sd"] or 0,
-                fmt="o", color=line.get_color(), label=name, capsize=3,
+                fmt="o", color=line.get_color(), label=f"{name} ({arm['seeds_finished']} evaluated)", capsize=3,
             )  # fmt: skip
     curves.set(xlabel="minutes of training", ylabel="training correctness reward (of 2.0)", title="during training")
     final.set(xlabel="minutes of training", ylabel="held-out accuracy, %", title="after training (mean ± sd)")
     curves.legend()
     final.legend()
-    fig.suptitle(f"SmolLM2-135M, {learning['steps']} steps, {learning['seeds']} seeds per arm, runs sharing one GPU")
+    fig.suptitle(
+        f"SmolLM2-135M, {learning['steps']} steps, {learning['seeds']} seeds per arm trained side by side on one GPU"
+    )
     fig.tight_layout()
     fig.savefig(png, dpi=110)
     return png
@@ -319,10 +377,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, default=3, help="seeds per arm (3407, 3408, ...)")
     parser.add_argument("--steps", type=int, default=200)
     # vLLM sizes its KV cache from the device's free memory while it starts, so a neighbour that allocates
-    # meanwhile shrinks it: 9 runs started 8 s apart at 0.04 left the last one no KV cache (2026-12-06).
+    # meanwhile shrinks it. At a fixed share of 0.06 the later runs got KV caches smaller than their
+    # generation batch (25k tokens for spg 4's 128 x 512) and generated 5-10 times slower (2026-12-06c).
     parser.add_argument(
-        "--share", type=float, default=0.06, help="each run's vLLM share of the memory free at its start"
+        "--vllm-gib",
+        type=float,
+        default=6.0,
+        help="GiB of GPU memory each run's vLLM takes (its share is set at its start)",
     )
+    parser.add_argument("--share", type=float, default=0.06, help="each run's vLLM share where no GPU can be read")
     parser.add_argument("--stagger", type=float, default=20.0, help="seconds between two runs' starts")
     parser.add_argument("--deadline", type=float, default=1500.0, help="seconds after which unfinished runs stop")
     parser.add_argument("--outputs", type=Path, default=ROOT / "outputs" / "learn")
@@ -337,6 +400,7 @@ def main(argv: list[str] | None = None) -> int:
         help="summarise the ARM-sSEED run folders in DIR (as bench/gpu_session.sh copies them) instead of running",
     )
     parser.add_argument("--device", help="with --summarize: the GPU they ran on")
+    parser.add_argument("--note", help="with --summarize: how the runs went, for the summary's note")
     parser.add_argument("--plot", action="store_true", help="draw --out's learning as time-to-accuracy.png beside it")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
@@ -356,18 +420,19 @@ def main(argv: list[str] | None = None) -> int:
             print(" ".join(f"{k}={v}" for k, v in run.env.items()), " && ".join(shlex.join(c) for c in run.commands))
         return 0
     started = time.time()
-    codes = {} if args.summarize else run_all(runs, args.stagger, args.deadline)
+    codes = {} if args.summarize else run_all(runs, args.stagger, args.deadline, args.vllm_gib)
     results = collect(runs, codes)
     learning = {
         "date": time.strftime("%Y-%m-%d"),
         "device": args.device or gpu_name(),
-        "command": " ".join(["python", "bench/learning.py", *(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join(["python", "bench/learning.py", *(argv if argv is not None else sys.argv[1:])]),
         "config": CONFIG,
         "steps": args.steps,
         "seeds": args.seeds,
         "side_by_side": len(runs),
         **({} if args.summarize else {"wall_minutes": round((time.time() - started) / 60, 1)}),
-        "note": f"{len(runs)} runs shared one GPU, started {args.stagger:g} s apart: minutes compare arms with each other, not with a run alone",
+        "note": args.note
+        or f"{len(runs)} runs shared one GPU, started {args.stagger:g} s apart: minutes compare arms with each other, not with a run alone",
         "arms": aggregate(results),
         "runs": results,
     }

@@ -4,6 +4,7 @@ import dataclasses
 import importlib.util
 import json
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -90,6 +91,26 @@ def test_a_learning_run_counts_steps_and_reward_rows_apart_and_times_from_its_fi
 
 
 @pytest.mark.parametrize(
+    "log, expected",
+    [
+        pytest.param("INFO [kv_cache_utils.py:2177] GPU KV cache size: 25,248 tokens\n", 25_248, id="vllm-line"),
+        pytest.param(
+            "GPU KV cache size: 87,152 tokens\n... GPU KV cache size: 9 tokens\n", 87_152, id="training-engine-first"
+        ),
+        pytest.param("no engine started\n", None, id="none-reported"),
+    ],
+)
+def test_a_learning_run_reports_its_kv_cache_against_its_generation_batch(tmp_path, log, expected):
+    write_run(tmp_path / "run", steps=8, every=4)
+    (tmp_path / "run" / "config.yaml").write_text(
+        "model: {max_seq_length: 512}\ntraining: {prompts_per_step: 4, num_generations: 8, steps_per_generation: 4}\n"
+    )
+    (tmp_path / "run" / "lane.log").write_text(log)
+    got = learning.summarize_run(tmp_path / "run")
+    assert (got["kv_cache_tokens"], got["generation_batch_tokens"]) == (expected, 128 * 512)
+
+
+@pytest.mark.parametrize(
     "accuracies, verdict",
     [
         pytest.param({"default": [0.48, 0.50, 0.46], "fused": [0.47, 0.49, 0.45]}, True, id="1-point-below-lands"),
@@ -150,6 +171,29 @@ def test_runs_go_side_by_side_and_one_past_the_deadline_is_stopped(tmp_path):
     assert (tmp_path / "quick" / "lane.log").read_text() == "hi\n"
 
 
+def test_a_run_stopped_at_the_deadline_leaves_nothing_it_started_running(tmp_path):
+    pid_file = tmp_path / "child.pid"
+    lane = learning.Run("a", 1, tmp_path / "lane", (("bash", "-c", f"sleep 60 & echo $! > {pid_file}; wait"),), {})
+    assert learning.run_all([lane], stagger_s=0, deadline_s=2) == {str(tmp_path / "lane"): None}
+    child = Path(f"/proc/{pid_file.read_text().strip()}/status")
+    deadline = time.time() + 10
+    while child.exists() and "zombie" not in child.read_text() and time.time() < deadline:
+        time.sleep(0.1)
+    assert not child.exists() or "zombie" in child.read_text()  # gone, or dead and waiting for its reaper
+
+
+def test_each_run_gets_the_vllm_memory_asked_for_as_a_share_of_what_is_free_at_its_start(tmp_path, monkeypatch):
+    free = iter([60.0, 30.0])
+    monkeypatch.setattr(learning, "free_gib", lambda: next(free))
+    runs = [
+        learning.Run("a", seed, tmp_path / f"r{seed}", (("echo", "--set", "model.gpu_memory_utilization=0.06"),), {})
+        for seed in (1, 2)
+    ]
+    learning.run_all(runs, stagger_s=0, deadline_s=10, vllm_gib=6.0)
+    shares = [(r.out / "lane.log").read_text().split()[-1] for r in runs]
+    assert shares == ["model.gpu_memory_utilization=0.1", "model.gpu_memory_utilization=0.2"]
+
+
 def test_runs_copied_off_a_machine_are_summarised_into_latest_json_and_plotted(tmp_path):
     learn = tmp_path / "learn"
     for arm, accuracy in (("default", 0.48), ("fast", 0.50)):
@@ -159,11 +203,12 @@ def test_runs_copied_off_a_machine_are_summarised_into_latest_json_and_plotted(t
     out = tmp_path / "latest.json"
     out.write_text(json.dumps({"invocation": "kept"}))
     argv = ["--summarize", str(learn), "--arms", "default,fast", "--seeds", "3", "--steps", "40"]
-    assert learning.main([*argv, "--device", "GPU", "--out", str(out)]) == 0
+    assert learning.main([*argv, "--device", "H100 80GB", "--note", "one was cut", "--out", str(out)]) == 0
     summary = json.loads(out.read_text())
     assert summary["invocation"] == "kept"
     got = summary["learning"]
-    assert got["device"] == "GPU" and got["steps"] == 40 and len(got["runs"]) == 6
+    assert got["device"] == "H100 80GB" and got["steps"] == 40 and len(got["runs"]) == 6
+    assert got["note"] == "one was cut" and "--device 'H100 80GB'" in got["command"]  # rerunnable as printed
     fast = got["arms"]["fast"]
     assert fast["seeds_finished"] == 2 and fast["held_out_accuracy"]["mean"] == 0.505
     assert fast["vs_default_points"] == 2.0 and fast["within_2_points_of_default"]

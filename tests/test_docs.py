@@ -21,6 +21,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "bench"))
 
+import learning  # noqa: E402
+
 import bench  # noqa: E402
 from recipe import distributed  # noqa: E402
 from recipe.config import Config, load_config  # noqa: E402
@@ -140,6 +142,11 @@ def test_a_documented_command_names_what_exists(path, line):
             assert set(value.split(",")) <= set(bench.SETTINGS), f"{path}: unknown bench setting in {value}"
         for value in option_values(args, "--fit"):
             assert {item.split(":")[0] for item in value.split(",")} <= set(bench.SIZES), value
+    if script == "bench/learning.py":
+        for value in option_values(args, "--arms"):
+            assert set(value.split(",")) <= set(learning.ARMS), f"{path}: unknown learning arm in {value}"
+    if script == "bench/gpu_session.sh" and (arms := env_value(line, "LEARN_ARMS")):
+        assert set(arms.split(",")) <= set(learning.ARMS), f"{path}: LEARN_ARMS names an unknown arm"
     if script == "bench/gpu_session.sh" and (sweep := env_value(line, "SWEEP")):
         assert set(sweep.split(",")) <= set(bench.SETTINGS), f"{path}: SWEEP names an unknown setting"
     if parts[0] in ("accelerate", "torchrun"):
@@ -183,6 +190,9 @@ def test_every_doc_shows_commands():
         ),
         pytest.param(
             "python bench/bench.py --settings default,nocompile", "unknown bench setting", id="removed-setting"
+        ),
+        pytest.param(
+            "python bench/learning.py --arms previous,default --seeds 3", "unknown learning arm", id="removed-arm"
         ),
         pytest.param(
             "accelerate launch --config_file configs/accelerate/ddp.yaml --num_processes 4 train_grpo.py --config config.yaml",
