@@ -52,11 +52,13 @@ collect() {  # the row logs and the learning runs' records so far, into $RES
 }
 gpu_tests() { python -m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py "$@"; }
 
-gpu_idle() {  # up to 2 minutes for the GPU to be free: anything left holding memory skews every row after it
-  local used
-  for _ in $(seq 60); do
+gpu_idle() {  # up to $GPU_IDLE_S (120) s for the GPU to be free: memory still held skews every row after it
+  local used end=$((SECONDS + ${GPU_IDLE_S:-120}))
+  while :; do
     used=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1)
-    [ "${used:-0}" -lt 1024 ] && return 0
+    [[ "$used" =~ ^[0-9]+$ ]] || return 0  # nothing to read: nothing to wait for
+    [ "$used" -lt 1024 ] && return 0
+    [ "$SECONDS" -ge "$end" ] && break
     sleep 2
   done
   echo "$(date +%T) warning: ${used} MiB of the GPU still in use before the timed rows" | tee -a "$RES/driver.log"

@@ -22,10 +22,21 @@ exit 0
 """
 
 
+FAKE_NVIDIA_SMI = """#!/usr/bin/env bash
+# The memory in use, when a test gives it (one reading per line of $GPU_USED, the last one repeated).
+if [[ "$*" == *memory.used* ]] && [ -n "${GPU_USED:-}" ]; then
+  n=$(cat "$GPU_USED.n" 2>/dev/null || echo 0); echo $((n + 1)) > "$GPU_USED.n"
+  sed -n "$((n + 1))p" "$GPU_USED" | grep . || tail -1 "$GPU_USED"
+  exit 0
+fi
+echo fake-gpu
+"""
+
+
 def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, body in {"python": FAKE_PYTHON, "nvidia-smi": "#!/usr/bin/env bash\necho fake-gpu\n"}.items():
+    for name, body in {"python": FAKE_PYTHON, "nvidia-smi": FAKE_NVIDIA_SMI}.items():
         (bin_dir / name).write_text(body)
         (bin_dir / name).chmod(0o755)
     res, calls = tmp_path / "res", tmp_path / "calls.txt"
@@ -33,7 +44,7 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
         **{
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("TESTS_", "SWEEP", "PROFILE", "FIT", "EVAL_FIT", "LEARN", "FAIL_ON"))
+            if not k.startswith(("TESTS_", "SWEEP", "PROFILE", "FIT", "EVAL_FIT", "LEARN", "FAIL_ON", "GPU_"))
         },
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "RES": str(res),
@@ -98,7 +109,7 @@ def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_la
     assert args[0] == "offline.py smollm2 --prime-steps 150"
     assert args[1 : 1 + len(symbolic)] == [f"offline.py {s}" for s in symbolic]
     learn = next(a for a in args if a.startswith("bench/learning.py"))
-    assert learn == "bench/learning.py --arms default,fast --seeds 3 --steps 150 --deadline 900"
+    assert learn == "bench/learning.py --arms default,fast --seeds 3 --steps 150 --deadline 900 --vllm-gib 6"
     assert (res / "driver.log").read_text().rstrip().endswith("all done")
 
 
@@ -127,3 +138,33 @@ def test_driver_log_records_each_steps_own_exit_code(tmp_path):
     *_, res = sitting(tmp_path, SWEEP="default", FIT="7B:4@16", FAIL_ON="--settings")
     ends = [line.split(" ", 2)[2] for line in (res / "driver.log").read_text().splitlines() if " end " in line]
     assert ends == ["sweep rc=3", "fit-7B-4-16 rc=0"]
+
+
+def test_learn_first_runs_the_learning_check_while_the_3b_is_built_then_the_timed_sweep(tmp_path):
+    steps, calls, res = sitting(
+        tmp_path, LEARN_FIRST="1", LEARNING="1", SWEEP="default,trl", LANE_GAP_S="0", COLLECT_EVERY_S="0.2"
+    )
+    symbolic = [] if (ROOT / "assets" / "gsm-symbolic" / "test.jsonl").exists() else ["gsm-symbolic"]
+    assert steps[: 1 + len(symbolic)] == ["assets", *symbolic]
+    assert sorted(steps[1 + len(symbolic) : -1]) == ["build-3b", "learning"] and steps[-1] == "sweep"
+    args = [call.split(" ", 1)[1] for call in calls]
+    assert "bench/bench.py --build 3B bench/.work/qwen2.5-3b-random bench/.work/prompts-3b.jsonl" in args
+    assert args[-1] == "bench/bench.py --settings default,trl"
+    assert (res / "driver.log").read_text().rstrip().endswith("all done")
+
+
+@pytest.mark.parametrize(
+    "readings, warned",
+    [
+        pytest.param("9000\n9000\n300\n", False, id="waits-until-it-frees"),
+        pytest.param("9000\n", True, id="still-held-after-the-wait"),
+    ],
+)
+def test_the_timed_rows_wait_for_an_idle_gpu(tmp_path, readings, warned):
+    (tmp_path / "used.txt").write_text(readings)
+    steps, _, res = sitting(tmp_path, SWEEP="default", GPU_USED=str(tmp_path / "used.txt"), GPU_IDLE_S="3")
+    assert steps == ["sweep"]
+    log = (res / "driver.log").read_text()
+    assert ("MiB of the GPU still in use" in log) is warned
+    if not warned:
+        assert int((tmp_path / "used.txt.n").read_text()) == 3  # it read until the GPU was free
