@@ -11,8 +11,8 @@ mean and standard deviation over seeds. Every arm is configs/smollm2-learn.yaml 
 to the default's optimizer or steps_per_generation lands only if its arm's mean held-out accuracy is
 no more than 2 points below ``default``'s, measured in the same sitting.
 
-The runs share the GPU (each with its own Unsloth compile folder and a small vLLM share), so their
-minutes are slower than alone and comparable with each other only. Each run: train_grpo.py, then
+The runs share the GPU (each with its own Unsloth compile folder and --vllm-gib of memory for its
+vLLM), so their minutes are slower than alone and comparable with each other only. Each run: train_grpo.py, then
 eval_grpo.py on the held-out split and on GSM-Symbolic (strict format is the trained model's rate of
 completions in the exact tag format). Needs the SmolLM2 assets (offline.py smollm2 --prime-steps 150).
 """
