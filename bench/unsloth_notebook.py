@@ -103,8 +103,9 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         flush=True,
     )
     started = time.time()
+    local = Path(cfg.model.name).expanduser()
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=str(Path(cfg.model.name).resolve()), local_files_only=True, **MODEL
+        model_name=str(local.resolve()) if local.is_dir() else cfg.model.name, local_files_only=local.is_dir(), **MODEL
     )
     model = FastLanguageModel.get_peft_model(model, **PEFT)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
