@@ -219,11 +219,12 @@ def test_runs_copied_off_a_machine_are_summarised_into_latest_json_and_plotted(t
 
 
 @pytest.mark.parametrize("name", list(bench.SETTINGS))
-def test_every_setting_trains_one_prompt_of_6_completions_a_step(name):
+def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
     setting = bench.SETTINGS[name]
     cfg = load_config(str(setting.config), list(setting.overrides))
+    prompts = 2 if name == "pps2" else 1  # the lever that takes more prompts per step
     assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (
-        1,
+        prompts,
         6,
         200,
     )
@@ -249,6 +250,7 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
     [
         pytest.param("fused", {"optim": "adamw_torch_fused"}, id="fused-optimizer-only"),
         pytest.param("fast", {"optim": "adamw_torch_fused", "steps_per_generation": 8}, id="fast-config"),
+        pytest.param("pps2", {"optim": "adamw_torch_fused", "prompts_per_step": 2}, id="two-prompts-a-step"),
     ],
 )
 def test_each_lever_row_changes_only_what_it_names(name, changes):
