@@ -12,9 +12,10 @@ to the default's optimizer or steps_per_generation lands only if its arm's mean 
 no more than 2 points below ``default``'s, measured in the same sitting.
 
 The runs share the GPU (each with its own Unsloth compile folder and --vllm-gib of memory for its
-vLLM), so their minutes are slower than alone and comparable with each other only. Each run: train_grpo.py, then
-eval_grpo.py on the held-out split and on GSM-Symbolic (strict format is the trained model's rate of
-completions in the exact tag format). Needs the SmolLM2 assets (offline.py smollm2 --prime-steps 150).
+vLLM), so their minutes are slower than alone and comparable with each other only. Each run:
+train_grpo.py, then eval_grpo.py on the held-out split and on GSM-Symbolic (strict format is the
+trained model's rate of completions in the exact tag format). Needs the SmolLM2 assets (offline.py
+smollm2 --prime-steps 150).
 """
 
 from __future__ import annotations
@@ -158,7 +159,7 @@ def run_all(
         script = " && ".join(shlex.join(c) for c in commands)
         with open(run.out / "lane.log", "w") as log:  # the child keeps its own copy of the descriptor
             # A session of its own: at the deadline the whole lane goes, not only its shell, so nothing
-            # it started holds GPU memory into what runs next (2026-12-06: the sweep after it failed).
+            # it started holds GPU memory into what runs next (LOG, 2026-12-06d: the sweep after it failed).
             lanes[str(run.out)] = subprocess.Popen(
                 ["bash", "-c", script],
                 cwd=ROOT,
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=200)
     # vLLM sizes its KV cache from the device's free memory while it starts, so a neighbour that allocates
     # meanwhile shrinks it. At a fixed share of 0.06 the later runs got KV caches smaller than their
-    # generation batch (25k tokens for spg 4's 128 x 512) and generated 5-10 times slower (2026-12-06c).
+    # generation batch (25k tokens for spg 4's 128 x 512) and generated 5-10 times slower (LOG, 2026-12-06d).
     parser.add_argument(
         "--vllm-gib",
         type=float,
