@@ -537,7 +537,8 @@ def annotate(row: dict, name: str, invocation: str, tokens: int | None, limits: 
     if limits and tokens and row.get("exit_code") == 0:
         cfg = load_config(str(setting.config), list(setting.overrides))
         row["floor_s_per_step"] = floors(shape_of("3B"), cfg, row["backend"], tokens, limits)
-    if tokens and cap:
+    # recipe/memory.py forecasts train_grpo.py; the notebook's standby mode sizes vLLM its own way.
+    if tokens and cap and setting.entry == "train_grpo":
         row["predicted_peak_gib"] = predicted_peak(setting.config, list(setting.overrides), "3B", cap, tokens)
         row["forecast_error"] = forecast_error(row["predicted_peak_gib"], row.get("peak_gpu_gib"))
     return row

@@ -307,6 +307,14 @@ def test_the_notebook_row_is_launched_through_its_own_entry(tmp_path, monkeypatc
     assert entries == ["notebook", "train_grpo"]
 
 
+@pytest.mark.parametrize("name, forecast", [("default", True), ("notebook", False)])
+def test_only_the_recipes_rows_carry_the_recipes_memory_forecast(name, forecast):
+    row = {"name": name, "exit_code": 0, "backend": "unsloth", "peak_gpu_gib": 16.0, "fits": True}
+    row = bench.annotate(row, name, "id", 60, {"copy_gb_s": 3000, "bf16_tflop_s": 780}, 23.99)
+    assert ("predicted_peak_gib" in row) is forecast and ("forecast_error" in row) is forecast
+    assert sum(row["floor_s_per_step"].values()) > 0
+
+
 def test_a_smoke_run_leaves_out_the_rows_that_need_unsloth(tmp_path, monkeypatch, capsys):
     ran = []
     monkeypatch.setattr(bench, "WORK", tmp_path)
