@@ -8,8 +8,8 @@ imported, FastLanguageModel.from_pretrained and get_peft_model, a GRPOConfig and
 TRL's and Unsloth's defaults for everything else (Unsloth sizes vLLM's batch; this recipe sizes it to
 one step's completions). What differs: the seed's rank 32, 6 completions and vLLM share 0.59; local
 paths (model.name, data.dataset, output.dir) and max_steps from the config; this project's prompts and
-fixed rewards (the notebook's print one sample per step); and a callback writing metrics.jsonl for
-the bench. configs/notebook-4090.yaml is the same recipe through train_grpo.py (the learning arm).
+fixed rewards (the notebook's print one sample per step); a callback writing metrics.jsonl for the
+bench; and with --card-gib, the standby share Unsloth would pick on that card. configs/notebook-4090.yaml is the same recipe through train_grpo.py (the learning arm).
 """
 
 from __future__ import annotations
@@ -67,6 +67,17 @@ TRAINING = {
 REWARDS = ["xmlcount", "soft_format", "strict_format", "integer_answer", "correctness"]
 
 
+def standby_share(card_gib: float) -> float:
+    """The vLLM share Unsloth's standby mode picks on a card of ``card_gib`` (unsloth_zoo 2026.10.7 with
+    vLLM >= 0.11: a tier by a tenth of the card's memory, times 0.95).
+
+    Unsloth reads the whole GPU's memory, so on the bench's capped card it would pick an 80 GB card's
+    share (0.879, measured) instead of a 4090's (0.784): the bench asks for the card's share itself.
+    """
+    tiers = ((4.0, 0.925), (2.5, 0.9), (2.0, 0.825), (1.4, 0.8), (1.0, 0.775))
+    return round(next((share for tenth, share in tiers if card_gib / 10 >= tenth), 0.75) * 0.95, 5)
+
+
 def import_unsloth() -> None:
     """The notebook's environment, then Unsloth, which must come before trl."""
     os.environ.update(ENVIRONMENT)
@@ -103,9 +114,15 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         flush=True,
     )
     started = time.time()
+    model_args = dict(MODEL)
+    if args.card_gib:  # the bench's capped card
+        os.environ["UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE"] = "1"
+        model_args["gpu_memory_utilization"] = standby_share(args.card_gib)
     local = Path(cfg.model.name).expanduser()
     model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=str(local.resolve()) if local.is_dir() else cfg.model.name, local_files_only=local.is_dir(), **MODEL
+        model_name=str(local.resolve()) if local.is_dir() else cfg.model.name,
+        local_files_only=local.is_dir(),
+        **model_args,
     )
     model = FastLanguageModel.get_peft_model(model, **PEFT)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

@@ -291,6 +291,19 @@ def test_the_notebook_row_runs_the_notebooks_own_calls_which_the_recipes_noteboo
     assert list(cfg.rewards) == nb.REWARDS
 
 
+@pytest.mark.parametrize(
+    "card_gib, share",
+    [
+        pytest.param(79.18, 0.87875, id="h100-as-unsloth-logged-it"),  # "Changing gpu_memory_utilization to 0.87875"
+        pytest.param(23.99, 0.78375, id="rtx-4090"),
+        pytest.param(16.0, 0.76, id="16gb"),
+        pytest.param(8.0, 0.7125, id="8gb"),
+    ],
+)
+def test_the_notebook_row_asks_for_the_standby_share_unsloth_picks_on_the_emulated_card(card_gib, share):
+    assert unsloth_notebook.standby_share(card_gib) == share
+
+
 def test_the_notebook_row_is_launched_through_its_own_entry(tmp_path, monkeypatch):
     commands = []
 
