@@ -102,6 +102,11 @@ def metrics_log(out: Path):
 def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = ()) -> int:
     args = train_grpo.parse_args(argv)
     cfg = load_config(args.config, args.overrides)
+    import torch
+
+    if not torch.cuda.is_available():
+        print("error: bench/unsloth_notebook.py calls Unsloth directly, which needs a CUDA GPU", file=sys.stderr)
+        return 2
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
     import_unsloth()

@@ -304,6 +304,19 @@ def test_the_notebook_row_asks_for_the_standby_share_unsloth_picks_on_the_emulat
     assert unsloth_notebook.standby_share(card_gib) == share
 
 
+def test_the_notebook_script_on_a_cpu_says_it_needs_a_gpu_in_one_line(tmp_path, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the script would train")
+    argv = ["--config", str(bench.NOTEBOOK_YAML), "--set", f"output.dir={tmp_path / 'out'}"]
+    assert unsloth_notebook.main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: bench/unsloth_notebook.py calls Unsloth directly, which needs a CUDA GPU"
+    ]
+    assert not (tmp_path / "out").exists()  # nothing written
+
+
 def test_the_notebook_row_is_launched_through_its_own_entry(tmp_path, monkeypatch):
     commands = []
 
