@@ -9,7 +9,8 @@ TRL's and Unsloth's defaults for everything else (Unsloth sizes vLLM's batch; th
 one step's completions). What differs: the seed's rank 32, 6 completions and vLLM share 0.59; local
 paths (model.name, data.dataset, output.dir) and max_steps from the config; this project's prompts and
 fixed rewards (the notebook's print one sample per step); a callback writing metrics.jsonl for the
-bench; and with --card-gib, the standby share Unsloth would pick on that card. configs/notebook-4090.yaml is the same recipe through train_grpo.py (the learning arm).
+bench; and with --card-gib, the standby share Unsloth would pick on that card.
+configs/notebook-4090.yaml is the same recipe through train_grpo.py (the learning arm).
 """
 
 from __future__ import annotations
