@@ -90,7 +90,7 @@ class TrainingConfig:
     optim: str = "paged_adamw_8bit"
     max_grad_norm: float = 0.1
     seed: int = 3407
-    # Any other GRPOConfig field, passed through as is; train_grpo.grpo_args checks each against TRL.
+    # Any other GRPOConfig field, passed through as is; recipe.grpo_config.grpo_args checks each against TRL.
     trl: dict[str, Any] = field(default_factory=dict)
 
 

@@ -19,6 +19,7 @@ import signal
 from pathlib import Path
 
 from recipe.errors import RecipeError, first_line
+from recipe.jsonl import write_atomic
 
 MARKER = "recipe_complete.json"
 LOCK = ".run.lock"
@@ -34,18 +35,13 @@ TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "trainin
 
 
 def write_marker(folder: Path, step: int) -> None:
-    """Mark ``folder`` complete: every file's size, written to a temporary name and renamed, so it is atomic."""
+    """Mark ``folder`` complete: every file's size, written atomically."""
     files = {
         str(p.relative_to(folder)): p.stat().st_size
         for p in sorted(folder.rglob("*"))
         if p.is_file() and p.name not in (MARKER, CARD)
     }
-    partial = folder / f"{MARKER}.partial"
-    with open(partial, "w") as f:
-        json.dump({"step": step, "files": files}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, folder / MARKER)
+    write_atomic(folder / MARKER, json.dumps({"step": step, "files": files}))
 
 
 def folder_problem(folder: Path) -> str | None:
