@@ -730,8 +730,16 @@ def main() -> int:
     parser.add_argument("--timers", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--entry", default="train_grpo", choices=["train_grpo", "notebook"], help=argparse.SUPPRESS)
     parser.add_argument("--trace", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--prepare",
+        metavar="SIZE",
+        help="build SIZE's random-weight model and prompts into bench/.work, as a sweep (3B) or fit row would first, and stop",
+    )
     parser.add_argument("--build", nargs=3, metavar=("SIZE", "MODEL", "DATA"), help=argparse.SUPPRESS)
     args, rest = parser.parse_known_args()
+    if args.prepare:
+        ensure_model(args.prepare)
+        return 0
     if args.build:
         build_model(Path(args.build[1]), Path(args.build[2]), args.build[0])
         return 0

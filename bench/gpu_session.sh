@@ -104,7 +104,7 @@ side_by_side() {  # the learning check and the test lanes, which time nothing
   done
   if [ -n "${SWEEP:-}${FIT:-}" ] && [ "${LEARN_FIRST:-0}" = 1 ]; then
     # The sweep's 3B model is built on the CPU meanwhile, so the timed rows start at once after.
-    step build-3b 600 python bench/bench.py --build 3B bench/.work/qwen2.5-3b-random bench/.work/prompts-3b.jsonl &
+    step build-3b 600 python bench/bench.py --prepare 3B &
     lanes+=($!)
   fi
   # What the lanes have finished, copied into $RES as they go: a sitting cut short keeps it.

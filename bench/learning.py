@@ -116,17 +116,23 @@ def plan(
     return runs
 
 
-def free_gib() -> float | None:
-    """The GPU's free memory now, from NVML (None without a GPU)."""
+def nvml_gpu():
+    """NVML and its handle of GPU 0, or None where no GPU can be read."""
     try:
         import pynvml
     except ImportError:
         return None
     try:
         pynvml.nvmlInit()
-        return pynvml.nvmlDeviceGetMemoryInfo(pynvml.nvmlDeviceGetHandleByIndex(0)).free / 2**30
+        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
     except pynvml.NVMLError:
         return None
+
+
+def free_gib() -> float | None:
+    """The GPU's free memory now (None without a GPU)."""
+    found = nvml_gpu()
+    return None if found is None else found[0].nvmlDeviceGetMemoryInfo(found[1]).free / 2**30
 
 
 def with_share(train: tuple[str, ...], share: float) -> tuple[str, ...]:
@@ -325,13 +331,11 @@ def write(learning: dict, out: Path) -> None:
 
 
 def gpu_name() -> str:
-    try:
-        done = subprocess.run(
-            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
-        )
-        return done.stdout.strip().splitlines()[0] if done.returncode == 0 and done.stdout.strip() else "unknown"
-    except (OSError, subprocess.TimeoutExpired):
+    found = nvml_gpu()
+    if found is None:
         return "unknown"
+    name = found[0].nvmlDeviceGetName(found[1])
+    return name.decode() if isinstance(name, bytes) else name
 
 
 def plot(out: Path, png: Path) -> Path:

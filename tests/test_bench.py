@@ -52,7 +52,7 @@ def test_steady_state_seconds_per_step(times, steps_per_generation, warmup, expe
     assert result == pytest.approx(expected, nan_ok=True)
 
 
-def metrics_rows(steps: int, every: int, correctness=lambda step: 1.0) -> list[dict]:
+def metrics_rows(steps: int, every: int) -> list[dict]:
     rows = []
     for step in range(1, steps + 1):
         row = {"step": step, "time": 1000.0 + 60.0 * step, "step_time": 60.0}
@@ -60,7 +60,7 @@ def metrics_rows(steps: int, every: int, correctness=lambda step: 1.0) -> list[d
             row |= {
                 "reward": step / 100,
                 "rewards/strict_format/mean": 0.5,
-                "rewards/correctness/mean": correctness(step),
+                "rewards/correctness/mean": 1.0,
             }
         rows.append(row)
     return rows
@@ -355,6 +355,14 @@ def test_a_smoke_run_leaves_out_the_rows_that_need_unsloth(tmp_path, monkeypatch
     )
     assert bench.main() == 0
     assert ran == ["default"] and "notebook left out" in capsys.readouterr().out
+
+
+def test_prepare_builds_the_model_a_sweep_would_build_and_nothing_else(monkeypatch):
+    built = []
+    monkeypatch.setattr(bench, "ensure_model", lambda size: built.append(size))
+    monkeypatch.setattr(bench, "sweep", lambda args: pytest.fail("--prepare ran the sweep"))
+    monkeypatch.setattr(sys, "argv", ["bench.py", "--prepare", "3B"])
+    assert bench.main() == 0 and built == ["3B"]
 
 
 def test_the_sweep_holds_the_peers_a_user_would_pick_instead():

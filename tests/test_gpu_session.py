@@ -33,6 +33,11 @@ echo fake-gpu
 """
 
 
+def symbolic_step() -> list[str]:
+    """GSM-Symbolic's questions are written only where the tree has no file of them."""
+    return [] if (ROOT / "assets" / "gsm-symbolic" / "test.jsonl").exists() else ["gsm-symbolic"]
+
+
 def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
@@ -99,8 +104,7 @@ def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_la
         LANE_GAP_S="0",
         COLLECT_EVERY_S="0.2",
     )
-    # GSM-Symbolic's questions are written only where the tree has no file of them.
-    symbolic = [] if (ROOT / "assets" / "gsm-symbolic" / "test.jsonl").exists() else ["gsm-symbolic"]
+    symbolic = symbolic_step()
     assert steps[: 1 + len(symbolic)] == ["assets", *symbolic] and sorted(steps[1 + len(symbolic) :]) == [
         "learning",
         "tests-a",
@@ -144,11 +148,11 @@ def test_learn_first_runs_the_learning_check_while_the_3b_is_built_then_the_time
     steps, calls, res = sitting(
         tmp_path, LEARN_FIRST="1", LEARNING="1", SWEEP="default,trl", LANE_GAP_S="0", COLLECT_EVERY_S="0.2"
     )
-    symbolic = [] if (ROOT / "assets" / "gsm-symbolic" / "test.jsonl").exists() else ["gsm-symbolic"]
+    symbolic = symbolic_step()
     assert steps[: 1 + len(symbolic)] == ["assets", *symbolic]
     assert sorted(steps[1 + len(symbolic) : -1]) == ["build-3b", "learning"] and steps[-1] == "sweep"
     args = [call.split(" ", 1)[1] for call in calls]
-    assert "bench/bench.py --build 3B bench/.work/qwen2.5-3b-random bench/.work/prompts-3b.jsonl" in args
+    assert "bench/bench.py --prepare 3B" in args
     assert args[-1] == "bench/bench.py --settings default,trl"
     assert (res / "driver.log").read_text().rstrip().endswith("all done")
 
