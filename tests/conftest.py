@@ -51,6 +51,29 @@ def train_tiny(tiny_assets: Path, out: Path, *args: str, callbacks=()) -> int:
     )
 
 
+def train_like_trained_run(tiny_assets: Path, out: Path, *extra: str, callbacks=()) -> int:
+    """The shared run's settings (TRAINED_RUN) into ``out``: a resume there ends where trained_run ended."""
+    return train_tiny(tiny_assets, out, *TRAINED_RUN, *extra, callbacks=callbacks)
+
+
+def lora(folder: Path, adapter: str = "") -> dict:
+    """The adapter weights saved in ``folder`` (or its ``adapter`` subfolder)."""
+    from safetensors.torch import load_file
+
+    return load_file(str(folder / adapter / "adapter_model.safetensors"))
+
+
+def same_weights(a: dict, b: dict) -> bool:
+    import torch
+
+    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+
+
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under ``folder`` and its bytes: what a user keeps, to compare before and after."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
     """The tiny model on one torch thread: torch_threads says why."""

@@ -174,28 +174,34 @@ def test_bad_config_fails_with_a_message_naming_the_fix(override, message):
     assert "\n" not in str(error.value)
 
 
+OVERRIDES = ["training.max_steps=5"]
+
+
 @pytest.mark.parametrize(
-    "text, message",
+    "text, message, overrides",
     [
-        pytest.param("model: [1, 2", "is not valid YAML", id="broken-yaml"),
-        pytest.param("- a\n- b\n", "config: expected a mapping", id="yaml-list"),
-        pytest.param("modle:\n  name: x\n", "did you mean 'model'?", id="top-level-typo"),
+        pytest.param("model: [1, 2", "is not valid YAML", OVERRIDES, id="broken-yaml"),
+        pytest.param("- a\n- b\n", "config: expected a mapping", OVERRIDES, id="yaml-list"),
+        pytest.param("modle:\n  name: x\n", "did you mean 'model'?", OVERRIDES, id="top-level-typo"),
         # Regressions: a list or scalar root was a traceback; a key written twice kept the second silently.
-        pytest.param("- a\n", "got a YAML list: write key: value lines", id="yaml-list-without-overrides"),
-        pytest.param("0.5\n", "got a YAML float", id="yaml-scalar"),
+        pytest.param("- a\n", "got a YAML list: write key: value lines", [], id="yaml-list-without-overrides"),
+        pytest.param("0.5\n", "got a YAML float", OVERRIDES, id="yaml-scalar"),
         pytest.param(
             "training:\n  beta: 0\nmodel:\n  name: x\ntraining:\n  max_steps: 5\n",
             "sets 'training' twice (lines 1 and 5): keep one",
+            OVERRIDES,
             id="section-twice",
         ),
-        pytest.param("lora:\n  r: 8\n  alpha: 8\n  r: 16\n", "sets 'r' twice (lines 2 and 4)", id="key-twice"),
+        pytest.param(
+            "lora:\n  r: 8\n  alpha: 8\n  r: 16\n", "sets 'r' twice (lines 2 and 4)", OVERRIDES, id="key-twice"
+        ),
     ],
 )
-def test_bad_yaml_file(tmp_path, text, message):
+def test_bad_yaml_file(tmp_path, text, message, overrides):
     path = tmp_path / "bad.yaml"
     path.write_text(text)
     with pytest.raises(RecipeError, match=re.escape(message)) as error:
-        load_config(str(path), ["training.max_steps=5"])
+        load_config(str(path), overrides)
     assert "\n" not in str(error.value)
 
 

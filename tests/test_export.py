@@ -31,7 +31,7 @@ from test_eval import amplify
 
 import eval_grpo
 import rewards
-from conftest import ROOT, TRAINED_STEPS, copy_run
+from conftest import ROOT, TRAINED_STEPS, copy_run, files
 from recipe import gguf_export, model_card, runs
 from recipe.data import chat_prompt, stop_token_ids
 from recipe.tiny import ENDOFTEXT, IM_END, probe_texts
@@ -265,12 +265,11 @@ def swap_layers(plan: gguf_export.Plan) -> gguf_export.Plan:
     ids=["layers-swapped", "llama-rope-permutation-on-qwen2", "base-without-the-adapter"],
 )
 def test_a_gguf_with_a_wrong_tensor_fails_the_comparison(
-    llama_cpp, corrupt, monkeypatch, merged, tiny_assets, f16_cases, tmp_path
+    llama_cpp, corrupt, monkeypatch, merged, merged_tokenizer, tiny_assets, f16_cases, tmp_path
 ):
     source = corrupt(monkeypatch, merged, tiny_assets / "model") or merged
-    _, tokenizer = load(merged)
     path = tmp_path / "wrong.gguf"
-    gguf_export.write_gguf(source, tokenizer, path, "f16", "wrong")
+    gguf_export.write_gguf(source, merged_tokenizer, path, "f16", "wrong")
     with llama(llama_cpp, path) as llm:
         found = compare(llm, f16_cases)
     # Both of the comparisons above fail on it: the f16 one and the q8_0 floor.
@@ -279,8 +278,8 @@ def test_a_gguf_with_a_wrong_tensor_fails_the_comparison(
 
 
 @pytest.mark.llama_cpp
-def test_llama_cpp_tokenizes_and_chats_like_transformers(llama_cpp, exports, merged, f16_cases):
-    _, tokenizer = load(merged)
+def test_llama_cpp_tokenizes_and_chats_like_transformers(llama_cpp, exports, merged_tokenizer, f16_cases):
+    tokenizer = merged_tokenizer
     texts = [
         *probe_texts(),
         "12 + 345 = 357, 3.5 x 1,000",
@@ -331,12 +330,23 @@ METADATA = [
 ]
 
 
+@pytest.fixture(scope="module")
+def merged_tokenizer(merged):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(merged))
+
+
+@pytest.fixture(scope="module")
+def f16_fields(exports) -> dict:
+    return gguf_fields(exports["f16"] / gguf_export.GGUF_FILE)
+
+
 @pytest.mark.parametrize("key, expected", METADATA, ids=[key for key, _ in METADATA])
-def test_gguf_metadata_is_what_llama_cpp_reads(exports, merged, key, expected):
+def test_gguf_metadata_is_what_llama_cpp_reads(f16_fields, merged, merged_tokenizer, key, expected):
     from transformers import AutoConfig
 
-    config, (_, tokenizer) = AutoConfig.from_pretrained(str(merged)), load(merged)
-    assert gguf_fields(exports["f16"] / gguf_export.GGUF_FILE)[key] == expected(config, tokenizer)
+    assert f16_fields[key] == expected(AutoConfig.from_pretrained(str(merged)), merged_tokenizer)
 
 
 @pytest.mark.parametrize("gguf_type", gguf_export.GGUF_TYPES)
@@ -613,10 +623,12 @@ def test_bad_gguf_export_input_is_one_line_before_any_model_loads(
     monkeypatch.setattr(eval_grpo, "load_hf", no_model)
     if setup:
         setup(monkeypatch, tmp_path)
+    before = files(tmp_path), files(run)
     assert eval_grpo.main(args(run, tmp_path)) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
-    assert not list(tmp_path.glob("**/g*")), "nothing may be written"
+    assert (files(tmp_path), files(run)) == before, "nothing may be written"
+    assert not list(tmp_path.glob("**/g*")) and not list(tmp_path.glob("**/*.partial")), "nor a folder made"
 
 
 def merge_stubbed(monkeypatch, matched: int = 3) -> None:

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 import plots
 import train_grpo
-from conftest import ROOT, TRAINED_RUN, TRAINED_STEPS, train_tiny
+from conftest import ROOT, TRAINED_STEPS, files, lora, same_weights
+from conftest import train_like_trained_run as tiny
 from recipe import callbacks, jsonl, runs
 from recipe.jsonl import append_jsonl, read_jsonl, trim_jsonl
 
@@ -30,30 +31,12 @@ class Killed(BaseException):
     """The process dies here: nothing of the recipe catches a BaseException, so no later line runs."""
 
 
-def tiny(tiny_assets: Path, out: Path, *extra: str, callbacks=()) -> int:
-    """The shared run's settings (conftest.TRAINED_RUN), so a resume here ends where trained_run ended."""
-    return train_tiny(tiny_assets, out, *TRAINED_RUN, *extra, callbacks=callbacks)
-
-
-def weights(folder: Path) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / "adapter_model.safetensors"))
-
-
-def same_weights(a: Path, b: Path) -> bool:
-    import torch
-
-    x, y = weights(a), weights(b)
-    return x.keys() == y.keys() and all(torch.allclose(x[k], y[k], atol=1e-5) for k in x)
+def same_adapter(a: Path, b: Path) -> bool:
+    return same_weights(lora(a), lora(b))
 
 
 def steps_logged(out: Path) -> list[int]:
     return [row["step"] for row in read_jsonl(out / "metrics.jsonl") if "reward" in row]
-
-
-def files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 def stopped_at_2(trained_run: Path, dst: Path) -> Path:
@@ -193,7 +176,7 @@ def test_a_kill_at_any_moment_resumes_from_a_complete_checkpoint_to_the_same_wei
     assert tiny(tiny_assets, out, *extra, "--resume") == 0
     said = capsys.readouterr().out
     assert f"resuming from {kept} (step {resumed_at})" in said or f"{kept} is at step {resumed_at}" in said
-    assert same_weights(out / "adapter", trained_run / "adapter")
+    assert same_adapter(out / "adapter", trained_run / "adapter")
     if resumed_at < TRAINED_STEPS:
         assert steps_logged(out) == list(range(1, TRAINED_STEPS + 1)), "each step logged once"
 
@@ -237,7 +220,7 @@ def test_a_kill_while_resume_trims_the_logs_keeps_them_whole(trained_run, tiny_a
     assert (out / "metrics.jsonl").read_bytes() == before
     assert tiny(tiny_assets, out, "--resume") == 0
     assert steps_logged(out) == list(range(1, TRAINED_STEPS + 1))
-    assert same_weights(out / "adapter", trained_run / "adapter")
+    assert same_adapter(out / "adapter", trained_run / "adapter")
 
 
 @pytest.mark.parametrize(
@@ -335,7 +318,7 @@ def test_after_a_full_disk_the_earlier_checkpoint_resumes_to_the_same_weights(
         patch_torch_save(m, "checkpoint-4", torch_disk_full)
         assert tiny(tiny_assets, out) == 2
     assert tiny(tiny_assets, out, "--resume") == 0
-    assert same_weights(out / "adapter", trained_run / "adapter")
+    assert same_adapter(out / "adapter", trained_run / "adapter")
 
 
 HOLD = "import sys, time; from pathlib import Path; from recipe import runs; runs.lock_output_dir(Path(sys.argv[1])); print('held', flush=True); time.sleep(300)"
@@ -485,7 +468,7 @@ def test_home_and_variables_expand_in_path_keys(tiny_assets, tmp_path, monkeypat
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     extra = ("--set", "training.max_steps=2", "--set", "data.dataset=$TINY/data/train.jsonl")
-    assert train_tiny(tiny_assets, Path("~/runs/x"), *TRAINED_RUN, *extra) == 0
+    assert tiny(tiny_assets, Path("~/runs/x"), *extra) == 0
     out = tmp_path / "home" / "runs" / "x"
     assert {"config.yaml", "metrics.jsonl", "adapter", "checkpoint-2"} <= {p.name for p in out.iterdir()}
     assert runs.adapter_complete(out) and list(cwd.iterdir()) == []
@@ -533,7 +516,7 @@ def test_a_file_the_card_cannot_read_does_not_stop_the_adapter_save(trained_run,
     damage(out)
     tokenizer = type("Tokenizer", (), {"save_pretrained": lambda self, folder: None})()
     train_grpo.save_adapter(SavesTheTrainedAdapter(trained_run / "adapter", TRAINED_STEPS), tokenizer, out)
-    assert runs.adapter_complete(out) and same_weights(out / "adapter", trained_run / "adapter")
+    assert runs.adapter_complete(out) and same_adapter(out / "adapter", trained_run / "adapter")
     card = (out / "adapter" / runs.CARD).read_text()
     assert "## Training" in card and "[More Information Needed]" not in card
     [warning] = capsys.readouterr().err.splitlines()

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import train_grpo
-from conftest import ROOT, tiny_cli, train_tiny
+from conftest import ROOT, files, lora, same_weights, tiny_cli, train_tiny
 from recipe import runs
 
 STEPS = 4
@@ -25,22 +25,6 @@ FAST = ("--set", "training.max_completion_length=16", "--set", "output.save_step
 
 def run(tiny_assets: Path, out: Path, *extra: str) -> int:
     return train_tiny(tiny_assets, out, "--set", f"training.max_steps={STEPS}", *FAST, *extra)
-
-
-def lora(folder: Path, adapter: str = "") -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(folder / adapter / "adapter_model.safetensors"))
-
-
-def same_weights(a: dict, b: dict) -> bool:
-    import torch
-
-    return a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
-
-
-def files(folder: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 @pytest.fixture(scope="module")

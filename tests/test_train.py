@@ -11,18 +11,13 @@ import pytest
 
 import rewards
 import train_grpo
-from conftest import TRAINED_RUN, train_tiny
 from conftest import TRAINED_STEPS as STEPS
+from conftest import train_like_trained_run as run
 from recipe import runs
 from recipe.callbacks import SampleLog, health_warnings, make_callbacks, progress_numbers
 from recipe.config import load_config
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def run(tiny_assets: Path, out: Path, *extra: str, callbacks=()) -> int:
-    """The shared run's settings (conftest.TRAINED_RUN) into ``out``, for the tests that need a run of their own."""
-    return train_tiny(tiny_assets, out, *TRAINED_RUN, *extra, callbacks=callbacks)
 
 
 def read_jsonl(path: Path) -> list[dict]:
