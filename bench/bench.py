@@ -68,6 +68,7 @@ class Setting:
     config: Path
     overrides: tuple[str, ...] = ()
     entry: str = "train_grpo"  # or "notebook": bench/unsloth_notebook.py, the notebook's own calls
+    env: tuple[tuple[str, str], ...] = ()  # set in the row's process, for switches only the environment reaches
 
 
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
@@ -90,12 +91,26 @@ SETTINGS = {
     "fused": Setting("default with torch's fused AdamW instead of paged 8-bit", DEFAULT_YAML, (FUSED,)),
     "fast": Setting("configs/fast-4090.yaml: 8 steps per generation, fused AdamW", FAST_YAML),
     # Training is bound by kernel launches (the GPU 18% busy, 2026-12-06b), so twice the completions per
-    # step should cost far less than twice the time, and generation batches 48 sequences either way.
-    # Forecast peak 20.4 GiB on a 24 GB card.
+    # step cost far less than twice the time (0.725 s/step against 0.75, 2026-12-06e). Its activations
+    # fit the bench's 60-token prompts (21.2 GiB), not the 256-token cap (forecast 27.2 GiB): pps2gc is
+    # the variant a 24 GB card could ship (forecast 15.3 GiB).
     "pps2": Setting(
         "default with 2 prompts (12 completions) a step, fused AdamW",
         DEFAULT_YAML,
         ("training.prompts_per_step=2", FUSED),
+    ),
+    "pps2gc": Setting(
+        "pps2 with Unsloth's offloaded gradient checkpointing",
+        DEFAULT_YAML,
+        ("training.prompts_per_step=2", FUSED, "lora.gradient_checkpointing=unsloth"),
+    ),
+    # Each LoRA-wrapped layer of Unsloth's vLLM launches 3 kernels per decoded token while an adapter is
+    # active (432 on the 3B); vLLM skips them only with no adapter. Unsloth's switch folds the adapter into
+    # the shared weights for each rollout and unfolds it after, generating with no adapter.
+    "merged": Setting(
+        "default, rollouts from the adapter folded into vLLM's weights",
+        DEFAULT_YAML,
+        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
     ),
     # The notebook's own calls (bench/unsloth_notebook.py), not this recipe configured like it: the row every
     # "x the notebook" claim divides by. configs/notebook-4090.yaml gives it paths and step count.
@@ -104,7 +119,7 @@ SETTINGS = {
     ),
 }
 # The sweep's rows when --settings is not given: the three and the levers.
-SWEEP = ["default", "trl", "fused", "fast", "pps2", "notebook"]
+SWEEP = ["default", "trl", "merged", "pps2gc", "pps2", "fast", "notebook"]
 
 
 def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -> dict[str, float]:
@@ -312,16 +327,20 @@ def run_setting(
     if traced:
         command += ["--trace", str(trace), str(args.steps), str(trace_steps)]
     command += ["--", *train_args]
-    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(setting.overrides)}", flush=True)
+    shown = [*setting.overrides, *(f"{k}={v}" for k, v in setting.env)]
+    print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(shown)}", flush=True)
     started = time.time()
     with open(out / "stdout.log", "w") as log, PeakMemory() if cap_gib else contextlib.nullcontext() as memory:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+        code = subprocess.call(
+            command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **dict(setting.env)}
+        )
     text = (out / "stdout.log").read_text()
     result = {
         "name": name,
         "description": setting.what,
         "config": str(config.relative_to(ROOT)),
         "options": list(setting.overrides),
+        **({"env": dict(setting.env)} if setting.env else {}),
         "exit_code": code,
         "wall_s": round(time.time() - started, 1),
     }

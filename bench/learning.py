@@ -8,8 +8,9 @@
 One held-out evaluation of 200 problems has a standard error of about 3.5 points, so an arm is the
 mean and standard deviation over seeds. Every arm is configs/smollm2-learn.yaml (SmolLM2-135M-Instruct,
 4 prompts x 8 completions a step, learning rate 1e-4) with the optimisation of one recipe: a change
-to the default's optimizer or steps_per_generation lands only if its arm's mean held-out accuracy is
-no more than 2 points below ``default``'s, measured in the same sitting.
+to the default's optimizer, steps_per_generation or prompts a step lands only if its arm's mean held-out
+accuracy is no more than 2 points below ``default``'s, measured in the same sitting. An arm with k times
+the prompts a step trains 1/k of the steps: every arm sees the same questions.
 
 The runs share the GPU (each with its own Unsloth compile folder and --vllm-gib of memory for its
 vLLM), so their minutes are slower than alone and comparable with each other only. Each run:
@@ -52,6 +53,9 @@ TOLERANCE = 0.02
 class Arm:
     what: str
     overrides: tuple[str, ...]
+    # Times the config's prompts per step. Such an arm trains 1/prompts of the steps, so every arm sees the
+    # same questions and compares at the same epochs, as a user's run would.
+    prompts: int = 1
 
 
 FUSED = "training.optim=adamw_torch_fused"
@@ -59,6 +63,11 @@ ARMS = {
     "default": Arm("config.yaml's optimisation: spg 4, paged 8-bit AdamW", ("training.steps_per_generation=4",)),
     "fused": Arm("config.yaml's, with torch's fused AdamW: spg 4", ("training.steps_per_generation=4", FUSED)),
     "fast": Arm("configs/fast-4090.yaml's: spg 8, torch's fused AdamW", ("training.steps_per_generation=8", FUSED)),
+    "pps2": Arm(
+        "config.yaml's with twice the prompts a step for half the steps: spg 4, torch's fused AdamW",
+        ("training.steps_per_generation=4", FUSED),
+        prompts=2,
+    ),
     # configs/notebook-4090.yaml's: TRL's defaults for what the notebook leaves unset. Unsloth's torch.compile
     # stays off: on SmolLM2's 32-row batches the compiler crashed (bench/LOG.md, 2026-11-24).
     "notebook": Arm(
@@ -89,13 +98,16 @@ def plan(
     """One run per arm and seed: its training command, its two evaluations and its environment. Seed by
     seed, so that side by side every arm starts as early and shares the GPU with as many neighbours."""
     runs = []
+    per_step = yaml.safe_load((ROOT / CONFIG).read_text())["training"]["prompts_per_step"]
     for seed in seeds:
         for arm in arms:
             out = outputs / f"{arm}-s{seed}"
+            prompts = ARMS[arm].prompts
             sets = [
                 *ARMS[arm].overrides,
+                f"training.prompts_per_step={per_step * prompts}",
                 f"training.seed={seed}",
-                f"training.max_steps={steps}",
+                f"training.max_steps={steps // prompts}",
                 f"output.dir={out}",
                 f"model.gpu_memory_utilization={share}",
                 # No learning effect, 20-30 s less start-up each (config.yaml's choice too).

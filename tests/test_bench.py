@@ -157,6 +157,22 @@ def test_the_learning_arms_train_each_seed_apart_with_the_shipped_configs_optimi
         assert symbolic[symbolic.index("--dataset") + 1] == "sym.jsonl"
 
 
+def test_an_arm_with_more_prompts_a_step_trains_the_same_questions_in_fewer_steps(tmp_path):
+    runs = learning.plan(["default", "pps2"], [3407], 150, 0.04, tmp_path, "sym.jsonl", "python")
+    cfgs = {}
+    for run in runs:
+        train = run.commands[0]
+        cfgs[run.arm] = load_config(
+            str(ROOT / learning.CONFIG), [train[i + 1] for i, w in enumerate(train) if w == "--set"]
+        )
+    default, pps2 = cfgs["default"].training, cfgs["pps2"].training
+    assert pps2.prompts_per_step == 2 * default.prompts_per_step
+    assert pps2.max_steps * pps2.prompts_per_step == default.max_steps * default.prompts_per_step == 150 * 4
+    # The bench's pps2 row's optimisation, on the learning config.
+    row = load_config(str(bench.DEFAULT_YAML), list(bench.SETTINGS["pps2"].overrides)).training
+    assert (pps2.optim, pps2.steps_per_generation) == (row.optim, row.steps_per_generation)
+
+
 def test_the_default_arm_is_config_yamls_optimisation():
     cfg = load_config(str(ROOT / learning.CONFIG), list(learning.ARMS["default"].overrides))
     assert (cfg.training.steps_per_generation, cfg.training.optim) == (4, "paged_adamw_8bit")
@@ -222,7 +238,7 @@ def test_runs_copied_off_a_machine_are_summarised_into_latest_json_and_plotted(t
 def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
     setting = bench.SETTINGS[name]
     cfg = load_config(str(setting.config), list(setting.overrides))
-    prompts = 2 if name == "pps2" else 1  # the lever that takes more prompts per step
+    prompts = 2 if name.startswith("pps2") else 1  # the levers that take more prompts per step
     assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (
         prompts,
         6,
@@ -251,6 +267,12 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
         pytest.param("fused", {"optim": "adamw_torch_fused"}, id="fused-optimizer-only"),
         pytest.param("fast", {"optim": "adamw_torch_fused", "steps_per_generation": 8}, id="fast-config"),
         pytest.param("pps2", {"optim": "adamw_torch_fused", "prompts_per_step": 2}, id="two-prompts-a-step"),
+        pytest.param(
+            "pps2gc",
+            {"optim": "adamw_torch_fused", "prompts_per_step": 2, "lora.gradient_checkpointing": "unsloth"},
+            id="two-prompts-checkpointed",
+        ),
+        pytest.param("merged", {"env.UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}, id="merged-rollouts-environment-only"),
     ],
 )
 def test_each_lever_row_changes_only_what_it_names(name, changes):
@@ -258,10 +280,31 @@ def test_each_lever_row_changes_only_what_it_names(name, changes):
     lever = dataclasses.asdict(load_config(str(setting.config), list(setting.overrides)))
     default = dataclasses.asdict(load_config(str(bench.DEFAULT_YAML)))
     lever["output"].pop("dir"), default["output"].pop("dir")
+    lever["env"], default["env"] = dict(setting.env), {}
     for key, value in changes.items():
-        assert lever["training"][key] == value and default["training"][key] != value
-        lever["training"].pop(key), default["training"].pop(key)
+        section, field = key.split(".") if "." in key else ("training", key)
+        assert lever[section][field] == value and default[section].get(field) != value
+        lever[section].pop(field), default[section].pop(field, None)
     assert lever == default
+
+
+def test_a_rows_environment_reaches_its_process_and_its_row(tmp_path, monkeypatch):
+    seen = {}
+
+    def call(command, env=None, **kwargs):
+        seen["env"] = env
+        return 1
+
+    monkeypatch.setattr(bench, "WORK", tmp_path)
+    monkeypatch.setattr(bench.subprocess, "call", call)
+    monkeypatch.setenv("KEPT", "yes")
+    args = bench.argparse.Namespace(steps=12, warmup=4, profile=[], smoke=False)
+    row = bench.run_setting("merged", bench.SETTINGS["merged"], args, tmp_path / "model", tmp_path / "d.jsonl", None)
+    assert seen["env"]["UNSLOTH_VLLM_MERGED_ROLLOUT"] == "1" and seen["env"]["KEPT"] == "yes"
+    assert row["env"] == {"UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}
+    assert "env" not in bench.run_setting(
+        "default", bench.SETTINGS["default"], args, tmp_path / "m", tmp_path / "d", None
+    )
 
 
 def test_the_notebook_row_runs_the_notebooks_own_calls_which_the_recipes_notebook_config_mirrors():
