@@ -309,9 +309,15 @@ def collect(runs: list[Run], codes: dict[str, int | None]) -> list[dict]:
     return results
 
 
+def steps_trained(learning: dict) -> str:
+    """The steps each arm trained: those with more prompts a step trained fewer, on the same questions."""
+    fewer = [f"{name} {learning['steps'] // ARMS[name].prompts}" for name in learning["arms"] if ARMS[name].prompts > 1]
+    return f"{learning['steps']} steps" + (f" ({', '.join(fewer)}: the same questions)" if fewer else "")
+
+
 def table(learning: dict) -> str:
     lines = [
-        f"SmolLM2 learning check, {learning['steps']} steps, {learning['seeds']} seeds per arm, side by side on "
+        f"SmolLM2 learning check, {steps_trained(learning)}, {learning['seeds']} seeds per arm, side by side on "
         f"{learning['device']} ({learning['date']}); mean ± sd over seeds.",
         "",
         "| arm | what | seeds evaluated | held-out accuracy | vs default | strict format | GSM-Symbolic | minutes |",
@@ -381,7 +387,7 @@ def plot(out: Path, png: Path) -> Path:
     curves.legend()
     final.legend()
     fig.suptitle(
-        f"SmolLM2-135M, {learning['steps']} steps, {learning['seeds']} seeds per arm trained side by side on one GPU"
+        f"SmolLM2-135M, {steps_trained(learning)}, {learning['seeds']} seeds per arm trained side by side on one GPU"
     )
     fig.tight_layout()
     fig.savefig(png, dpi=110)

@@ -173,6 +173,19 @@ def test_an_arm_with_more_prompts_a_step_trains_the_same_questions_in_fewer_step
     assert (pps2.optim, pps2.steps_per_generation) == (row.optim, row.steps_per_generation)
 
 
+@pytest.mark.parametrize(
+    "arms, header",
+    [
+        pytest.param(["default", "fast"], "100 steps", id="same-steps"),
+        pytest.param(["default", "pps2"], "100 steps (pps2 50: the same questions)", id="fewer-steps-named"),
+    ],
+)
+def test_the_learning_table_says_which_arms_trained_fewer_steps(arms, header):
+    arms = {arm: {"what": learning.ARMS[arm].what, "seeds_finished": 0} for arm in arms}
+    summary = {"steps": 100, "seeds": 3, "device": "H100", "date": "2026-12-06", "arms": arms}
+    assert learning.table(summary).startswith(f"SmolLM2 learning check, {header}, 3 seeds per arm")
+
+
 def test_the_default_arm_is_config_yamls_optimisation():
     cfg = load_config(str(ROOT / learning.CONFIG), list(learning.ARMS["default"].overrides))
     assert (cfg.training.steps_per_generation, cfg.training.optim) == (4, "paged_adamw_8bit")
