@@ -90,10 +90,9 @@ SETTINGS = {
     # fused AdamW updates them all in a few kernels, for 0.33 GiB more (fp32 moments of 59.9M parameters).
     "fused": Setting("default with torch's fused AdamW instead of paged 8-bit", DEFAULT_YAML, (FUSED,)),
     "fast": Setting("configs/fast-4090.yaml: 8 steps per generation, fused AdamW", FAST_YAML),
-    # Training is bound by kernel launches (the GPU 18% busy, 2026-12-06b), so twice the completions per
-    # step cost far less than twice the time (0.725 s/step against 0.75, 2026-12-06e). Its activations
-    # fit the bench's 60-token prompts (21.2 GiB), not the 256-token cap (forecast 27.2 GiB): pps2gc is
-    # the variant a 24 GB card could ship (forecast 15.3 GiB).
+    # The training step keeps the GPU 18% busy (2026-12-06b), so twice the completions a step may cost
+    # far less than twice the time. Its activations fit the bench's 60-token prompts, not the 256-token
+    # cap (forecast 27.2 GiB on a 24 GB card): pps2gc is the variant such a card could ship (15.3 GiB).
     "pps2": Setting(
         "default with 2 prompts (12 completions) a step, fused AdamW",
         DEFAULT_YAML,
@@ -104,9 +103,10 @@ SETTINGS = {
         DEFAULT_YAML,
         ("training.prompts_per_step=2", FUSED, "lora.gradient_checkpointing=unsloth"),
     ),
-    # Each LoRA-wrapped layer of Unsloth's vLLM launches 3 kernels per decoded token while an adapter is
-    # active (432 on the 3B); vLLM skips them only with no adapter. Unsloth's switch folds the adapter into
-    # the shared weights for each rollout and unfolds it after, generating with no adapter.
+    # As vLLM 0.26's source reads, each LoRA-wrapped layer launches 3 kernels per decoded token while an
+    # adapter is active (432 on the 3B), none in the graph captured without one. Unsloth's switch folds
+    # the adapter into the shared weights for each rollout, generates without it and unfolds it after.
+    # Needs a 16-bit base, as config.yaml's.
     "merged": Setting(
         "default, rollouts from the adapter folded into vLLM's weights",
         DEFAULT_YAML,
@@ -287,6 +287,13 @@ def steady_state(rows: list[dict], steps_per_generation: int, warmup: int) -> fl
     return statistics.median(cycles) if cycles else float("nan")
 
 
+def row_env(setting: Setting) -> dict[str, str]:
+    """This process's environment with the row's switches, and without any other row's: a switch exported
+    in the shell must not turn a row into another one."""
+    switches = {name for s in SETTINGS.values() for name, _ in s.env}
+    return {k: v for k, v in os.environ.items() if k not in switches} | dict(setting.env)
+
+
 def run_setting(
     name: str, setting: Setting, args: argparse.Namespace, model: Path, data: Path, cap_gib: float | None
 ) -> dict:
@@ -331,9 +338,7 @@ def run_setting(
     print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(shown)}", flush=True)
     started = time.time()
     with open(out / "stdout.log", "w") as log, PeakMemory() if cap_gib else contextlib.nullcontext() as memory:
-        code = subprocess.call(
-            command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **dict(setting.env)}
-        )
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=row_env(setting))
     text = (out / "stdout.log").read_text()
     result = {
         "name": name,

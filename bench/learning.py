@@ -39,6 +39,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from recipe.config import load_config  # noqa: E402
 from recipe.jsonl import read_jsonl  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
@@ -98,7 +99,7 @@ def plan(
     """One run per arm and seed: its training command, its two evaluations and its environment. Seed by
     seed, so that side by side every arm starts as early and shares the GPU with as many neighbours."""
     runs = []
-    per_step = yaml.safe_load((ROOT / CONFIG).read_text())["training"]["prompts_per_step"]
+    per_step = load_config(str(ROOT / CONFIG)).training.prompts_per_step
     for seed in seeds:
         for arm in arms:
             out = outputs / f"{arm}-s{seed}"
@@ -311,7 +312,8 @@ def collect(runs: list[Run], codes: dict[str, int | None]) -> list[dict]:
 
 def steps_trained(learning: dict) -> str:
     """The steps each arm trained: those with more prompts a step trained fewer, on the same questions."""
-    fewer = [f"{name} {learning['steps'] // ARMS[name].prompts}" for name in learning["arms"] if ARMS[name].prompts > 1]
+    prompts = {name: ARMS[name].prompts if name in ARMS else 1 for name in learning["arms"]}  # an arm since removed: 1
+    fewer = [f"{name} {learning['steps'] // k}" for name, k in prompts.items() if k > 1]
     return f"{learning['steps']} steps" + (f" ({', '.join(fewer)}: the same questions)" if fewer else "")
 
 
@@ -435,6 +437,11 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [a for a in arms if a not in ARMS]
     if unknown:
         parser.error(f"unknown arms {unknown}: choose from {', '.join(ARMS)}")
+    uneven = [a for a in arms if args.steps % ARMS[a].prompts]
+    if uneven:
+        parser.error(
+            f"--steps {args.steps} does not divide by the prompts multiple of {uneven}: every arm must see the same questions"
+        )
     seeds = [3407 + i for i in range(args.seeds)]
     outputs = args.summarize or args.outputs
     runs = plan(arms, seeds, args.steps, args.share, outputs, args.symbolic, sys.executable)

@@ -173,6 +173,18 @@ def test_an_arm_with_more_prompts_a_step_trains_the_same_questions_in_fewer_step
     assert (pps2.optim, pps2.steps_per_generation) == (row.optim, row.steps_per_generation)
 
 
+def test_no_arm_sets_its_prompts_a_step_itself():
+    # plan() sets prompts_per_step from Arm.prompts and scales the steps with it; an arm's own value would win.
+    assert not [name for name, arm in learning.ARMS.items() if any("prompts_per_step" in o for o in arm.overrides)]
+
+
+def test_steps_an_arm_cannot_divide_are_refused_before_anything_runs(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        learning.main(["--arms", "default,pps2", "--steps", "101", "--outputs", str(tmp_path), "--dry-run"])
+    assert stop.value.code == 2 and "--steps 101 does not divide" in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     "arms, header",
     [
@@ -293,7 +305,7 @@ def test_each_lever_row_changes_only_what_it_names(name, changes):
     lever = dataclasses.asdict(load_config(str(setting.config), list(setting.overrides)))
     default = dataclasses.asdict(load_config(str(bench.DEFAULT_YAML)))
     lever["output"].pop("dir"), default["output"].pop("dir")
-    lever["env"], default["env"] = dict(setting.env), {}
+    lever["env"], default["env"] = dict(setting.env), dict(bench.SETTINGS["default"].env)
     for key, value in changes.items():
         section, field = key.split(".") if "." in key else ("training", key)
         assert lever[section][field] == value and default[section].get(field) != value
@@ -315,9 +327,11 @@ def test_a_rows_environment_reaches_its_process_and_its_row(tmp_path, monkeypatc
     row = bench.run_setting("merged", bench.SETTINGS["merged"], args, tmp_path / "model", tmp_path / "d.jsonl", None)
     assert seen["env"]["UNSLOTH_VLLM_MERGED_ROLLOUT"] == "1" and seen["env"]["KEPT"] == "yes"
     assert row["env"] == {"UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}
-    assert "env" not in bench.run_setting(
-        "default", bench.SETTINGS["default"], args, tmp_path / "m", tmp_path / "d", None
-    )
+    # Exported in the shell, the switch must not turn the default row into the merged one.
+    monkeypatch.setenv("UNSLOTH_VLLM_MERGED_ROLLOUT", "1")
+    row = bench.run_setting("default", bench.SETTINGS["default"], args, tmp_path / "model", tmp_path / "d.jsonl", None)
+    assert "UNSLOTH_VLLM_MERGED_ROLLOUT" not in seen["env"] and seen["env"]["KEPT"] == "yes"
+    assert "env" not in row
 
 
 def test_the_notebook_row_runs_the_notebooks_own_calls_which_the_recipes_notebook_config_mirrors():
