@@ -248,7 +248,7 @@ def run_capped(
     options = train_grpo.parse_args(train_args)
     cfg = load_config(options.config, options.overrides)
     if entry == "notebook":
-        unsloth_notebook.import_unsloth()  # with the notebook's environment, before trl
+        unsloth_notebook.import_unsloth(cfg.model)  # with the notebook's environment, before trl
     elif backends.resolve_backend(cfg) == "unsloth":
         backends.import_unsloth(cfg.model)  # before trl, as main() would
     from trl.extras import profiling

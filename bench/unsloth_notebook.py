@@ -26,8 +26,9 @@ sys.path[:0] = [str(ROOT)]
 
 import rewards  # noqa: E402
 import train_grpo  # noqa: E402
-from recipe.config import load_config  # noqa: E402
-from recipe.jsonl import append_jsonl  # noqa: E402
+from recipe import backend  # noqa: E402
+from recipe.callbacks import log_metrics  # noqa: E402
+from recipe.config import ModelConfig, load_config  # noqa: E402
 
 LORA_RANK = 32  # the notebook's 64, the seed's 32
 ENVIRONMENT = {"UNSLOTH_VLLM_STANDBY": "1"}  # the notebook's first cell, before Unsloth is imported
@@ -79,11 +80,10 @@ def standby_share(card_gib: float) -> float:
     return round(next((share for tenth, share in tiers if card_gib / 10 >= tenth), 0.75) * 0.95, 5)
 
 
-def import_unsloth() -> None:
+def import_unsloth(model: ModelConfig) -> None:
     """The notebook's environment, then Unsloth, which must come before trl."""
     os.environ.update(ENVIRONMENT)
-    os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")  # its statistics download stalls offline
-    import unsloth  # noqa: F401
+    backend.import_unsloth(model)
 
 
 def metrics_log(out: Path):
@@ -93,9 +93,7 @@ def metrics_log(out: Path):
     class MetricsLog(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                append_jsonl(
-                    [{"step": state.global_step, "time": round(time.time(), 1), **logs}], out / "metrics.jsonl"
-                )
+                log_metrics(out, state, logs)
 
     return MetricsLog()
 
@@ -110,7 +108,7 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         return 2
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    import_unsloth()
+    import_unsloth(cfg.model)
     from unsloth import FastLanguageModel
 
     from recipe import data
@@ -124,14 +122,9 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
     if args.card_gib:  # the bench's capped card
         os.environ["UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE"] = "1"
         model_args["gpu_memory_utilization"] = standby_share(args.card_gib)
-    local = Path(cfg.model.name).expanduser()
-    model, tokenizer = FastLanguageModel.from_pretrained(
-        model_name=str(local.resolve()) if local.is_dir() else cfg.model.name,
-        local_files_only=local.is_dir(),
-        **model_args,
-    )
+    model, tokenizer = FastLanguageModel.from_pretrained(**backend.unsloth_source(cfg.model.name), **model_args)
     model = FastLanguageModel.get_peft_model(model, **PEFT)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    trainable = train_grpo.trainable_parameters(model)
     print(f"loaded in {time.time() - started:.0f}s: {trainable:,} trainable parameters", flush=True)
     dataset, _ = data.build_prompts(data.load_rows(cfg.data), tokenizer, cfg.data)
 

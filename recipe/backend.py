@@ -137,16 +137,20 @@ def vllm_engine_kwargs(cfg: Config, max_num_seqs: int | None) -> dict:
     return kwargs
 
 
+def unsloth_source(name: str) -> dict:
+    """``from_pretrained``'s model_name and local_files_only for a hub id or a local folder."""
+    local = Path(name).expanduser()
+    # An absolute path keeps Unsloth from looking a relative "a/b" folder up as a hub name.
+    return {"model_name": str(local.resolve()) if local.is_dir() else name, "local_files_only": local.is_dir()}
+
+
 def load_model_unsloth(cfg: Config, max_num_seqs: int | None = None):
     """Unsloth's LoRA model; ``max_num_seqs`` bounds vLLM's batch and with it the CUDA graphs captured
     at start (None: Unsloth picks it from the memory free)."""
     from unsloth import FastLanguageModel  # patches transformers/trl/peft, so it is imported first
 
-    local = Path(cfg.model.name).expanduser()
     model, tokenizer = FastLanguageModel.from_pretrained(
-        # An absolute path keeps Unsloth from looking a relative "a/b" folder up as a hub name.
-        model_name=str(local.resolve()) if local.is_dir() else cfg.model.name,
-        local_files_only=local.is_dir(),
+        **unsloth_source(cfg.model.name),
         max_seq_length=cfg.model.max_seq_length,
         load_in_4bit=cfg.model.load_in_4bit,
         fast_inference=cfg.model.fast_inference,

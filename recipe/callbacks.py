@@ -47,6 +47,11 @@ def progress_numbers(logs: dict) -> dict[str, str]:
     return shown
 
 
+def log_metrics(out: Path, state, logs: dict) -> None:
+    """One logged step as a metrics.jsonl line: what plots, the bench and the learning check read."""
+    append_jsonl([{"step": state.global_step, "time": round(time.time(), 1), **logs}], out / "metrics.jsonl")
+
+
 def make_callbacks(out: Path, sample_log: SampleLog) -> list:
     """The recipe's callbacks for a run writing into ``out``."""
     from tqdm.auto import tqdm
@@ -61,9 +66,7 @@ def make_callbacks(out: Path, sample_log: SampleLog) -> list:
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if state.is_world_process_zero and logs:
-                append_jsonl(
-                    [{"step": state.global_step, "time": round(time.time(), 1), **logs}], out / "metrics.jsonl"
-                )
+                log_metrics(out, state, logs)
                 if "reward" in logs:
                     self.recent = [*self.recent, logs][-HEALTH_WINDOW:]
                     for warning in set(health_warnings(self.recent)) - self.warned:
