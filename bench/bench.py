@@ -35,6 +35,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+import nvml  # noqa: E402
 import phase_profile  # noqa: E402
 import unsloth_notebook  # noqa: E402
 from models import (  # noqa: E402
@@ -179,12 +180,10 @@ def measure_ceilings() -> dict[str, float]:
 
 
 def gpu_name() -> str:
-    """From NVML, so that this process never opens a CUDA context of its own on the measured GPU."""
-    import pynvml
-
-    pynvml.nvmlInit()
-    name = pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
-    return name.decode() if isinstance(name, bytes) else name
+    found = nvml.gpu()
+    if found is None:
+        raise RuntimeError("no GPU can be read through NVML: the sweep measures one")
+    return nvml.name(found)
 
 
 class PeakMemory:
@@ -194,10 +193,10 @@ class PeakMemory:
         self.interval, self.peak, self._stop = interval, 0, threading.Event()
 
     def __enter__(self):
-        import pynvml
-
-        pynvml.nvmlInit()
-        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        found = nvml.gpu()
+        if found is None:
+            raise RuntimeError("no GPU can be read through NVML: the peak is measured on one")
+        pynvml, handle = found
 
         def sample():
             while not self._stop.is_set():

@@ -37,7 +37,9 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT)]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+import nvml  # noqa: E402
 
 from recipe.config import load_config  # noqa: E402
 from recipe.jsonl import read_jsonl  # noqa: E402
@@ -129,22 +131,9 @@ def plan(
     return runs
 
 
-def nvml_gpu():
-    """NVML and its handle of GPU 0, or None where no GPU can be read."""
-    try:
-        import pynvml
-    except ImportError:
-        return None
-    try:
-        pynvml.nvmlInit()
-        return pynvml, pynvml.nvmlDeviceGetHandleByIndex(0)
-    except pynvml.NVMLError:
-        return None
-
-
 def free_gib() -> float | None:
     """The GPU's free memory now (None without a GPU)."""
-    found = nvml_gpu()
+    found = nvml.gpu()
     return None if found is None else found[0].nvmlDeviceGetMemoryInfo(found[1]).free / 2**30
 
 
@@ -351,11 +340,8 @@ def write(learning: dict, out: Path) -> None:
 
 
 def gpu_name() -> str:
-    found = nvml_gpu()
-    if found is None:
-        return "unknown"
-    name = found[0].nvmlDeviceGetName(found[1])
-    return name.decode() if isinstance(name, bytes) else name
+    found = nvml.gpu()
+    return "unknown" if found is None else nvml.name(found)
 
 
 def plot(out: Path, png: Path) -> Path:
