@@ -266,6 +266,8 @@ def aggregate(results: list[dict]) -> dict:
     for name in dict.fromkeys(r["arm"] for r in results):
         done = [r for r in results if r["arm"] == name and r.get("held_out")]
         arm = {"what": ARMS[name].what, "overrides": list(ARMS[name].overrides), "seeds_finished": len(done)}
+        if ARMS[name].prompts > 1:
+            arm["prompts_a_step_times"] = ARMS[name].prompts
         if done:
             arm["held_out_accuracy"] = mean_sd([r["held_out"]["accuracy"] for r in done])
             arm["held_out_strict_format"] = mean_sd([r["held_out"]["strict_format"] for r in done])
@@ -301,8 +303,8 @@ def collect(runs: list[Run], codes: dict[str, int | None]) -> list[dict]:
 
 def steps_trained(learning: dict) -> str:
     """The steps each arm trained: those with more prompts a step trained fewer, on the same questions."""
-    prompts = {name: ARMS[name].prompts if name in ARMS else 1 for name in learning["arms"]}  # an arm since removed: 1
-    fewer = [f"{name} {learning['steps'] // k}" for name, k in prompts.items() if k > 1]
+    times = {name: arm.get("prompts_a_step_times", 1) for name, arm in learning["arms"].items()}
+    fewer = [f"{name} {learning['steps'] // k}" for name, k in times.items() if k > 1]
     return f"{learning['steps']} steps" + (f" ({', '.join(fewer)}: the same questions)" if fewer else "")
 
 
