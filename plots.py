@@ -33,6 +33,7 @@ BEST_STYLE = {"linestyle": "--", "color": "0.45", "linewidth": 1.0}
 SMOOTH_FRACTION = 0.1
 MAX_WINDOW = 200
 REDRAW = "free space or pass --out another folder, then draw them again with python plots.py"
+ELSEWHERE = "pass --out another folder"  # where a write is refused: plots.py takes a folder, not output.dir
 
 
 def read_steps(path: Path) -> list[dict]:
@@ -119,7 +120,7 @@ def save(fig, path: Path) -> Path:
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)  # a long training process would otherwise keep every figure
-    with runs.writing(path, REDRAW):
+    with runs.writing(path, REDRAW, elsewhere=ELSEWHERE):
         write_atomic(path, png.getvalue())
     return path
 
@@ -233,7 +234,7 @@ def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
         raise RecipeError(f"{out} is a file: pass --out a folder for the PNGs (it is created if missing)")
     rows = read_steps(metrics_path)
     config = run_config(metrics_path)
-    with runs.writing(out, REDRAW):
+    with runs.writing(out, REDRAW, elsewhere=ELSEWHERE):
         out.mkdir(parents=True, exist_ok=True)
     written = [
         plot_rewards(rows, config, out),

@@ -1,6 +1,7 @@
 """plots.py: PNGs from a real tiny run's metrics.jsonl, panels skipped when a metric is missing, clear errors."""
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,21 @@ def test_out_that_is_a_file_is_one_line_before_reading_anything(metrics, tmp_pat
     assert (tmp_path / "taken").read_text() == "mine"
 
 
-def test_a_full_disk_while_drawing_is_one_line_and_keeps_the_earlier_pngs(metrics, tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize(
+    "code, why, advice",
+    [
+        pytest.param("ENOSPC", "the disk is full (0 bytes free)", plots.REDRAW, id="full"),
+        pytest.param(
+            "EACCES",
+            "(PermissionError: Permission denied; 0 bytes free)",
+            "fix the permissions or pass --out another folder",
+            id="refused-names-plots-own-flag",
+        ),
+    ],
+)
+def test_a_failed_write_while_drawing_is_one_line_and_keeps_the_earlier_pngs(
+    metrics, tmp_path, capsys, monkeypatch, code, why, advice
+):
     import errno
 
     from recipe import jsonl, runs
@@ -103,14 +118,16 @@ def test_a_full_disk_while_drawing_is_one_line_and_keeps_the_earlier_pngs(metric
     assert plots.main([str(metrics), "--out", str(tmp_path)]) == 0
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
 
-    def full(fd):
-        raise OSError(errno.ENOSPC, "No space left on device")
+    def failed(fd):
+        number = getattr(errno, code)
+        raise (PermissionError if code == "EACCES" else OSError)(number, os.strerror(number))
 
-    monkeypatch.setattr(jsonl.os, "fsync", full)
+    monkeypatch.setattr(jsonl.os, "fsync", failed)
     monkeypatch.setattr(runs, "free_space", lambda path: 0)
     assert plots.main([str(metrics), "--out", str(tmp_path)]) == 2
     err = capsys.readouterr().err
-    assert err.startswith(f"error: could not write {tmp_path / 'rewards.png'}: the disk is full (0 bytes free)")
+    assert err.startswith(f"error: could not write {tmp_path / 'rewards.png'}")
+    assert err.rstrip("\n").endswith(f"{why}: {advice}"), err
     assert err.count("\n") == 1
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before, "no PNG half-written, none lost"
 
