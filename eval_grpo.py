@@ -26,6 +26,7 @@ LoRA request; elsewhere transformers generates and PEFT switches the adapter off
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import sys
@@ -182,7 +183,6 @@ def load_hf(name: str, adapter: Path | None, dtype):
 
 def hf_generator(cfg: Config, adapter: Path | None, tokenizer, max_new_tokens: int, batch_size: int):
     """generate(prompts, "base" | "trained") with one copy of the base: PEFT switches the adapter off for the base."""
-    import contextlib
 
     import torch
 
@@ -378,20 +378,13 @@ def export_failure(flag: str, folder: Path, partial: Path | None = None):
     )
 
 
-def merge(
-    cfg,
-    adapter: Path,
-    out: Path,
-    tokenizer,
-    prompts: list[list[dict]],
-    flag: str = "--merge",
-    final: Path | None = None,
-) -> tuple[int, int]:
+def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]], saving=None) -> tuple[int, int]:
     """Fold the adapter into the base weights, save, reload with plain transformers and compare greedy outputs.
 
     Done with transformers + PEFT on both backends: Unsloth's merged save needs its GPU model, while
     this needs only the 16-bit base; the merge itself is the same W + scale * B @ A either way.
-    ``out`` may be a temporary folder of the export ``flag`` ``final``, which a failed write names.
+    ``saving`` wraps the save (default: --merge's export_failure for ``out``); an export that merges into
+    a temporary folder passes a no-op and handles the failure itself.
     Returns (prompts whose outputs match, prompts compared).
     """
     import torch
@@ -403,7 +396,8 @@ def merge(
     merged = tuned.merge_and_unload()
     # Saved models stop at the chat turn's end too, like generation here.
     merged.generation_config.eos_token_id = stop_ids
-    with export_failure(flag, final or out, partial=out):  # a new or empty folder: check_export_folder
+    # A new or empty folder (check_export_folder), removed on a failed write.
+    with export_failure("--merge", out, partial=out) if saving is None else saving:
         merged.to(merged_dtype(cfg.model.name)).save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
     del tuned, merged
@@ -453,12 +447,12 @@ def run_gguf(cfg, adapter: Path, tokenizer, data: DataConfig, args: argparse.Nam
     partial = out.with_name(out.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     started = time.perf_counter()
+    prompts = merge_questions(tokenizer, data)  # a read, before the writes: its errors are not the disk's
     try:
         with export_failure("--gguf", out):
             partial.mkdir(parents=True)
             with tempfile.TemporaryDirectory(dir=partial) as merged:
-                prompts = merge_questions(tokenizer, data)
-                matched, total = merge(cfg, adapter, Path(merged), tokenizer, prompts, "--gguf", out)
+                matched, total = merge(cfg, adapter, Path(merged), tokenizer, prompts, contextlib.nullcontext())
                 if matched == total:
                     name = adapter.parent.resolve().name
                     written = gguf_export.write_gguf(
