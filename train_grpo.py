@@ -21,6 +21,7 @@ import argparse
 import dataclasses
 import math
 import shlex
+import shutil
 import sys
 import time
 import typing
@@ -159,7 +160,7 @@ def finished_run(cfg: Config, resume_from: Path | None, steps: int) -> str | Non
         return f"{out} holds a finished run (adapter/ saved at step {runs.saved_step(out / 'adapter')}): nothing to train; evaluate it with eval_grpo.py, or train more into a new output.dir"
     if resume_from is None or runs.saved_step(resume_from) < steps:
         return None
-    runs.adapter_from_checkpoint(resume_from, out)
+    adapter_from_checkpoint(resume_from, out)
     return f"{resume_from} is at step {runs.saved_step(resume_from)} of the {steps} planned: the run is finished; adapter/ rebuilt from it"
 
 
@@ -282,10 +283,28 @@ def save_adapter(trainer, tokenizer, out: Path) -> Path:
         trainer.save_model(str(partial))
         if main:
             tokenizer.save_pretrained(str(partial))
-            model_card.write_card(partial, out)  # over TRL's boilerplate README.md
-            runs.write_marker(partial, trainer.state.global_step)
-            runs.replace_folder(partial, out / "adapter")
+            finish_adapter(partial, out, trainer.state.global_step)
     return out / "adapter"
+
+
+def adapter_from_checkpoint(checkpoint: Path, out: Path) -> Path:
+    """adapter/ rebuilt from a checkpoint of the last step: its adapter and tokenizer files, no training state,
+    finished as the end of a run finishes it."""
+    partial = out / "adapter.partial"
+    shutil.rmtree(partial, ignore_errors=True)
+    ignore = shutil.ignore_patterns(*runs.TRAINING_STATE, runs.MARKER)
+    needed = runs.folder_size(checkpoint)
+    with runs.writing(out / "adapter", "free space, then run the same command again", needed, partial):
+        shutil.copytree(checkpoint, partial, ignore=ignore)
+        finish_adapter(partial, out, runs.saved_step(checkpoint))
+    return out / "adapter"
+
+
+def finish_adapter(partial: Path, out: Path, step: int) -> None:
+    """The recipe's model card over PEFT's template one, the completion marker, then the folder into place."""
+    model_card.write_card(partial, out)
+    runs.write_marker(partial, step)
+    runs.replace_folder(partial, out / "adapter")
 
 
 def plot_curves(out: Path) -> list[Path]:

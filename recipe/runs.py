@@ -169,22 +169,6 @@ def replace_folder(partial: Path, final: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def adapter_from_checkpoint(checkpoint: Path, out: Path) -> Path:
-    """adapter/ rebuilt from a checkpoint of the last step: its adapter and tokenizer files, no training state,
-    and the recipe's model card over PEFT's template one, as the end of a run saves it."""
-    from recipe import model_card  # it imports this module
-
-    partial = out / "adapter.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    ignore = shutil.ignore_patterns(*TRAINING_STATE, MARKER)
-    with writing(out / "adapter", "free space, then run the same command again", folder_size(checkpoint), partial):
-        shutil.copytree(checkpoint, partial, ignore=ignore)
-        model_card.write_card(partial, out)
-        write_marker(partial, saved_step(checkpoint))
-        replace_folder(partial, out / "adapter")
-    return out / "adapter"
-
-
 def adapter_size(out: Path) -> int | None:
     """About what adapter/ takes: its files in the newest checkpoint (all but the training state), or None."""
     saved = checkpoints(out)
@@ -212,9 +196,9 @@ def free_space(path: Path) -> int:
 
 
 # What a failed write of our files raises, as opposed to an OSError of anything else (a socket, a read).
-WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM, errno.EIO, errno.EFBIG)
 FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 DENIED_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
+WRITE_ERRNOS = (*FULL_ERRNOS, *DENIED_ERRNOS, errno.EIO, errno.EFBIG)
 # A full disk in the messages of writers that drop the errno (Rust's io errors end in "(os error 28)").
 FULL_SIGNS = ("No space left", "os error 28", "quota exceeded")
 # What torch's zip writer (caffe2/serialize/inline_container.cc; read in torch 2.13) raises when a write fails,
