@@ -132,6 +132,12 @@ def test_an_arm_lands_only_within_2_points_of_the_defaults_mean(accuracies, verd
         assert arms["default"]["held_out_accuracy"]["sd"] > 0
 
 
+def run_config(run):
+    """A learning run's configuration: the learning config with its training command's --set pairs."""
+    train = run.commands[0]
+    return load_config(str(ROOT / learning.CONFIG), [train[i + 1] for i, word in enumerate(train) if word == "--set"])
+
+
 def test_the_learning_arms_train_each_seed_apart_with_the_shipped_configs_optimisation(tmp_path):
     runs = learning.plan(["default", "fast", "notebook"], [3407, 3408], 150, 0.04, tmp_path, "sym.jsonl", "python")
     assert len(runs) == 6 and len({r.out for r in runs}) == 6
@@ -144,9 +150,8 @@ def test_the_learning_arms_train_each_seed_apart_with_the_shipped_configs_optimi
     ]
     assert len({r.env["UNSLOTH_COMPILE_LOCATION"] for r in runs}) == 6  # side by side they would rewrite one folder
     for run in runs:
-        train, held_out, symbolic = run.commands
-        sets = [train[i + 1] for i, word in enumerate(train) if word == "--set"]
-        cfg = load_config(str(ROOT / learning.CONFIG), sets)
+        _, held_out, symbolic = run.commands
+        cfg = run_config(run)
         assert (cfg.training.seed, cfg.training.max_steps, cfg.model.gpu_memory_utilization) == (run.seed, 150, 0.04)
         shipped = {"fast": "configs/fast-4090.yaml", "notebook": "configs/notebook-4090.yaml"}.get(run.arm)
         if shipped:
@@ -159,12 +164,7 @@ def test_the_learning_arms_train_each_seed_apart_with_the_shipped_configs_optimi
 
 def test_an_arm_with_more_prompts_a_step_trains_the_same_questions_in_fewer_steps(tmp_path):
     runs = learning.plan(["default", "pps2"], [3407], 150, 0.04, tmp_path, "sym.jsonl", "python")
-    cfgs = {}
-    for run in runs:
-        train = run.commands[0]
-        cfgs[run.arm] = load_config(
-            str(ROOT / learning.CONFIG), [train[i + 1] for i, w in enumerate(train) if w == "--set"]
-        )
+    cfgs = {run.arm: run_config(run) for run in runs}
     default, pps2 = cfgs["default"].training, cfgs["pps2"].training
     assert pps2.prompts_per_step == 2 * default.prompts_per_step
     assert pps2.max_steps * pps2.prompts_per_step == default.max_steps * default.prompts_per_step == 150 * 4
@@ -313,24 +313,38 @@ def test_each_lever_row_changes_only_what_it_names(name, changes):
     assert lever == default
 
 
-def test_a_rows_environment_reaches_its_process_and_its_row(tmp_path, monkeypatch):
-    seen = {}
+@pytest.fixture
+def launched(tmp_path, monkeypatch):
+    """launch(name) runs bench.run_setting with the row's process stubbed out (exit code 1); ``calls`` records
+    each process's (command, environment)."""
+    calls = []
 
     def call(command, env=None, **kwargs):
-        seen["env"] = env
+        calls.append((command, env))
         return 1
 
     monkeypatch.setattr(bench, "WORK", tmp_path)
     monkeypatch.setattr(bench.subprocess, "call", call)
-    monkeypatch.setenv("KEPT", "yes")
     args = bench.argparse.Namespace(steps=12, warmup=4, profile=[], smoke=False)
-    row = bench.run_setting("merged", bench.SETTINGS["merged"], args, tmp_path / "model", tmp_path / "d.jsonl", None)
-    assert seen["env"]["UNSLOTH_VLLM_MERGED_ROLLOUT"] == "1" and seen["env"]["KEPT"] == "yes"
+
+    def launch(name):
+        return bench.run_setting(name, bench.SETTINGS[name], args, tmp_path / "model", tmp_path / "data.jsonl", None)
+
+    launch.calls = calls
+    return launch
+
+
+def test_a_rows_environment_reaches_its_process_and_its_row(launched, monkeypatch):
+    monkeypatch.setenv("KEPT", "yes")
+    row = launched("merged")
+    env = launched.calls[-1][1]
+    assert env["UNSLOTH_VLLM_MERGED_ROLLOUT"] == "1" and env["KEPT"] == "yes"
     assert row["env"] == {"UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}
     # Exported in the shell, the switch must not turn the default row into the merged one.
     monkeypatch.setenv("UNSLOTH_VLLM_MERGED_ROLLOUT", "1")
-    row = bench.run_setting("default", bench.SETTINGS["default"], args, tmp_path / "model", tmp_path / "d.jsonl", None)
-    assert "UNSLOTH_VLLM_MERGED_ROLLOUT" not in seen["env"] and seen["env"]["KEPT"] == "yes"
+    row = launched("default")
+    env = launched.calls[-1][1]
+    assert "UNSLOTH_VLLM_MERGED_ROLLOUT" not in env and env["KEPT"] == "yes"
     assert "env" not in row
 
 
@@ -387,19 +401,10 @@ def test_the_notebook_script_on_a_cpu_says_it_needs_a_gpu_in_one_line(tmp_path, 
     assert not (tmp_path / "out").exists()  # nothing written
 
 
-def test_the_notebook_row_is_launched_through_its_own_entry(tmp_path, monkeypatch):
-    commands = []
-
-    def call(command, **kwargs):
-        commands.append(command)
-        return 1
-
-    monkeypatch.setattr(bench, "WORK", tmp_path)
-    monkeypatch.setattr(bench.subprocess, "call", call)
-    args = bench.argparse.Namespace(steps=12, warmup=4, profile=[], smoke=False)
+def test_the_notebook_row_is_launched_through_its_own_entry(launched):
     for name in ("notebook", "default"):
-        bench.run_setting(name, bench.SETTINGS[name], args, tmp_path / "model", tmp_path / "data.jsonl", None)
-    entries = [c[c.index("--entry") + 1] for c in commands]
+        launched(name)
+    entries = [command[command.index("--entry") + 1] for command, _ in launched.calls]
     assert entries == ["notebook", "train_grpo"]
 
 
