@@ -93,7 +93,7 @@ def tiny_assets(tmp_path_factory) -> Path:
 def trained_run(tiny_assets, tmp_path_factory) -> Path:
     """The output folder of one tiny TRAINED_RUN, shared by every test that only reads it: copy_run it to write."""
     out = tmp_path_factory.mktemp("trained")
-    assert train_tiny(tiny_assets, out, *TRAINED_RUN) == 0
+    assert train_like_trained_run(tiny_assets, out) == 0
     return out
 
 

@@ -338,15 +338,20 @@ def merged_tokenizer(merged):
 
 
 @pytest.fixture(scope="module")
+def merged_config(merged):
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(str(merged))
+
+
+@pytest.fixture(scope="module")
 def f16_fields(exports) -> dict:
     return gguf_fields(exports["f16"] / gguf_export.GGUF_FILE)
 
 
 @pytest.mark.parametrize("key, expected", METADATA, ids=[key for key, _ in METADATA])
-def test_gguf_metadata_is_what_llama_cpp_reads(f16_fields, merged, merged_tokenizer, key, expected):
-    from transformers import AutoConfig
-
-    assert f16_fields[key] == expected(AutoConfig.from_pretrained(str(merged)), merged_tokenizer)
+def test_gguf_metadata_is_what_llama_cpp_reads(f16_fields, merged_config, merged_tokenizer, key, expected):
+    assert f16_fields[key] == expected(merged_config, merged_tokenizer)
 
 
 @pytest.mark.parametrize("gguf_type", gguf_export.GGUF_TYPES)

@@ -158,15 +158,16 @@ def test_learn_first_runs_the_learning_check_while_the_3b_is_built_then_the_time
 
 
 @pytest.mark.parametrize(
-    "readings, warned",
+    "readings, idle_s, warned",
     [
-        pytest.param("9000\n9000\n300\n", False, id="waits-until-it-frees"),
-        pytest.param("9000\n", True, id="still-held-after-the-wait"),
+        # Bash's SECONDS counts whole wall-clock seconds: the wait outlasts the 4 s of readings by a margin.
+        pytest.param("9000\n9000\n300\n", "9", False, id="waits-until-it-frees"),
+        pytest.param("9000\n", "0", True, id="still-held-after-the-wait"),
     ],
 )
-def test_the_timed_rows_wait_for_an_idle_gpu(tmp_path, readings, warned):
+def test_the_timed_rows_wait_for_an_idle_gpu(tmp_path, readings, idle_s, warned):
     (tmp_path / "used.txt").write_text(readings)
-    steps, _, res = sitting(tmp_path, SWEEP="default", GPU_USED=str(tmp_path / "used.txt"), GPU_IDLE_S="3")
+    steps, _, res = sitting(tmp_path, SWEEP="default", GPU_USED=str(tmp_path / "used.txt"), GPU_IDLE_S=idle_s)
     assert steps == ["sweep"]
     log = (res / "driver.log").read_text()
     assert ("MiB of the GPU still in use" in log) is warned
