@@ -59,6 +59,9 @@ class Arm:
     # Times the config's prompts per step. Such an arm trains 1/prompts of the steps, so every arm sees the
     # same questions and compares at the same epochs, as a user's run would.
     prompts: int = 1
+    # Set for its training command only, for switches only the environment reaches; evaluation stays the same
+    # for every arm.
+    env: tuple[tuple[str, str], ...] = ()
 
 
 FUSED = "training.optim=adamw_torch_fused"
@@ -70,6 +73,12 @@ ARMS = {
         "config.yaml's with twice the prompts a step for half the steps: spg 4, torch's fused AdamW",
         ("training.steps_per_generation=4", FUSED),
         prompts=2,
+    ),
+    # The bench's merged row: rollouts from the adapter folded into the weights, as plain TRL's vLLM gets them.
+    "merged": Arm(
+        "config.yaml's, rollouts from the adapter folded into vLLM's weights: spg 4, paged 8-bit AdamW",
+        ("training.steps_per_generation=4",),
+        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
     ),
     # configs/notebook-4090.yaml's: TRL's defaults for what the notebook leaves unset. Unsloth's torch.compile
     # stays off: on SmolLM2's 32-row batches the compiler crashed (bench/LOG.md, 2026-11-24).
@@ -117,7 +126,12 @@ def plan(
                 "model.vllm_compile=false",
                 "output.save_steps=100000",
             ]
-            train = (python, "train_grpo.py", "--config", CONFIG, *[a for s in sets for a in ("--set", s)])
+            switches = tuple(f"{name}={value}" for name, value in ARMS[arm].env)
+            train = (
+                *(("env", *switches) if switches else ()),
+                *(python, "train_grpo.py", "--config", CONFIG),
+                *[a for s in sets for a in ("--set", s)],
+            )
             evals = tuple(
                 (python, "eval_grpo.py", "--adapter", str(out / "adapter"), "--dataset", data, "--out", str(out / name))
                 for name, data in (("eval", HELD_OUT), ("eval-gsm-symbolic", symbolic))

@@ -1,18 +1,22 @@
 """Does the LoRA adapter drive the trainer's vLLM rollouts? Run by tests/test_gpu.py, one backend per process.
 
     python tests/adapter_probe.py --backend unsloth --out probe.json
+    python tests/adapter_probe.py --backend unsloth --merged-rollouts --out probe.json
 
 Builds the trainer exactly as train_grpo.main() does (SmolLM2 assets), then samples greedily through
 the trainer's own generation step (GRPOTrainer._generate_single_turn, which syncs the policy into vLLM
 when the step changed) three times: with the fresh adapter (LoRA B is zero, so it equals the base),
 with LoRA B moved to random values, and with B zeroed again. Unsloth once sampled every rollout from
 the base model with TRL >= 1.10 (its PR #8701); the middle outputs must differ from the other two.
+With --merged-rollouts, Unsloth folds the adapter into the weights it shares with vLLM for each rollout
+and unfolds it after (UNSLOTH_VLLM_MERGED_ROLLOUT=1): the same must hold, and the base must come back exact.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -30,7 +34,12 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", choices=["unsloth", "trl"], required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--merged-rollouts", action="store_true", help="Unsloth only: UNSLOTH_VLLM_MERGED_ROLLOUT=1")
     args = parser.parse_args()
+    if args.merged_rollouts:
+        if args.backend != "unsloth":
+            parser.error("--merged-rollouts is Unsloth's switch: use it with --backend unsloth")
+        os.environ["UNSLOTH_VLLM_MERGED_ROLLOUT"] = "1"  # read by unsloth_zoo at each rollout
 
     import train_grpo
     from recipe import backend as backends
@@ -43,7 +52,7 @@ def main() -> int:
         # vLLM samples greedily below a temperature of 1e-5: the same weights give the same tokens.
         "training.temperature=1e-6",
         "training.max_completion_length=32",
-        f"output.dir={args.out.parent / ('probe-' + args.backend)}",
+        f"output.dir={args.out.parent / ('probe-' + args.backend + ('-merged' if args.merged_rollouts else ''))}",
     ]
     if args.backend == "trl":
         overrides.append("model.gpu_memory_utilization=0.3")

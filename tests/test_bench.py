@@ -173,6 +173,18 @@ def test_an_arm_with_more_prompts_a_step_trains_the_same_questions_in_fewer_step
     assert (pps2.optim, pps2.steps_per_generation) == (row.optim, row.steps_per_generation)
 
 
+def test_the_merged_arm_trains_with_the_bench_rows_switch_and_evaluates_like_every_arm(tmp_path):
+    runs = {run.arm: run for run in learning.plan(["default", "merged"], [3407], 100, 0.04, tmp_path, "s.jsonl", "py")}
+    train, *evals = runs["merged"].commands
+    switches = [f"{name}={value}" for name, value in bench.SETTINGS["merged"].env]
+    assert switches and train[: 1 + len(switches)] == ("env", *switches) and train[1 + len(switches)] == "py"
+    merged, default = run_config(runs["merged"]), run_config(runs["default"])
+    assert (merged.model, merged.lora, merged.training) == (default.model, default.lora, default.training)
+    assert runs["default"].commands[0][0] == "py"  # no switch, no env prefix
+    assert [e[1:3] for e in evals] == [e[1:3] for e in runs["default"].commands[1:]]
+    assert not any("MERGED" in word for e in evals for word in e) and "MERGED" not in str(runs["merged"].env)
+
+
 def test_no_arm_sets_its_prompts_a_step_itself():
     # plan() sets prompts_per_step from Arm.prompts and scales the steps with it; an arm's own value would win.
     assert not [name for name, arm in learning.ARMS.items() if any("prompts_per_step" in o for o in arm.overrides)]

@@ -106,13 +106,23 @@ def relative_change(before: Path, after: Path, kind: str) -> float:
     return diff / sum(float(torch.sum(a[n].float() ** 2)) for n in names) ** 0.5
 
 
-@pytest.mark.parametrize("backend", ["unsloth", "trl"])
-def test_adapter_drives_vllm_rollouts(tmp_path, backend):
+@pytest.mark.parametrize(
+    "backend, merged",
+    [
+        pytest.param("unsloth", False, id="unsloth"),
+        # The fold writes into the weights training shares with vLLM: rollouts must follow the adapter, and
+        # the unfold must give back the very base bits (base_drift below).
+        pytest.param("unsloth", True, id="unsloth-merged-rollouts"),
+        pytest.param("trl", False, id="trl"),
+    ],
+)
+def test_adapter_drives_vllm_rollouts(tmp_path, backend, merged):
     out = tmp_path / f"{backend}.json"
     log = tmp_path / f"{backend}.log"
     with open(log, "w") as f:
         code = subprocess.run(
-            [sys.executable, str(ROOT / "tests" / "adapter_probe.py"), "--backend", backend, "--out", str(out)],
+            [sys.executable, str(ROOT / "tests" / "adapter_probe.py"), "--backend", backend, "--out", str(out)]
+            + (["--merged-rollouts"] if merged else []),
             cwd=ROOT,
             stdout=f,
             stderr=subprocess.STDOUT,
@@ -128,6 +138,8 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend):
     why = json.dumps({k: v for k, v in probe.items() if k not in ("fresh", "moved", "zeroed", "fresh_again")})
     why += f" prompts differing from fresh: {differs}"
     assert probe["lora_b_tensors"] > 0, why
+    # Unsloth falls back to the adapter beside the weights, with one line, where it cannot fold.
+    assert ("Merged-weight rollouts on" in log.read_text()) is merged, why
     # Syncing must leave the frozen base exact (trl#6688).
     assert probe["base_drift"] == 0, why
     if backend == "trl":
