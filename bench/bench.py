@@ -72,6 +72,10 @@ class Setting:
     env: tuple[tuple[str, str], ...] = ()  # set in the row's process, for switches only the environment reaches
 
 
+# 12 steps after 4 of warm-up left 2 generation cycles at steps_per_generation 4 (1 at 8), and a row moved
+# 5-10% between invocations on one machine (LOG, 2026-12-06f); 28 steps leave 6 (3), for about 10 s more a
+# row (a minute more for the notebook's).
+SWEEP_STEPS, SHORT_STEPS = 28, 12
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 FAST_YAML = ROOT / "configs" / "fast-4090.yaml"
 FUSED = "training.optim=adamw_torch_fused"
@@ -278,12 +282,17 @@ def run_capped(
     return code
 
 
-def steady_state(rows: list[dict], steps_per_generation: int, warmup: int) -> float:
-    """Median seconds per step over whole generation cycles after the warm-up steps."""
+def cycles(rows: list[dict], steps_per_generation: int, warmup: int) -> list[float]:
+    """Seconds per step of each whole generation cycle after the warm-up steps."""
     times = {row["step"]: row["time"] for row in rows if "step_time" in row}
     starts = [s for s in sorted(times) if s >= warmup and (s - warmup) % steps_per_generation == 0]
-    cycles = [(times[b] - times[a]) / steps_per_generation for a, b in zip(starts, starts[1:])]
-    return statistics.median(cycles) if cycles else float("nan")
+    return [(times[b] - times[a]) / steps_per_generation for a, b in zip(starts, starts[1:])]
+
+
+def steady_state(rows: list[dict], steps_per_generation: int, warmup: int) -> float:
+    """Median seconds per step over whole generation cycles after the warm-up steps."""
+    each = cycles(rows, steps_per_generation, warmup)
+    return statistics.median(each) if each else float("nan")
 
 
 def row_env(setting: Setting) -> dict[str, str]:
@@ -405,7 +414,8 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
     ready = re.search(r"ready to train in (\d+)s", text) or loaded
     backend = re.search(r"backend (\w+)", text)
-    s_per_step = steady_state(rows, cfg.training.steps_per_generation, warmup=args.warmup)
+    each = cycles(rows, cfg.training.steps_per_generation, warmup=args.warmup)
+    s_per_step = statistics.median(each) if each else float("nan")
     completions = cfg.training.prompts_per_step * cfg.training.num_generations
     tail = steps[args.warmup :]
     lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
@@ -423,6 +433,8 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
         "ready_s": int(ready.group(1)) if ready else None,
         "startup_s": (int(ready.group(1)) + round(steps[0]["step_time"], 1)) if ready and steps else None,
         "s_per_step": round(s_per_step, 3),
+        # The spread behind the median: two rows closer than it are not told apart.
+        "s_per_step_cycles": [round(c, 3) for c in each],
         "completions_per_step": completions,
         "mean_completion_tokens": round(mean_len, 1),
         "tokens_per_s": round(mean_len * completions / s_per_step, 1),
@@ -713,7 +725,12 @@ def main() -> int:
         "--settings",
         help=f"comma-separated, from {', '.join(SETTINGS)} (default: {','.join(SWEEP)}; with --profile alone: those)",
     )
-    parser.add_argument("--steps", type=int, default=12, help="steps per setting")
+    parser.add_argument(
+        "--steps",
+        type=int,
+        help=f"steps per setting (default: {SWEEP_STEPS} for the sweep; {SHORT_STEPS} for --fit and --smoke, "
+        "which need the peak and the harness only)",
+    )
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
     parser.add_argument(
         "--cap-gib",
@@ -769,6 +786,7 @@ def main() -> int:
     if args.ceilings:
         print(json.dumps(measure_ceilings()))
         return 0
+    args.steps = args.steps or (SHORT_STEPS if args.fit or args.smoke else SWEEP_STEPS)
     args.caps = [float(cap) for cap in args.cap_gib.split(",")]
     args.cap_gib = args.caps[0]
     if args.capped_run:

@@ -52,6 +52,25 @@ def test_steady_state_seconds_per_step(times, steps_per_generation, warmup, expe
     assert result == pytest.approx(expected, nan_ok=True)
 
 
+@pytest.mark.parametrize(
+    "argv, steps, cycles_at_spg4",
+    [
+        pytest.param([], 28, 6, id="sweep-several-cycles"),
+        pytest.param(["--fit", "3B:16"], 12, 2, id="fit-needs-the-peak-only"),
+        pytest.param(["--smoke"], 12, 2, id="smoke-checks-the-harness-only"),
+        pytest.param(["--steps", "20"], 20, 4, id="asked-for"),
+    ],
+)
+def test_a_sweep_row_times_several_generation_cycles(monkeypatch, argv, steps, cycles_at_spg4):
+    seen = []
+    monkeypatch.setattr(bench, "sweep", lambda args: seen.append(args.steps) or 0)
+    monkeypatch.setattr(bench, "fit", lambda args: seen.append(args.steps) or 0)
+    monkeypatch.setattr(sys, "argv", ["bench.py", *argv, "--out", "/nonexistent/s.json"])
+    assert bench.main() == 0 and seen == [steps]
+    rows = timed({s: float(s) for s in range(1, steps + 1)})
+    assert len(bench.cycles(rows, 4, warmup=4)) == cycles_at_spg4
+
+
 def metrics_rows(steps: int, every: int) -> list[dict]:
     rows = []
     for step in range(1, steps + 1):
@@ -511,7 +530,10 @@ def test_startup_runs_from_load_to_the_end_of_the_first_step(tmp_path, log, star
     (tmp_path / "profile.jsonl").write_text("")
     cfg = load_config(str(ROOT / "config.yaml"), [])
     args = type("Args", (), {"warmup": 2})()
-    assert bench.measure(log, tmp_path, cfg, args)["startup_s"] == startup
+    row = bench.measure(log, tmp_path, cfg, args)
+    assert row["startup_s"] == startup
+    # The median's cycles come with it (steps 2 to 6: one cycle of config.yaml's 4 steps).
+    assert row["s_per_step_cycles"] == [1.0] and row["s_per_step"] == 1.0
 
 
 @pytest.mark.parametrize(
