@@ -414,8 +414,7 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
     ready = re.search(r"ready to train in (\d+)s", text) or loaded
     backend = re.search(r"backend (\w+)", text)
-    each = cycles(rows, cfg.training.steps_per_generation, warmup=args.warmup)
-    s_per_step = statistics.median(each) if each else float("nan")
+    s_per_step = steady_state(rows, cfg.training.steps_per_generation, warmup=args.warmup)
     completions = cfg.training.prompts_per_step * cfg.training.num_generations
     tail = steps[args.warmup :]
     lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
@@ -434,7 +433,8 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
         "startup_s": (int(ready.group(1)) + round(steps[0]["step_time"], 1)) if ready and steps else None,
         "s_per_step": round(s_per_step, 3),
         # The spread behind the median: two rows closer than it are not told apart.
-        "s_per_step_cycles": [round(c, 3) for c in each],
+        "s_per_step_cycles": [round(c, 3) for c in cycles(rows, cfg.training.steps_per_generation, args.warmup)],
+        "steps": len(steps),
         "completions_per_step": completions,
         "mean_completion_tokens": round(mean_len, 1),
         "tokens_per_s": round(mean_len * completions / s_per_step, 1),
@@ -630,6 +630,11 @@ def printed_rows(text: str) -> dict[str, dict]:
     return {row["name"]: row for row in (json.loads(line) for line in text.splitlines() if line.startswith('{"name"'))}
 
 
+def logged_steps(printed: dict[str, dict]) -> int:
+    """The steps a logged sweep or fit ran a row: its rows say so; before they did, every one ran 12."""
+    return max((row.get("steps") or 0 for row in printed.values()), default=0) or SHORT_STEPS
+
+
 def from_log(args: argparse.Namespace) -> int:
     """latest.json from a sweep's console log: the rows it printed, one per finished setting.
 
@@ -639,6 +644,7 @@ def from_log(args: argparse.Namespace) -> int:
     """
     text = Path(args.from_log).read_text()
     printed = printed_rows(text)
+    args.steps = args.steps or logged_steps(printed)
     started = re.findall(r"^=== (\S+):", text, flags=re.M)
     invocation = args.invocation or "log-" + uuid.uuid5(uuid.NAMESPACE_URL, text).hex[:8]
     limits = json.loads(args.ceilings_json) if args.ceilings_json else None
@@ -666,6 +672,8 @@ def fit(args: argparse.Namespace) -> int:
     )
     # With --from-log, the rows a fit printed before its machine went away, instead of running them.
     printed = printed_rows(Path(args.from_log).read_text()) if args.from_log else None
+    if printed is not None:
+        args.steps = args.steps or logged_steps(printed)
     device = args.device if printed is not None else gpu_name()
     for i, item in enumerate(args.fit.split(",")):
         size, bits = item.split(":")
@@ -786,7 +794,8 @@ def main() -> int:
     if args.ceilings:
         print(json.dumps(measure_ceilings()))
         return 0
-    args.steps = args.steps or (SHORT_STEPS if args.fit or args.smoke else SWEEP_STEPS)
+    if not args.from_log:  # a log's rows say how many steps they ran
+        args.steps = args.steps or (SHORT_STEPS if args.fit or args.smoke else SWEEP_STEPS)
     args.caps = [float(cap) for cap in args.cap_gib.split(",")]
     args.cap_gib = args.caps[0]
     if args.capped_run:

@@ -50,6 +50,7 @@ HELD_OUT = "assets/smollm2/data/test.jsonl"
 KEYS = {"reward": "reward", "strict_format": "rewards/strict_format/mean", "correctness": "rewards/correctness/mean"}
 # A change to the default's optimisation may cost at most this much mean held-out accuracy (issue 32).
 TOLERANCE = 0.02
+MERGED_LINE = "Merged-weight rollouts on"  # what Unsloth prints once when it folds the adapter for rollouts
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,13 @@ def with_share(train: tuple[str, ...], share: float) -> tuple[str, ...]:
     return tuple(f"{key}{share}" if arg.startswith(key) else arg for arg in train)
 
 
+def lane_env(run: Run) -> dict[str, str]:
+    """This process's environment with the run's own, and without any arm's switch: one exported in the
+    shell would turn every arm into that arm (bench.py's rows drop theirs alike)."""
+    switches = {name for arm in ARMS.values() for name, _ in arm.env}
+    return {k: v for k, v in os.environ.items() if k not in switches} | run.env
+
+
 def run_all(
     runs: list[Run], stagger_s: float, deadline_s: float, vllm_gib: float | None = None
 ) -> dict[str, int | None]:
@@ -185,7 +193,7 @@ def run_all(
             lanes[str(run.out)] = subprocess.Popen(
                 ["bash", "-c", script],
                 cwd=ROOT,
-                env={**os.environ, **run.env},
+                env=lane_env(run),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
@@ -224,9 +232,12 @@ def summarize_run(run: Path, window: int = 20) -> dict:
     steps = [r for r in rows if "reward" in r]
     timed = [r for r in rows if "step_time" in r]
     config = yaml.safe_load((run / "config.yaml").read_text())
+    log = (run / "lane.log").read_text(errors="replace") if (run / "lane.log").exists() else ""
     return {
         "config": config,
-        **kv_cache(run / "lane.log", config),
+        **kv_cache(log, config),
+        # The merged arm's config equals the default's: only Unsloth's line shows that it folded.
+        "merged_rollouts": MERGED_LINE in log,
         "steps": max(r["step"] for r in rows if "step" in r),
         "reward_rows": len(steps),
         "minutes": round((timed[-1]["time"] - timed[0]["time"] + timed[0]["step_time"]) / 60, 2),
@@ -239,10 +250,10 @@ def summarize_run(run: Path, window: int = 20) -> dict:
     }
 
 
-def kv_cache(log: Path, config: dict) -> dict:
+def kv_cache(log: str, config: dict) -> dict:
     """vLLM's KV cache in the training run (the first engine its log reports) against what one generation
     batch can fill: a smaller cache queues and recomputes sequences, and the run's minutes grow with it."""
-    found = re.search(r"GPU KV cache size: ([\d,]+) tokens", log.read_text(errors="replace")) if log.exists() else None
+    found = re.search(r"GPU KV cache size: ([\d,]+) tokens", log)
     t = config.get("training", {})
     batch = t.get("prompts_per_step", 1) * t.get("num_generations", 1) * t.get("steps_per_generation", 1)
     return {

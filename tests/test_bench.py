@@ -66,9 +66,22 @@ def test_a_sweep_row_times_several_generation_cycles(monkeypatch, argv, steps, c
     monkeypatch.setattr(bench, "sweep", lambda args: seen.append(args.steps) or 0)
     monkeypatch.setattr(bench, "fit", lambda args: seen.append(args.steps) or 0)
     monkeypatch.setattr(sys, "argv", ["bench.py", *argv, "--out", "/nonexistent/s.json"])
-    assert bench.main() == 0 and seen == [steps]
+    assert bench.main() == 0
+    assert seen == [steps]
     rows = timed({s: float(s) for s in range(1, steps + 1)})
     assert len(bench.cycles(rows, 4, warmup=4)) == cycles_at_spg4
+
+
+@pytest.mark.parametrize(
+    "printed, steps",
+    [
+        pytest.param({"default": {"steps": 28}, "trl": {"steps": 28}}, 28, id="rows-say-so"),
+        pytest.param({"default": {"s_per_step": 0.6}}, 12, id="rows-before-they-said-ran-12"),
+        pytest.param({}, 12, id="no-row-finished"),
+    ],
+)
+def test_a_rebuilt_sweep_records_the_steps_its_log_ran_not_todays_default(printed, steps):
+    assert bench.logged_steps(printed) == steps
 
 
 def metrics_rows(steps: int, every: int) -> list[dict]:
@@ -110,16 +123,25 @@ def test_a_learning_run_counts_steps_and_reward_rows_apart_and_times_from_its_fi
 
 
 @pytest.mark.parametrize(
-    "log, expected",
+    "log, expected, merged",
     [
-        pytest.param("INFO [kv_cache_utils.py:2177] GPU KV cache size: 25,248 tokens\n", 25_248, id="vllm-line"),
+        pytest.param("INFO [kv_cache_utils.py:2177] GPU KV cache size: 25,248 tokens\n", 25_248, False, id="vllm-line"),
         pytest.param(
-            "GPU KV cache size: 87,152 tokens\n... GPU KV cache size: 9 tokens\n", 87_152, id="training-engine-first"
+            "GPU KV cache size: 87,152 tokens\n... GPU KV cache size: 9 tokens\n",
+            87_152,
+            False,
+            id="training-engine-first",
         ),
-        pytest.param("no engine started\n", None, id="none-reported"),
+        pytest.param("no engine started\n", None, False, id="none-reported"),
+        pytest.param(
+            "GPU KV cache size: 9 tokens\nUnsloth: Merged-weight rollouts on (all): folding the adapter into 252\n",
+            9,
+            True,
+            id="folded-rollouts-seen",
+        ),
     ],
 )
-def test_a_learning_run_reports_its_kv_cache_against_its_generation_batch(tmp_path, log, expected):
+def test_a_learning_run_reports_its_kv_cache_and_whether_it_folded_its_rollouts(tmp_path, log, expected, merged):
     write_run(tmp_path / "run", steps=8, every=4)
     (tmp_path / "run" / "config.yaml").write_text(
         "model: {max_seq_length: 512}\ntraining: {prompts_per_step: 4, num_generations: 8, steps_per_generation: 4}\n"
@@ -127,6 +149,7 @@ def test_a_learning_run_reports_its_kv_cache_against_its_generation_batch(tmp_pa
     (tmp_path / "run" / "lane.log").write_text(log)
     got = learning.summarize_run(tmp_path / "run")
     assert (got["kv_cache_tokens"], got["generation_batch_tokens"]) == (expected, 128 * 512)
+    assert got["merged_rollouts"] is merged
 
 
 @pytest.mark.parametrize(
@@ -196,12 +219,24 @@ def test_the_merged_arm_trains_with_the_bench_rows_switch_and_evaluates_like_eve
     runs = {run.arm: run for run in learning.plan(["default", "merged"], [3407], 100, 0.04, tmp_path, "s.jsonl", "py")}
     train, *evals = runs["merged"].commands
     switches = [f"{name}={value}" for name, value in bench.SETTINGS["merged"].env]
-    assert switches and train[: 1 + len(switches)] == ("env", *switches) and train[1 + len(switches)] == "py"
+    assert switches
+    assert train[: 2 + len(switches)] == ("env", *switches, "py")
     merged, default = run_config(runs["merged"]), run_config(runs["default"])
     assert (merged.model, merged.lora, merged.training) == (default.model, default.lora, default.training)
     assert runs["default"].commands[0][0] == "py"  # no switch, no env prefix
-    assert [e[1:3] for e in evals] == [e[1:3] for e in runs["default"].commands[1:]]
-    assert not any("MERGED" in word for e in evals for word in e) and "MERGED" not in str(runs["merged"].env)
+    datasets = [[e[e.index("--dataset") + 1] for e in run.commands[1:]] for run in runs.values()]
+    assert datasets[0] == datasets[1] == [learning.HELD_OUT, "s.jsonl"]
+    assert not any("MERGED" in word for e in evals for word in e)
+    assert "MERGED" not in str(runs["merged"].env)
+    # Its vLLM share is still set at its start, after the env prefix.
+    assert "model.gpu_memory_utilization=0.5" in learning.with_share(train, 0.5)
+
+
+def test_a_switch_exported_in_the_shell_reaches_no_lane(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNSLOTH_VLLM_MERGED_ROLLOUT", "1")
+    lane = learning.Run("a", 1, tmp_path / "lane", (("bash", "-c", "echo ${UNSLOTH_VLLM_MERGED_ROLLOUT:-unset}"),), {})
+    assert learning.run_all([lane], stagger_s=0, deadline_s=10) == {str(tmp_path / "lane"): 0}
+    assert (tmp_path / "lane" / "lane.log").read_text() == "unset\n"
 
 
 def test_no_arm_sets_its_prompts_a_step_itself():
@@ -533,7 +568,7 @@ def test_startup_runs_from_load_to_the_end_of_the_first_step(tmp_path, log, star
     row = bench.measure(log, tmp_path, cfg, args)
     assert row["startup_s"] == startup
     # The median's cycles come with it (steps 2 to 6: one cycle of config.yaml's 4 steps).
-    assert row["s_per_step_cycles"] == [1.0] and row["s_per_step"] == 1.0
+    assert (row["s_per_step_cycles"], row["s_per_step"], row["steps"]) == ([1.0], 1.0, 6)
 
 
 @pytest.mark.parametrize(
@@ -597,6 +632,7 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     assert abs(default["forecast_error"]) < 0.15
     assert fused["exit_code"] is None and "unfinished" in fused["error"]
     assert "| fused |" in out.with_suffix(".md").read_text()
+    assert summary["steps_per_setting"] == 12  # the log's rows predate the step count: they ran 12, not today's 28
 
 
 def test_a_sweep_lost_mid_row_keeps_the_rows_it_finished_and_names_the_rest(tmp_path, monkeypatch):
@@ -655,6 +691,7 @@ def test_a_cut_short_fit_is_rebuilt_from_its_log_and_merged_into_the_table(tmp_p
     assert rebuilt["s_per_step"] == 5.137 and rebuilt["device"] == "GPU" and rebuilt["date"] == "2026-12-02"
     assert rebuilt["config"] == "configs/qwen2.5-14b-4090.yaml" and rebuilt["fits"] is True
     assert abs(rebuilt["forecast_error"]) < 0.15
+    assert rebuilt["command"].endswith("--steps 12")
     assert "fits: 5.137 s/step, peak 20.63 GiB" in (tmp_path / "fit.md").read_text()
 
 
