@@ -72,9 +72,9 @@ class Setting:
     env: tuple[tuple[str, str], ...] = ()  # set in the row's process, for switches only the environment reaches
 
 
-# 12 steps after 4 of warm-up left 2 generation cycles at steps_per_generation 4 (1 at 8), and a row moved
-# 5-10% between invocations on one machine (LOG, 2026-12-06f); 28 steps leave 6 (3), for about 10 s more a
-# row (a minute more for the notebook's).
+# 12 steps after 4 of warm-up left 2 generation cycles at steps_per_generation 4 (1 at 8), and plain TRL's
+# row moved 10% between invocations on one machine (LOG, 2026-12-06f); 28 steps leave 6 (3), for about 10 s
+# more a row (a minute more for the notebook's).
 SWEEP_STEPS, SHORT_STEPS = 28, 12
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 FAST_YAML = ROOT / "configs" / "fast-4090.yaml"
