@@ -31,7 +31,9 @@ from recipe.callbacks import log_metrics  # noqa: E402
 from recipe.config import ModelConfig, load_config  # noqa: E402
 
 LORA_RANK = 32  # the notebook's 64, the seed's 32
-ENVIRONMENT = {"UNSLOTH_VLLM_STANDBY": "1"}  # the notebook's first cell, before Unsloth is imported
+# The notebook's first cell, before Unsloth is imported. Its exported script (python_scripts/ in Unsloth's
+# notebooks repository) comments that cell out: the bench's notebook-script row runs it with "0".
+ENVIRONMENT = {"UNSLOTH_VLLM_STANDBY": "1"}
 MODEL = {
     "max_seq_length": 1024,
     "load_in_4bit": True,
@@ -80,10 +82,13 @@ def standby_share(card_gib: float) -> float:
     return round(next((share for tenth, share in tiers if card_gib / 10 >= tenth), 0.75) * 0.95, 5)
 
 
-def import_unsloth(model: ModelConfig) -> None:
-    """The notebook's environment, then Unsloth, which must come before trl."""
-    os.environ.update(ENVIRONMENT)
+def import_unsloth(model: ModelConfig) -> bool:
+    """The notebook's environment where the caller's sets none, then Unsloth, which must come before trl.
+    Whether standby mode is on."""
+    for name, value in ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     backend.import_unsloth(model)
+    return os.environ["UNSLOTH_VLLM_STANDBY"] != "0"  # Unsloth's own test
 
 
 def metrics_log(out: Path):
@@ -108,18 +113,19 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         return 2
     out = Path(cfg.output.dir)
     out.mkdir(parents=True, exist_ok=True)
-    import_unsloth(cfg.model)
+    standby = import_unsloth(cfg.model)
     from unsloth import FastLanguageModel
 
     from recipe import data
 
     print(
-        f"notebook script: model {cfg.model.name} | backend unsloth | 4-bit LoRA r={LORA_RANK} | vLLM standby",
+        f"notebook script: model {cfg.model.name} | backend unsloth | 4-bit LoRA r={LORA_RANK} | "
+        f"vLLM standby {'on' if standby else 'off'}",
         flush=True,
     )
     started = time.time()
     model_args = dict(MODEL)
-    if args.card_gib:  # the bench's capped card
+    if standby and args.card_gib:  # the bench's capped card; without standby the share is the notebook's
         os.environ["UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE"] = "1"
         model_args["gpu_memory_utilization"] = standby_share(args.card_gib)
     model, tokenizer = FastLanguageModel.from_pretrained(**backend.unsloth_source(cfg.model.name), **model_args)

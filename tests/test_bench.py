@@ -336,8 +336,9 @@ def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
         200,
     )
     assert cfg.training.learning_rate == 5e-6
-    assert cfg.model.compile == (name == "notebook")
-    if name != "notebook":  # the optimisation: KL 0.04, the grpo loss, the notebook's temperature
+    notebook = setting.entry == "notebook"
+    assert cfg.model.compile == notebook
+    if not notebook:  # the optimisation: KL 0.04, the grpo loss, the notebook's temperature
         assert (cfg.training.beta, cfg.training.loss_type, cfg.training.temperature) == (0.04, "grpo", 0.9)
 
 
@@ -412,11 +413,18 @@ def test_a_rows_environment_reaches_its_process_and_its_row(launched, monkeypatc
     env = launched.calls[-1][1]
     assert "UNSLOTH_VLLM_MERGED_ROLLOUT" not in env and env["KEPT"] == "yes"
     assert "env" not in row
+    # Standby off in the shell must not turn the notebook row into its exported script.
+    monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "0")
+    launched("notebook")
+    assert "UNSLOTH_VLLM_STANDBY" not in launched.calls[-1][1]  # the notebook's own cell sets it in the row
+    launched("notebook-script")
+    assert launched.calls[-1][1]["UNSLOTH_VLLM_STANDBY"] == "0"
 
 
 def test_the_notebook_row_runs_the_notebooks_own_calls_which_the_recipes_notebook_config_mirrors():
-    assert bench.SETTINGS["notebook"].entry == "notebook"
-    assert all(s.entry == "train_grpo" for name, s in bench.SETTINGS.items() if name != "notebook")
+    notebooks = {name for name, s in bench.SETTINGS.items() if s.entry == "notebook"}
+    assert notebooks == {"notebook", "notebook-script"}
+    assert all(s.entry == "train_grpo" for name, s in bench.SETTINGS.items() if name not in notebooks)
     nb, cfg = unsloth_notebook, load_config(str(bench.NOTEBOOK_YAML))
     m, t, peft = nb.MODEL, nb.TRAINING, nb.PEFT
     assert nb.ENVIRONMENT == {"UNSLOTH_VLLM_STANDBY": "1"}
@@ -439,6 +447,29 @@ def test_the_notebook_row_runs_the_notebooks_own_calls_which_the_recipes_noteboo
     )
     assert (t["per_device_train_batch_size"], t["gradient_accumulation_steps"]) == (1, 1)  # one prompt a step
     assert list(cfg.rewards) == nb.REWARDS
+
+
+def test_the_notebook_script_row_is_the_notebook_row_with_standby_off():
+    notebook, script = bench.SETTINGS["notebook"], bench.SETTINGS["notebook-script"]
+    assert (script.config, script.overrides, script.entry) == (notebook.config, notebook.overrides, notebook.entry)
+    assert (dict(notebook.env), dict(script.env)) == ({}, {"UNSLOTH_VLLM_STANDBY": "0"})
+
+
+@pytest.mark.parametrize(
+    "exported, standby, env_after",
+    [
+        pytest.param(None, True, "1", id="the-notebooks-first-cell"),
+        pytest.param("0", False, "0", id="the-exported-script"),
+    ],
+)
+def test_the_notebooks_standby_is_its_own_unless_the_row_turns_it_off(monkeypatch, exported, standby, env_after):
+    monkeypatch.setattr(unsloth_notebook.backend, "import_unsloth", lambda model: None)
+    if exported is None:
+        monkeypatch.delenv("UNSLOTH_VLLM_STANDBY", raising=False)
+    else:
+        monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", exported)
+    assert unsloth_notebook.import_unsloth(None) is standby
+    assert unsloth_notebook.os.environ["UNSLOTH_VLLM_STANDBY"] == env_after
 
 
 @pytest.mark.parametrize(
@@ -633,6 +664,27 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     assert fused["exit_code"] is None and "unfinished" in fused["error"]
     assert "| fused |" in out.with_suffix(".md").read_text()
     assert summary["steps_per_setting"] == 12  # the log's rows predate the step count: they ran 12, not today's 28
+
+
+@pytest.mark.parametrize(
+    "notebooks, baseline, ratio",
+    [
+        pytest.param({"notebook": 0.286, "notebook-script": 0.355}, "notebook-script", 4.23, id="script-faster"),
+        pytest.param({"notebook": 0.286, "notebook-script": 0.25}, "notebook", 5.24, id="standby-faster"),
+        pytest.param({"notebook": 0.286}, "notebook", 5.24, id="one-notebook"),
+    ],
+)
+def test_x_the_notebook_divides_by_the_faster_notebook(tmp_path, monkeypatch, notebooks, baseline, ratio):
+    monkeypatch.setattr(bench, "table", lambda *a: "")
+    rows = [{"name": "default", "exit_code": 0, "prompts_per_s": 1.5, "startup_s": 50, "wall_s": 90}]
+    rows += [
+        {"name": name, "exit_code": 0, "prompts_per_s": rate, "startup_s": 180, "wall_s": 300}
+        for name, rate in notebooks.items()
+    ]
+    args = bench.argparse.Namespace(out=tmp_path / "latest.json", steps=28, warmup=4)
+    bench.write_summary(args, rows, "id", "GPU", 60, 23.99, None)
+    summary = json.loads(args.out.read_text())
+    assert (summary["notebook_baseline"], summary["prompts_per_s_default_vs_notebook_baseline"]) == (baseline, ratio)
 
 
 def test_a_sweep_lost_mid_row_keeps_the_rows_it_finished_and_names_the_rest(tmp_path, monkeypatch):
