@@ -301,9 +301,10 @@ def adapter_from_checkpoint(checkpoint: Path, out: Path) -> Path:
 
 
 def finish_adapter(partial: Path, out: Path, step: int) -> None:
-    """The recipe's model card over PEFT's template one, the completion marker, then the folder into place."""
-    model_card.write_card(partial, out)
+    """The completion marker (it leaves the card out), the recipe's model card over PEFT's template one,
+    which reads the adapter's step from the marker, then the folder into place."""
     runs.write_marker(partial, step)
+    model_card.write_card(partial, out)
     runs.replace_folder(partial, out / "adapter")
 
 

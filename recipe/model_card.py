@@ -63,11 +63,21 @@ def read_part(path: Path, read: typing.Callable[[Path], typing.Any], empty: typi
         return empty
 
 
+def adapter_step(folder: Path) -> int | None:
+    """The step the adapter in ``folder`` was saved at, from its completion marker (None without one)."""
+    try:
+        return int(json.loads((folder / MARKER).read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def read_run(run: Path, weights: Path) -> dict:
     """The saved config (raw YAML mapping), the logged metrics and the evaluation summary, each empty if
     absent or unreadable (with a warning).
 
     An evaluation older than the adapter's weights scored an earlier adapter of the same folder, so it is left out.
+    Metrics logged after the adapter's step describe training the adapter never had (a run resumed with
+    max_steps lowered to an earlier checkpoint rebuilds its adapter there), so they are left out too.
     """
     config_file, summary_file = run / "config.yaml", run / "eval" / "summary.json"
     config = read_part(config_file, lambda p: yaml.safe_load(p.read_text(encoding="utf-8")) if p.is_file() else {}, {})
@@ -75,9 +85,13 @@ def read_run(run: Path, weights: Path) -> dict:
         not weights.is_file() or summary_file.stat().st_mtime >= weights.stat().st_mtime
     )
     summary = read_part(summary_file, lambda p: json.loads(p.read_text(encoding="utf-8")), {}) if current else {}
+    metrics = read_part(run / "metrics.jsonl", read_jsonl, [])
+    step = adapter_step(weights.parent)
+    if step is not None:
+        metrics = [row for row in metrics if not isinstance(row.get("step"), int) or row["step"] <= step]
     return {
         "config": config if isinstance(config, dict) else {},
-        "metrics": read_part(run / "metrics.jsonl", read_jsonl, []),
+        "metrics": metrics,
         "eval": summary if isinstance(summary, dict) else {},
     }
 

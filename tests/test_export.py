@@ -453,6 +453,27 @@ def test_evaluation_refreshes_the_adapter_card_and_keeps_the_adapter_complete(ru
     assert "Not evaluated yet" in model_card.render_card(run / "adapter", run, "adapter")
 
 
+@pytest.mark.parametrize(
+    "marker_step, steps, total",
+    [
+        pytest.param(None, 6, "0.350", id="no-marker-every-logged-step"),
+        pytest.param(6, 6, "0.350", id="adapter-of-the-last-step"),
+        pytest.param(4, 4, "0.250", id="adapter-of-an-earlier-step-ignores-later-logs"),
+    ],
+)
+def test_a_card_describes_the_steps_its_adapter_trained(tmp_path, marker_step, steps, total):
+    # Six logged steps, the reward a tenth of the step: the mean of steps 1-6 is 0.35, of 1-4 0.25.
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 7))
+    )
+    (tmp_path / "adapter").mkdir()
+    if marker_step is not None:
+        runs.write_marker(tmp_path / "adapter", marker_step)
+    card = model_card.render_card(tmp_path / "adapter", tmp_path, "adapter")
+    assert f"| steps | {steps} |" in card
+    assert f"Mean of the last {steps} logged steps" in card and f"| total | {total} |" in card
+
+
 RUN_FILE_TEXT = st.one_of(
     st.text(max_size=200),
     st.lists(

@@ -61,6 +61,10 @@ def test_resume_at_the_last_step_saves_the_checkpoint_adapter(uninterrupted, tin
     assert same_weights(lora(out / "adapter"), lora(out / "checkpoint-2"))
     assert not same_weights(lora(out / "adapter"), lora(out / "checkpoint-2", "ref"))
     assert {k: v for k, v in files(out).items() if not k.startswith("adapter/")} == before, "only adapter/ is written"
+    # metrics.jsonl still logs steps 3 and 4, which this adapter never trained: its card stops at 2 (of the
+    # saved config's 4, which this resume leaves as it was).
+    card = (out / "adapter" / runs.CARD).read_text()
+    assert "| steps | 2 of max_steps 4 |" in card and "Mean of the last 2 logged steps" in card
 
 
 def test_resume_of_a_finished_run_changes_nothing(uninterrupted, tiny_assets, capsys):
