@@ -427,7 +427,7 @@ def run_merge(cfg, backend: str, adapter: Path, tokenizer, data: DataConfig, arg
     matched, total = merge(cfg, adapter, out, tokenizer, merge_questions(tokenizer, data))
     if matched != total:
         return merge_mismatch(out, matched, total, data)
-    model_card.write_card(out, adapter.parent, "merged")
+    model_card.write_card(out, adapter.parent, "merged", source=adapter)
     print(
         f"merged {adapter} into {out} (loads with AutoModelForCausalLM.from_pretrained); greedy output matches the adapter on {total} questions of {data.dataset}"
     )
@@ -463,7 +463,7 @@ def run_gguf(cfg, adapter: Path, tokenizer, data: DataConfig, args: argparse.Nam
                 return merge_mismatch(out, matched, total, data)
             model_card.write_modelfile(partial, gguf_export.GGUF_FILE, args.max_new_tokens)
             note = gguf_export.card_note(args.gguf_type, out)
-            model_card.write_card(partial, adapter.parent, "gguf", note, final=out)
+            model_card.write_card(partial, adapter.parent, "gguf", note, final=out, source=adapter)
             partial.replace(out)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)

@@ -311,12 +311,19 @@ def adapter_files_section(folder: Path) -> list[str]:
 
 
 def render_card(
-    folder: Path, run: Path, kind: str, note: str = "", final: Path | None = None, found: dict | None = None
+    folder: Path,
+    run: Path,
+    kind: str,
+    note: str = "",
+    final: Path | None = None,
+    found: dict | None = None,
+    source: Path | None = None,
 ) -> str:
     """The card for ``folder`` (kind: adapter, merged or gguf) of the run in ``run``; ``final`` is where the
     folder ends up when it is written aside first, for the commands the card shows. ``found``: what
-    read_run reads from ``run``, read when not given."""
-    adapter_dir = folder if kind == "adapter" else run / "adapter"
+    read_run reads from ``run``, read when not given. ``source``: the adapter a merge or GGUF was made
+    from (default: the run's adapter/; a checkpoint's is another step's)."""
+    adapter_dir = folder if kind == "adapter" else source or run / "adapter"
     if found is None:
         found = read_run(run, adapter_dir / "adapter_model.safetensors")
     config, metrics = found["config"], found["metrics"]
@@ -351,7 +358,12 @@ def render_card(
 
 
 def write_card(
-    folder: str | Path, run: str | Path, kind: str = "adapter", note: str = "", final: Path | None = None
+    folder: str | Path,
+    run: str | Path,
+    kind: str = "adapter",
+    note: str = "",
+    final: Path | None = None,
+    source: Path | None = None,
 ) -> Path:
     """README.md in ``folder``, replacing what was there (TRL's boilerplate); returns its path.
 
@@ -362,10 +374,10 @@ def write_card(
     folder, run = Path(folder), Path(run)
     path = folder / CARD
     try:
-        text = render_card(folder, run, kind, note, final)
+        text = render_card(folder, run, kind, note, final, source=source)
     except Exception as error:  # a config.yaml edited into odd types: the card without the run's facts
         warn(f"the model card leaves out the facts of {run} ({type(error).__name__}: {first_line(error, 160)})")
-        text = render_card(folder, run, kind, note, final, NOTHING_READ)
+        text = render_card(folder, run, kind, note, final, NOTHING_READ, source)
     write_atomic(path, text)
     return path
 

@@ -1,7 +1,8 @@
 """What a run keeps in output.dir, and how a stopped run continues from it.
 
 A checkpoint or adapter folder counts as complete only once its marker file exists: the marker is
-written last and lists every file with its size, so a save cut off by a kill, or a file truncated
+written once every other file is (an adapter's model card, which it leaves out, may follow it) and
+lists every file with its size, so a save cut off by a kill, or a file truncated
 later, is never mistaken for a finished one. Old checkpoints are deleted only after a newer one is
 marked, and one process at a time writes into a folder (RunLock). Nothing heavy is imported at
 module level.

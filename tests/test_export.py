@@ -474,6 +474,19 @@ def test_a_card_describes_the_steps_its_adapter_trained(tmp_path, marker_step, s
     assert f"Mean of the last {steps} logged steps" in card and f"| total | {total} |" in card
 
 
+@pytest.mark.parametrize("kind", ["merged", "gguf"])
+def test_an_export_of_a_checkpoint_describes_the_checkpoints_steps(tmp_path, kind):
+    (tmp_path / "metrics.jsonl").write_text(
+        "".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 7))
+    )
+    for name, step in (("adapter", 6), ("checkpoint-4", 4)):
+        (tmp_path / name).mkdir()
+        runs.write_marker(tmp_path / name, step)
+    card = model_card.render_card(tmp_path / "export", tmp_path, kind, source=tmp_path / "checkpoint-4")
+    assert "| steps | 4 |" in card
+    assert "| steps | 6 |" in model_card.render_card(tmp_path / "export", tmp_path, kind)  # from adapter/
+
+
 RUN_FILE_TEXT = st.one_of(
     st.text(max_size=200),
     st.lists(
