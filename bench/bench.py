@@ -237,13 +237,21 @@ def run_capped(
 
     ``trace`` = (out, first_step, steps) profiles those steps with bench/phase_profile.py.
 
-    The rest of the card is taken by one idle allocation first. A per-process memory fraction would
+    The rest of the card is taken by one idle allocation, after Unsloth's import. A per-process memory fraction would
     not do: it caps only PyTorch's allocator, and vLLM's KV cache is allocated outside it. Both
     backends size vLLM as model.gpu_memory_utilization of the memory free at start, so the
     config's fraction then means what it means on a card of ``cap_gib``.
     """
     import torch
 
+    options = train_grpo.parse_args(train_args)
+    cfg = load_config(options.config, options.overrides)
+    # Before CUDA's first use, as main() imports it: Unsloth sets the CUDA allocator's options on import
+    # (expandable segments, unless standby is on), and the first use fixes them for the process.
+    if entry == "notebook":
+        unsloth_notebook.import_unsloth(cfg.model)  # with the notebook's environment, before trl
+    elif backends.resolve_backend(cfg) == "unsloth":
+        backends.import_unsloth(cfg.model)  # before trl, as main() would
     blocker = None
     if cap_gib and torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
@@ -257,12 +265,6 @@ def run_capped(
             f"bench: holding {blocker.numel() / 2**30:.1f} GiB so {cap_gib} GiB of {total / 2**30:.1f} are left",
             flush=True,
         )
-    options = train_grpo.parse_args(train_args)
-    cfg = load_config(options.config, options.overrides)
-    if entry == "notebook":
-        unsloth_notebook.import_unsloth(cfg.model)  # with the notebook's environment, before trl
-    elif backends.resolve_backend(cfg) == "unsloth":
-        backends.import_unsloth(cfg.model)  # before trl, as main() would
     from trl.extras import profiling
 
     def record(self, duration: float) -> None:

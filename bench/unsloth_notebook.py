@@ -1,15 +1,17 @@
-"""The bench's `notebook` row: Unsloth's Qwen2.5 (3B) GRPO notebook as a script, not as this recipe.
+"""The bench's `notebook` and `notebook-script` rows: Unsloth's Qwen2.5 (3B) GRPO notebook as a script, not
+as this recipe.
 
-    python bench/bench.py --settings notebook        # under the 24 GB cap, timed like every row
+    python bench/bench.py --settings notebook,notebook-script   # under the 24 GB cap, timed like every row
     python bench/unsloth_notebook.py --config configs/notebook-4090.yaml --set model.name=DIR --set data.dataset=FILE
 
 The notebook's calls, in its order, with its arguments: UNSLOTH_VLLM_STANDBY=1 before Unsloth is
-imported, FastLanguageModel.from_pretrained and get_peft_model, a GRPOConfig and GRPOTrainer left to
+imported (unless the environment already sets it), FastLanguageModel.from_pretrained and get_peft_model, a GRPOConfig and GRPOTrainer left to
 TRL's and Unsloth's defaults for everything else (Unsloth sizes vLLM's batch; this recipe sizes it to
 one step's completions). What differs: the seed's rank 32, 6 completions and vLLM share 0.59; local
 paths (model.name, data.dataset, output.dir) and max_steps from the config; this project's prompts and
 fixed rewards (the notebook's print one sample per step); a callback writing metrics.jsonl for the
-bench; and with --card-gib, the standby share Unsloth would pick on that card.
+bench; and with --card-gib and standby on, the standby share Unsloth would pick on that card.
+UNSLOTH_VLLM_STANDBY=0 in the environment runs it as the notebook's exported script does, without standby.
 configs/notebook-4090.yaml is the same recipe through train_grpo.py (the learning arm).
 """
 
@@ -88,7 +90,7 @@ def import_unsloth(model: ModelConfig) -> bool:
     for name, value in ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     backend.import_unsloth(model)
-    return os.environ["UNSLOTH_VLLM_STANDBY"] != "0"  # Unsloth's own test
+    return os.environ["UNSLOTH_VLLM_STANDBY"] != "0"  # as Unsloth's vLLM loader reads it
 
 
 def metrics_log(out: Path):

@@ -498,6 +498,36 @@ def test_the_notebook_script_on_a_cpu_says_it_needs_a_gpu_in_one_line(tmp_path, 
     assert not (tmp_path / "out").exists()  # nothing written
 
 
+@pytest.mark.parametrize(
+    "entry, config, imported",
+    [
+        pytest.param("train_grpo", "config.yaml", "recipe", id="recipe-row"),
+        pytest.param("notebook", "configs/notebook-4090.yaml", "notebook", id="notebook-row"),
+    ],
+)
+def test_a_capped_row_imports_unsloth_before_cudas_first_use(monkeypatch, tmp_path, entry, config, imported):
+    # Unsloth sets the CUDA allocator's options on import; CUDA's first use fixes them, as train_grpo.main() knows.
+    events = []
+
+    class FirstUse(Exception):
+        pass
+
+    def cuda_used(*args, **kwargs):
+        events.append("cuda")
+        raise FirstUse
+
+    monkeypatch.setattr(bench.backends, "resolve_backend", lambda cfg, *a, **k: "unsloth")
+    monkeypatch.setattr(bench.backends, "import_unsloth", lambda model: events.append("recipe"))
+    monkeypatch.setattr(bench.unsloth_notebook, "import_unsloth", lambda model: events.append("notebook"))
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", cuda_used)
+    with pytest.raises(FirstUse):
+        bench.run_capped(23.99, tmp_path / "profile.jsonl", ["--config", str(ROOT / config)], entry=entry)
+    assert events == [imported, "cuda"]
+
+
 def test_the_notebook_row_is_launched_through_its_own_entry(launched):
     for name in ("notebook", "default"):
         launched(name)
