@@ -19,7 +19,7 @@ import rewards
 from recipe.errors import first_line
 from recipe.gguf_export import GGUF_FILE
 from recipe.jsonl import read_jsonl, write_atomic
-from recipe.runs import CARD, MARKER
+from recipe.runs import CARD, MARKER, saved_step
 from recipe.tiny import ENDOFTEXT, IM_END
 
 MODELFILE = "Modelfile"
@@ -66,7 +66,7 @@ def read_part(path: Path, read: typing.Callable[[Path], typing.Any], empty: typi
 def adapter_step(folder: Path) -> int | None:
     """The step the adapter in ``folder`` was saved at, from its completion marker (None without one)."""
     try:
-        return int(json.loads((folder / MARKER).read_text())["step"])
+        return saved_step(folder)
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
