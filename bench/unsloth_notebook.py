@@ -5,8 +5,8 @@ as this recipe.
     python bench/unsloth_notebook.py --config configs/notebook-4090.yaml --set model.name=DIR --set data.dataset=FILE
 
 The notebook's calls, in its order, with its arguments: UNSLOTH_VLLM_STANDBY=1 before Unsloth is
-imported (unless the environment already sets it), FastLanguageModel.from_pretrained and get_peft_model, a GRPOConfig and GRPOTrainer left to
-TRL's and Unsloth's defaults for everything else (Unsloth sizes vLLM's batch; this recipe sizes it to
+imported (unless the environment already sets it), FastLanguageModel.from_pretrained and
+get_peft_model, a GRPOConfig and GRPOTrainer left to TRL's and Unsloth's defaults for everything else (Unsloth sizes vLLM's batch; this recipe sizes it to
 one step's completions). What differs: the seed's rank 32, 6 completions and vLLM share 0.59; local
 paths (model.name, data.dataset, output.dir) and max_steps from the config; this project's prompts and
 fixed rewards (the notebook's print one sample per step); a callback writing metrics.jsonl for the

@@ -453,6 +453,11 @@ def test_evaluation_refreshes_the_adapter_card_and_keeps_the_adapter_complete(ru
     assert "Not evaluated yet" in model_card.render_card(run / "adapter", run, "adapter")
 
 
+def write_six_steps(run: Path) -> None:
+    """A metrics.jsonl of six logged steps, the reward a tenth of the step."""
+    (run / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 7)))
+
+
 @pytest.mark.parametrize(
     "marker_step, steps, total",
     [
@@ -462,10 +467,7 @@ def test_evaluation_refreshes_the_adapter_card_and_keeps_the_adapter_complete(ru
     ],
 )
 def test_a_card_describes_the_steps_its_adapter_trained(tmp_path, marker_step, steps, total):
-    # Six logged steps, the reward a tenth of the step: the mean of steps 1-6 is 0.35, of 1-4 0.25.
-    (tmp_path / "metrics.jsonl").write_text(
-        "".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 7))
-    )
+    write_six_steps(tmp_path)  # the mean of steps 1-6 is 0.35, of 1-4 0.25
     (tmp_path / "adapter").mkdir()
     if marker_step is not None:
         runs.write_marker(tmp_path / "adapter", marker_step)
@@ -476,9 +478,7 @@ def test_a_card_describes_the_steps_its_adapter_trained(tmp_path, marker_step, s
 
 @pytest.mark.parametrize("kind", ["merged", "gguf"])
 def test_an_export_of_a_checkpoint_describes_the_checkpoints_steps(tmp_path, kind):
-    (tmp_path / "metrics.jsonl").write_text(
-        "".join(json.dumps({"step": s, "reward": s / 10}) + "\n" for s in range(1, 7))
-    )
+    write_six_steps(tmp_path)
     for name, step in (("adapter", 6), ("checkpoint-4", 4)):
         (tmp_path / name).mkdir()
         runs.write_marker(tmp_path / name, step)
