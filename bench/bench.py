@@ -117,6 +117,14 @@ SETTINGS = {
         DEFAULT_YAML,
         env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
     ),
+    # The learning check's candidates with both levers that keep the optimisation's shape.
+    "lean": Setting(
+        "default with fused AdamW and folded rollouts",
+        DEFAULT_YAML,
+        (FUSED,),
+        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
+    ),
+    "fast-merged": Setting("fast with folded rollouts", FAST_YAML, env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),)),
     # The notebook's own calls (bench/unsloth_notebook.py), not this recipe configured like it: the row every
     # "x the notebook" claim divides by. configs/notebook-4090.yaml gives it paths and step count.
     "notebook": Setting(

@@ -81,6 +81,17 @@ ARMS = {
         ("training.steps_per_generation=4",),
         env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
     ),
+    # The two levers that keep today's optimisation (spg 4, one prompt a step) together: a candidate default.
+    "lean": Arm(
+        "config.yaml's with torch's fused AdamW and folded rollouts: spg 4",
+        ("training.steps_per_generation=4", FUSED),
+        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
+    ),
+    "fast-merged": Arm(
+        "configs/fast-4090.yaml's with folded rollouts: spg 8, torch's fused AdamW",
+        ("training.steps_per_generation=8", FUSED),
+        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
+    ),
     # configs/notebook-4090.yaml's: TRL's defaults for what the notebook leaves unset. Unsloth's torch.compile
     # stays off: on SmolLM2's 32-row batches the compiler crashed (bench/LOG.md, 2026-11-24).
     "notebook": Arm(

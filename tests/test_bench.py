@@ -365,6 +365,14 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
             id="two-prompts-checkpointed",
         ),
         pytest.param("merged", {"env.UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}, id="merged-rollouts-environment-only"),
+        pytest.param(
+            "lean", {"optim": "adamw_torch_fused", "env.UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}, id="fused-and-merged"
+        ),
+        pytest.param(
+            "fast-merged",
+            {"optim": "adamw_torch_fused", "steps_per_generation": 8, "env.UNSLOTH_VLLM_MERGED_ROLLOUT": "1"},
+            id="fast-config-merged",
+        ),
     ],
 )
 def test_each_lever_row_changes_only_what_it_names(name, changes):
