@@ -126,7 +126,7 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool) -> Prepared:
     preflight.check_model_folder(cfg)
     resume_from, warnings = resolve_resume(cfg)
     if backend == "unsloth" and not planning:
-        backends.import_unsloth(cfg.model)
+        backends.import_unsloth(cfg.model, training=True)
     # After Unsloth's import (it sets the CUDA allocator's options, which CUDA's first use fixes) and
     # before the tokenizer, data and model load, so it shows even when the hub is unreachable.
     for line in memory.forecast_here(cfg, card_gib):
@@ -180,6 +180,8 @@ def banner(cfg: Config, p: Prepared, steps: int, epochs: float) -> list[str]:
         vllm = f"server at {v.server_host}:{v.server_port}"
     else:
         vllm = "colocate" + (f", tensor parallel {v.tensor_parallel_size}" if v.tensor_parallel_size > 1 else "")
+        if backends.folds_rollouts(cfg, p.backend):
+            vllm += f", rollouts from the adapter folded into its weights ({backends.FOLD_SWITCH}=0: beside them)"
     bits = "4-bit" if cfg.model.load_in_4bit else "16-bit"
     processes = f"{p.world} process{'es' if p.world > 1 else ''}"
     return [

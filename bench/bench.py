@@ -78,7 +78,6 @@ class Setting:
 SWEEP_STEPS, SHORT_STEPS = 28, 12
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 FAST_YAML = ROOT / "configs" / "fast-4090.yaml"
-FUSED = "training.optim=adamw_torch_fused"
 # The rows of one sweep, in the order they run (the most telling first, so a lost machine costs the
 # least): the shipped default, the same recipe on plain TRL, candidate levers, and the notebook.
 SETTINGS = {
@@ -91,40 +90,24 @@ SETTINGS = {
         DEFAULT_YAML,
         ("model.backend=trl", "lora.gradient_checkpointing=true"),
     ),
-    # bitsandbytes' 8-bit optimizers synchronise with the GPU once per parameter (504 LoRA tensors); torch's
-    # fused AdamW updates them all in a few kernels, for 0.33 GiB more (fp32 moments of 59.9M parameters).
-    "fused": Setting("default with torch's fused AdamW instead of paged 8-bit", DEFAULT_YAML, (FUSED,)),
-    "fast": Setting("configs/fast-4090.yaml: 8 steps per generation, fused AdamW", FAST_YAML),
+    # The default until 2026-12-07: vLLM runs the adapter's kernels beside the weights (3 per adapted layer
+    # per decoded token), and bitsandbytes' paged 8-bit AdamW synchronises with the GPU once per LoRA tensor.
+    "lora-8bit": Setting(
+        "the previous default: unfolded rollouts, paged 8-bit AdamW",
+        DEFAULT_YAML,
+        ("training.optim=paged_adamw_8bit",),
+        env=((backends.FOLD_SWITCH, "0"),),
+    ),
+    "fast": Setting("configs/fast-4090.yaml: 8 steps per generation", FAST_YAML),
     # The training step keeps the GPU 18% busy (2026-12-06b), so twice the completions a step may cost
     # far less than twice the time. Its activations fit the bench's 60-token prompts, not the 256-token
     # cap (forecast 27.2 GiB on a 24 GB card): pps2gc is the variant such a card could ship (15.3 GiB).
-    "pps2": Setting(
-        "default with 2 prompts (12 completions) a step, fused AdamW",
-        DEFAULT_YAML,
-        ("training.prompts_per_step=2", FUSED),
-    ),
+    "pps2": Setting("default with 2 prompts (12 completions) a step", DEFAULT_YAML, ("training.prompts_per_step=2",)),
     "pps2gc": Setting(
         "pps2 with Unsloth's offloaded gradient checkpointing",
         DEFAULT_YAML,
-        ("training.prompts_per_step=2", FUSED, "lora.gradient_checkpointing=unsloth"),
+        ("training.prompts_per_step=2", "lora.gradient_checkpointing=unsloth"),
     ),
-    # As vLLM 0.26's source reads, each LoRA-wrapped layer launches 3 kernels per decoded token while an
-    # adapter is active (432 on the 3B), none in the graph captured without one. Unsloth's switch folds
-    # the adapter into the shared weights for each rollout, generates without it and unfolds it after.
-    # Needs a 16-bit base, as config.yaml's.
-    "merged": Setting(
-        "default, rollouts from the adapter folded into vLLM's weights",
-        DEFAULT_YAML,
-        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
-    ),
-    # The learning check's candidates with both levers that keep the optimisation's shape.
-    "lean": Setting(
-        "default with fused AdamW and folded rollouts",
-        DEFAULT_YAML,
-        (FUSED,),
-        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
-    ),
-    "fast-merged": Setting("fast with folded rollouts", FAST_YAML, env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),)),
     # The notebook's own calls (bench/unsloth_notebook.py), not this recipe configured like it: the row every
     # "x the notebook" claim divides by. configs/notebook-4090.yaml gives it paths and step count.
     "notebook": Setting(
@@ -141,7 +124,7 @@ SETTINGS = {
     ),
 }
 # The sweep's rows when --settings is not given: the issue's three and the levers.
-SWEEP = ["default", "trl", "merged", "pps2gc", "pps2", "fast", "notebook", "notebook-script"]
+SWEEP = ["default", "trl", "lora-8bit", "pps2gc", "pps2", "fast", "notebook", "notebook-script"]
 
 
 def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -> dict[str, float]:
@@ -259,7 +242,7 @@ def run_capped(
     if entry == "notebook":
         unsloth_notebook.import_unsloth(cfg.model)  # with the notebook's environment, before trl
     elif backends.resolve_backend(cfg) == "unsloth":
-        backends.import_unsloth(cfg.model)  # before trl, as main() would
+        backends.import_unsloth(cfg.model, training=True)  # before trl, as main() would
     blocker = None
     if cap_gib and torch.cuda.is_available():
         free, total = torch.cuda.mem_get_info()
@@ -678,7 +661,7 @@ def from_log(args: argparse.Namespace) -> int:
     for name in started:
         row = printed.get(name) or {
             "name": name,
-            "description": SETTINGS[name].what,
+            "description": SETTINGS[name].what if name in SETTINGS else "a row no longer in SETTINGS",
             "exit_code": None,
             "error": "unfinished: the GPU machine's time ran out during this setting",
         }

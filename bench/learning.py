@@ -1,7 +1,7 @@
 """The SmolLM2 learning check: arms x seeds trained side by side on one GPU, each evaluated, summarised.
 
     python bench/learning.py --arms default,fast,notebook --seeds 3                # on a GPU: latest.json "learning"
-    python bench/learning.py --arms default,fused --seeds 3 --dry-run             # the commands it would run
+    python bench/learning.py --arms default,pps2 --seeds 3 --dry-run              # the commands it would run
     python bench/learning.py --plot                                                  # time-to-accuracy.png from latest.json
     python bench/learning.py --summarize RES/learn --device "NVIDIA H200"           # from runs copied off a lost machine
 
@@ -41,6 +41,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import nvml  # noqa: E402
 
+from recipe.backend import FOLD_SWITCH  # noqa: E402
 from recipe.config import load_config  # noqa: E402
 from recipe.jsonl import read_jsonl  # noqa: E402
 
@@ -65,35 +66,25 @@ class Arm:
     env: tuple[tuple[str, str], ...] = ()
 
 
-FUSED = "training.optim=adamw_torch_fused"
 ARMS = {
-    "default": Arm("config.yaml's optimisation: spg 4, paged 8-bit AdamW", ("training.steps_per_generation=4",)),
-    "fused": Arm("config.yaml's, with torch's fused AdamW: spg 4", ("training.steps_per_generation=4", FUSED)),
-    "fast": Arm("configs/fast-4090.yaml's: spg 8, torch's fused AdamW", ("training.steps_per_generation=8", FUSED)),
+    "default": Arm(
+        "config.yaml's optimisation: spg 4, fused AdamW, folded rollouts", ("training.steps_per_generation=4",)
+    ),
+    # The bench's lora-8bit row: the default until 2026-12-07.
+    "lora-8bit": Arm(
+        "the previous default's: spg 4, paged 8-bit AdamW, unfolded rollouts",
+        ("training.steps_per_generation=4", "training.optim=paged_adamw_8bit"),
+        env=((FOLD_SWITCH, "0"),),
+    ),
+    "fast": Arm("configs/fast-4090.yaml's: spg 8", ("training.steps_per_generation=8",)),
     "pps2": Arm(
-        "config.yaml's with twice the prompts a step for half the steps: spg 4, torch's fused AdamW",
-        ("training.steps_per_generation=4", FUSED),
+        "config.yaml's with twice the prompts a step for half the steps: spg 4",
+        ("training.steps_per_generation=4",),
         prompts=2,
     ),
-    # The bench's merged row: rollouts from the adapter folded into the weights, as plain TRL's vLLM gets them.
-    "merged": Arm(
-        "config.yaml's, rollouts from the adapter folded into vLLM's weights: spg 4, paged 8-bit AdamW",
-        ("training.steps_per_generation=4",),
-        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
-    ),
-    # The two levers that keep today's optimisation (spg 4, one prompt a step) together: a candidate default.
-    "lean": Arm(
-        "config.yaml's with torch's fused AdamW and folded rollouts: spg 4",
-        ("training.steps_per_generation=4", FUSED),
-        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
-    ),
-    "fast-merged": Arm(
-        "configs/fast-4090.yaml's with folded rollouts: spg 8, torch's fused AdamW",
-        ("training.steps_per_generation=8", FUSED),
-        env=(("UNSLOTH_VLLM_MERGED_ROLLOUT", "1"),),
-    ),
     # configs/notebook-4090.yaml's: TRL's defaults for what the notebook leaves unset. Unsloth's torch.compile
-    # stays off: on SmolLM2's 32-row batches the compiler crashed (bench/LOG.md, 2026-11-24).
+    # stays off: on SmolLM2's 32-row batches the compiler crashed (bench/LOG.md, 2026-11-24). Its rollouts stay
+    # unfolded, as the notebook's (4-bit) must be.
     "notebook": Arm(
         "configs/notebook-4090.yaml's: spg 1, no KL, dapo loss, 8-bit AdamW",
         (
@@ -103,6 +94,7 @@ ARMS = {
             "training.weight_decay=0.001",
             "training.optim=adamw_8bit",
         ),
+        env=((FOLD_SWITCH, "0"),),
     ),
 }
 
@@ -301,7 +293,8 @@ def aggregate(results: list[dict]) -> dict:
     arms: dict[str, dict] = {}
     for name in dict.fromkeys(r["arm"] for r in results):
         done = [r for r in results if r["arm"] == name and r.get("held_out")]
-        arm = {"what": ARMS[name].what, "overrides": list(ARMS[name].overrides), "seeds_finished": len(done)}
+        known = ARMS.get(name, Arm("an arm no longer in ARMS", ()))
+        arm = {"what": known.what, "overrides": list(known.overrides), "seeds_finished": len(done)}
         if ARMS[name].prompts > 1:
             arm["prompts_a_step_times"] = ARMS[name].prompts
         if done:

@@ -87,7 +87,7 @@ class TrainingConfig:
     weight_decay: float = 0.1
     warmup_ratio: float = 0.1
     lr_scheduler_type: str = "cosine"
-    optim: str = "paged_adamw_8bit"
+    optim: str = "adamw_torch_fused"
     max_grad_norm: float = 0.1
     seed: int = 3407
     # Any other GRPOConfig field, passed through as is; recipe.grpo_config.grpo_args checks each against TRL.

@@ -5,11 +5,12 @@
 
 Builds the trainer exactly as train_grpo.main() does (SmolLM2 assets), then samples greedily through
 the trainer's own generation step (GRPOTrainer._generate_single_turn, which syncs the policy into vLLM
-when the step changed) three times: with the fresh adapter (LoRA B is zero, so it equals the base),
+when the step changed) four times: with the fresh adapter (LoRA B is zero, so it equals the base) twice,
 with LoRA B moved to random values, and with B zeroed again. Unsloth once sampled every rollout from
-the base model with TRL >= 1.10 (its PR #8701); the middle outputs must differ from the other two.
-With --merged-rollouts, Unsloth folds the adapter into the weights it shares with vLLM for each rollout
-and unfolds it after (UNSLOTH_VLLM_MERGED_ROLLOUT=1): the same must hold, and the base must come back exact.
+the base model with TRL >= 1.10 (its PR #8701); the moved outputs must differ from the others.
+Unsloth folds the adapter into the weights it shares with vLLM for each rollout and unfolds it after
+(UNSLOTH_VLLM_MERGED_ROLLOUT=1, recipe/backend.py's default on 16-bit bases) or runs it beside them
+(=0): the same must hold either way, and the base must come back exact.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ QUESTIONS = [
     "Tom has 3 apples and buys 4 more. How many apples does Tom have?",
     "A box holds 12 pencils. How many pencils are in 5 boxes?",
     "Mia had 40 stickers and gave away 15. How many are left?",
+    "A train travels 60 miles in one hour. How far does it go in 3 hours?",
+    "Sam reads 8 pages a day. How many pages does he read in a week?",
+    "A pizza has 8 slices and 3 friends eat 2 slices each. How many slices are left?",
 ]
 
 
@@ -34,12 +38,14 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--backend", choices=["unsloth", "trl"], required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--merged-rollouts", action="store_true", help="Unsloth only: UNSLOTH_VLLM_MERGED_ROLLOUT=1")
+    parser.add_argument(
+        "--merged-rollouts", action="store_true", help="Unsloth only: UNSLOTH_VLLM_MERGED_ROLLOUT=1 (without: 0)"
+    )
     args = parser.parse_args()
-    if args.merged_rollouts:
-        if args.backend != "unsloth":
-            parser.error("--merged-rollouts is Unsloth's switch: use it with --backend unsloth")
-        os.environ["UNSLOTH_VLLM_MERGED_ROLLOUT"] = "1"  # read by unsloth_zoo at each rollout
+    if args.merged_rollouts and args.backend != "unsloth":
+        parser.error("--merged-rollouts is Unsloth's switch: use it with --backend unsloth")
+    if args.backend == "unsloth":  # read by unsloth_zoo when the model loads; set either way, over the recipe's default
+        os.environ["UNSLOTH_VLLM_MERGED_ROLLOUT"] = "1" if args.merged_rollouts else "0"
 
     import train_grpo
     from recipe import backend as backends

@@ -155,10 +155,10 @@ def test_a_learning_run_reports_its_kv_cache_and_whether_it_folded_its_rollouts(
 @pytest.mark.parametrize(
     "accuracies, verdict",
     [
-        pytest.param({"default": [0.48, 0.50, 0.46], "fused": [0.47, 0.49, 0.45]}, True, id="1-point-below-lands"),
-        pytest.param({"default": [0.48, 0.50, 0.46], "fused": [0.46, 0.48, 0.44]}, True, id="2-points-below-lands"),
-        pytest.param({"default": [0.48, 0.50, 0.46], "fused": [0.46, 0.47, 0.44]}, False, id="2.3-points-below-fails"),
-        pytest.param({"default": [0.40], "fused": [0.55, 0.50]}, True, id="better-lands"),
+        pytest.param({"default": [0.48, 0.50, 0.46], "fast": [0.47, 0.49, 0.45]}, True, id="1-point-below-lands"),
+        pytest.param({"default": [0.48, 0.50, 0.46], "fast": [0.46, 0.48, 0.44]}, True, id="2-points-below-lands"),
+        pytest.param({"default": [0.48, 0.50, 0.46], "fast": [0.46, 0.47, 0.44]}, False, id="2.3-points-below-fails"),
+        pytest.param({"default": [0.40], "fast": [0.55, 0.50]}, True, id="better-lands"),
     ],
 )
 def test_an_arm_lands_only_within_2_points_of_the_defaults_mean(accuracies, verdict):
@@ -168,7 +168,7 @@ def test_an_arm_lands_only_within_2_points_of_the_defaults_mean(accuracies, verd
         for i, a in enumerate(values)
     ]
     arms = learning.aggregate(results)
-    assert arms["fused"]["within_2_points_of_default"] is verdict
+    assert arms["fast"]["within_2_points_of_default"] is verdict
     assert arms["default"]["held_out_accuracy"]["n"] == len(accuracies["default"])
     if len(accuracies["default"]) > 1:
         assert arms["default"]["held_out_accuracy"]["sd"] > 0
@@ -215,19 +215,23 @@ def test_an_arm_with_more_prompts_a_step_trains_the_same_questions_in_fewer_step
     assert (pps2.optim, pps2.steps_per_generation) == (row.optim, row.steps_per_generation)
 
 
-def test_the_merged_arm_trains_with_the_bench_rows_switch_and_evaluates_like_every_arm(tmp_path):
-    runs = {run.arm: run for run in learning.plan(["default", "merged"], [3407], 100, 0.04, tmp_path, "s.jsonl", "py")}
-    train, *evals = runs["merged"].commands
-    switches = [f"{name}={value}" for name, value in bench.SETTINGS["merged"].env]
-    assert switches
+def test_the_previous_defaults_arm_trains_with_the_bench_rows_switch_and_evaluates_like_every_arm(tmp_path):
+    runs = {
+        run.arm: run for run in learning.plan(["default", "lora-8bit"], [3407], 100, 0.04, tmp_path, "s.jsonl", "py")
+    }
+    train, *evals = runs["lora-8bit"].commands
+    switches = [f"{name}={value}" for name, value in bench.SETTINGS["lora-8bit"].env]
+    assert switches == ["UNSLOTH_VLLM_MERGED_ROLLOUT=0"]
     assert train[: 2 + len(switches)] == ("env", *switches, "py")
-    merged, default = run_config(runs["merged"]), run_config(runs["default"])
-    assert (merged.model, merged.lora, merged.training) == (default.model, default.lora, default.training)
+    previous, default = run_config(runs["lora-8bit"]), run_config(runs["default"])
+    assert (previous.training.optim, default.training.optim) == ("paged_adamw_8bit", "adamw_torch_fused")
+    previous.training.optim = default.training.optim
+    assert (previous.model, previous.lora, previous.training) == (default.model, default.lora, default.training)
     assert runs["default"].commands[0][0] == "py"  # no switch, no env prefix
     datasets = [[e[e.index("--dataset") + 1] for e in run.commands[1:]] for run in runs.values()]
     assert datasets[0] == datasets[1] == [learning.HELD_OUT, "s.jsonl"]
     assert not any("MERGED" in word for e in evals for word in e)
-    assert "MERGED" not in str(runs["merged"].env)
+    assert "MERGED" not in str(runs["lora-8bit"].env)
     # Its vLLM share is still set at its start, after the env prefix.
     assert "model.gpu_memory_utilization=0.5" in learning.with_share(train, 0.5)
 
@@ -266,7 +270,10 @@ def test_the_learning_table_says_which_arms_trained_fewer_steps(arms, header):
 
 def test_the_default_arm_is_config_yamls_optimisation():
     cfg = load_config(str(ROOT / learning.CONFIG), list(learning.ARMS["default"].overrides))
-    assert (cfg.training.steps_per_generation, cfg.training.optim) == (4, "paged_adamw_8bit")
+    shipped = load_config(str(bench.DEFAULT_YAML))
+    assert (cfg.training.steps_per_generation, cfg.training.optim) == (4, shipped.training.optim)
+    # Folded rollouts come from the 16-bit base alone, as in a user's run: no switch of its own.
+    assert not learning.ARMS["default"].env and not cfg.model.load_in_4bit and not shipped.model.load_in_4bit
 
 
 def test_runs_go_side_by_side_and_one_past_the_deadline_is_stopped(tmp_path):
@@ -356,22 +363,15 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
 @pytest.mark.parametrize(
     "name, changes",
     [
-        pytest.param("fused", {"optim": "adamw_torch_fused"}, id="fused-optimizer-only"),
-        pytest.param("fast", {"optim": "adamw_torch_fused", "steps_per_generation": 8}, id="fast-config"),
-        pytest.param("pps2", {"optim": "adamw_torch_fused", "prompts_per_step": 2}, id="two-prompts-a-step"),
+        pytest.param("fast", {"steps_per_generation": 8}, id="fast-config"),
+        pytest.param("pps2", {"prompts_per_step": 2}, id="two-prompts-a-step"),
         pytest.param(
-            "pps2gc",
-            {"optim": "adamw_torch_fused", "prompts_per_step": 2, "lora.gradient_checkpointing": "unsloth"},
-            id="two-prompts-checkpointed",
-        ),
-        pytest.param("merged", {"env.UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}, id="merged-rollouts-environment-only"),
-        pytest.param(
-            "lean", {"optim": "adamw_torch_fused", "env.UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}, id="fused-and-merged"
+            "pps2gc", {"prompts_per_step": 2, "lora.gradient_checkpointing": "unsloth"}, id="two-prompts-checkpointed"
         ),
         pytest.param(
-            "fast-merged",
-            {"optim": "adamw_torch_fused", "steps_per_generation": 8, "env.UNSLOTH_VLLM_MERGED_ROLLOUT": "1"},
-            id="fast-config-merged",
+            "lora-8bit",
+            {"optim": "paged_adamw_8bit", "env.UNSLOTH_VLLM_MERGED_ROLLOUT": "0"},
+            id="previous-default-unfolded-8bit",
         ),
     ],
 )
@@ -411,12 +411,12 @@ def launched(tmp_path, monkeypatch):
 
 def test_a_rows_environment_reaches_its_process_and_its_row(launched, monkeypatch):
     monkeypatch.setenv("KEPT", "yes")
-    row = launched("merged")
+    row = launched("lora-8bit")
     env = launched.calls[-1][1]
-    assert env["UNSLOTH_VLLM_MERGED_ROLLOUT"] == "1" and env["KEPT"] == "yes"
-    assert row["env"] == {"UNSLOTH_VLLM_MERGED_ROLLOUT": "1"}
-    # Exported in the shell, the switch must not turn the default row into the merged one.
-    monkeypatch.setenv("UNSLOTH_VLLM_MERGED_ROLLOUT", "1")
+    assert env["UNSLOTH_VLLM_MERGED_ROLLOUT"] == "0" and env["KEPT"] == "yes"
+    assert row["env"] == {"UNSLOTH_VLLM_MERGED_ROLLOUT": "0"}
+    # Exported in the shell, the switch must not turn the default row into the unfolded one.
+    monkeypatch.setenv("UNSLOTH_VLLM_MERGED_ROLLOUT", "0")
     row = launched("default")
     env = launched.calls[-1][1]
     assert "UNSLOTH_VLLM_MERGED_ROLLOUT" not in env and env["KEPT"] == "yes"
@@ -525,7 +525,7 @@ def test_a_capped_row_imports_unsloth_before_cudas_first_use(monkeypatch, tmp_pa
         raise FirstUse
 
     monkeypatch.setattr(bench.backends, "resolve_backend", lambda cfg, *a, **k: "unsloth")
-    monkeypatch.setattr(bench.backends, "import_unsloth", lambda model: events.append("recipe"))
+    monkeypatch.setattr(bench.backends, "import_unsloth", lambda model, training=False: events.append("recipe"))
     monkeypatch.setattr(bench.unsloth_notebook, "import_unsloth", lambda model: events.append("notebook"))
     import torch
 
@@ -670,11 +670,7 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
         "phases_s_per_step": {"generate": 0.27, "sync_weights": 0.0, "log_probs": 0.09, "train": 0.39},
     }
     log = tmp_path / "sweep.log"
-    log.write_text(
-        "=== default: config.yaml \n"
-        + json.dumps(row)
-        + "\n\n=== fused: config.yaml training.optim=adamw_torch_fused\n"
-    )
+    log.write_text("=== default: config.yaml \n" + json.dumps(row) + "\n\n=== fast: configs/fast-4090.yaml\n")
     out = tmp_path / "latest.json"
     argv = [
         "bench.py",
@@ -695,12 +691,12 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     finally:
         sys.argv = saved
     summary = json.loads(out.read_text())
-    default, fused = summary["settings"]
-    assert default["s_per_step"] == 0.75 and default["invocation"] == fused["invocation"] == summary["invocation"]
+    default, fast = summary["settings"]
+    assert default["s_per_step"] == 0.75 and default["invocation"] == fast["invocation"] == summary["invocation"]
     assert sum(default["floor_s_per_step"].values()) < default["s_per_step"]
     assert abs(default["forecast_error"]) < 0.15
-    assert fused["exit_code"] is None and "unfinished" in fused["error"]
-    assert "| fused |" in out.with_suffix(".md").read_text()
+    assert fast["exit_code"] is None and "unfinished" in fast["error"]
+    assert "| fast |" in out.with_suffix(".md").read_text()
     assert summary["steps_per_setting"] == 12  # the log's rows predate the step count: they ran 12, not today's 28
 
 

@@ -152,13 +152,19 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend, merged):
         assert probe["engine_fresh_vs_loaded"] == 0 and probe["engine_zeroed_vs_fresh"] == 0, why
         assert probe["engine_moved_vs_fresh"] > 0, why
         assert probe["prefix_cache_resets"] and all(probe["prefix_cache_resets"]), why
+        # Moving the adapter must move the rollouts on most prompts; sampled from the base, none would change.
+        assert len(differs["moved"]) >= 2, why
     else:
         # Unsloth's vLLM shares the policy's weights and runs the LoRA beside them, or folds it in for the
         # rollout and out after (merged): either way a fresh adapter (B = 0) is the base model, and so is
-        # one zeroed again, so the greedy tokens agree; base_drift above holds the unfold to the exact bits.
-        assert probe["fresh"] == probe["zeroed"], why
-    # Moving the adapter must move the rollouts on most prompts; sampled from the base, none would change.
-    assert len(differs["moved"]) >= 2, why
+        # one zeroed again; base_drift above holds the unfold to the exact bits. Its tokens are compared on
+        # the prompts the same weights repeat: on 2026-12-07 the first rollout split from the second on one
+        # prompt of three (a near tie between "40 - 15" and "15 - 40"), in both modes alike.
+        stable = [i for i in range(len(probe["fresh"])) if i not in differs["fresh_again"]]
+        assert 2 * len(stable) >= len(probe["fresh"]), why
+        assert not set(differs["zeroed"]) & set(stable), why
+        moved = set(differs["moved"]) & set(stable)
+        assert 2 * len(moved) >= len(stable) and moved, why
 
 
 # --- Serving: the merged folder and the adapter under vLLM answer as transformers does -----------------

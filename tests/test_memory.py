@@ -45,7 +45,12 @@ PUBLISHED_PARAMS = {
 #   3B 16-bit, no checkpointing     15.85     15.29     -3.6%   (config.yaml since 2026-12-02c)
 #   3B trl backend, checkpointing   19.20     18.68     -2.7%   (vLLM share 0.35 of free memory)
 # config.yaml as it was until 2026-12-02c, when checkpointing off became the default.
-CHECKPOINTED = ["lora.gradient_checkpointing=unsloth", "model.gpu_memory_utilization=0.6"]
+# As the 7B, 14B and 12 GB configs train: offloaded checkpointing, a larger vLLM share, 8-bit AdamW.
+CHECKPOINTED = [
+    "lora.gradient_checkpointing=unsloth",
+    "model.gpu_memory_utilization=0.6",
+    "training.optim=paged_adamw_8bit",
+]
 CALIBRATION = [
     (
         "3b-4bit-compiled-spg1",
@@ -192,6 +197,12 @@ def test_shipped_config_fits_a_24gb_card(config, tiny_assets):
             CARD,
             "lower training.steps_per_generation to 4",
         ),
+        # config.yaml's fused AdamW keeps 4x the 8-bit states: 1.1 GiB more on the 14B's LoRA.
+        (
+            [*CHECKPOINTED[:2], "model.name=Qwen/Qwen2.5-14B", "model.load_in_4bit=true"],
+            CARD,
+            "set training.optim: paged_adamw_8bit (with model.gpu_memory_utilization: 0.55)",
+        ),
         (
             [*CHECKPOINTED, "model.name=Qwen/Qwen2.5-32B", "model.load_in_4bit=true"],
             CARD,
@@ -199,13 +210,28 @@ def test_shipped_config_fits_a_24gb_card(config, tiny_assets):
         ),
         # config.yaml trains without checkpointing: on a smaller card, turning it back on comes before
         # 4-bit weights, which generate 1.8x slower.
-        ([], 16.0, "set lora.gradient_checkpointing: unsloth (with model.gpu_memory_utilization: 0.7)"),
-        ([], 12.0, "set lora.gradient_checkpointing: unsloth (with model.gpu_memory_utilization: 0.6)"),
+        ([], 16.0, "set lora.gradient_checkpointing: unsloth (with model.gpu_memory_utilization: 0.65)"),
+        (
+            [],
+            12.0,
+            "set training.optim: paged_adamw_8bit, and set lora.gradient_checkpointing: unsloth"
+            " (with model.gpu_memory_utilization: 0.6)",
+        ),
         # Plain TRL keeps a second copy of the weights: without checkpointing it needs more than 24 GB
         # once prompts reach data.max_prompt_length (256 tokens; 60-token prompts forecast 22.1 GiB).
         (["model.backend=trl"], CARD, "set lora.gradient_checkpointing: true (with model.gpu_memory_utilization: 0.5)"),
     ],
-    ids=["7b-16bit", "14b-4bit-0.6", "14b-16bit", "14b-4bit-spg8", "32b", "3b-16gb", "3b-12gb", "3b-trl-24gb"],
+    ids=[
+        "7b-16bit",
+        "14b-4bit-0.6",
+        "14b-16bit",
+        "14b-4bit-spg8",
+        "14b-4bit-fused-adamw",
+        "32b",
+        "3b-16gb",
+        "3b-12gb",
+        "3b-trl-24gb",
+    ],
 )
 def test_advice_names_the_key_to_change_first(overrides, card, advice):
     result = predict("config.yaml", overrides, card)
@@ -288,6 +314,26 @@ def test_dry_run_of_a_gpu_config_on_a_cpu_plans_for_a_24_gib_card(config, tiny_a
 def test_a_cpu_dry_run_plans_the_backend_a_gpu_would_pick(extra, backend, tiny_assets, tmp_path, capsys):
     assert dry_run("config.yaml", tiny_assets, tmp_path / "out", *extra) == 0
     assert backend in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "config, exported, folded",
+    [
+        pytest.param("config.yaml", None, True, id="default-16bit-folds"),
+        pytest.param("config.yaml", "0", False, id="opted-out"),
+        pytest.param("configs/qwen2.5-7b-4090.yaml", None, False, id="4bit-cannot-fold"),
+    ],
+)
+def test_the_banner_says_how_rollouts_apply_the_adapter(
+    config, exported, folded, tiny_assets, tmp_path, capsys, monkeypatch
+):
+    monkeypatch.delenv("UNSLOTH_VLLM_MERGED_ROLLOUT", raising=False)
+    if exported is not None:
+        monkeypatch.setenv("UNSLOTH_VLLM_MERGED_ROLLOUT", exported)
+    assert dry_run(config, tiny_assets, tmp_path / "out") == 0
+    model_line = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("model "))
+    assert "| vLLM colocate" in model_line
+    assert ("rollouts from the adapter folded into its weights" in model_line) is folded
 
 
 def test_dry_run_warns_with_the_key_to_change_when_it_does_not_fit(tiny_assets, tmp_path, capsys):
