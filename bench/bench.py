@@ -661,7 +661,7 @@ def from_log(args: argparse.Namespace) -> int:
     for name in started:
         row = printed.get(name) or {
             "name": name,
-            "description": SETTINGS[name].what if name in SETTINGS else "a row no longer in SETTINGS",
+            "description": SETTINGS[name].what,
             "exit_code": None,
             "error": "unfinished: the GPU machine's time ran out during this setting",
         }

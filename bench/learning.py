@@ -239,7 +239,7 @@ def summarize_run(run: Path, window: int = 20) -> dict:
     return {
         "config": config,
         **kv_cache(log, config),
-        # The merged arm's config equals the default's: only Unsloth's line shows that it folded.
+        # Folding is the environment's switch, not the config's: only Unsloth's line shows that a run folded.
         "merged_rollouts": MERGED_LINE in log,
         "steps": max(r["step"] for r in rows if "step" in r),
         "reward_rows": len(steps),
@@ -295,8 +295,8 @@ def aggregate(results: list[dict]) -> dict:
         done = [r for r in results if r["arm"] == name and r.get("held_out")]
         known = ARMS.get(name, Arm("an arm no longer in ARMS", ()))
         arm = {"what": known.what, "overrides": list(known.overrides), "seeds_finished": len(done)}
-        if ARMS[name].prompts > 1:
-            arm["prompts_a_step_times"] = ARMS[name].prompts
+        if known.prompts > 1:
+            arm["prompts_a_step_times"] = known.prompts
         if done:
             arm["held_out_accuracy"] = mean_sd([r["held_out"]["accuracy"] for r in done])
             arm["held_out_strict_format"] = mean_sd([r["held_out"]["strict_format"] for r in done])

@@ -103,7 +103,7 @@ def quiet_hub() -> None:
 # Unsloth's vLLM runs the adapter beside the weights it shares with training: 3 extra kernels per adapted
 # layer per decoded token (432 on the 3B). With this switch it folds the adapter into those weights for each
 # rollout and restores the exact base after, so vLLM decodes as the base model does: 0.25 against 0.30 s of
-# generation a step on the 3B, and the same held-out accuracy (bench/LOG.md, 2026-12-07). It cannot fold
+# generation a step on the 3B; with fused AdamW, the same held-out accuracy (bench/LOG.md, 2026-12-07). It cannot fold
 # into 4-bit weights. Unsloth reads it when the model loads; exported as 0, it stays off.
 FOLD_SWITCH = "UNSLOTH_VLLM_MERGED_ROLLOUT"
 

@@ -525,7 +525,9 @@ def test_a_capped_row_imports_unsloth_before_cudas_first_use(monkeypatch, tmp_pa
         raise FirstUse
 
     monkeypatch.setattr(bench.backends, "resolve_backend", lambda cfg, *a, **k: "unsloth")
-    monkeypatch.setattr(bench.backends, "import_unsloth", lambda model, training=False: events.append("recipe"))
+    monkeypatch.setattr(
+        bench.backends, "import_unsloth", lambda model, training=False: events.append("recipe" * training)
+    )
     monkeypatch.setattr(bench.unsloth_notebook, "import_unsloth", lambda model: events.append("notebook"))
     import torch
 

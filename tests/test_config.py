@@ -69,7 +69,7 @@ def test_configs_keep_the_seed_recipe(
     t = cfg.training
     assert (t.learning_rate, t.adam_beta1, t.adam_beta2, t.warmup_ratio) == (5e-6, 0.9, 0.99, 0.1)
     assert (t.lr_scheduler_type, t.max_grad_norm) == ("cosine", 0.1)
-    # The default's optimizer passed the learning check against the notebook's family of 8-bit AdamWs (bench/LOG.md).
+    # Fused AdamW (with folded rollouts) passed the learning check against paged 8-bit AdamW (bench/LOG.md, 2026-12-07).
     assert (t.weight_decay, t.optim) == ((0.001, "adamw_8bit") if notebook_code else (0.1, "adamw_torch_fused"))
     assert (t.prompts_per_step, t.num_generations, t.max_completion_length) == (1, 6, 200)
     assert cfg.data.max_prompt_length == 256 and cfg.data.dataset == "openai/gsm8k"
@@ -338,9 +338,11 @@ def test_import_unsloth_sets_compile_switch_before_import(tmp_path, monkeypatch,
     # A stand-in unsloth that records the switch as it stood at import time, which is when Unsloth reads it.
     (tmp_path / "unsloth.py").write_text("import os\nCOMPILE_DISABLE = os.environ.get('UNSLOTH_COMPILE_DISABLE')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "unsloth", raising=False)
-    monkeypatch.delenv("UNSLOTH_COMPILE_DISABLE", raising=False)
-    monkeypatch.delenv("UNSLOTH_DISABLE_STATISTICS", raising=False)
+    monkeypatch.setitem(sys.modules, "unsloth", None)  # set, then removed: teardown drops the stand-in and
+    monkeypatch.delitem(sys.modules, "unsloth")  # the switches import_unsloth sets
+    for name in ("UNSLOTH_COMPILE_DISABLE", "UNSLOTH_DISABLE_STATISTICS"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     import_unsloth(ModelConfig(compile=compile))
     assert disabled == sys.modules["unsloth"].COMPILE_DISABLE
     assert os.environ["UNSLOTH_DISABLE_STATISTICS"] == "1"
@@ -363,8 +365,10 @@ def test_import_unsloth_folds_training_rollouts_on_16bit_vllm_unless_opted_out(
     # The stand-in records the switch at import time; Unsloth reads it when the model loads, later still.
     (tmp_path / "unsloth.py").write_text("import os\nFOLD = os.environ.get('UNSLOTH_VLLM_MERGED_ROLLOUT')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delitem(sys.modules, "unsloth", raising=False)
-    monkeypatch.delenv(FOLD_SWITCH, raising=False)
+    monkeypatch.setitem(sys.modules, "unsloth", None)  # set, then removed: teardown drops the stand-in and
+    monkeypatch.delitem(sys.modules, "unsloth")  # the switch import_unsloth sets
+    monkeypatch.setenv(FOLD_SWITCH, "")
+    monkeypatch.delenv(FOLD_SWITCH)
     if exported is not None:
         monkeypatch.setenv(FOLD_SWITCH, exported)
     cfg = load_config(str(ROOT / "config.yaml"), overrides)

@@ -127,7 +127,7 @@ def test_a_gpu_config_evaluates_on_a_cpu(overrides, expected):
 
     if torch.cuda.is_available():
         pytest.skip("checks the CPU fallback")
-    cfg = load_config(str(ROOT / "config.yaml"), overrides)  # vLLM and an 8-bit optimizer
+    cfg = load_config(str(ROOT / "config.yaml"), overrides)  # vLLM, on a CPU
     if expected == "trl":
         assert eval_grpo.eval_backend(cfg) == "trl"
     else:

@@ -58,6 +58,10 @@ def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
     assert (out / "adapter" / "adapter_model.safetensors").exists()
     log = (tmp_path / f"{bits}.log").read_text()
     assert "| backend unsloth |" in log and "| vLLM colocate" in log
+    # The default path: a 16-bit base folds its rollouts with the switch unset, and says so; 4-bit cannot.
+    folded = bits == "16bit" and os.environ.get("UNSLOTH_VLLM_MERGED_ROLLOUT", "1") == "1"
+    assert ("Merged-weight rollouts on" in log) is folded
+    assert ("rollouts from the adapter folded into its weights" in log) is folded
 
 
 @pytest.mark.parametrize("spg", [1, 4], ids=["generate-every-step", "generate-for-4-steps"])
@@ -153,7 +157,7 @@ def test_adapter_drives_vllm_rollouts(tmp_path, backend, merged):
         assert probe["engine_moved_vs_fresh"] > 0, why
         assert probe["prefix_cache_resets"] and all(probe["prefix_cache_resets"]), why
         # Moving the adapter must move the rollouts on most prompts; sampled from the base, none would change.
-        assert len(differs["moved"]) >= 2, why
+        assert 2 * len(differs["moved"]) > len(probe["fresh"]), why
     else:
         # Unsloth's vLLM shares the policy's weights and runs the LoRA beside them, or folds it in for the
         # rollout and out after (merged): either way a fresh adapter (B = 0) is the base model, and so is

@@ -83,14 +83,27 @@ CALIBRATION = [
     ("14b-4bit-shipped-util-0.55", "configs/qwen2.5-14b-4090.yaml", ["model.load_in_4bit=true"], 20.63),
     ("7b-4bit-shipped-16gb-card", "configs/qwen2.5-7b-4090.yaml", ["model.load_in_4bit=true"], 14.00, 16.0),
     # 2026-12-02c, H200 (bench/results/latest.json): the nogc row, config.yaml since, and plain TRL.
-    ("3b-16bit-no-checkpointing", "config.yaml", [], 15.85),
-    ("3b-trl-checkpointed-0.35", "config.yaml", ["model.backend=trl", "lora.gradient_checkpointing=true"], 19.2),
+    # Rows measured before config.yaml took fused AdamW (2026-12-07) ran paged 8-bit AdamW.
+    ("3b-16bit-no-checkpointing", "config.yaml", ["training.optim=paged_adamw_8bit"], 15.85),
+    (
+        "3b-trl-checkpointed-0.35",
+        "config.yaml",
+        ["model.backend=trl", "lora.gradient_checkpointing=true", "training.optim=paged_adamw_8bit"],
+        19.2,
+    ),
     # 2026-12-02d, H200 (bench/results/gpu-2026-12-02d/latest.json): vLLM without torch.compile, config.yaml since.
-    ("3b-16bit-no-vllm-compile", "config.yaml", [], 15.75),
+    ("3b-16bit-no-vllm-compile", "config.yaml", ["training.optim=paged_adamw_8bit"], 15.75),
     ("3b-4bit-notebook-12-02d", "configs/notebook-4090.yaml", [], 16.55),
     # 2026-12-03, H200 (bench/results/latest.json): config.yaml as shipped and plain TRL that fits.
-    ("3b-16bit-shipped-12-03", "config.yaml", [], 15.7),
-    ("3b-trl-checkpointed-12-03", "config.yaml", ["model.backend=trl", "lora.gradient_checkpointing=true"], 19.2),
+    ("3b-16bit-shipped-12-03", "config.yaml", ["training.optim=paged_adamw_8bit"], 15.7),
+    (
+        "3b-trl-checkpointed-12-03",
+        "config.yaml",
+        ["model.backend=trl", "lora.gradient_checkpointing=true", "training.optim=paged_adamw_8bit"],
+        19.2,
+    ),
+    # 2026-12-07, H100 (bench/results/latest.json): config.yaml as shipped since, fused AdamW.
+    ("3b-16bit-fused-12-07", "config.yaml", [], 15.8),
     # 2026-12-03b, H200 capped to 12 and 16 GiB (bench/results/fit.json): the small-card config.
     ("3b-16bit-12gb-config-12gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 10.67, 12.0),
     ("3b-16bit-12gb-config-16gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 13.03, 16.0),
