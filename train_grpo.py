@@ -181,7 +181,7 @@ def banner(cfg: Config, p: Prepared, steps: int, epochs: float) -> list[str]:
     else:
         vllm = "colocate" + (f", tensor parallel {v.tensor_parallel_size}" if v.tensor_parallel_size > 1 else "")
         if backends.folds_rollouts(cfg, p.backend):
-            vllm += f", rollouts from the adapter folded into its weights ({backends.FOLD_SWITCH}=0: beside them)"
+            vllm += f", rollouts from the adapter folded into its weights ({backends.FOLD_SWITCH}=0 turns it off)"
     bits = "4-bit" if cfg.model.load_in_4bit else "16-bit"
     processes = f"{p.world} process{'es' if p.world > 1 else ''}"
     return [
