@@ -570,7 +570,9 @@ def annotate(row: dict, name: str, invocation: str, tokens: int | None, limits: 
     row["invocation"] = invocation
     if cap and round(cap) == 24 and "fits" in row:
         row["fits_24gb"] = row["fits"]  # the name for "fits the cap" when the cap is a 24 GB card
-    setting = SETTINGS[name]
+    setting = SETTINGS.get(name)
+    if setting is None:  # a row of an older log whose setting is gone: as measured, with no floor or forecast
+        return row
     if limits and tokens and row.get("exit_code") == 0:
         cfg = load_config(str(setting.config), list(setting.overrides))
         row["floor_s_per_step"] = floors(shape_of("3B"), cfg, row["backend"], tokens, limits)
@@ -661,7 +663,7 @@ def from_log(args: argparse.Namespace) -> int:
     for name in started:
         row = printed.get(name) or {
             "name": name,
-            "description": SETTINGS[name].what,
+            "description": SETTINGS[name].what if name in SETTINGS else name,
             "exit_code": None,
             "error": "unfinished: the GPU machine's time ran out during this setting",
         }

@@ -672,7 +672,14 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
         "phases_s_per_step": {"generate": 0.27, "sync_weights": 0.0, "log_probs": 0.09, "train": 0.39},
     }
     log = tmp_path / "sweep.log"
-    log.write_text("=== default: config.yaml \n" + json.dumps(row) + "\n\n=== fast: configs/fast-4090.yaml\n")
+    gone = {**row, "name": "merged", "description": "a row of an older sweep"}
+    log.write_text(
+        "=== default: config.yaml \n"
+        + json.dumps(row)
+        + "\n\n=== merged: config.yaml UNSLOTH_VLLM_MERGED_ROLLOUT=1\n"
+        + json.dumps(gone)
+        + "\n\n=== fast: configs/fast-4090.yaml\n"
+    )
     out = tmp_path / "latest.json"
     argv = [
         "bench.py",
@@ -693,7 +700,9 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     finally:
         sys.argv = saved
     summary = json.loads(out.read_text())
-    default, fast = summary["settings"]
+    default, gone, fast = summary["settings"]
+    # A row whose setting no longer exists stays as measured, with nothing computed from today's settings.
+    assert gone["s_per_step"] == 0.75 and "floor_s_per_step" not in gone and "forecast_error" not in gone
     assert default["s_per_step"] == 0.75 and default["invocation"] == fast["invocation"] == summary["invocation"]
     assert sum(default["floor_s_per_step"].values()) < default["s_per_step"]
     assert abs(default["forecast_error"]) < 0.15
