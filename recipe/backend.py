@@ -108,11 +108,15 @@ def quiet_hub() -> None:
 FOLD_SWITCH = "UNSLOTH_VLLM_MERGED_ROLLOUT"
 
 
+def foldable(model: ModelConfig) -> bool:
+    """Unsloth can fold the adapter for rollouts: it generates with vLLM from 16-bit weights."""
+    return model.fast_inference and not model.load_in_4bit
+
+
 def folds_rollouts(cfg: Config, backend: str) -> bool:
-    """Whether training's vLLM generates from the adapter folded into its weights: Unsloth with vLLM on a
-    16-bit base, unless the user exported the switch as anything but 1."""
-    foldable = backend == "unsloth" and cfg.model.fast_inference and not cfg.model.load_in_4bit
-    return foldable and os.environ.get(FOLD_SWITCH, "1").strip() == "1"
+    """Whether training's vLLM generates from the adapter folded into its weights: Unsloth on a foldable
+    model, unless the user exported the switch as anything but 1."""
+    return backend == "unsloth" and foldable(cfg.model) and os.environ.get(FOLD_SWITCH, "1").strip() == "1"
 
 
 def import_unsloth(model: ModelConfig, training: bool = False) -> None:
@@ -120,7 +124,7 @@ def import_unsloth(model: ModelConfig, training: bool = False) -> None:
     rollouts' adapter where it can (evaluation generates as the learning check measured it: unfolded)."""
     # Its usage statistics download stalls for minutes where the hub is unreachable.
     os.environ.setdefault("UNSLOTH_DISABLE_STATISTICS", "1")
-    if training and model.fast_inference and not model.load_in_4bit:
+    if training and foldable(model):
         os.environ.setdefault(FOLD_SWITCH, "1")
     if not model.compile:
         # torch.compile unrolls Unsloth's chunked log-prob function over batch rows x 4 chunks: the
