@@ -108,6 +108,17 @@ SETTINGS = {
         DEFAULT_YAML,
         ("training.prompts_per_step=2", "lora.gradient_checkpointing=unsloth"),
     ),
+    # vLLM's default compilation (Inductor, piecewise and full CUDA graphs) instead of eager prefill with
+    # decode-only graphs. On 2026-12-02d, with the adapter's kernels in every decode step, it decoded no
+    # faster; folded rollouts leave vLLM the plain model, which its compiled graphs may run faster.
+    "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, ("model.vllm_compile=true",)),
+    # Four prompts a step: generation and training are host-bound at one (GPU 22% busy in training), so
+    # four times the rows may cost far less than four times the time. Checkpointed, to fit 24 GB.
+    "pps4gc": Setting(
+        "default with 4 prompts (24 completions) a step and Unsloth's offloaded checkpointing",
+        DEFAULT_YAML,
+        ("training.prompts_per_step=4", "lora.gradient_checkpointing=unsloth"),
+    ),
     # The notebook's own calls (bench/unsloth_notebook.py), not this recipe configured like it: the row every
     # "x the notebook" claim divides by. configs/notebook-4090.yaml gives it paths and step count.
     "notebook": Setting(

@@ -336,7 +336,7 @@ def test_runs_copied_off_a_machine_are_summarised_into_latest_json_and_plotted(t
 def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
     setting = bench.SETTINGS[name]
     cfg = load_config(str(setting.config), list(setting.overrides))
-    prompts = 2 if name.startswith("pps2") else 1  # the levers that take more prompts per step
+    prompts = int(name[3]) if name.startswith("pps") else 1  # ppsN: the levers that take N prompts a step
     assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (
         prompts,
         6,
@@ -367,6 +367,10 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
         pytest.param("pps2", {"prompts_per_step": 2}, id="two-prompts-a-step"),
         pytest.param(
             "pps2gc", {"prompts_per_step": 2, "lora.gradient_checkpointing": "unsloth"}, id="two-prompts-checkpointed"
+        ),
+        pytest.param("compiled", {"model.vllm_compile": True}, id="vllm-compiled"),
+        pytest.param(
+            "pps4gc", {"prompts_per_step": 4, "lora.gradient_checkpointing": "unsloth"}, id="four-prompts-checkpointed"
         ),
         pytest.param(
             "lora-8bit",
