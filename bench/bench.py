@@ -111,7 +111,9 @@ SETTINGS = {
     # vLLM's default compilation (Inductor, piecewise and full CUDA graphs) instead of eager prefill with
     # decode-only graphs. On 2026-12-02d, with the adapter's kernels in every decode step, it decoded no
     # faster; folded rollouts leave vLLM the plain model, which its compiled graphs may run faster.
-    "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, ("model.vllm_compile=true",)),
+    "compiled": Setting(
+        "default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, ("model.vllm_compile=true",)
+    ),
     # Four prompts a step: generation and training are host-bound at one (GPU 22% busy in training), so
     # four times the rows may cost far less than four times the time. Checkpointed, to fit 24 GB.
     "pps4gc": Setting(
