@@ -73,9 +73,10 @@ class Setting:
 
 
 # 12 steps after 4 of warm-up left 2 generation cycles at steps_per_generation 4 (1 at 8), and plain TRL's
-# row moved 10% between invocations on one machine (LOG, 2026-12-06f); 28 steps leave 6 (3), for about 10 s
-# more a row (a minute more for the notebook's).
-SWEEP_STEPS, SHORT_STEPS = 28, 12
+# row moved 10% between invocations on one machine (LOG, 2026-12-06f). A sweep row times 6 whole cycles
+# after its warm-up, whatever its cycle: 28 steps at 4, 52 at 8, and 10 for the notebook's, which
+# generates every step and spent a minute of a scarce sitting on 28.
+SWEEP_CYCLES, SHORT_STEPS = 6, 12
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 FAST_YAML = ROOT / "configs" / "fast-4090.yaml"
 # The rows of one sweep, in the order they run (the most telling first, so a lost machine costs the
@@ -317,18 +318,24 @@ def row_env(setting: Setting) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in switches} | dict(setting.env)
 
 
+def row_steps(args: argparse.Namespace, cycle: int) -> int:
+    """A row's steps: --steps, or the warm-up and SWEEP_CYCLES generation cycles of ``cycle`` steps."""
+    return args.steps or args.warmup + SWEEP_CYCLES * cycle
+
+
 def run_setting(
     name: str, setting: Setting, args: argparse.Namespace, model: Path, data: Path, cap_gib: float | None
 ) -> dict:
-    """Train ``setting`` for ``args.steps`` steps in its own process under the memory cap; its measured row.
+    """Train ``setting`` for its row's steps in its own process under the memory cap; its measured row.
 
     A setting named in ``args.profile`` trains one generation cycle more, under bench/phase_profile.py;
-    its figures come from the first ``args.steps`` steps alone, and its row holds the profile.
+    its figures come from the row's steps alone, and its row holds the profile.
     """
     out = WORK / "runs" / name
     shutil.rmtree(out, ignore_errors=True)
     out.mkdir(parents=True)
     cycle = load_config(str(setting.config), list(setting.overrides)).training.steps_per_generation
+    args = argparse.Namespace(**{**vars(args), "steps": row_steps(args, cycle)})
     traced = name in (args.profile or [])
     trace_steps = max(2, cycle) if traced else 0
     sets = [
@@ -614,7 +621,7 @@ def write_summary(
         "device": device,
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["python", "bench/bench.py", *sys.argv[1:]]),
-        "steps_per_setting": args.steps,
+        "steps_per_setting": args.steps or f"{args.warmup} + {SWEEP_CYCLES} generation cycles",
         "warmup_steps": args.warmup,
         "prompt_tokens": tokens,
         "memory_cap_gib": cap,
@@ -654,9 +661,11 @@ def printed_rows(text: str) -> dict[str, dict]:
     return {row["name"]: row for row in (json.loads(line) for line in text.splitlines() if line.startswith('{"name"'))}
 
 
-def logged_steps(printed: dict[str, dict]) -> int:
-    """The steps a logged sweep or fit ran a row: its rows say so; before they did, every one ran 12."""
-    return max((row.get("steps") or 0 for row in printed.values()), default=0) or SHORT_STEPS
+def logged_steps(printed: dict[str, dict]) -> int | None:
+    """The steps a logged sweep or fit ran every row: its rows say so (None where they differ, as a sweep's
+    rows of different cycles do); before they said, every one ran 12."""
+    said = {row["steps"] for row in printed.values() if row.get("steps")}
+    return (said.pop() if len(said) == 1 else None) if said else SHORT_STEPS
 
 
 def from_log(args: argparse.Namespace) -> int:
@@ -760,7 +769,8 @@ def main() -> int:
     parser.add_argument(
         "--steps",
         type=int,
-        help=f"steps per setting (default: {SWEEP_STEPS} for the sweep; {SHORT_STEPS} for --fit and --smoke, "
+        help=f"steps per setting (default: the sweep's rows {SWEEP_CYCLES} generation cycles after the warm-up; "
+        f"{SHORT_STEPS} for --fit and --smoke, "
         "which need the peak and the harness only)",
     )
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
@@ -819,7 +829,7 @@ def main() -> int:
         print(json.dumps(measure_ceilings()))
         return 0
     if not args.from_log:  # a log's rows say how many steps they ran
-        args.steps = args.steps or (SHORT_STEPS if args.fit or args.smoke else SWEEP_STEPS)
+        args.steps = args.steps or (SHORT_STEPS if args.fit or args.smoke else None)
     args.caps = [float(cap) for cap in args.cap_gib.split(",")]
     args.cap_gib = args.caps[0]
     if args.capped_run:

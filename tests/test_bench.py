@@ -53,29 +53,32 @@ def test_steady_state_seconds_per_step(times, steps_per_generation, warmup, expe
 
 
 @pytest.mark.parametrize(
-    "argv, steps, cycles_at_spg4",
+    "argv, steps_per_generation, steps, cycles",
     [
-        pytest.param([], 28, 6, id="sweep-several-cycles"),
-        pytest.param(["--fit", "3B:16"], 12, 2, id="fit-needs-the-peak-only"),
-        pytest.param(["--smoke"], 12, 2, id="smoke-checks-the-harness-only"),
-        pytest.param(["--steps", "20"], 20, 4, id="asked-for"),
+        pytest.param([], 4, 28, 6, id="sweep-default-six-cycles"),
+        pytest.param([], 8, 52, 6, id="sweep-fast-six-cycles"),
+        pytest.param([], 1, 10, 6, id="sweep-notebook-six-steps"),
+        pytest.param(["--fit", "3B:16"], 4, 12, 2, id="fit-needs-the-peak-only"),
+        pytest.param(["--smoke"], 4, 12, 2, id="smoke-checks-the-harness-only"),
+        pytest.param(["--steps", "20"], 8, 20, 2, id="asked-for"),
     ],
 )
-def test_a_sweep_row_times_several_generation_cycles(monkeypatch, argv, steps, cycles_at_spg4):
+def test_a_sweep_row_times_several_generation_cycles(monkeypatch, argv, steps_per_generation, steps, cycles):
     seen = []
-    monkeypatch.setattr(bench, "sweep", lambda args: seen.append(args.steps) or 0)
-    monkeypatch.setattr(bench, "fit", lambda args: seen.append(args.steps) or 0)
+    monkeypatch.setattr(bench, "sweep", lambda args: seen.append(args) or 0)
+    monkeypatch.setattr(bench, "fit", lambda args: seen.append(args) or 0)
     monkeypatch.setattr(sys, "argv", ["bench.py", *argv, "--out", "/nonexistent/s.json"])
     assert bench.main() == 0
-    assert seen == [steps]
+    assert bench.row_steps(seen[0], steps_per_generation) == steps
     rows = timed({s: float(s) for s in range(1, steps + 1)})
-    assert len(bench.cycles(rows, 4, warmup=4)) == cycles_at_spg4
+    assert len(bench.cycles(rows, steps_per_generation, warmup=4)) == cycles
 
 
 @pytest.mark.parametrize(
     "printed, steps",
     [
         pytest.param({"default": {"steps": 28}, "trl": {"steps": 28}}, 28, id="rows-say-so"),
+        pytest.param({"default": {"steps": 28}, "notebook": {"steps": 10}}, None, id="rows-of-other-cycles-differ"),
         pytest.param({"default": {"s_per_step": 0.6}}, 12, id="rows-before-they-said-ran-12"),
         pytest.param({}, 12, id="no-row-finished"),
     ],
@@ -404,13 +407,27 @@ def launched(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bench, "WORK", tmp_path)
     monkeypatch.setattr(bench.subprocess, "call", call)
-    args = bench.argparse.Namespace(steps=12, warmup=4, profile=[], smoke=False)
 
-    def launch(name):
+    def launch(name, steps=12):
+        args = bench.argparse.Namespace(steps=steps, warmup=4, profile=[], smoke=False)
         return bench.run_setting(name, bench.SETTINGS[name], args, tmp_path / "model", tmp_path / "data.jsonl", None)
 
     launch.calls = calls
     return launch
+
+
+@pytest.mark.parametrize(
+    "name, steps",
+    [
+        pytest.param("default", 28, id="spg4"),
+        pytest.param("fast", 52, id="spg8"),
+        pytest.param("notebook-script", 10, id="notebook-spg1"),
+    ],
+)
+def test_a_sweep_row_trains_its_warmup_and_six_of_its_own_cycles(launched, name, steps):
+    launched(name, steps=None)
+    command = launched.calls[-1][0]
+    assert f"training.max_steps={steps}" in command
 
 
 def test_a_rows_environment_reaches_its_process_and_its_row(launched, monkeypatch):
