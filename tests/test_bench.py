@@ -729,7 +729,7 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     assert abs(default["forecast_error"]) < 0.15
     assert fast["exit_code"] is None and "unfinished" in fast["error"]
     assert "| fast |" in out.with_suffix(".md").read_text()
-    assert summary["steps_per_setting"] == 12  # the log's rows predate the step count: they ran 12, not today's 6 cycles
+    assert summary["steps_per_setting"] == 12  # rows older than the step count ran 12, not today's 6 cycles
 
 
 @pytest.mark.parametrize(
