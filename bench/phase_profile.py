@@ -13,8 +13,8 @@ cycle (steps_per_generation steps) under ``PhaseProfiler``. Phases are cut at TR
 
 For each: wall seconds per step, the share of that time the GPU was busy (any kernel, copy or set),
 kernels run, kernel and graph launches, host-device synchronisations (cuda*Synchronize, blocking
-cudaMemcpy) and the host's hotspots (the innermost Python function of the main thread, sampled
-every few milliseconds). ``summarize`` turns a Chrome trace (as torch.profiler exports it) and the
+cudaMemcpy), the host's hotspots (the innermost Python function of the main thread, sampled
+every few milliseconds) and the GPU's (the kernels that ran longest, counted where they were launched). ``summarize`` turns a Chrome trace (as torch.profiler exports it) and the
 samples into that table; it needs no GPU, so tests feed it recorded events.
 """
 
@@ -52,6 +52,19 @@ SYNC_CALLS = {
 }
 LAUNCH_CALLS = {"cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaGraphLaunch"}
 GPU_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
+
+
+def kernel_name(name: str) -> str:
+    """A kernel's name without its return type and argument list, short enough for a table cell."""
+    name = name.removeprefix("void ").strip()
+    if name.endswith(")"):
+        depth = 0
+        for i in range(len(name) - 1, 0, -1):
+            depth += (name[i] == ")") - (name[i] == "(")
+            if depth == 0:
+                name = name[:i]
+                break
+    return name if len(name) <= 60 else name[:59] + "…"
 
 
 def phase_segments(ranges: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -147,11 +160,13 @@ def summarize(trace: dict, samples: Counter | None = None, steps: int = 1, top: 
             launched_in[e.get("args", {}).get("correlation")] = phase
         if name in SYNC_CALLS:
             rows[phase]["syncs"] += 1
+    gpu_time: dict[str, Counter] = {p: Counter() for p in PHASES}
     for e in gpu:
         if e.get("cat") == "kernel":
             phase = launched_in.get(e.get("args", {}).get("correlation")) or phase_at(float(e["ts"]))
             if phase is not None:
                 rows[phase]["kernels"] += 1
+                gpu_time[phase][kernel_name(e.get("name", ""))] += float(e.get("dur", 0))
     by_phase: dict[str, Counter] = {p: Counter() for p in PHASES}
     for (phase, spot), n in (samples or Counter()).items():
         if phase in by_phase:
@@ -161,7 +176,7 @@ def summarize(trace: dict, samples: Counter | None = None, steps: int = 1, top: 
         r = rows[phase]
         if r["wall_s"] == 0 and not by_phase[phase]:
             continue
-        seen = sum(by_phase[phase].values())
+        seen, kernel_us = sum(by_phase[phase].values()), sum(gpu_time[phase].values())
         table[phase] = {
             "wall_s_per_step": round(r["wall_s"] / steps, 4),
             "gpu_busy": round(r["gpu_busy_s"] / r["wall_s"], 3) if r["wall_s"] else None,
@@ -171,6 +186,11 @@ def summarize(trace: dict, samples: Counter | None = None, steps: int = 1, top: 
             "syncs_per_step": round(r["syncs"] / steps, 1),
             "host_samples": seen,
             "hotspots": [{"where": spot, "share": round(n / seen, 3)} for spot, n in by_phase[phase].most_common(top)],
+            "kernel_s_per_step": round(kernel_us / 1e6 / steps, 4),
+            "top_kernels": [
+                {"name": name, "s_per_step": round(us / 1e6 / steps, 4), "share": round(us / kernel_us, 3)}
+                for name, us in gpu_time[phase].most_common(top)
+            ],
         }
     return table
 
@@ -197,6 +217,19 @@ def markdown(name: str, summary: dict) -> str:
             f"| {phase} | {r['wall_s_per_step']:.3f} | {busy} | {r['kernels_per_step']:g} | "
             f"{r['launches_per_step']:g} ({r['graph_launches_per_step']:g}) | {r['syncs_per_step']:g} | {spots} |"
         )
+    kernels = [(phase, r) for phase, r in summary["phases"].items() if r.get("top_kernels")]
+    if kernels:
+        lines += [
+            "",
+            "Kernel time is the sum of the kernels' own durations, counted in the phase that launched them "
+            "(it can exceed the phase's busy time when kernels run into the next phase).",
+            "",
+            "| phase | kernel s | top GPU kernels |",
+            "|---|---|---|",
+        ]
+        for phase, r in kernels:
+            tops = "; ".join(f"`{k['name']}` {100 * k['share']:.0f}%" for k in r["top_kernels"])
+            lines.append(f"| {phase} | {r['kernel_s_per_step']:.3f} | {tops.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 
 

@@ -978,6 +978,40 @@ def test_the_profile_ranks_each_phases_host_hotspots():
     assert "| generate | 0.100 | 90% | 0.5 | 0.5 (0.5) | 0 | vllm/a.py:step < run 75% |" in md
 
 
+@pytest.mark.parametrize(
+    "raw, shown",
+    [
+        ("decode", "decode"),
+        ("void at::native::reduce_kernel<512, 1>(at::native::ReduceOp<float>)", "at::native::reduce_kernel<512, 1>"),
+        (
+            "void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float>(float*, float const*, int)",
+            "at::native::(anonymous namespace)::cunn_SoftMaxForward<4, f…",
+        ),
+        ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute", None),
+        ("unbalanced(", "unbalanced("),
+    ],
+    ids=["plain", "template-and-arguments", "anonymous-namespace-kept", "long-truncated", "unbalanced-kept"],
+)
+def test_the_profile_names_a_kernel_without_its_signature(raw, shown):
+    got = phase_profile.kernel_name(raw)
+    assert got == (shown or raw[:59] + "…") and len(got) <= 60
+
+
+def test_the_profile_ranks_each_phases_gpu_kernels_by_their_own_time():
+    trace = fake_trace()
+    trace["traceEvents"] += [
+        x("cudaLaunchKernel", 60, 1, cat="cuda_runtime", correlation=3),
+        x("void sampler<1>(float*)", 241, 20, cat="kernel", correlation=3),  # runs past generate's end
+    ]
+    table = phase_profile.summarize(trace, steps=2, top=1)
+    assert table["generate"]["kernel_s_per_step"] == 0.1  # (180 + 20) ms over 2 steps
+    assert table["generate"]["top_kernels"] == [{"name": "decode", "s_per_step": 0.09, "share": 0.9}]
+    assert table["train"]["top_kernels"] == [{"name": "backward", "s_per_step": 0.04, "share": 1.0}]
+    assert table["optimizer"]["top_kernels"] == [] and table["optimizer"]["kernel_s_per_step"] == 0
+    md = phase_profile.markdown("default", {"steps": 2, "first_step": 13, "phases": table})
+    assert "| generate | 0.100 | `decode` 90% |" in md and "| optimizer |" not in md.split("kernel s")[1]
+
+
 def test_the_profiler_follows_the_trainers_callbacks_and_trls_ranges_on_a_cpu(tmp_path):
     import torch
 
