@@ -466,9 +466,15 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     }
 
 
-def table(results: list[dict], device: str, prompt_tokens: int | None = None) -> str:
+def table(results: list[dict], device: str, prompt_tokens: int | None = None, host: dict | None = None) -> str:
     lines = [
-        f"Device: {device}. "
+        f"Device: {device}"
+        + (
+            f" on {host['cpu']} ({host['python_loop_ms']} ms for a 1M-step Python loop, {host['torch_op_us']} µs a "
+            "small torch op). "
+            if host
+            else ". "
+        )
         + (
             "The tiny model, uncapped."
             if device.startswith("CPU")
@@ -495,6 +501,36 @@ def table(results: list[dict], device: str, prompt_tokens: int | None = None) ->
             f"{split} | {sum(fl.values()):.3f} | {r['peak_gpu_gib']} | {r['fits']} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def host_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
+    """The host's CPU and its single-thread speed, best of 3: a Python loop and a small torch op.
+
+    The Unsloth rows' training-only steps took 0.20 s on one H100 machine and 0.30-0.45 on another, while
+    plain TRL's took 0.32-0.34 on both (2026-12-07 and 07c): their step is bound by the host, so each
+    invocation records which host it had.
+    """
+    import torch
+
+    text = cpuinfo.read_text() if cpuinfo.exists() else ""
+    names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
+
+    def best(run) -> float:
+        times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            run()
+            times.append(time.perf_counter() - started)
+        return min(times)
+
+    a, b, c = torch.ones(1), torch.ones(1), torch.empty(1)
+    ops = 20_000
+    return {
+        "cpu": names[0] if names else "unknown",
+        "cores": os.cpu_count(),
+        "python_loop_ms": round(1e3 * best(lambda: sum(i * i for i in range(1_000_000))), 1),
+        "torch_op_us": round(1e6 * best(lambda: [torch.add(a, b, out=c) for _ in range(ops)]) / ops, 2),
+    }
 
 
 def prime_vllm(model: Path) -> None:
@@ -551,6 +587,8 @@ def sweep(args: argparse.Namespace) -> int:
         device, limits, cap = gpu_name(), ceilings(), args.cap_gib
         print(f"ceilings: {json.dumps(limits)}", flush=True)  # in the console log too, for --from-log
     tokens = bench_prompt_tokens(model, data)
+    host = host_record()
+    print(f"host: {json.dumps(host)}", flush=True)
     invocation = f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     results = []
     for name in names:
@@ -559,8 +597,8 @@ def sweep(args: argparse.Namespace) -> int:
         if "profile" in row:
             row["profile"] = write_profile(row, device, args.out.parent)
         # After every row, so a machine lost mid-sweep keeps the rows it finished and names the rest.
-        write_summary(args, results, invocation, device, tokens, cap, limits, pending=names[len(results) :])
-    print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device, tokens)}")
+        write_summary(args, results, invocation, device, tokens, cap, limits, pending=names[len(results) :], host=host)
+    print(f"\nwrote {args.out} and {args.out.with_suffix('.md')}\n{table(results, device, tokens, host)}")
     return 0
 
 
@@ -613,12 +651,14 @@ def write_summary(
     limits: dict | None,
     note: str | None = None,
     pending: list[str] | None = None,
+    host: dict | None = None,
 ) -> None:
     previous = json.loads(args.out.read_text()) if args.out.exists() else {}
     by_name = {r["name"]: r for r in results if r.get("exit_code") == 0}
     summary = {
         "invocation": invocation,
         "device": device,
+        **({"host": host} if host else {}),
         "date": time.strftime("%Y-%m-%d"),
         "command": " ".join(["python", "bench/bench.py", *sys.argv[1:]]),
         "steps_per_setting": args.steps or f"{args.warmup} + {SWEEP_CYCLES} generation cycles",
@@ -653,7 +693,7 @@ def write_summary(
         summary["learning"] = previous["learning"]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(summary, indent=2) + "\n")
-    args.out.with_suffix(".md").write_text(table(results, device, tokens))
+    args.out.with_suffix(".md").write_text(table(results, device, tokens, host))
 
 
 def printed_rows(text: str) -> dict[str, dict]:
@@ -681,6 +721,8 @@ def from_log(args: argparse.Namespace) -> int:
     started = re.findall(r"^=== (\S+):", text, flags=re.M)
     invocation = args.invocation or "log-" + uuid.uuid5(uuid.NAMESPACE_URL, text).hex[:8]
     limits = json.loads(args.ceilings_json) if args.ceilings_json else None
+    logged_host = re.search(r"^host: (\{.*\})$", text, flags=re.M)
+    host = json.loads(logged_host.group(1)) if logged_host else None
     results = []
     for name in started:
         row = printed.get(name) or {
@@ -692,8 +734,10 @@ def from_log(args: argparse.Namespace) -> int:
         results.append(annotate(row, name, invocation, args.prompt_tokens, limits, args.cap_gib))
         if isinstance(row.get("profile"), dict):
             row["profile"] = write_profile(row, args.device, args.out.parent)
-    write_summary(args, results, invocation, args.device, args.prompt_tokens, args.cap_gib, limits, args.note)
-    print(table(results, args.device, args.prompt_tokens))
+    write_summary(
+        args, results, invocation, args.device, args.prompt_tokens, args.cap_gib, limits, args.note, host=host
+    )
+    print(table(results, args.device, args.prompt_tokens, host))
     return 0
 
 

@@ -730,6 +730,7 @@ def test_a_cut_short_sweep_is_rebuilt_from_its_log(tmp_path):
     assert fast["exit_code"] is None and "unfinished" in fast["error"]
     assert "| fast |" in out.with_suffix(".md").read_text()
     assert summary["steps_per_setting"] == 12  # rows older than the step count ran 12, not today's 6 cycles
+    assert "host" not in summary  # logs older than the host line say nothing of it
 
 
 @pytest.mark.parametrize(
@@ -787,6 +788,28 @@ def test_a_sweep_lost_mid_row_keeps_the_rows_it_finished_and_names_the_rest(tmp_
     assert summary["not_finished"] == ["notebook"]
     assert summary["prompts_per_s_default_vs_trl"] == 1.0
     assert summary["prompts_per_s_vs_trl"] == {"default": 1.0, "trl": 1.0}
+    host = summary["host"]  # measured on this machine, as on the GPU's host
+    assert host["python_loop_ms"] > 0 and host["torch_op_us"] > 0 and host["cores"] >= 1
+    assert f"{host['torch_op_us']} µs a small torch op" in out.with_suffix(".md").read_text().splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    "cpuinfo, cpu",
+    [
+        (
+            "processor\t: 0\nmodel name\t: AMD EPYC 9654 96-Core Processor\nprocessor\t: 1\nmodel name\t: AMD EPYC 9654 96-Core Processor\n",
+            "AMD EPYC 9654 96-Core Processor",
+        ),
+        ("processor\t: 0\nCPU implementer\t: 0x41\n", "unknown"),
+        (None, "unknown"),
+    ],
+    ids=["x86", "no-model-name", "no-cpuinfo"],
+)
+def test_the_bench_records_its_hosts_cpu(tmp_path, cpuinfo, cpu):
+    path = tmp_path / "cpuinfo"
+    if cpuinfo is not None:
+        path.write_text(cpuinfo)
+    assert bench.host_record(path)["cpu"] == cpu
 
 
 def test_a_cut_short_fit_is_rebuilt_from_its_log_and_merged_into_the_table(tmp_path, monkeypatch):
@@ -1069,13 +1092,16 @@ def test_a_sweep_rebuilt_from_its_log_keeps_its_invocation_and_writes_its_profil
         "phases_s_per_step": {"generate": 0.3, "sync_weights": 0, "log_probs": 0.1, "train": 0.3},
     }
     log = tmp_path / "sweep.log"
-    log.write_text("=== default: config.yaml \n" + json.dumps(row) + "\n")
+    host = {"cpu": "AMD EPYC 9654", "cores": 16, "python_loop_ms": 41.2, "torch_op_us": 1.9}
+    log.write_text(f"host: {json.dumps(host)}\n=== default: config.yaml \n" + json.dumps(row) + "\n")
     out = tmp_path / "latest.json"
     argv = ["bench.py", "--from-log", str(log), "--device", "GPU", "--prompt-tokens", "60", "--out", str(out)]
     monkeypatch.setattr(sys, "argv", [*argv, "--invocation", "20261206-152228-52e217"])
     assert bench.main() == 0
-    default = json.loads(out.read_text())["settings"][0]
+    summary = json.loads(out.read_text())
+    default = summary["settings"][0]
     assert default["invocation"] == "20261206-152228-52e217" and default["profile"] == "profile-default.json"
+    assert summary["host"] == host and out.with_suffix(".md").read_text().startswith("Device: GPU on AMD EPYC 9654 (")
     written = json.loads((tmp_path / "profile-default.json").read_text())
     assert written["invocation"] == "20261206-152228-52e217" and written["phases"]["generate"]["gpu_busy"] == 0.9
     assert "| generate |" in (tmp_path / "profile-default.md").read_text()
