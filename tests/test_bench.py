@@ -207,15 +207,17 @@ def test_the_learning_arms_train_each_seed_apart_with_the_shipped_configs_optimi
         assert symbolic[symbolic.index("--dataset") + 1] == "sym.jsonl"
 
 
-def test_an_arm_with_more_prompts_a_step_trains_the_same_questions_in_fewer_steps(tmp_path):
-    runs = learning.plan(["default", "pps2"], [3407], 150, 0.04, tmp_path, "sym.jsonl", "python")
+@pytest.mark.parametrize("arm, row, times", [("pps2", "pps2", 2), ("pps4", "pps4gc", 4)], ids=["pps2", "pps4"])
+def test_an_arm_with_more_prompts_a_step_trains_the_same_questions_in_fewer_steps(tmp_path, arm, row, times):
+    runs = learning.plan(["default", arm], [3407], 100, 0.04, tmp_path, "sym.jsonl", "python")
     cfgs = {run.arm: run_config(run) for run in runs}
-    default, pps2 = cfgs["default"].training, cfgs["pps2"].training
-    assert pps2.prompts_per_step == 2 * default.prompts_per_step
-    assert pps2.max_steps * pps2.prompts_per_step == default.max_steps * default.prompts_per_step == 150 * 4
-    # The bench's pps2 row's optimisation, on the learning config.
-    row = load_config(str(bench.DEFAULT_YAML), list(bench.SETTINGS["pps2"].overrides)).training
-    assert (pps2.optim, pps2.steps_per_generation) == (row.optim, row.steps_per_generation)
+    default, more = cfgs["default"].training, cfgs[arm].training
+    assert more.prompts_per_step == times * default.prompts_per_step
+    assert more.max_steps * more.prompts_per_step == default.max_steps * default.prompts_per_step == 100 * 4
+    # The bench row's optimisation, on the learning config (checkpointing changes memory, not the update).
+    bench_row = load_config(str(bench.DEFAULT_YAML), list(bench.SETTINGS[row].overrides)).training
+    assert (more.optim, more.steps_per_generation) == (bench_row.optim, bench_row.steps_per_generation)
+    assert bench_row.prompts_per_step == times
 
 
 def test_the_previous_defaults_arm_trains_with_the_bench_rows_switch_and_evaluates_like_every_arm(tmp_path):
