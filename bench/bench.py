@@ -506,8 +506,8 @@ def table(results: list[dict], device: str, prompt_tokens: int | None = None, ho
 def host_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     """The host's CPU and its single-thread speed, best of 3: a Python loop and a small torch op.
 
-    The Unsloth rows' training-only steps took 0.20 s on one H100 machine and 0.30-0.45 on another, while
-    plain TRL's took 0.32-0.34 on both (2026-12-07 and 07c): their step is bound by the host, so each
+    The Unsloth rows' training-only steps took 0.20-0.28 s on one H100 machine and 0.30-0.45 on another,
+    while plain TRL's took 0.30-0.41 on both (2026-12-07 and 07c): their step is bound by the host, so each
     invocation records which host it had.
     """
     import torch
