@@ -16,6 +16,10 @@ from recipe import distributed, tracking
 from recipe.config import Config
 from recipe.errors import RecipeError
 
+# A field the recipe sets that training.trl may add keys to rather than replace: vLLM's SamplingParams (or
+# transformers' generate keywords without vLLM) beside the recipe's stop tokens.
+EXTENDED = "generation_kwargs"
+
 
 def table(cfg: Config, backend: str, stop_ids: list[int], world: int, cuda: bool) -> dict[str, tuple[str | None, Any]]:
     """GRPOConfig field -> (the recipe key that sets it, or None where the recipe fixes it; its value)."""
@@ -111,6 +115,9 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
 
     kwargs = {name: value for name, (_, value) in fields.items()}
     valid = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
+    trl = dict(trl)
+    if isinstance(trl.get(EXTENDED), dict):
+        kwargs[EXTENDED] = _extended(kwargs[EXTENDED], trl.pop(EXTENDED))
     for key in trl:
         if key in fields:
             ours = fields[key][0]
@@ -134,6 +141,14 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
         except (ValueError, TypeError) as error:
             raise RecipeError(f"training.trl.{key}={value!r}: {_one_line(error)}") from None
     raise RecipeError(f"training.trl: GRPOConfig refuses {', '.join(trl)} together: {_one_line(together)}")
+
+
+def _extended(ours: dict | None, theirs: dict) -> dict:
+    """generation_kwargs: the user's keys beside the recipe's; one the recipe sets is refused."""
+    taken = sorted(set(ours or {}) & set(theirs))
+    if taken:
+        raise RecipeError(f"training.trl.{EXTENDED}.{taken[0]}: the recipe sets it ({ours[taken[0]]!r}); remove it")
+    return {**(ours or {}), **theirs}
 
 
 def _one_line(error: Exception) -> str:

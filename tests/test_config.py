@@ -481,6 +481,42 @@ def test_trl_keys_reach_grpo_config(tmp_path, override, expected):
 
 
 @pytest.mark.parametrize(
+    "fast_inference, override, expected",
+    [
+        pytest.param(
+            True,
+            "training.trl.generation_kwargs={detokenize: false}",
+            {"stop_token_ids": [7], "detokenize": False},
+            id="vllm-keys-beside-the-stop-tokens",
+        ),
+        pytest.param(True, "training.trl={}", {"stop_token_ids": [7]}, id="vllm-recipe-alone"),
+        pytest.param(
+            False, "training.trl.generation_kwargs={top_k: 20}", {"top_k": 20}, id="transformers-generate-keys"
+        ),
+        pytest.param(False, "training.trl={}", None, id="transformers-none"),
+    ],
+)
+def test_generation_kwargs_add_to_the_recipes_stop_tokens(tmp_path, fast_inference, override, expected):
+    cfg = load_config(
+        str(ROOT / "configs" / "tiny-cpu.yaml"),
+        [f"output.dir={tmp_path}", f"model.fast_inference={str(fast_inference).lower()}", override],
+    )
+    assert grpo_args(cfg, "trl", [7]).generation_kwargs == expected
+
+
+def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
+    overrides = [
+        f"output.dir={tmp_path}",
+        "model.fast_inference=true",
+        "training.trl.generation_kwargs={stop_token_ids: [1]}",
+    ]
+    with pytest.raises(
+        RecipeError, match=r"^training.trl.generation_kwargs.stop_token_ids: the recipe sets it \(\[7\]\); remove it$"
+    ):
+        grpo_args(load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), overrides), "trl", [7])
+
+
+@pytest.mark.parametrize(
     "override, message",
     [
         pytest.param("training.trl.beta=0.1", "training.trl.beta: set training.beta instead", id="modelled-same-name"),
