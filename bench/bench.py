@@ -115,6 +115,13 @@ SETTINGS = {
     "compiled": Setting(
         "default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, ("model.vllm_compile=true",)
     ),
+    # vLLM turns every sampled token into text twice (the completion's and its log-prob's), on the host and
+    # in the thread that feeds the GPU; TRL decodes the token ids itself and never reads that text.
+    "nodetok": Setting(
+        "default without vLLM's detokenizer (TRL decodes the token ids itself)",
+        DEFAULT_YAML,
+        ("training.trl.generation_kwargs={detokenize: false}",),
+    ),
     # Four prompts a step: generation and training are host-bound at one (GPU 22% busy in training), so
     # four times the rows may cost far less than four times the time. Checkpointed, to fit 24 GB.
     "pps4gc": Setting(
