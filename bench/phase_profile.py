@@ -55,7 +55,7 @@ GPU_CATEGORIES = {"kernel", "gpu_memcpy", "gpu_memset"}
 
 
 def kernel_name(name: str) -> str:
-    """A kernel's name without its return type and argument list, short enough for a table cell."""
+    """A kernel's name without its return type and argument list: template arguments still tell kernels apart."""
     name = name.removeprefix("void ").strip()
     if name.endswith(")"):
         depth = 0
@@ -64,7 +64,12 @@ def kernel_name(name: str) -> str:
             if depth == 0:
                 name = name[:i]
                 break
-    return name if len(name) <= 60 else name[:59] + "…"
+    return name
+
+
+def short(name: str, width: int = 60) -> str:
+    """A kernel's name cut to a table cell."""
+    return name if len(name) <= width else name[: width - 1] + "…"
 
 
 def phase_segments(ranges: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -188,7 +193,11 @@ def summarize(trace: dict, samples: Counter | None = None, steps: int = 1, top: 
             "hotspots": [{"where": spot, "share": round(n / seen, 3)} for spot, n in by_phase[phase].most_common(top)],
             "kernel_s_per_step": round(kernel_us / 1e6 / steps, 4),
             "top_kernels": [
-                {"name": name, "s_per_step": round(us / 1e6 / steps, 4), "share": round(us / kernel_us, 3)}
+                {
+                    "name": name,
+                    "s_per_step": round(us / 1e6 / steps, 4),
+                    "share": round(us / kernel_us, 3) if kernel_us else 0.0,
+                }
                 for name, us in gpu_time[phase].most_common(top)
             ],
         }
@@ -228,7 +237,7 @@ def markdown(name: str, summary: dict) -> str:
             "|---|---|---|",
         ]
         for phase, r in kernels:
-            tops = "; ".join(f"`{k['name']}` {100 * k['share']:.0f}%" for k in r["top_kernels"])
+            tops = "; ".join(f"`{short(k['name'])}` {100 * k['share']:.0f}%" for k in r["top_kernels"])
             lines.append(f"| {phase} | {r['kernel_s_per_step']:.3f} | {tops.replace('|', '/')} |")
     return "\n".join(lines) + "\n"
 

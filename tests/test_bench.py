@@ -1011,16 +1011,54 @@ def test_the_profile_ranks_each_phases_host_hotspots():
         ("void at::native::reduce_kernel<512, 1>(at::native::ReduceOp<float>)", "at::native::reduce_kernel<512, 1>"),
         (
             "void at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float>(float*, float const*, int)",
-            "at::native::(anonymous namespace)::cunn_SoftMaxForward<4, f…",
+            "at::native::(anonymous namespace)::cunn_SoftMaxForward<4, float>",
         ),
-        ("sm90_xmma_gemm_bf16bf16_bf16f32_f32_tn_n_tilesize128x128x64_warpgroupsize1x1x1_execute", None),
+        ("void f<g(int)>(int (*)(int), float)", "f<g(int)>"),
+        ("a)b)", "a)b)"),
+        ("(x)", "(x)"),
         ("unbalanced(", "unbalanced("),
     ],
-    ids=["plain", "template-and-arguments", "anonymous-namespace-kept", "long-truncated", "unbalanced-kept"],
+    ids=[
+        "plain",
+        "template-and-arguments",
+        "anonymous-namespace-kept",
+        "nested-parentheses",
+        "unmatched-close-kept",
+        "all-arguments-kept",
+        "unmatched-open-kept",
+    ],
 )
 def test_the_profile_names_a_kernel_without_its_signature(raw, shown):
-    got = phase_profile.kernel_name(raw)
-    assert got == (shown or raw[:59] + "…") and len(got) <= 60
+    assert phase_profile.kernel_name(raw) == shown
+
+
+def test_kernels_that_share_a_long_prefix_are_counted_apart_and_cut_only_in_the_table():
+    m, prefix = phase_profile.MARK, "at::native::vectorized_elementwise_kernel<4, at::native::CUDAFunctor"
+    trace = {
+        "traceEvents": [
+            x(m + "window", 0, 100),
+            x(m + "step", 1, 98),
+            x(m + "optimizer", 2, 96),
+            x(f"void {prefix}_add<float>>(int)", 10, 30, cat="kernel"),
+            x(f"void {prefix}OnSelf_add<c10::BFloat16>>(int)", 50, 10, cat="kernel"),
+            x("zero_length", 70, 0, cat="kernel"),
+        ]
+    }
+    optimizer = phase_profile.summarize(trace, steps=1, top=3)["optimizer"]
+    assert [(k["name"], k["share"]) for k in optimizer["top_kernels"]] == [
+        (f"{prefix}_add<float>>", 0.75),
+        (f"{prefix}OnSelf_add<c10::BFloat16>>", 0.25),
+        ("zero_length", 0.0),
+    ]
+    md = phase_profile.markdown("x", {"steps": 1, "first_step": 1, "phases": {"optimizer": optimizer}})
+    assert f"`{prefix[:59]}…` 75%; `{prefix[:59]}…` 25%" in md
+
+
+def test_a_phase_whose_kernels_all_took_no_time_has_no_shares():
+    m = phase_profile.MARK
+    trace = {"traceEvents": [x(m + "window", 0, 10), x(m + "step", 1, 8), x("k", 2, 0, cat="kernel")]}
+    train = phase_profile.summarize(trace, steps=1)["train"]
+    assert train["kernel_s_per_step"] == 0 and train["top_kernels"] == [{"name": "k", "s_per_step": 0.0, "share": 0.0}]
 
 
 def test_the_profile_ranks_each_phases_gpu_kernels_by_their_own_time():
