@@ -116,7 +116,7 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
     kwargs = {name: value for name, (_, value) in fields.items()}
     valid = [f.name for f in dataclasses.fields(GRPOConfig) if f.init]
     trl = dict(trl)
-    if isinstance(trl.get(EXTENDED), dict):
+    if EXTENDED in trl:
         kwargs[EXTENDED] = _extended(kwargs[EXTENDED], trl.pop(EXTENDED))
     for key in trl:
         if key in fields:
@@ -145,6 +145,10 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
 
 def _extended(ours: dict | None, theirs: dict) -> dict:
     """generation_kwargs: the user's keys beside the recipe's; one the recipe sets is refused."""
+    if not isinstance(theirs, dict):
+        raise RecipeError(
+            f"training.trl.{EXTENDED} must be a mapping of generation keys, e.g. {{detokenize: false}}; got {theirs!r}"
+        )
     taken = sorted(set(ours or {}) & set(theirs))
     if taken:
         raise RecipeError(f"training.trl.{EXTENDED}.{taken[0]}: the recipe sets it ({ours[taken[0]]!r}); remove it")

@@ -504,6 +504,12 @@ def test_generation_kwargs_add_to_the_recipes_stop_tokens(tmp_path, fast_inferen
     assert grpo_args(cfg, "trl", [7]).generation_kwargs == expected
 
 
+@pytest.mark.parametrize("value", ["null", "5", "[detokenize]"], ids=["null", "number", "list"])
+def test_generation_kwargs_that_are_not_a_mapping_are_refused(tmp_path, value):
+    with pytest.raises(RecipeError, match=r"^training.trl.generation_kwargs must be a mapping of generation keys"):
+        tiny_grpo_args(tmp_path, f"training.trl.generation_kwargs={value}")
+
+
 def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
     overrides = [
         f"output.dir={tmp_path}",
