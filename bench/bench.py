@@ -513,9 +513,9 @@ def table(results: list[dict], device: str, prompt_tokens: int | None = None, ho
 def host_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     """The host's CPU and its single-thread speed, best of 3: a Python loop and a small torch op.
 
-    The Unsloth rows' training-only steps took 0.20-0.28 s on one H100 machine and 0.30-0.45 on another,
-    while plain TRL's took 0.30-0.41 on both (2026-12-07 and 07c): their step is bound by the host, so each
-    invocation records which host it had.
+    The default's training-only steps took 0.20-0.28 s on one H100 machine and 0.30-0.45 on another, while
+    plain TRL's took 0.30-0.41 on both (2026-12-07 and 07c). Whether the host's CPU made the difference is
+    untested: each invocation records which host it had, to tell.
     """
     import torch
 
@@ -534,7 +534,7 @@ def host_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     ops = 20_000
     return {
         "cpu": names[0] if names else "unknown",
-        "cores": os.cpu_count(),
+        "cores": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "python_loop_ms": round(1e3 * best(lambda: sum(i * i for i in range(1_000_000))), 1),
         "torch_op_us": round(1e6 * best(lambda: [torch.add(a, b, out=c) for _ in range(ops)]) / ops, 2),
     }
