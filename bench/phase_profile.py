@@ -14,7 +14,8 @@ cycle (steps_per_generation steps) under ``PhaseProfiler``. Phases are cut at TR
 For each: wall seconds per step, the share of that time the GPU was busy (any kernel, copy or set),
 kernels run, kernel and graph launches, host-device synchronisations (cuda*Synchronize, blocking
 cudaMemcpy), the host's hotspots (the innermost Python function of the main thread, sampled
-every few milliseconds) and the GPU's (the kernels that ran longest, counted where they were launched). ``summarize`` turns a Chrome trace (as torch.profiler exports it) and the
+every few milliseconds), the GPU's (the kernels that ran longest, counted where they were launched) and
+what launched the most kernels (the innermost torch op around each launch; none for Triton's from Python). ``summarize`` turns a Chrome trace (as torch.profiler exports it) and the
 samples into that table; it needs no GPU, so tests feed it recorded events.
 """
 
@@ -70,6 +71,36 @@ def kernel_name(name: str) -> str:
 def short(name: str, width: int = 60) -> str:
     """A kernel's name cut to a table cell."""
     return name if len(name) <= width else name[: width - 1] + "…"
+
+
+NO_OP = "no torch op"  # a launch from Python itself: Triton kernels, or a library called directly
+
+
+def innermost_ops(events: list[dict]):
+    """A function from a launch event to the innermost torch op around it on its thread, or NO_OP.
+
+    Ops nest on a thread, so the innermost op around a moment is the latest-starting one still open then.
+    """
+    by_thread: dict = {}
+    for e in events:
+        if e.get("cat") == "cpu_op":
+            start = float(e["ts"])
+            by_thread.setdefault(e.get("tid"), []).append((start, start + float(e.get("dur", 0)), e.get("name", "")))
+    starts = {}
+    for tid, ops in by_thread.items():
+        ops.sort(key=lambda op: op[0])
+        starts[tid] = [op[0] for op in ops]
+
+    def launcher(e: dict) -> str:
+        ops, t = by_thread.get(e.get("tid"), []), float(e["ts"])
+        i = bisect.bisect_right(starts.get(e.get("tid"), []), t) - 1
+        while i >= 0:
+            if ops[i][1] >= t:
+                return ops[i][2]
+            i -= 1
+        return NO_OP
+
+    return launcher
 
 
 def phase_segments(ranges: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
@@ -153,6 +184,8 @@ def summarize(trace: dict, samples: Counter | None = None, steps: int = 1, top: 
     # A kernel belongs to the phase that launched it (the GPU runs behind the host); by its own start
     # when the trace does not link it to a launch.
     launched_in = {}
+    launcher = innermost_ops(events)
+    launched_by: dict[str, Counter] = {p: Counter() for p in PHASES}
     for e in events:
         if e.get("cat") not in ("cuda_runtime", "cuda_driver"):
             continue
@@ -163,6 +196,7 @@ def summarize(trace: dict, samples: Counter | None = None, steps: int = 1, top: 
             rows[phase]["launches"] += 1
             rows[phase]["graph_launches"] += name == "cudaGraphLaunch"
             launched_in[e.get("args", {}).get("correlation")] = phase
+            launched_by[phase][launcher(e)] += 1
         if name in SYNC_CALLS:
             rows[phase]["syncs"] += 1
     gpu_time: dict[str, Counter] = {p: Counter() for p in PHASES}
@@ -191,6 +225,9 @@ def summarize(trace: dict, samples: Counter | None = None, steps: int = 1, top: 
             "syncs_per_step": round(r["syncs"] / steps, 1),
             "host_samples": seen,
             "hotspots": [{"where": spot, "share": round(n / seen, 3)} for spot, n in by_phase[phase].most_common(top)],
+            "launched_by": [
+                {"op": op, "share": round(n / r["launches"], 3)} for op, n in launched_by[phase].most_common(top)
+            ],
             "kernel_s_per_step": round(kernel_us / 1e6 / steps, 4),
             "top_kernels": [
                 {
@@ -233,12 +270,13 @@ def markdown(name: str, summary: dict) -> str:
             "Kernel time is the sum of the kernels' own durations, counted in the phase that launched them "
             "(it can exceed the phase's busy time when kernels run into the next phase).",
             "",
-            "| phase | kernel s | top GPU kernels |",
-            "|---|---|---|",
+            "| phase | kernel s | top GPU kernels | launched most by |",
+            "|---|---|---|---|",
         ]
         for phase, r in kernels:
             tops = "; ".join(f"`{short(k['name'])}` {100 * k['share']:.0f}%" for k in r["top_kernels"])
-            lines.append(f"| {phase} | {r['kernel_s_per_step']:.3f} | {tops.replace('|', '/')} |")
+            by = "; ".join(f"`{short(k['op'])}` {100 * k['share']:.0f}%" for k in r.get("launched_by", []))
+            lines.append(f"| {phase} | {r['kernel_s_per_step']:.3f} | {tops.replace('|', '/')} | {by} |")
     return "\n".join(lines) + "\n"
 
 

@@ -1054,6 +1054,40 @@ def test_kernels_that_share_a_long_prefix_are_counted_apart_and_cut_only_in_the_
     assert f"`{prefix[:59]}…` 75%; `{prefix[:59]}…` 25%" in md
 
 
+def test_each_launch_is_put_down_to_the_innermost_torch_op_on_its_thread():
+    m = phase_profile.MARK
+
+    def on(tid, event):
+        return {**event, "tid": tid}
+
+    trace = {
+        "traceEvents": [
+            x(m + "window", 0, 100),
+            x(m + "step", 1, 98),
+            on(1, x("aten::linear", 10, 30, cat="cpu_op")),
+            on(1, x("aten::mm", 12, 5, cat="cpu_op")),  # ended before the second launch in aten::linear
+            on(1, x("cudaLaunchKernel", 13, 1, cat="cuda_runtime")),
+            on(1, x("cudaLaunchKernel", 20, 1, cat="cuda_runtime")),
+            on(1, x("cuLaunchKernel", 50, 1, cat="cuda_driver")),  # Triton's, from Python: no op around it
+            on(2, x("autograd::engine::evaluate_function: MmBackward0", 40, 20, cat="cpu_op")),
+            on(2, x("aten::mm", 41, 10, cat="cpu_op")),
+            on(2, x("cudaLaunchKernel", 42, 1, cat="cuda_runtime")),
+            on(2, x("cudaLaunchKernel", 43, 1, cat="cuda_runtime")),
+            on(1, x("cudaLaunchKernel", 44, 1, cat="cuda_runtime")),  # thread 1 has no op open then
+            x("gemm", 60, 0.1, cat="kernel"),
+        ]
+    }
+    train = phase_profile.summarize(trace, steps=1, top=3)["train"]
+    assert train["launches_per_step"] == 6
+    assert train["launched_by"] == [
+        {"op": "aten::mm", "share": 0.5},
+        {"op": phase_profile.NO_OP, "share": 0.333},
+        {"op": "aten::linear", "share": 0.167},
+    ]
+    md = phase_profile.markdown("x", {"steps": 1, "first_step": 1, "phases": {"train": train}})
+    assert "| train | 0.000 | `gemm` 100% | `aten::mm` 50%; `no torch op` 33%; `aten::linear` 17% |" in md
+
+
 def test_a_phase_whose_kernels_all_took_no_time_has_no_shares():
     m = phase_profile.MARK
     trace = {"traceEvents": [x(m + "window", 0, 10), x(m + "step", 1, 8), x("k", 2, 0, cat="kernel")]}
