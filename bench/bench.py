@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+import timeit
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -474,14 +475,13 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
 
 
 def table(results: list[dict], device: str, prompt_tokens: int | None = None, host: dict | None = None) -> str:
+    on = (
+        f" on {host['cpu']} ({host['python_loop_ms']} ms for a 1M-step Python loop, {host['torch_op_us']} µs a small torch op)"
+        if host
+        else ""
+    )
     lines = [
-        f"Device: {device}"
-        + (
-            f" on {host['cpu']} ({host['python_loop_ms']} ms for a 1M-step Python loop, {host['torch_op_us']} µs a "
-            "small torch op). "
-            if host
-            else ". "
-        )
+        f"Device: {device}{on}. "
         + (
             "The tiny model, uncapped."
             if device.startswith("CPU")
@@ -523,12 +523,7 @@ def host_record(cpuinfo: Path = Path("/proc/cpuinfo")) -> dict:
     names = [line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")]
 
     def best(run) -> float:
-        times = []
-        for _ in range(3):
-            started = time.perf_counter()
-            run()
-            times.append(time.perf_counter() - started)
-        return min(times)
+        return min(timeit.repeat(run, number=1, repeat=3))
 
     a, b, c = torch.ones(1), torch.ones(1), torch.empty(1)
     ops = 20_000

@@ -15,8 +15,9 @@ For each: wall seconds per step, the share of that time the GPU was busy (any ke
 kernels run, kernel and graph launches, host-device synchronisations (cuda*Synchronize, blocking
 cudaMemcpy), the host's hotspots (the innermost Python function of the main thread, sampled
 every few milliseconds), the GPU's (the kernels that ran longest, counted where they were launched) and
-what launched the most kernels (the innermost torch op around each launch; none for Triton's from Python). ``summarize`` turns a Chrome trace (as torch.profiler exports it) and the
-samples into that table; it needs no GPU, so tests feed it recorded events.
+what launched the most kernels (the innermost torch op around each launch; none for Triton's, from
+Python). ``summarize`` turns a Chrome trace (as torch.profiler exports it) and the samples into that
+table; it needs no GPU, so tests feed it recorded events.
 """
 
 from __future__ import annotations
