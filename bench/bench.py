@@ -313,9 +313,8 @@ def cycles(rows: list[dict], steps_per_generation: int, warmup: int) -> list[flo
     return [(times[b] - times[a]) / steps_per_generation for a, b in zip(starts, starts[1:])]
 
 
-def steady_state(rows: list[dict], steps_per_generation: int, warmup: int) -> float:
-    """Median seconds per step over whole generation cycles after the warm-up steps."""
-    each = cycles(rows, steps_per_generation, warmup)
+def steady_state(each: list[float]) -> float:
+    """Median seconds per step over the whole generation cycles ``cycles`` timed."""
     return statistics.median(each) if each else float("nan")
 
 
@@ -444,7 +443,8 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     loaded = re.search(r"loaded in (\d+)s: ([\d,]+) trainable", text)
     ready = re.search(r"ready to train in (\d+)s", text) or loaded
     backend = re.search(r"backend (\w+)", text)
-    s_per_step = steady_state(rows, cfg.training.steps_per_generation, warmup=args.warmup)
+    each = cycles(rows, cfg.training.steps_per_generation, args.warmup)
+    s_per_step = steady_state(each)
     completions = cfg.training.prompts_per_step * cfg.training.num_generations
     tail = steps[args.warmup :]
     lengths = [row["completions/mean_length"] for row in tail if "completions/mean_length" in row]
@@ -463,7 +463,7 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
         "startup_s": (int(ready.group(1)) + round(steps[0]["step_time"], 1)) if ready and steps else None,
         "s_per_step": round(s_per_step, 3),
         # The spread behind the median: two rows closer than it are not told apart.
-        "s_per_step_cycles": [round(c, 3) for c in cycles(rows, cfg.training.steps_per_generation, args.warmup)],
+        "s_per_step_cycles": [round(c, 3) for c in each],
         "steps": len(steps),
         "completions_per_step": completions,
         "mean_completion_tokens": round(mean_len, 1),

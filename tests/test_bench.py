@@ -48,7 +48,7 @@ def timed(times: dict[int, float]) -> list[dict]:
     ],
 )
 def test_steady_state_seconds_per_step(times, steps_per_generation, warmup, expected):
-    result = bench.steady_state(timed(times), steps_per_generation, warmup)
+    result = bench.steady_state(bench.cycles(timed(times), steps_per_generation, warmup))
     assert result == pytest.approx(expected, nan_ok=True)
 
 
