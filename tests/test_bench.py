@@ -376,6 +376,11 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
         pytest.param("compiled", {"model.vllm_compile": True}, id="vllm-compiled"),
         pytest.param("nodetok", {"trl": {"generation_kwargs": {"detokenize": False}}}, id="no-detokenizer"),
         pytest.param(
+            "fastgen",
+            {"model.vllm_compile": True, "trl": {"generation_kwargs": {"detokenize": False}}},
+            id="compiled-and-no-detokenizer",
+        ),
+        pytest.param(
             "pps4gc", {"prompts_per_step": 4, "lora.gradient_checkpointing": "unsloth"}, id="four-prompts-checkpointed"
         ),
         pytest.param(
