@@ -78,41 +78,30 @@ NO_OP = "no torch op"  # a launch from Python itself: Triton kernels, or a libra
 
 
 def innermost_ops(events: list[dict]):
-    """A function from a launch event to the innermost torch op around it on its thread, or NO_OP.
-
-    Ops nest on a thread, so the innermost op around a moment is the latest-starting one still open then.
-    """
+    """A function from a launch event to the innermost torch op around it on its thread, or NO_OP."""
     by_thread: dict = {}
     for e in events:
         if e.get("cat") == "cpu_op":
             start = float(e["ts"])
             by_thread.setdefault(e.get("tid"), []).append((start, start + float(e.get("dur", 0)), e.get("name", "")))
-    starts = {}
-    for tid, ops in by_thread.items():
-        ops.sort(key=lambda op: op[0])
-        starts[tid] = [op[0] for op in ops]
+    op_at = {tid: label_at(innermost(ops)) for tid, ops in by_thread.items()}
 
     def launcher(e: dict) -> str:
-        ops, t = by_thread.get(e.get("tid"), []), float(e["ts"])
-        i = bisect.bisect_right(starts.get(e.get("tid"), []), t) - 1
-        while i >= 0:
-            if ops[i][1] >= t:
-                return ops[i][2]
-            i -= 1
-        return NO_OP
+        at = op_at.get(e.get("tid"))
+        return (at(float(e["ts"])) if at else None) or NO_OP
 
     return launcher
 
 
-def phase_segments(ranges: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
-    """Non-overlapping (start, end, phase) pieces of nested (start, end, range name) ranges.
+def innermost(ranges: list[tuple[float, float, str]], label=lambda name: name) -> list[tuple[float, float, str]]:
+    """Non-overlapping (start, end, label) pieces of nested (start, end, name) ranges.
 
-    Each moment goes to the innermost range open then (the one opened last); names outside
-    RANGE_PHASE are ignored.
+    Each moment goes to the innermost range open then (the one opened last); names whose ``label`` is
+    None are ignored.
     """
     edges = []
     for i, (start, end, name) in enumerate(ranges):
-        if name in RANGE_PHASE and end > start:
+        if label(name) is not None and end > start:
             edges += [(start, 1, i), (end, 0, i)]  # at a shared instant, close before opening
     edges.sort()
     pieces, open_ranges, last = [], [], None
@@ -120,19 +109,30 @@ def phase_segments(ranges: list[tuple[float, float, str]]) -> list[tuple[float, 
         if open_ranges and last is not None and t > last:
             # The innermost: opened last, and on a tie (same microsecond) the shorter.
             inner = max(open_ranges, key=lambda j: (ranges[j][0], ranges[j][0] - ranges[j][1]))
-            pieces.append((last, t, RANGE_PHASE[ranges[inner][2]]))
+            pieces.append((last, t, label(ranges[inner][2])))
         if opening:
             open_ranges.append(i)
         else:
             open_ranges.remove(i)
         last = t
     merged: list[tuple[float, float, str]] = []
-    for start, end, phase in pieces:
-        if merged and merged[-1][2] == phase and merged[-1][1] == start:
-            merged[-1] = (merged[-1][0], end, phase)
+    for start, end, name in pieces:
+        if merged and merged[-1][2] == name and merged[-1][1] == start:
+            merged[-1] = (merged[-1][0], end, name)
         else:
-            merged.append((start, end, phase))
+            merged.append((start, end, name))
     return merged
+
+
+def label_at(segments: list[tuple[float, float, str]]):
+    """A function from a moment to the label of the ``innermost`` segment holding it, or None."""
+    starts = [s for s, _, _ in segments]
+
+    def at(t: float) -> str | None:
+        i = bisect.bisect_right(starts, t) - 1
+        return segments[i][2] if i >= 0 and t < segments[i][1] else None
+
+    return at
 
 
 def union(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -167,12 +167,8 @@ def summarize(trace: dict, samples: Counter | None = None, steps: int = 1, top: 
         for e in events
         if str(e.get("name", "")).startswith(MARK) and e.get("cat") != "gpu_user_annotation"
     ]
-    segments = phase_segments(ranges)
-    starts = [s for s, _, _ in segments]
-
-    def phase_at(t: float) -> str | None:
-        i = bisect.bisect_right(starts, t) - 1
-        return segments[i][2] if i >= 0 and t < segments[i][1] else None
+    segments = innermost(ranges, RANGE_PHASE.get)
+    phase_at = label_at(segments)
 
     gpu = [e for e in events if e.get("cat") in GPU_CATEGORIES]
     busy = union([(float(e["ts"]), float(e["ts"]) + float(e.get("dur", 0))) for e in gpu])
