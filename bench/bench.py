@@ -80,6 +80,9 @@ class Setting:
 SWEEP_CYCLES, SHORT_STEPS = 6, 12
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 FAST_YAML = ROOT / "configs" / "fast-4090.yaml"
+# The two generation levers, alone (compiled, nodetok) and together (fastgen).
+VLLM_COMPILED = "model.vllm_compile=true"
+NO_DETOKENIZER = "training.trl.generation_kwargs={detokenize: false}"
 # The rows of one sweep, in the order they run (the most telling first, so a lost machine costs the
 # least): the shipped default, the same recipe on plain TRL, candidate levers, and the notebook.
 SETTINGS = {
@@ -113,15 +116,13 @@ SETTINGS = {
     # vLLM's default compilation (Inductor, piecewise and full CUDA graphs) instead of eager prefill with
     # decode-only graphs. On 2026-12-02d, with the adapter's kernels in every decode step, it decoded no
     # faster; folded rollouts leave vLLM the plain model, which its compiled graphs may run faster.
-    "compiled": Setting(
-        "default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, ("model.vllm_compile=true",)
-    ),
+    "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, (VLLM_COMPILED,)),
     # vLLM turns every sampled token into text twice (the completion's and its log-prob's), on the host and
     # in the thread that feeds the GPU; TRL decodes the token ids itself and never reads that text.
     "nodetok": Setting(
         "default without vLLM's detokenizer (TRL decodes the token ids itself)",
         DEFAULT_YAML,
-        ("training.trl.generation_kwargs={detokenize: false}",),
+        (NO_DETOKENIZER,),
     ),
     # Both generation levers at once: generation is the one phase where the default spends more than plain
     # TRL (0.34 s/step against 0.23 with its weight sync, 2026-12-07c), and the two act on different costs
@@ -129,7 +130,7 @@ SETTINGS = {
     "fastgen": Setting(
         "default with vLLM compiled and without its detokenizer (compiled + nodetok)",
         DEFAULT_YAML,
-        ("model.vllm_compile=true", "training.trl.generation_kwargs={detokenize: false}"),
+        (VLLM_COMPILED, NO_DETOKENIZER),
     ),
     # Four prompts a step: generation and training are host-bound at one (GPU 22% busy in training), so
     # four times the rows may cost far less than four times the time. Checkpointed, to fit 24 GB.
