@@ -457,9 +457,9 @@ def test_gpu_memory_utilization_means_a_share_of_free_memory_on_both_backends(
     assert trl_vllm_fraction(utilization, free_gib * 2**30, total_gib * 2**30) == pytest.approx(expected)
 
 
-def tiny_grpo_args(tmp_path, *overrides: str):
+def tiny_grpo_args(tmp_path, *overrides: str, stop_ids: tuple[int, ...] = (0,)):
     cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"output.dir={tmp_path}", *overrides])
-    return grpo_args(cfg, "trl", [0])
+    return grpo_args(cfg, "trl", list(stop_ids))
 
 
 @pytest.mark.parametrize(
@@ -497,11 +497,8 @@ def test_trl_keys_reach_grpo_config(tmp_path, override, expected):
     ],
 )
 def test_generation_kwargs_add_to_the_recipes_stop_tokens(tmp_path, fast_inference, override, expected):
-    cfg = load_config(
-        str(ROOT / "configs" / "tiny-cpu.yaml"),
-        [f"output.dir={tmp_path}", f"model.fast_inference={str(fast_inference).lower()}", override],
-    )
-    assert grpo_args(cfg, "trl", [7]).generation_kwargs == expected
+    args = tiny_grpo_args(tmp_path, f"model.fast_inference={str(fast_inference).lower()}", override, stop_ids=(7,))
+    assert args.generation_kwargs == expected
 
 
 @pytest.mark.parametrize("value", ["null", "5", "[detokenize]"], ids=["null", "number", "list"])
@@ -511,15 +508,12 @@ def test_generation_kwargs_that_are_not_a_mapping_are_refused(tmp_path, value):
 
 
 def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
-    overrides = [
-        f"output.dir={tmp_path}",
-        "model.fast_inference=true",
-        "training.trl.generation_kwargs={stop_token_ids: [1]}",
-    ]
     with pytest.raises(
         RecipeError, match=r"^training.trl.generation_kwargs.stop_token_ids: the recipe sets it \(\[7\]\); remove it$"
     ):
-        grpo_args(load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), overrides), "trl", [7])
+        tiny_grpo_args(
+            tmp_path, "model.fast_inference=true", "training.trl.generation_kwargs={stop_token_ids: [1]}", stop_ids=(7,)
+        )
 
 
 @pytest.mark.parametrize(
