@@ -716,7 +716,9 @@ def logged_steps(printed: dict[str, dict]) -> int | None:
     """The steps a logged sweep or fit ran every row: its rows say so (None where they differ, as a sweep's
     rows of different cycles do); before they said, every one ran 12."""
     said = {row["steps"] for row in printed.values() if row.get("steps")}
-    return (said.pop() if len(said) == 1 else None) if said else SHORT_STEPS
+    if not said:
+        return SHORT_STEPS
+    return said.pop() if len(said) == 1 else None
 
 
 def from_log(args: argparse.Namespace) -> int:
