@@ -32,7 +32,7 @@ import rewards
 from recipe import backend as backends
 from recipe import distributed, memory, model_card, preflight, runs, tracking
 from recipe.callbacks import SampleLog, make_callbacks
-from recipe.config import Config, add_override_argument, config_to_yaml, load_config
+from recipe.config import Config, add_override_argument, check_trainer_names, config_to_yaml, load_config
 from recipe.data import build_prompts, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError, first_line
 from recipe.grpo_config import grpo_args
@@ -127,6 +127,7 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool) -> Prepared:
     resume_from, warnings = resolve_resume(cfg)
     if backend == "unsloth" and not planning:
         backends.import_unsloth(cfg.model, training=True)
+    check_trainer_names(cfg.training)
     # After Unsloth's import (it sets the CUDA allocator's options, which CUDA's first use fixes) and
     # before the tokenizer, data and model load, so it shows even when the hub is unreachable.
     for line in memory.forecast_here(cfg, card_gib):

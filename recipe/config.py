@@ -409,8 +409,6 @@ LOSS_TYPES = ("grpo", "bnpo", "dr_grpo", "dapo", "luspo", "cispo", "sapo", "vesp
 
 def validate_training_values(t: TrainingConfig) -> None:
     """Values TRL or torch would take unchecked and fail on (or train nonsense with) only after the model loads."""
-    from transformers.trainer_utils import SchedulerType
-    from transformers.training_args import OptimizerNames
 
     def check(ok: bool, message: str) -> None:
         if not ok:
@@ -435,13 +433,23 @@ def validate_training_values(t: TrainingConfig) -> None:
         check(0 <= getattr(t, key) < 1, f"training.{key}={getattr(t, key)}: use a value in [0, 1), e.g. 0.9 or 0.99")
     check(0 <= t.seed < 2**32, f"training.seed={t.seed}: use a whole number in [0, 2**32)")
     check(t.loss_type in LOSS_TYPES, f"training.loss_type={t.loss_type!r}: use one of {', '.join(LOSS_TYPES)}")
+
+
+def check_trainer_names(t: TrainingConfig) -> None:
+    """training.lr_scheduler_type and training.optim against the installed transformers' names.
+
+    Not part of load_config: it imports transformers (and with it peft), which Unsloth must follow to patch
+    them, so a training entry point calls this after Unsloth's import, still before any model loads.
+    """
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
     schedulers = [s.value for s in SchedulerType]
-    check(
-        t.lr_scheduler_type in schedulers,
-        f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}",
-    )
+    if t.lr_scheduler_type not in schedulers:
+        raise RecipeError(f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}")
     optimizers = [o.value for o in OptimizerNames]
-    check(t.optim in optimizers, f"training.optim={t.optim!r}: {_closest(t.optim, optimizers)} (e.g. adamw_torch)")
+    if t.optim not in optimizers:
+        raise RecipeError(f"training.optim={t.optim!r}: {_closest(t.optim, optimizers)} (e.g. adamw_torch)")
 
 
 def validate_vllm(cfg: Config) -> None:

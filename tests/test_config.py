@@ -2,6 +2,7 @@
 
 import os
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import yaml
 
 import rewards
 import train_grpo
+from conftest import tiny_cli
 from recipe import runs
 from recipe.backend import FOLD_SWITCH, folds_rollouts, import_unsloth, resolve_backend
 from recipe.config import LORA_PROJECTIONS, Config, ModelConfig, config_to_yaml, load_config
@@ -346,6 +348,31 @@ def test_import_unsloth_sets_compile_switch_before_import(tmp_path, monkeypatch,
     import_unsloth(ModelConfig(compile=compile))
     assert disabled == sys.modules["unsloth"].COMPILE_DISABLE
     assert os.environ["UNSLOTH_DISABLE_STATISTICS"] == "1"
+
+
+# Unsloth patches transformers, peft and trl when imported, and warns when any came first ("may run slower").
+# Until 2026-12-07 load_config's optimizer check imported transformers and peft before it in every GPU run.
+@pytest.mark.parametrize(
+    "entry, words",
+    [
+        pytest.param("train_grpo", [], id="train"),
+        pytest.param("eval_grpo", ["--base-only", "--ask", "1+1?"], id="evaluate"),
+    ],
+)
+def test_the_gpu_path_imports_unsloth_before_transformers_peft_and_trl(tmp_path, tiny_assets, entry, words):
+    # A stand-in unsloth that records what was imported before it, then stops the run.
+    (tmp_path / "unsloth.py").write_text(
+        "import sys\n"
+        "print('before unsloth:', sorted(m for m in ('peft', 'transformers', 'trl') if m in sys.modules))\n"
+        "raise SystemExit(0)\n"
+    )
+    argv = tiny_cli(tiny_assets, tmp_path / "run", *words)
+    script = (
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import {entry}; "
+        f"{entry}.backends.resolve_backend = lambda *a, **k: 'unsloth'; sys.exit({entry}.main({argv!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert "before unsloth: []" in done.stdout, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(
