@@ -103,7 +103,9 @@ SETTINGS = {
         ("training.optim=paged_adamw_8bit",),
         env=((backends.FOLD_SWITCH, "0"),),
     ),
-    "fast": Setting("configs/fast-4090.yaml: 8 steps per generation", FAST_YAML),
+    # Four prompts a step: generation and training are host-bound at one (GPU 22% busy in training), so four
+    # times the rows took 1.35 times the time (LOG 2026-12-07c, as row pps4gc). Checkpointed, to fit 24 GB.
+    "fast": Setting("configs/fast-4090.yaml: 4 prompts (24 completions) a step, offloaded checkpointing", FAST_YAML),
     # The training step keeps the GPU 18% busy (2026-12-06b), so twice the completions a step may cost
     # far less than twice the time. Its activations fit the bench's 60-token prompts, not the 256-token
     # cap (forecast 27.2 GiB on a 24 GB card): pps2gc is the variant such a card could ship (15.3 GiB).
@@ -131,13 +133,6 @@ SETTINGS = {
         "default with vLLM compiled and without its detokenizer (compiled + nodetok)",
         DEFAULT_YAML,
         (VLLM_COMPILED, NO_DETOKENIZER),
-    ),
-    # Four prompts a step: generation and training are host-bound at one (GPU 22% busy in training), so
-    # four times the rows may cost far less than four times the time. Checkpointed, to fit 24 GB.
-    "pps4gc": Setting(
-        "default with 4 prompts (24 completions) a step and Unsloth's offloaded checkpointing",
-        DEFAULT_YAML,
-        ("training.prompts_per_step=4", "lora.gradient_checkpointing=unsloth"),
     ),
     # The notebook's own calls (bench/unsloth_notebook.py), not this recipe configured like it: the row every
     # "x the notebook" claim divides by. configs/notebook-4090.yaml gives it paths and step count.
