@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -144,7 +145,8 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
 
 
 def _extended(ours: dict | None, theirs: dict) -> dict:
-    """generation_kwargs: the user's keys beside the recipe's; one the recipe sets is refused."""
+    """generation_kwargs: the user's keys beside the recipe's; one the recipe sets is refused, and so is one
+    vLLM's sampling parameters lack (ours is set only when vLLM generates)."""
     if not isinstance(theirs, dict):
         raise RecipeError(
             f"training.trl.{EXTENDED} must be a mapping of generation keys, e.g. {{detokenize: false}}; got {theirs!r}"
@@ -152,7 +154,23 @@ def _extended(ours: dict | None, theirs: dict) -> dict:
     taken = sorted(set(ours or {}) & set(theirs))
     if taken:
         raise RecipeError(f"training.trl.{EXTENDED}.{taken[0]}: the recipe sets it ({ours[taken[0]]!r}); remove it")
+    valid = sampling_keys() if ours is not None else None
+    for key in theirs:
+        if valid is not None and key not in valid:
+            match = difflib.get_close_matches(key, valid, n=1)
+            hint = f"did you mean '{match[0]}'?" if match else "use a keyword of vllm.SamplingParams"
+            raise RecipeError(f"training.trl.{EXTENDED}.{key} is not a vLLM sampling parameter: {hint}")
     return {**(ours or {}), **theirs}
+
+
+def sampling_keys() -> list[str] | None:
+    """vLLM's SamplingParams keywords, which TRL passes generation_kwargs to; None without vLLM (a dry run on a
+    CPU plans a GPU run). Else a misspelt key fails only after the model has loaded."""
+    try:
+        from vllm import SamplingParams
+    except ImportError:
+        return None
+    return list(inspect.signature(SamplingParams).parameters)
 
 
 def _one_line(error: Exception) -> str:

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
@@ -532,6 +533,47 @@ def test_generation_kwargs_add_to_the_recipes_stop_tokens(tmp_path, fast_inferen
 def test_generation_kwargs_that_are_not_a_mapping_are_refused(tmp_path, value):
     with pytest.raises(RecipeError, match=r"^training.trl.generation_kwargs must be a mapping of generation keys"):
         tiny_grpo_args(tmp_path, f"training.trl.generation_kwargs={value}")
+
+
+class SamplingParams:  # vLLM 0.26's, in part
+    def __init__(self, n=1, temperature=1.0, top_k=0, stop_token_ids=None, detokenize=True, logprobs=None):
+        pass
+
+
+@pytest.mark.parametrize(
+    "vllm, fast_inference, key, message",
+    [
+        pytest.param(True, True, "detokenize", None, id="vllm-key"),
+        pytest.param(
+            True,
+            True,
+            "detokenise",
+            "training.trl.generation_kwargs.detokenise is not a vLLM sampling parameter: did you mean 'detokenize'?",
+            id="misspelt-vllm-key",
+        ),
+        pytest.param(
+            True,
+            True,
+            "num_beams",
+            "training.trl.generation_kwargs.num_beams is not a vLLM sampling parameter: use a keyword of vllm.SamplingParams",
+            id="transformers-key-for-vllm",
+        ),
+        pytest.param(False, True, "detokenise", None, id="no-vllm-here-unchecked"),  # a dry run on a CPU
+        pytest.param(True, False, "num_beams", None, id="transformers-generate-unchecked"),
+    ],
+)
+def test_generation_keys_vllm_lacks_are_refused_before_the_model_loads(
+    tmp_path, monkeypatch, vllm, fast_inference, key, message
+):
+    stand_in = types.ModuleType("vllm")
+    stand_in.SamplingParams = SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", stand_in if vllm else None)  # None: import fails
+    words = (f"model.fast_inference={str(fast_inference).lower()}", f"training.trl.generation_kwargs={{{key}: 1}}")
+    if message is None:
+        assert tiny_grpo_args(tmp_path, *words, stop_ids=(7,)).generation_kwargs[key] == 1
+    else:
+        with pytest.raises(RecipeError, match=f"^{re.escape(message)}$"):
+            tiny_grpo_args(tmp_path, *words, stop_ids=(7,))
 
 
 def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
