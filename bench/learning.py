@@ -42,7 +42,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 import nvml  # noqa: E402
 
 from recipe import memory  # noqa: E402
-from recipe.backend import FOLD_SWITCH, generation_batch  # noqa: E402
+from recipe.backend import FOLD_SWITCH  # noqa: E402
 from recipe.config import load_config  # noqa: E402
 from recipe.jsonl import read_jsonl  # noqa: E402
 
@@ -169,7 +169,8 @@ def vllm_gib_needed(cfg) -> float:
     shape = memory.model_shape(str(ROOT / cfg.model.name))
     if shape is None:
         return 0.0
-    kv_tokens = KV_SPARE * generation_batch(cfg) * cfg.model.max_seq_length  # every completion at full context
+    t = cfg.training  # one generation batch, every completion at full context, as kv_cache() counts it
+    kv_tokens = KV_SPARE * t.prompts_per_step * t.num_generations * t.steps_per_generation * cfg.model.max_seq_length
     kv_gib = kv_tokens * memory.kv_bytes_per_token(shape) / memory.GIB
     return round(memory.weights_gib(shape, cfg.model.load_in_4bit) + kv_gib + VLLM_RUNTIME_GIB, 1)
 
