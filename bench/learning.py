@@ -41,7 +41,6 @@ sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 import nvml  # noqa: E402
 
-from recipe import memory  # noqa: E402
 from recipe.backend import FOLD_SWITCH  # noqa: E402
 from recipe.config import load_config  # noqa: E402
 from recipe.jsonl import read_jsonl  # noqa: E402
@@ -53,10 +52,6 @@ KEYS = {"reward": "reward", "strict_format": "rewards/strict_format/mean", "corr
 # A change to the default's optimisation may cost at most this much mean held-out accuracy (issue 32).
 TOLERANCE = 0.02
 MERGED_LINE = "Merged-weight rollouts on"  # what Unsloth prints once when it folds the adapter for rollouts
-# A run's vLLM memory beyond --vllm-gib where its generation batch needs it. Neighbours that allocate while it
-# starts shrink what vLLM finds: a quarter to spare (6 GiB asked gave 190k-255k tokens, LOG 2026-12-07e), and
-# the runtime's activations, CUDA graphs and non-torch memory (0.23 GiB on SmolLM2).
-KV_SPARE, VLLM_RUNTIME_GIB = 1.25, 0.5
 
 
 @dataclass(frozen=True)
@@ -116,9 +111,6 @@ class Run:
     out: Path
     commands: tuple[tuple[str, ...], ...]
     env: dict
-    # What its vLLM needs to hold its whole generation batch at full context (0: unknown); a smaller KV cache
-    # queues sequences and slows that arm alone (2026-12-07e: the 4-prompt arm's 262k tokens in 190k-255k).
-    vllm_gib: float = 0.0
 
 
 def plan(
@@ -158,21 +150,8 @@ def plan(
                 "OMP_NUM_THREADS": "2",
                 "PYTHONUNBUFFERED": "1",
             }
-            runs.append(
-                Run(arm, seed, out, (train, *evals), env, vllm_gib_needed(load_config(str(ROOT / CONFIG), sets)))
-            )
+            runs.append(Run(arm, seed, out, (train, *evals), env))
     return runs
-
-
-def vllm_gib_needed(cfg) -> float:
-    """GiB for vLLM's weights, runtime and a KV cache that holds one generation batch (0 without the model)."""
-    shape = memory.model_shape(str(ROOT / cfg.model.name))
-    if shape is None:
-        return 0.0
-    t = cfg.training  # one generation batch, every completion at full context, as kv_cache() counts it
-    kv_tokens = KV_SPARE * t.prompts_per_step * t.num_generations * t.steps_per_generation * cfg.model.max_seq_length
-    kv_gib = kv_tokens * memory.kv_bytes_per_token(shape) / memory.GIB
-    return round(memory.weights_gib(shape, cfg.model.load_in_4bit) + kv_gib + VLLM_RUNTIME_GIB, 1)
 
 
 def free_gib() -> float | None:
@@ -202,8 +181,7 @@ def run_all(
     stopped), by output folder.
 
     vLLM sizes its memory as a share of what is free when it starts, which shrinks as neighbours start:
-    with ``vllm_gib`` each run's share is set then, so that every run's vLLM gets that much, or what its
-    generation batch needs (Run.vllm_gib) where that is more.
+    with ``vllm_gib`` each run's share is set then, so that every run's vLLM gets that much.
     """
     started, lanes = time.time(), {}
     for run in runs:
@@ -211,7 +189,7 @@ def run_all(
         commands, note = run.commands, ""
         free = free_gib() if vllm_gib else None
         if free:
-            share = round(min(0.9, max(vllm_gib, run.vllm_gib) / free), 4)
+            share = round(min(0.9, vllm_gib / free), 4)
             commands, note = (
                 (with_share(commands[0], share), *commands[1:]),
                 f" (vLLM share {share} of {free:.1f} GiB free)",

@@ -322,37 +322,6 @@ def test_each_run_gets_the_vllm_memory_asked_for_as_a_share_of_what_is_free_at_i
     assert shares == ["model.gpu_memory_utilization=0.1", "model.gpu_memory_utilization=0.2"]
 
 
-SMOLLM2_135M = {  # assets/smollm2/model/config.json's shape: 23,040 bytes of KV cache a token
-    "vocab_size": 49152,
-    "hidden_size": 576,
-    "intermediate_size": 1536,
-    "num_hidden_layers": 30,
-    "num_attention_heads": 9,
-    "num_key_value_heads": 3,
-    "tie_word_embeddings": True,
-}
-
-
-def test_an_arm_with_a_bigger_generation_batch_gets_the_vllm_memory_its_whole_batch_needs(tmp_path, monkeypatch):
-    # 2026-12-07e: at 6 GiB each, the 4-prompt arm's KV caches held 190k-255k tokens of its 262k-token batch.
-    monkeypatch.setattr(learning.memory, "model_shape", lambda name: dict(SMOLLM2_135M))
-    runs = {r.arm: r for r in learning.plan(["default", "fast"], [3407], 100, 0.04, tmp_path, "s.jsonl", "py")}
-    kv_bytes = learning.memory.kv_bytes_per_token(SMOLLM2_135M)
-    for arm, batch_tokens in (("default", 4 * 8 * 4 * 512), ("fast", 16 * 8 * 4 * 512)):
-        for_kv = runs[arm].vllm_gib - learning.memory.weights_gib(SMOLLM2_135M, False) - learning.VLLM_RUNTIME_GIB
-        assert for_kv * learning.memory.GIB >= batch_tokens * kv_bytes, arm
-    assert runs["default"].vllm_gib < 6.0 < runs["fast"].vllm_gib  # --vllm-gib's 6 holds only the default's
-    free = iter([60.0, 60.0])
-    monkeypatch.setattr(learning, "free_gib", lambda: next(free))
-    lanes = [
-        learning.Run(r.arm, 1, tmp_path / r.arm, (("echo", "model.gpu_memory_utilization=0"),), {}, r.vllm_gib)
-        for r in runs.values()
-    ]
-    learning.run_all(lanes, stagger_s=0, deadline_s=10, vllm_gib=6.0)
-    shares = [float((lane.out / "lane.log").read_text().split("=")[-1]) for lane in lanes]
-    assert shares == [0.1, round(runs["fast"].vllm_gib / 60, 4)]
-
-
 def test_runs_copied_off_a_machine_are_summarised_into_latest_json_and_plotted(tmp_path):
     learn = tmp_path / "learn"
     for arm, accuracy in (("default", 0.48), ("fast", 0.50)):
