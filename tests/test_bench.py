@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from recipe import memory
-from recipe.config import LORA_PROJECTIONS, load_config
+from recipe.config import LORA_PROJECTIONS, check_trainer_names, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -180,7 +180,9 @@ def test_an_arm_lands_only_within_2_points_of_the_defaults_mean(accuracies, verd
 def run_config(run):
     """A learning run's configuration: the learning config with its training command's --set pairs."""
     train = run.commands[0]
-    return load_config(str(ROOT / learning.CONFIG), [train[i + 1] for i, word in enumerate(train) if word == "--set"])
+    cfg = load_config(str(ROOT / learning.CONFIG), [train[i + 1] for i, word in enumerate(train) if word == "--set"])
+    check_trainer_names(cfg.training)  # train_grpo checks these after Unsloth's import, in the lane
+    return cfg
 
 
 def test_the_learning_arms_train_each_seed_apart_with_the_shipped_configs_optimisation(tmp_path):
@@ -350,6 +352,7 @@ def test_runs_copied_off_a_machine_are_summarised_into_latest_json_and_plotted(t
 def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
     setting = bench.SETTINGS[name]
     cfg = load_config(str(setting.config), list(setting.overrides))
+    check_trainer_names(cfg.training)  # train_grpo checks these after Unsloth's import, in the row
     # ppsN: the levers that take N prompts a step; the fast config takes 4.
     prompts = int(name[3]) if name.startswith("pps") else 4 if name == "fast" else 1
     assert (cfg.training.prompts_per_step, cfg.training.num_generations, cfg.training.max_completion_length) == (

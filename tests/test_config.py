@@ -15,7 +15,7 @@ import train_grpo
 from conftest import tiny_cli
 from recipe import runs
 from recipe.backend import FOLD_SWITCH, folds_rollouts, import_unsloth, resolve_backend
-from recipe.config import LORA_PROJECTIONS, Config, ModelConfig, config_to_yaml, load_config
+from recipe.config import LORA_PROJECTIONS, Config, ModelConfig, check_trainer_names, config_to_yaml, load_config
 from recipe.errors import RecipeError
 from recipe.grpo_config import grpo_args
 
@@ -27,6 +27,7 @@ SHIPPED = sorted([ROOT / "config.yaml", *(ROOT / "configs").glob("*.yaml")])
 def test_shipped_config_loads_and_validates(path):
     cfg = load_config(str(path))
     assert isinstance(cfg, Config)
+    check_trainer_names(cfg.training)  # train_grpo checks these after Unsloth's import
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(ROOT).as_posix() for p in SHIPPED])
