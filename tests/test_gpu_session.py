@@ -99,7 +99,7 @@ def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_la
         tmp_path,
         LEARNING="1",
         LEARN_ARMS="default,fast",
-        LEARN_STEPS="150",
+        LEARN_STEPS="200",  # divides by the fast arm's 4 prompts a step
         TESTS_A="saves",
         LANE_GAP_S="0",
         COLLECT_EVERY_S="0.2",
@@ -113,7 +113,7 @@ def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_la
     assert args[0] == "offline.py smollm2 --prime-steps 150"
     assert args[1 : 1 + len(symbolic)] == [f"offline.py {s}" for s in symbolic]
     learn = next(a for a in args if a.startswith("bench/learning.py"))
-    assert learn == "bench/learning.py --arms default,fast --seeds 3 --steps 150 --deadline 900 --vllm-gib 6"
+    assert learn == "bench/learning.py --arms default,fast --seeds 3 --steps 200 --deadline 900 --vllm-gib 6"
     assert (res / "driver.log").read_text().rstrip().endswith("all done")
 
 
