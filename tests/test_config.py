@@ -355,13 +355,16 @@ def test_import_unsloth_sets_compile_switch_before_import(tmp_path, monkeypatch,
 # Unsloth patches transformers, peft and trl when imported, and warns when any came first ("may run slower").
 # Until 2026-12-07 load_config's optimizer check imported transformers and peft before it in every GPU run.
 @pytest.mark.parametrize(
-    "entry, words",
+    "entry, words, call",
     [
-        pytest.param("train_grpo", [], id="train"),
-        pytest.param("eval_grpo", ["--base-only", "--ask", "1+1?"], id="evaluate"),
+        pytest.param("train_grpo", [], "train_grpo.main(argv)", id="train"),
+        pytest.param("eval_grpo", ["--base-only", "--ask", "1+1?"], "eval_grpo.main(argv)", id="evaluate"),
+        # The bench's rows: the recipe's, and the notebook's own calls.
+        pytest.param("bench", [], "bench.run_capped(None, Path('p'), argv, None)", id="bench-row"),
+        pytest.param("bench", [], "bench.run_capped(None, Path('p'), argv, None, 'notebook')", id="bench-notebook-row"),
     ],
 )
-def test_the_gpu_path_imports_unsloth_before_transformers_peft_and_trl(tmp_path, tiny_assets, entry, words):
+def test_the_gpu_path_imports_unsloth_before_transformers_peft_and_trl(tmp_path, tiny_assets, entry, words, call):
     # A stand-in unsloth that records what was imported before it, then stops the run.
     (tmp_path / "unsloth.py").write_text(
         "import sys\n"
@@ -370,8 +373,8 @@ def test_the_gpu_path_imports_unsloth_before_transformers_peft_and_trl(tmp_path,
     )
     argv = tiny_cli(tiny_assets, tmp_path / "run", *words)
     script = (
-        f"import sys; sys.path.insert(0, {str(tmp_path)!r}); import {entry}; "
-        f"{entry}.backends.resolve_backend = lambda *a, **k: 'unsloth'; sys.exit({entry}.main({argv!r}))"
+        f"import sys; from pathlib import Path; sys.path[:0] = [{str(tmp_path)!r}, 'bench']; import {entry}; "
+        f"{entry}.backends.resolve_backend = lambda *a, **k: 'unsloth'; argv = {argv!r}; sys.exit({call})"
     )
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert "before unsloth: []" in done.stdout, done.stdout + done.stderr
