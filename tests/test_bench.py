@@ -125,6 +125,13 @@ def test_a_learning_run_counts_steps_and_reward_rows_apart_and_times_from_its_fi
     assert got["curve"][0] == [1.0, 1.0] and got["curve"][-1][0] == 97.0
 
 
+def test_a_run_with_few_reward_rows_compares_its_halves_not_one_window_twice(tmp_path):
+    # 2026-12-07e: the 25-step arm logged 7 reward rows, and its first 20 and last 20 were the same rows.
+    write_run(tmp_path / "run", steps=25, every=4)
+    rewards = learning.summarize_run(tmp_path / "run")["training_rewards"]["reward"]
+    assert list(rewards) == ["first_3", "last_3"] and rewards["first_3"] < rewards["last_3"]
+
+
 @pytest.mark.parametrize(
     "log, expected, merged",
     [
