@@ -134,6 +134,14 @@ SETTINGS = {
         DEFAULT_YAML,
         (VLLM_COMPILED, NO_DETOKENIZER),
     ),
+    # The training phase is launch-bound: 6,810 kernels a step for 0.077 s of GPU time in 0.36 (2026-12-07c).
+    # Unsloth's torch.compile of the model may fuse them; on the notebook's 4-bit path (2026-11-24) it spent 217 s
+    # compiling and bought nothing, but there generation, not training, took the step.
+    "traincompile": Setting(
+        "default with Unsloth's torch.compile of the training model (model.compile=true)",
+        DEFAULT_YAML,
+        ("model.compile=true",),
+    ),
     # The notebook's own calls (bench/unsloth_notebook.py), not this recipe configured like it: the row every
     # "x the notebook" claim divides by. configs/notebook-4090.yaml gives it paths and step count.
     "notebook": Setting(

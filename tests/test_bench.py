@@ -369,7 +369,7 @@ def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
     )
     assert cfg.training.learning_rate == 5e-6
     notebook = setting.entry == "notebook"
-    assert cfg.model.compile == notebook
+    assert cfg.model.compile == (notebook or name == "traincompile")  # the notebook compiles, and the row that asks
     if not notebook:  # the optimisation: KL 0.04, the grpo loss, the notebook's temperature
         assert (cfg.training.beta, cfg.training.loss_type, cfg.training.temperature) == (0.04, "grpo", 0.9)
 
@@ -398,6 +398,7 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
             "pps2gc", {"prompts_per_step": 2, "lora.gradient_checkpointing": "unsloth"}, id="two-prompts-checkpointed"
         ),
         pytest.param("compiled", {"model.vllm_compile": True}, id="vllm-compiled"),
+        pytest.param("traincompile", {"model.compile": True}, id="training-model-compiled"),
         pytest.param("nodetok", {"trl": {"generation_kwargs": {"detokenize": False}}}, id="no-detokenizer"),
         pytest.param(
             "fastgen",
