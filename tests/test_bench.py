@@ -369,7 +369,7 @@ def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
     )
     assert cfg.training.learning_rate == 5e-6
     notebook = setting.entry == "notebook"
-    assert cfg.model.compile == (notebook or name == "traincompile")  # the notebook compiles, and the row that asks
+    assert cfg.model.compile == (notebook or name in ("traincompile", "allfast"))  # the notebook compiles, and the row that asks
     if not notebook:  # the optimisation: KL 0.04, the grpo loss, the notebook's temperature
         assert (cfg.training.beta, cfg.training.loss_type, cfg.training.temperature) == (0.04, "grpo", 0.9)
 
@@ -404,6 +404,15 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
             "fastgen",
             {"model.vllm_compile": True, "trl": {"generation_kwargs": {"detokenize": False}}},
             id="compiled-and-no-detokenizer",
+        ),
+        pytest.param(
+            "allfast",
+            {
+                "model.vllm_compile": True,
+                "model.compile": True,
+                "trl": {"generation_kwargs": {"detokenize": False}},
+            },
+            id="both-generation-levers-and-compiled-training",
         ),
         pytest.param(
             "lora-8bit",
