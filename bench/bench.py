@@ -80,9 +80,9 @@ class Setting:
 SWEEP_CYCLES, SHORT_STEPS = 6, 12
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 FAST_YAML = ROOT / "configs" / "fast-4090.yaml"
-# The two generation levers, alone (compiled, nodetok) and together (fastgen).
 VLLM_COMPILED = "model.vllm_compile=true"
-NO_DETOKENIZER = "training.trl.generation_kwargs={detokenize: false}"
+# The recipe turns vLLM's detokenizer off (recipe/grpo_config.py's SAMPLING); TRL leaves it on.
+DETOKENIZER = "training.trl.generation_kwargs={detokenize: true}"
 # The rows of one sweep, in the order they run (the most telling first, so a lost machine costs the
 # least): the shipped default, the same recipe on plain TRL, candidate levers, and the notebook.
 SETTINGS = {
@@ -93,7 +93,7 @@ SETTINGS = {
     "trl": Setting(
         "the same recipe on plain TRL + PEFT + TRL's vLLM, with its checkpointing",
         DEFAULT_YAML,
-        ("model.backend=trl", "lora.gradient_checkpointing=true"),
+        ("model.backend=trl", "lora.gradient_checkpointing=true", DETOKENIZER),
     ),
     # The default until 2026-12-07: vLLM runs the adapter's kernels beside the weights (3 per adapted layer
     # per decoded token), and bitsandbytes' paged 8-bit AdamW synchronises with the GPU once per LoRA tensor.
@@ -119,36 +119,8 @@ SETTINGS = {
     # decode-only graphs. On 2026-12-02d, with the adapter's kernels in every decode step, it decoded no
     # faster; folded rollouts leave vLLM the plain model, which its compiled graphs may run faster.
     "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, (VLLM_COMPILED,)),
-    # vLLM turns every sampled token into text twice (the completion's and its log-prob's), on the host and
-    # in the thread that feeds the GPU; TRL decodes the token ids itself and never reads that text.
-    "nodetok": Setting(
-        "default without vLLM's detokenizer (TRL decodes the token ids itself)",
-        DEFAULT_YAML,
-        (NO_DETOKENIZER,),
-    ),
-    # Both generation levers at once: generation is the one phase where the default spends more than plain
-    # TRL (0.34 s/step against 0.23 with its weight sync, 2026-12-07c), and the two act on different costs
-    # (the GPU's per decode step, the host's per sampled token).
-    "fastgen": Setting(
-        "default with vLLM compiled and without its detokenizer (compiled + nodetok)",
-        DEFAULT_YAML,
-        (VLLM_COMPILED, NO_DETOKENIZER),
-    ),
-    # The training phase is launch-bound: 6,810 kernels a step for 0.077 s of GPU time in 0.36 (2026-12-07c).
-    # Unsloth's torch.compile of the model may fuse them; on the notebook's 4-bit path (2026-11-24) it spent 217 s
-    # compiling and bought nothing, but there generation, not training, took the step.
-    "traincompile": Setting(
-        "default with Unsloth's torch.compile of the training model (model.compile=true)",
-        DEFAULT_YAML,
-        ("model.compile=true",),
-    ),
-    # Every lever that acts on the default's own step at today's optimisation: a candidate default, if each
-    # alone is faster (generation: fastgen; training: traincompile) and the two add up.
-    "allfast": Setting(
-        "default with fastgen's and traincompile's levers together",
-        DEFAULT_YAML,
-        (VLLM_COMPILED, NO_DETOKENIZER, "model.compile=true"),
-    ),
+    # The default until 2026-12-07f: vLLM turns every sampled token into text that TRL never reads.
+    "detok": Setting("default with vLLM's detokenizer, as TRL leaves it", DEFAULT_YAML, (DETOKENIZER,)),
     # The notebook's own calls (bench/unsloth_notebook.py), not this recipe configured like it: the row every
     # "x the notebook" claim divides by. configs/notebook-4090.yaml gives it paths and step count.
     "notebook": Setting(
@@ -165,7 +137,7 @@ SETTINGS = {
     ),
 }
 # The sweep's rows when --settings is not given: the issue's three and the levers.
-SWEEP = ["default", "trl", "lora-8bit", "pps2gc", "pps2", "fast", "notebook", "notebook-script"]
+SWEEP = ["default", "trl", "notebook-script", "detok", "compiled", "fast", "notebook"]
 
 
 def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -> dict[str, float]:

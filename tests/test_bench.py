@@ -12,6 +12,7 @@ import pytest
 
 from recipe import memory
 from recipe.config import LORA_PROJECTIONS, check_trainer_names, load_config
+from recipe.grpo_config import grpo_args
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -369,9 +370,17 @@ def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
     )
     assert cfg.training.learning_rate == 5e-6
     notebook = setting.entry == "notebook"
-    assert cfg.model.compile == (notebook or name in ("traincompile", "allfast"))  # the notebook compiles, and the row that asks
+    assert cfg.model.compile == notebook  # the notebook compiles
     if not notebook:  # the optimisation: KL 0.04, the grpo loss, the notebook's temperature
         assert (cfg.training.beta, cfg.training.loss_type, cfg.training.temperature) == (0.04, "grpo", 0.9)
+
+
+@pytest.mark.parametrize("name, detokenize", [("default", False), ("trl", True), ("detok", True)])
+def test_plain_trls_row_keeps_vllms_detokenizer_which_the_recipe_turns_off(tmp_path, name, detokenize):
+    setting = bench.SETTINGS[name]
+    cfg = load_config(str(setting.config), [*setting.overrides, f"output.dir={tmp_path}"])
+    args = grpo_args(cfg, cfg.model.backend if cfg.model.backend != "auto" else "unsloth", [7], world=1)
+    assert args.generation_kwargs == {"stop_token_ids": [7], "detokenize": detokenize}
 
 
 def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
@@ -398,22 +407,7 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
             "pps2gc", {"prompts_per_step": 2, "lora.gradient_checkpointing": "unsloth"}, id="two-prompts-checkpointed"
         ),
         pytest.param("compiled", {"model.vllm_compile": True}, id="vllm-compiled"),
-        pytest.param("traincompile", {"model.compile": True}, id="training-model-compiled"),
-        pytest.param("nodetok", {"trl": {"generation_kwargs": {"detokenize": False}}}, id="no-detokenizer"),
-        pytest.param(
-            "fastgen",
-            {"model.vllm_compile": True, "trl": {"generation_kwargs": {"detokenize": False}}},
-            id="compiled-and-no-detokenizer",
-        ),
-        pytest.param(
-            "allfast",
-            {
-                "model.vllm_compile": True,
-                "model.compile": True,
-                "trl": {"generation_kwargs": {"detokenize": False}},
-            },
-            id="both-generation-levers-and-compiled-training",
-        ),
+        pytest.param("detok", {"trl": {"generation_kwargs": {"detokenize": True}}}, id="vllm-detokenizer-back-on"),
         pytest.param(
             "lora-8bit",
             {"optim": "paged_adamw_8bit", "env.UNSLOTH_VLLM_MERGED_ROLLOUT": "0"},

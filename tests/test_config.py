@@ -517,11 +517,25 @@ def test_trl_keys_reach_grpo_config(tmp_path, override, expected):
     [
         pytest.param(
             True,
-            "training.trl.generation_kwargs={detokenize: false}",
-            {"stop_token_ids": [7], "detokenize": False},
+            "training.trl.generation_kwargs={top_k: 20}",
+            {"stop_token_ids": [7], "detokenize": False, "top_k": 20},
             id="vllm-keys-beside-the-stop-tokens",
         ),
-        pytest.param(True, "training.trl={}", {"stop_token_ids": [7]}, id="vllm-recipe-alone"),
+        # TRL decodes the token ids itself: vLLM's text is never read (bench/LOG.md 2026-12-07f).
+        pytest.param(True, "training.trl={}", {"stop_token_ids": [7], "detokenize": False}, id="vllm-recipe-alone"),
+        pytest.param(
+            True,
+            "training.trl.generation_kwargs={detokenize: true}",
+            {"stop_token_ids": [7], "detokenize": True},
+            id="vllm-detokenizer-back-on",
+        ),
+        # vLLM refuses stop strings without its detokenizer, at the first rollout: they turn it back on.
+        pytest.param(
+            True,
+            "training.trl.generation_kwargs={stop: ['</answer>']}",
+            {"stop_token_ids": [7], "detokenize": True, "stop": ["</answer>"]},
+            id="vllm-stop-strings-keep-the-detokenizer",
+        ),
         pytest.param(
             False, "training.trl.generation_kwargs={top_k: 20}", {"top_k": 20}, id="transformers-generate-keys"
         ),
@@ -578,6 +592,19 @@ def test_generation_keys_vllm_lacks_are_refused_before_the_model_loads(
     else:
         with pytest.raises(RecipeError, match=f"^{re.escape(message)}$"):
             tiny_grpo_args(tmp_path, *words, stop_ids=(7,))
+
+
+def test_stop_strings_without_the_detokenizer_are_refused_before_the_model_loads(tmp_path):
+    with pytest.raises(
+        RecipeError,
+        match=r"^training.trl.generation_kwargs: vLLM's stop strings need its detokenizer: remove detokenize: false or stop$",
+    ):
+        tiny_grpo_args(
+            tmp_path,
+            "model.fast_inference=true",
+            "training.trl.generation_kwargs={stop: [x], detokenize: false}",
+            stop_ids=(7,),
+        )
 
 
 def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
