@@ -18,11 +18,11 @@ from recipe.config import Config
 from recipe.errors import RecipeError
 
 # A field the recipe sets that training.trl may add keys to rather than replace: vLLM's SamplingParams (or
-# transformers' generate keywords without vLLM) beside the recipe's stop tokens.
+# transformers' generate keywords without vLLM) beside the recipe's stop tokens and SAMPLING.
 EXTENDED = "generation_kwargs"
-# What the recipe asks of vLLM beyond its stop tokens, which training.trl may change: TRL decodes the token ids
-# itself and never reads vLLM's text, which vLLM's detokenizer makes on the host thread that feeds the GPU
-# (generation 5% faster: bench/LOG.md, 2026-12-07f). vLLM's stop strings need that text.
+# What the recipe asks of a colocated vLLM beyond its stop tokens, which training.trl may change: TRL decodes
+# the token ids itself and never reads the text vLLM's detokenizer makes of every sampled token (generation
+# 5% faster, bench/LOG.md 2026-12-07f). vLLM's stop strings need that text; a vLLM server ignores the key.
 SAMPLING = {"detokenize": False}
 
 
@@ -56,7 +56,10 @@ def table(cfg: Config, backend: str, stop_ids: list[int], world: int, cuda: bool
         "reward_weights": ("rewards", list(cfg.rewards.values())),
         "use_vllm": ("model.fast_inference", m.fast_inference),
         # vLLM stops only at EOS by default; a base model ends its chat turn with <|im_end|> instead.
-        "generation_kwargs": (None, {"stop_token_ids": stop_ids, **SAMPLING} if m.fast_inference else None),
+        "generation_kwargs": (
+            None,
+            {"stop_token_ids": stop_ids, **(SAMPLING if v.mode == "colocate" else {})} if m.fast_inference else None,
+        ),
         "vllm_mode": ("vllm.mode", v.mode),
         "vllm_tensor_parallel_size": ("vllm.tensor_parallel_size", v.tensor_parallel_size),
         "vllm_server_host": ("vllm.server_host", v.server_host),
@@ -159,7 +162,7 @@ def _extended(ours: dict | None, theirs: dict) -> dict:
     if taken:
         raise RecipeError(f"training.trl.{EXTENDED}.{taken[0]}: the recipe sets it ({ours[taken[0]]!r}); remove it")
     if ours is not None and theirs.get("stop"):
-        if theirs.get("detokenize", True) is False:
+        if "detokenize" in theirs and not theirs["detokenize"]:
             raise RecipeError(
                 f"training.trl.{EXTENDED}: vLLM's stop strings need its detokenizer: remove detokenize: false or stop"
             )

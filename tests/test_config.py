@@ -537,7 +537,16 @@ def test_trl_keys_reach_grpo_config(tmp_path, override, expected):
             id="vllm-stop-strings-keep-the-detokenizer",
         ),
         pytest.param(
+            True,
+            "training.trl.generation_kwargs={stop: []}",
+            {"stop_token_ids": [7], "detokenize": False, "stop": []},
+            id="vllm-no-stop-strings-no-detokenizer",
+        ),
+        pytest.param(
             False, "training.trl.generation_kwargs={top_k: 20}", {"top_k": 20}, id="transformers-generate-keys"
+        ),
+        pytest.param(  # generate() has no detokenizer to keep on
+            False, "training.trl.generation_kwargs={stop: [x]}", {"stop": ["x"]}, id="transformers-stop-as-given"
         ),
         pytest.param(False, "training.trl={}", None, id="transformers-none"),
     ],
@@ -594,7 +603,8 @@ def test_generation_keys_vllm_lacks_are_refused_before_the_model_loads(
             tiny_grpo_args(tmp_path, *words, stop_ids=(7,))
 
 
-def test_stop_strings_without_the_detokenizer_are_refused_before_the_model_loads(tmp_path):
+@pytest.mark.parametrize("off", ["false", "null"])
+def test_stop_strings_without_the_detokenizer_are_refused_before_the_model_loads(tmp_path, off):
     with pytest.raises(
         RecipeError,
         match=r"^training.trl.generation_kwargs: vLLM's stop strings need its detokenizer: remove detokenize: false or stop$",
@@ -602,9 +612,14 @@ def test_stop_strings_without_the_detokenizer_are_refused_before_the_model_loads
         tiny_grpo_args(
             tmp_path,
             "model.fast_inference=true",
-            "training.trl.generation_kwargs={stop: [x], detokenize: false}",
+            f"training.trl.generation_kwargs={{stop: [x], detokenize: {off}}}",
             stop_ids=(7,),
         )
+
+
+def test_a_vllm_server_gets_no_detokenize_key_which_it_would_ignore(tmp_path):
+    args = tiny_grpo_args(tmp_path, "model.fast_inference=true", "vllm.mode=server", stop_ids=(7,))
+    assert args.generation_kwargs == {"stop_token_ids": [7]}
 
 
 def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
