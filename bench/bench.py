@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import random
 import re
 import shutil
 import statistics
@@ -74,10 +75,11 @@ class Setting:
 
 
 # 12 steps after 4 of warm-up left 2 generation cycles at steps_per_generation 4 (1 at 8), and plain TRL's
-# row moved 10% between invocations on one machine (LOG, 2026-12-06f). A sweep row times 6 whole cycles
-# after its warm-up, whatever its cycle: 28 steps at 4, 52 at 8, and 10 for the notebook's, which
-# generates every step and spent a minute of a scarce sitting on 28.
-SWEEP_CYCLES, SHORT_STEPS = 6, 12
+# row moved 10% between invocations on one machine (LOG, 2026-12-06f). A sweep row times 10 whole cycles
+# after its warm-up, whatever its cycle: 44 steps at 4, 84 at 8, and 14 for the notebook's, which
+# generates every step. Six cycles left plain TRL's spread at 0.8-1.225 s/step and the 1.6x target inside
+# the ratio's noise (LOG, 2026-12-07f); four more cost about 15 s a row.
+SWEEP_CYCLES, SHORT_STEPS = 10, 12
 NOTEBOOK_YAML = ROOT / "configs" / "notebook-4090.yaml"
 FAST_YAML = ROOT / "configs" / "fast-4090.yaml"
 VLLM_COMPILED = "model.vllm_compile=true"
@@ -307,6 +309,21 @@ def cycles(rows: list[dict], steps_per_generation: int, warmup: int) -> list[flo
 def steady_state(each: list[float]) -> float:
     """Median seconds per step over the whole generation cycles ``cycles`` timed."""
     return statistics.median(each) if each else float("nan")
+
+
+def ratio_interval(row: dict, peer: dict, resamples: int = 2000) -> list[float] | None:
+    """A 90% interval of row/peer prompts/s, from each row's cycles resampled (a bootstrap of the medians,
+    seeded): how far one invocation's ratio may be from its host's. None where a row has under 3 cycles."""
+    a, b = row.get("s_per_step_cycles") or [], peer.get("s_per_step_cycles") or []
+    if len(a) < 3 or len(b) < 3:
+        return None
+    draw = random.Random(0).choices
+    prompts = [round(r["prompts_per_s"] * r["s_per_step"]) for r in (row, peer)]  # a step's, as configured
+    ratios = sorted(
+        prompts[0] / statistics.median(draw(a, k=len(a))) / (prompts[1] / statistics.median(draw(b, k=len(b))))
+        for _ in range(resamples)
+    )
+    return [round(ratios[int(0.05 * resamples)], 2), round(ratios[int(0.95 * resamples) - 1], 2)]
 
 
 def row_env(setting: Setting) -> dict[str, str]:
@@ -669,6 +686,7 @@ def write_summary(
             summary[f"prompts_per_s_default_vs_{peer}"] = round(
                 default["prompts_per_s"] / by_name[peer]["prompts_per_s"], 2
             )
+            summary[f"prompts_per_s_default_vs_{peer}_90pct"] = ratio_interval(default, by_name[peer])
             summary[f"startup_s_default_vs_{peer}"] = [default["startup_s"], by_name[peer]["startup_s"]]
             summary[f"wall_s_default_vs_{peer}"] = [default["wall_s"], by_name[peer]["wall_s"]]
     notebooks = [row for name, row in by_name.items() if SETTINGS.get(name) and SETTINGS[name].entry == "notebook"]

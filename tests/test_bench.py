@@ -53,12 +53,39 @@ def test_steady_state_seconds_per_step(times, steps_per_generation, warmup, expe
     assert result == pytest.approx(expected, nan_ok=True)
 
 
+def bench_row(prompts: int, cycles: list[float]) -> dict:
+    s_per_step = bench.steady_state(cycles)
+    return {"s_per_step": s_per_step, "prompts_per_s": round(prompts / s_per_step, 3), "s_per_step_cycles": cycles}
+
+
+@pytest.mark.parametrize(
+    "row, peer, expected",
+    [
+        pytest.param(bench_row(1, [0.5] * 6), bench_row(1, [0.8] * 6), [1.6, 1.6], id="steady-rows-one-ratio"),
+        pytest.param(bench_row(4, [1.0] * 6), bench_row(1, [0.8] * 6), [3.2, 3.2], id="four-prompts-a-step"),
+        pytest.param(bench_row(1, [0.5] * 6), bench_row(1, [0.8, 0.8]), None, id="too-few-cycles"),
+    ],
+)
+def test_the_ratio_interval_of_steady_rows(row, peer, expected):
+    assert bench.ratio_interval(row, peer) == expected
+
+
+def test_the_ratio_interval_holds_the_ratio_and_widens_with_the_spread():
+    default = bench_row(1, [0.6, 0.55, 0.675, 0.65, 0.625, 0.625])  # 2026-12-07f's rows
+    trl = bench_row(1, [1.075, 1.025, 0.925, 1.225, 0.85, 0.8])
+    low, high = bench.ratio_interval(default, trl)
+    assert low < 0.975 / 0.625 < high and high - low > 0.1
+    steadier = bench.ratio_interval(default, bench_row(1, [0.975] * 6))
+    assert low < steadier[0] <= steadier[1] < high
+    assert bench.ratio_interval(default, trl) == [low, high]  # seeded: one invocation, one interval
+
+
 @pytest.mark.parametrize(
     "argv, steps_per_generation, steps, cycles",
     [
-        pytest.param([], 4, 28, 6, id="sweep-default-six-cycles"),
-        pytest.param([], 8, 52, 6, id="sweep-fast-six-cycles"),
-        pytest.param([], 1, 10, 6, id="sweep-notebook-six-steps"),
+        pytest.param([], 4, 44, 10, id="sweep-default-ten-cycles"),
+        pytest.param([], 8, 84, 10, id="sweep-fast-ten-cycles"),
+        pytest.param([], 1, 14, 10, id="sweep-notebook-ten-steps"),
         pytest.param(["--fit", "3B:16"], 4, 12, 2, id="fit-needs-the-peak-only"),
         pytest.param(["--smoke"], 4, 12, 2, id="smoke-checks-the-harness-only"),
         pytest.param(["--steps", "20"], 8, 20, 2, id="asked-for"),
@@ -452,12 +479,12 @@ def launched(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     "name, steps",
     [
-        pytest.param("default", 28, id="spg4"),
-        pytest.param("fast", 28, id="fast-spg4"),
-        pytest.param("notebook-script", 10, id="notebook-spg1"),
+        pytest.param("default", 44, id="spg4"),
+        pytest.param("fast", 44, id="fast-spg4"),
+        pytest.param("notebook-script", 14, id="notebook-spg1"),
     ],
 )
-def test_a_sweep_row_trains_its_warmup_and_six_of_its_own_cycles(launched, name, steps):
+def test_a_sweep_row_trains_its_warmup_and_ten_of_its_own_cycles(launched, name, steps):
     launched(name, steps=None)
     command = launched.calls[-1][0]
     assert f"training.max_steps={steps}" in command
