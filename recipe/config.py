@@ -8,7 +8,6 @@ path keys. All of it runs before any model, tokenizer or dataset is loaded.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import os
 import re
@@ -22,7 +21,7 @@ import yaml
 
 import rewards
 from recipe import tracking
-from recipe.errors import RecipeError, first_line
+from recipe.errors import RecipeError, closest, first_line
 
 LORA_PROJECTIONS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 # Keys that name a file or folder: ~ and $VARIABLES expand in them, and none may be empty.
@@ -120,11 +119,6 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-def _closest(name: str, valid: typing.Iterable[str], prefix: str = "") -> str:
-    match = difflib.get_close_matches(name, list(valid), n=1)
-    return f"did you mean '{prefix}{match[0]}'?" if match else f"valid keys: {', '.join(valid)}"
-
-
 def _coerce(value: Any, kind: Any, key: str) -> Any:
     """``value`` checked against the annotation ``kind``; ints are accepted where floats are expected."""
     if kind is Any:
@@ -171,7 +165,7 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
     for key, value in values.items():
         path = f"{prefix}{key}"
         if key not in names:
-            raise RecipeError(f"unknown config key '{path}': {_closest(str(key), names, prefix)}")
+            raise RecipeError(f"unknown config key '{path}': {closest(str(key), names, prefix)}")
         kind = hints[key]
         if dataclasses.is_dataclass(kind):
             kwargs[key] = _build(kind, value, f"{path}.")
@@ -371,7 +365,7 @@ def validate(cfg: Config) -> None:
     for name, weight in cfg.rewards.items():
         check(
             name in rewards.REWARDS,
-            f"unknown reward '{name}' in rewards: {_closest(name, rewards.REWARDS, 'rewards.')}",
+            f"unknown reward '{name}' in rewards: {closest(name, rewards.REWARDS, 'rewards.')}",
         )
         check(math.isfinite(weight), f"rewards.{name}={weight}: the weight must be a finite number")
     check(
@@ -449,7 +443,7 @@ def check_trainer_names(t: TrainingConfig) -> None:
         raise RecipeError(f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}")
     optimizers = [o.value for o in OptimizerNames]
     if t.optim not in optimizers:
-        raise RecipeError(f"training.optim={t.optim!r}: {_closest(t.optim, optimizers)} (e.g. adamw_torch)")
+        raise RecipeError(f"training.optim={t.optim!r}: {closest(t.optim, optimizers)} (e.g. adamw_torch)")
 
 
 def validate_vllm(cfg: Config) -> None:

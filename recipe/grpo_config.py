@@ -7,7 +7,6 @@ TRL's knobs, and two places never set one value.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,7 @@ from typing import Any
 from recipe import backend as backends
 from recipe import distributed, tracking
 from recipe.config import Config
-from recipe.errors import RecipeError
+from recipe.errors import RecipeError, closest
 
 # A field the recipe sets that training.trl may add keys to rather than replace: vLLM's SamplingParams (or
 # transformers' generate keywords without vLLM) beside the recipe's stop tokens and SAMPLING.
@@ -132,8 +131,7 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
             fix = f"set {ours} instead" if ours else f"the recipe sets it ({kwargs[key]!r}); remove it"
             raise RecipeError(f"training.trl.{key}: {fix}")
         if key not in valid:
-            match = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean 'training.trl.{match[0]}'?" if match else "use a field of trl.GRPOConfig"
+            hint = closest(key, valid, "training.trl.", "use a field of trl.GRPOConfig")
             raise RecipeError(f"training.trl.{key} is not a GRPOConfig field: {hint}")
     try:
         return GRPOConfig(**kwargs, **trl)
@@ -170,8 +168,7 @@ def _extended(ours: dict | None, theirs: dict) -> dict:
     valid = sampling_keys() if ours is not None else None
     for key in theirs:
         if valid is not None and key not in valid:
-            match = difflib.get_close_matches(key, valid, n=1)
-            hint = f"did you mean '{match[0]}'?" if match else "use a keyword of vllm.SamplingParams"
+            hint = closest(key, valid, otherwise="use a keyword of vllm.SamplingParams")
             raise RecipeError(f"training.trl.{EXTENDED}.{key} is not a vLLM sampling parameter: {hint}")
     return {**(ours or {}), **theirs}
 

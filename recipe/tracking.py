@@ -6,13 +6,12 @@ or a missing package into one line before anything heavy loads. metrics.jsonl is
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import os
 import typing
 from pathlib import Path
 
-from recipe.errors import RecipeError
+from recipe.errors import RecipeError, closest
 
 # Tracker name -> the package its transformers callback imports. All three log locally:
 # TensorBoard to <output.dir>/runs/, W&B to <output.dir>/wandb/ (with WANDB_MODE=offline it never syncs),
@@ -32,8 +31,7 @@ def check_names(report_to: str | list[str]) -> None:
     names = [report_to] if isinstance(report_to, str) else list(report_to)
     for name in names:
         if name not in CHOICES:
-            match = difflib.get_close_matches(name, CHOICES, n=1)
-            hint = f"did you mean '{match[0]}'?" if match else f"use one of {', '.join(CHOICES)}"
+            hint = closest(name, CHOICES, otherwise=f"use one of {', '.join(CHOICES)}")
             raise RecipeError(f"output.report_to: unknown tracker '{name}': {hint}")
     if "none" in names and len(names) > 1:
         raise RecipeError(f"output.report_to={names}: 'none' cannot be listed with trackers; drop it or use none alone")
