@@ -4,9 +4,10 @@
 #   SWEEP=default,trl,notebook PROFILE=default,trl FIT='7B:4@16 3B:16@12,16' LEARNING=1 TESTS_A=saves \
 #     bash bench/gpu_session.sh > /tmp/res.log 2>&1
 #
-# Alone on the GPU, what is timed: the speed sweep ($SWEEP: its settings; $PROFILE: the rows
-# that also get a torch.profiler table) and the fit rows ($FIT: SIZE:BITS@CAPS items; EVAL_FIT="7B ..."
-# also evaluates those sizes' fit adapters through eval_grpo.py's vLLM path). Then (first, with
+# Alone on the GPU, what is timed: with TRAIN_STEP=1 the training phase alone (bench/train_step.py,
+# about 3 minutes), the speed sweep ($SWEEP: its settings; $PROFILE: the rows that also get a
+# torch.profiler table) and the fit rows ($FIT: SIZE:BITS@CAPS items; EVAL_FIT="7B ..." also evaluates
+# those sizes' fit adapters through eval_grpo.py's vLLM path). Then (first, with
 # LEARN_FIRST=1, while the sweep's 3B model is built on the CPU), side by side, the checks that time
 # nothing: with LEARNING=1 the SmolLM2 learning check (bench/learning.py: arms $LEARN_ARMS,
 # $LEARN_SEEDS seeds each, $LEARN_STEPS steps, $LEARN_VLLM_GIB GiB of vLLM each, stopped after
@@ -65,6 +66,7 @@ gpu_idle() {  # up to $GPU_IDLE_S (120) s for the GPU to be free: memory still h
 }
 timed() {  # the sweep and the fit rows: alone on the GPU
   gpu_idle
+  [ "${TRAIN_STEP:-0}" = 1 ] && step train-step 600 python bench/train_step.py
   if [ -n "${SWEEP:-}" ]; then
     step sweep 1500 python bench/bench.py --settings "$SWEEP" ${PROFILE:+--profile "$PROFILE"}
     collect

@@ -49,7 +49,9 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
         **{
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("TESTS_", "SWEEP", "PROFILE", "FIT", "EVAL_FIT", "LEARN", "FAIL_ON", "GPU_"))
+            if not k.startswith(
+                ("TESTS_", "SWEEP", "PROFILE", "FIT", "EVAL_FIT", "LEARN", "FAIL_ON", "GPU_", "TRAIN_STEP")
+            )
         },
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "RES": str(res),
@@ -88,6 +90,9 @@ def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_pat
         pytest.param({}, [], id="nothing-asked-nothing-run"),
         pytest.param({"SWEEP": "default"}, ["sweep"], id="no-lane-no-assets"),
         pytest.param({"FIT": "9B:4@16", "EVAL_FIT": "9B"}, ["fit-9B-4-16"], id="no-adapter-no-eval"),
+        pytest.param(
+            {"TRAIN_STEP": "1", "SWEEP": "default"}, ["train-step", "sweep"], id="train-step-before-the-sweep"
+        ),
     ],
 )
 def test_a_sitting_runs_only_what_its_variables_ask_for(tmp_path, env, expected):
