@@ -8,8 +8,9 @@ The default's training phase runs at 9.5x its floor (bench/results/latest.json),
 a third of the launches copies. This runs
 only that phase: the recipe's LoRA model (config.yaml on the bench's random-weight Qwen2.5-3B, Unsloth
 without vLLM) takes one forward and backward of a step's batch (prompts_per_step x num_generations
-rows of the bench's prompt length + max_completion_length tokens), in one process, with the variants
-taken in turns so that the host's drift falls on all of them alike:
+rows of the bench's prompt length + max_completion_length tokens, packed into one stream as Unsloth's
+GRPO loss packs them), in one process, with the variants taken in turns so that the host's drift
+falls on all of them alike:
 
     fp32-lora  as training runs: Unsloth keeps the LoRA weights in fp32 and casts them to bf16 for every product
     bf16-lora  the LoRA weights stored in bf16, so no casts: what fp32 master copies held by the optimizer
@@ -19,7 +20,7 @@ taken in turns so that the host's drift falls on all of them alike:
 
 The loss is the mean square of the last hidden states: the decoder layers hold the launches; the
 log-prob head and GRPO's loss, a few dozen more, are left out. Each variant also runs once under
-torch.profiler (bench/phase_profile.py's counts for one step).
+torch.profiler: bench/phase_profile.py's counts for one step, its whole profile as train-step-NAME.json.
 """
 
 from __future__ import annotations
@@ -59,6 +60,21 @@ def step_batch(cfg, prompt_tokens: int, vocab: int, device: str) -> tuple:
     return ids, torch.ones_like(ids)
 
 
+def packed(ids) -> dict:
+    """The rows as Unsloth's GRPO loss feeds them (unsloth_zoo rl_replacements.py, sequence packing): one
+    [1, rows x length] stream, positions restarting per row, each row's length. Built once and reused:
+    Unsloth caches its packed-attention layout by these tensors' identity, so later calls skip its host reads."""
+    import torch
+
+    rows, length = ids.shape
+    return {
+        "input_ids": ids.reshape(1, rows * length),
+        "position_ids": torch.arange(length, device=ids.device).repeat(rows).unsqueeze(0),
+        "packed_seq_lengths": torch.full((rows,), length, dtype=torch.int32, device=ids.device),
+        "use_cache": False,
+    }
+
+
 def make_step(model, ids, mask, unsloth: bool):
     """Zero the gradients, then one forward and backward; returns the loss (not read back: no sync)."""
 
@@ -66,12 +82,13 @@ def make_step(model, ids, mask, unsloth: bool):
 
     # bf16 autocast as the Trainer runs the loss; without its weight cache, which a CUDA graph cannot hold.
     autocast = torch.autocast(ids.device.type, dtype=torch.bfloat16, enabled=ids.is_cuda, cache_enabled=False)
+    inputs = packed(ids) if unsloth else None
 
     def step():
         model.zero_grad(set_to_none=True)
         with autocast:
-            if unsloth:  # Unsloth returns the final hidden states as .logits under this switch, as its GRPO loss asks
-                hidden = model(input_ids=ids, attention_mask=mask).logits
+            if unsloth:  # the final hidden states come back as .logits under UNSLOTH_RETURN_HIDDEN_STATES
+                hidden = model(**inputs).logits
             else:
                 hidden = model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[-1]
             loss = hidden.float().square().mean()
@@ -88,7 +105,8 @@ class Dtypes:
         import torch
 
         self.weights = weights
-        self.fp32 = [w.data for w in weights]
+        self.loaded = str(weights[0].dtype).removeprefix("torch.") if weights else None
+        self.fp32 = [w.data.float() for w in weights]  # the loaded storage itself when it is fp32
         self.bf16 = [d.to(torch.bfloat16) for d in self.fp32]
 
     def use(self, variant: str) -> None:
@@ -96,25 +114,33 @@ class Dtypes:
             weight.data = data
 
 
+def why(error: BaseException) -> str:
+    """A failure's first line. A capture that fails inside ``torch.cuda.graph`` raises again on leaving it
+    ("operation failed due to a previous error during capture"), and the first error becomes the context."""
+    cause = error.__context__ or error
+    first = (str(cause).strip().splitlines() or [""])[0]
+    return f"{type(cause).__name__}: {first}"[:300]
+
+
 def capture(step, cuda: bool):
     """``step`` as a CUDA graph (warmed up on a side stream, as torch's whole-network example does),
-    or the first line of why it could not be captured."""
+    or why it could not be captured."""
     import torch
 
     if not cuda:
         return None, "needs a CUDA GPU"
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            step()
-    torch.cuda.current_stream().wait_stream(side)
     graph = torch.cuda.CUDAGraph()
     try:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
         with torch.cuda.graph(graph):
             step()
-    except RuntimeError as error:
-        return None, (str(error).strip().splitlines() or [type(error).__name__])[0][:300]
+    except Exception as error:  # whatever stops the capture is the finding, recorded in the table
+        return None, why(error)
     return graph, None
 
 
@@ -126,24 +152,27 @@ def timed(run, sync) -> float:
     return time.perf_counter() - started
 
 
-def measure(runs: dict, rounds: int, sync, warmup: int = 2) -> dict[str, list[float]]:
-    """Seconds per call of each runner, the runners taken in turns for ``rounds`` rounds after ``warmup``."""
-    for _ in range(warmup):
-        for run in runs.values():
-            timed(run, sync)
+def measure(runs: dict, rounds: int, sync, setup=lambda name: None, warmup: int = 2) -> dict[str, list[float]]:
+    """Seconds per call of each runner, the runners taken in turns for ``rounds`` rounds after ``warmup``;
+    ``setup(name)`` runs before each call, untimed."""
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(rounds):
+    for round in range(warmup + rounds):
         for name, run in runs.items():
-            times[name].append(timed(run, sync))
+            setup(name)
+            took = timed(run, sync)
+            if round >= warmup:
+                times[name].append(took)
     return times
 
 
-def profiled(run, folder: Path, name: str) -> dict:
-    """One call of ``run`` under torch.profiler: bench/phase_profile.py's train-phase counts."""
+def profiled(run, sync, folder: Path, name: str) -> dict:
+    """One call of ``run`` under torch.profiler, waited for inside its range (a graph's replay returns at
+    once): bench/phase_profile.py's train-phase counts, its whole profile kept as train-step-NAME.json."""
     profiler = PhaseProfiler(folder / f"train-step-{name}.json", first_step=0, steps=1)
     profiler.start()
     profiler.enter("step")
     run()
+    sync()
     profiler.exit("step")
     return profiler.stop()["phases"].get("train", {})
 
@@ -156,6 +185,7 @@ def row(name: str, times: list[float], profile: dict, note: str | None = None) -
         "rounds": len(times),
         "kernel_s": profile.get("kernel_s_per_step"),
         "launches": profile.get("launches_per_step"),
+        "syncs": profile.get("syncs_per_step"),
         "graph_launches": profile.get("graph_launches_per_step"),
         "gpu_busy_profiled": profile.get("gpu_busy"),
         "launched_by": profile.get("launched_by", []),
@@ -166,16 +196,24 @@ def row(name: str, times: list[float], profile: dict, note: str | None = None) -
 def markdown(summary: dict) -> str:
     lines = [
         f"The training phase alone (`bench/train_step.py`, {summary['date']}, {summary['device']}): "
-        f"{summary['rows']} rows x {summary['tokens']} tokens, one forward and backward of the recipe's LoRA model "
-        f"({summary['model']}), {summary['rounds']} rounds with the variants in turns; kernels and launches from one "
-        "profiled call.",
+        f"{summary['rows']} rows x {summary['tokens']} tokens ({summary['forward']}), one forward and backward of the "
+        f"recipe's LoRA model ({summary['model']}, LoRA weights loaded as {summary['lora_dtype_as_loaded']}), "
+        f"{summary['rounds']} rounds with the variants in turns; kernels, launches and host syncs from one profiled call.",
         "",
-        "| variant | s a step (median) | min | kernel s | launches | launched most by |",
-        "|---|---|---|---|---|---|",
+        "| variant | s a step (median) | min | kernel s | launches | host syncs | launched most by |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in summary["variants"]:
         top = "; ".join(f"`{x['op']}` {x['share']:.0%}" for x in r["launched_by"][:2])
-        cells = [r["variant"], r["s_median"], r["s_min"], r["kernel_s"], r["launches"], r.get("note") or top]
+        cells = [
+            r["variant"],
+            r["s_median"],
+            r["s_min"],
+            r["kernel_s"],
+            r["launches"],
+            r["syncs"],
+            r.get("note") or top,
+        ]
         lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + " |")
     if "fp32_lora_beside_graph_s_median" in summary:
         lines += [
@@ -235,39 +273,40 @@ def main() -> int:
     dtypes = Dtypes(lora_weights(model))
     sync = torch.cuda.synchronize if cuda else (lambda: None)
 
-    def as_variant(name):
-        def run():
-            dtypes.use(name)
-            step()
-
-        return run
-
-    eager = {name: as_variant(name) for name in ("fp32-lora", "bf16-lora")}
-    times = measure(eager, args.rounds, sync)
+    eager = {"fp32-lora": step, "bf16-lora": step}
+    times = measure(eager, args.rounds, sync, setup=dtypes.use)
     # Profiled after the timed rounds: the profiler's own overhead must not reach them.
-    profiles = {name: profiled(run, WORK / "train-step", name) for name, run in eager.items()}
+    profiles = {}
+    for name in eager:
+        dtypes.use(name)
+        profiles[name] = profiled(step, sync, out.parent, name)
     summary = {
         "date": time.strftime("%Y-%m-%d"),
         "device": torch.cuda.get_device_name() if cuda else "CPU (harness smoke test; not a benchmark)",
         "command": "python bench/train_step.py" + (" --smoke" if args.smoke else ""),
         "model": Path(model_dir).name,
         "backend": backend,
+        "forward": "packed, as Unsloth's GRPO loss runs it" if backend == "unsloth" else "padded rows",
         "rows": ids.shape[0],
         "tokens": ids.shape[1],
         "lora_tensors": len(dtypes.weights),
+        "lora_dtype_as_loaded": dtypes.loaded,
         "rounds": args.rounds,
         "variants": [row(name, times[name], profiles[name]) for name in eager],
     }
-    write(summary, out)  # before the capture, which may leave the GPU unusable if it fails
+    write(summary, out)  # before the capture: what fails there must not cost the eager rows
     dtypes.use("fp32-lora")
     graph, failure = capture(step, cuda)
-    if graph is None:
-        summary["variants"].append(row("graph", [], {}, note=f"not captured: {failure}"))
-    else:
-        # Its rounds in turns with fp32-lora's again, so that the two it compares share the host's moment.
-        both = measure({"fp32-lora": eager["fp32-lora"], "graph": graph.replay}, args.rounds, sync)
-        summary["fp32_lora_beside_graph_s_median"] = round(statistics.median(both["fp32-lora"]), 4)
-        summary["variants"].append(row("graph", both["graph"], profiled(graph.replay, WORK / "train-step", "graph")))
+    graph_row = row("graph", [], {}, note=f"not captured: {failure}")
+    if graph is not None:
+        try:
+            # In turns with fp32-lora once more, so that the two it compares share the host's moment.
+            both = measure({"fp32-lora": step, "graph": graph.replay}, args.rounds, sync)
+            summary["fp32_lora_beside_graph_s_median"] = round(statistics.median(both["fp32-lora"]), 4)
+            graph_row = row("graph", both["graph"], profiled(graph.replay, sync, out.parent, "graph"))
+        except Exception as error:  # a replay that fails is the finding, recorded in the table
+            graph_row = row("graph", [], {}, note=f"captured, failed in replay: {why(error)}")
+    summary["variants"].append(graph_row)
     write(summary, out)
     print(f"wrote {out} and {out.with_suffix('.md')}\n{markdown(summary)}")
     return 0

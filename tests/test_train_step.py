@@ -32,8 +32,10 @@ def test_each_variant_stores_the_lora_weights_in_its_dtype_without_copying(varia
 def test_the_variants_take_turns_so_drift_falls_on_all_alike(rounds, warmup):
     calls = []
     runs = {name: (lambda name=name: calls.append(name)) for name in ("a", "b", "c")}
-    times = train_step.measure(runs, rounds, lambda: None, warmup=warmup)
-    assert calls == ["a", "b", "c"] * (rounds + warmup)
+    times = train_step.measure(
+        runs, rounds, lambda: None, setup=lambda name: calls.append(f"set {name}"), warmup=warmup
+    )
+    assert calls == ["set a", "a", "set b", "b", "set c", "c"] * (rounds + warmup)
     assert {name: len(each) for name, each in times.items()} == dict.fromkeys("abc", rounds)
 
 
@@ -49,6 +51,44 @@ def test_the_batch_is_one_optimizer_steps_rows_at_the_bench_length(overrides, ro
     assert ids.shape == mask.shape == (rows, tokens) and bool(mask.all()) and torch.equal(ids, again)
 
 
+def test_the_packed_forward_is_one_stream_with_positions_restarting_per_row():
+    ids = torch.arange(12).reshape(3, 4)
+    inputs = train_step.packed(ids)
+    assert inputs["input_ids"].tolist() == [list(range(12))]
+    assert inputs["position_ids"].tolist() == [[0, 1, 2, 3] * 3]
+    assert inputs["packed_seq_lengths"].tolist() == [4, 4, 4] and inputs["packed_seq_lengths"].dtype == torch.int32
+
+
+@pytest.mark.parametrize("loaded", [torch.float32, torch.bfloat16], ids=["fp32-as-unsloth-trains", "bf16-loaded"])
+def test_the_loaded_dtype_is_recorded_and_the_fp32_variant_is_fp32_either_way(loaded):
+    dtypes = train_step.Dtypes([torch.nn.Parameter(torch.randn(2, 2).to(loaded))])
+    dtypes.use("fp32-lora")
+    assert dtypes.loaded == str(loaded).removeprefix("torch.") and dtypes.weights[0].dtype == torch.float32
+
+
+def failed_capture():
+    try:
+        try:
+            raise RuntimeError("operation not permitted when stream is capturing\nmore")
+        finally:
+            raise RuntimeError("operation failed due to a previous error during capture")
+    except RuntimeError as error:
+        return error
+
+
+@pytest.mark.parametrize(
+    "error, said",
+    [
+        (failed_capture(), "RuntimeError: operation not permitted when stream is capturing"),
+        (AssertionError(), "AssertionError: "),
+        (ValueError("x" * 400), "ValueError: " + "x" * 288),
+    ],
+    ids=["the-first-error-not-the-capture-end", "no-message", "cut-to-300"],
+)
+def test_a_failure_is_told_by_its_first_cause_in_one_line(error, said):
+    assert train_step.why(error) == said
+
+
 def test_a_graph_needs_a_cuda_gpu_and_says_so():
     assert train_step.capture(lambda: None, cuda=False) == (None, "needs a CUDA GPU")
 
@@ -59,25 +99,30 @@ def test_a_variant_that_could_not_run_shows_why_in_the_table():
         "device": "GPU",
         "rows": 6,
         "tokens": 260,
+        "forward": "packed",
         "model": "m",
+        "lora_dtype_as_loaded": "float32",
         "rounds": 2,
         "variants": [
-            train_step.row("fp32-lora", [0.2, 0.3], {"kernel_s_per_step": 0.07, "launches_per_step": 6404.0}),
+            train_step.row(
+                "fp32-lora", [0.2, 0.3], {"kernel_s_per_step": 0.07, "launches_per_step": 6404.0, "syncs_per_step": 0.0}
+            ),
             train_step.row("graph", [], {}, note="not captured: operation not permitted when stream is capturing"),
         ],
     }
     lines = train_step.markdown(summary).splitlines()
-    assert "| fp32-lora | 0.25 | 0.2 | 0.07 | 6404.0 |  |" in lines
-    assert "| graph | - | - | - | - | not captured: operation not permitted when stream is capturing |" in lines
+    assert "| fp32-lora | 0.25 | 0.2 | 0.07 | 6404.0 | 0.0 |  |" in lines
+    assert "| graph | - | - | - | - | - | not captured: operation not permitted when stream is capturing |" in lines
     assert not any("beside" in line or "in turns with the graph" in line for line in lines)
 
 
 def test_a_captured_graph_is_shown_beside_the_eager_step_timed_in_its_turns():
-    summary = {"date": "d", "device": "GPU", "rows": 6, "tokens": 260, "model": "m", "rounds": 2}
+    summary = {"date": "d", "device": "GPU", "rows": 6, "tokens": 260, "forward": "packed", "model": "m", "rounds": 2}
+    summary["lora_dtype_as_loaded"] = "float32"
     summary["variants"] = [train_step.row("graph", [0.08, 0.09], {"launches_per_step": 1.0})]
     summary["fp32_lora_beside_graph_s_median"] = 0.231
     text = train_step.markdown(summary)
-    assert "| graph | 0.085 | 0.08 | - | 1.0 |  |" in text
+    assert "| graph | 0.085 | 0.08 | - | 1.0 | - |  |" in text
     assert text.endswith("fp32-lora in turns with the graph's rounds: 0.231 s a step.\n")
 
 
@@ -89,7 +134,8 @@ def test_a_smoke_run_trains_both_eager_variants_on_the_tiny_model(tiny_assets, t
     assert train_step.main() == 0
     summary = json.loads(out.read_text())
     variants = {v["variant"]: v for v in summary["variants"]}
-    assert summary["backend"] == "trl" and summary["lora_tensors"] > 0
+    assert summary["backend"] == "trl" and summary["lora_tensors"] > 0 and summary["lora_dtype_as_loaded"] == "float32"
+    assert (tmp_path / "train-step-bf16-lora.json").exists()
     assert all(variants[v]["rounds"] == 2 and variants[v]["s_median"] > 0 for v in ("fp32-lora", "bf16-lora"))
     assert variants["graph"]["note"] == "not captured: needs a CUDA GPU"
     assert out.with_suffix(".md").read_text() == train_step.markdown(summary)
