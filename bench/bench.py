@@ -575,6 +575,12 @@ def ensure_model(size: str) -> tuple[Path, Path]:
     return model, data
 
 
+def tiny_model() -> tuple[Path, Path]:
+    """The tiny model and its problems, the harness checks' stand-in on a CPU (offline.py builds them once)."""
+    subprocess.check_call([sys.executable, str(ROOT / "offline.py"), "tiny", "--out", str(WORK / "tiny")])
+    return WORK / "tiny" / "model", WORK / "tiny" / "data" / "train.jsonl"
+
+
 def ceilings() -> dict[str, float]:
     out = subprocess.check_output([sys.executable, str(Path(__file__).resolve()), "--ceilings"], text=True)
     return json.loads(out.strip().splitlines()[-1])
@@ -588,8 +594,7 @@ def sweep(args: argparse.Namespace) -> int:
         if skipped:
             print(f"smoke: {', '.join(skipped)} left out (Unsloth, which they call directly, needs a GPU)", flush=True)
         names = [n for n in names if n not in skipped]
-        subprocess.check_call([sys.executable, str(ROOT / "offline.py"), "tiny", "--out", str(WORK / "tiny")])
-        model, data = WORK / "tiny" / "model", WORK / "tiny" / "data" / "train.jsonl"
+        model, data = tiny_model()
         device, limits, cap = "CPU (harness smoke test; not a benchmark)", None, None
     else:
         model, data = ensure_model("3B")

@@ -231,15 +231,11 @@ def write(summary: dict, out: Path) -> None:
 
 def load(args: argparse.Namespace):
     """The recipe's model on the bench's 3B (Unsloth, its LoRA as config.yaml sets it), or the tiny one on a CPU."""
+    import bench
+
     if args.smoke:
-        import subprocess
-
-        if not (WORK / "tiny" / "model" / "config.json").exists():
-            subprocess.check_call([sys.executable, str(ROOT / "offline.py"), "tiny", "--out", str(WORK / "tiny")])
-        model_dir, data, backend = WORK / "tiny" / "model", None, "trl"
+        model_dir, data, backend = *bench.tiny_model(), "trl"
     else:
-        import bench
-
         model_dir, data = bench.ensure_model("3B")  # built in a process of its own
         backend = "unsloth"
     cfg = load_config(str(ROOT / "config.yaml"), [f"model.name={model_dir}", "model.fast_inference=false"])
@@ -249,7 +245,7 @@ def load(args: argparse.Namespace):
     from models import bench_prompt_tokens
 
     # The tiny model's problems have several prompt lengths: the smoke run takes the bench's 60.
-    prompt_tokens = bench_prompt_tokens(model_dir, data) if data else 60
+    prompt_tokens = bench_prompt_tokens(model_dir, data) or 60
     model = backends.load_model_unsloth(cfg)[0] if backend == "unsloth" else backends.load_model_trl(cfg, None)[0]
     model.train()
     return cfg, model, prompt_tokens, backend, model_dir

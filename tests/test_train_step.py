@@ -127,8 +127,10 @@ def test_a_captured_graph_is_shown_beside_the_eager_step_timed_in_its_turns():
 
 
 def test_a_smoke_run_trains_both_eager_variants_on_the_tiny_model(tiny_assets, tmp_path, monkeypatch):
+    import bench
+
     shutil.copytree(tiny_assets, tmp_path / "tiny")
-    monkeypatch.setattr(train_step, "WORK", tmp_path)
+    monkeypatch.setattr(bench, "WORK", tmp_path)  # offline.py finds the tiny model built there
     out = tmp_path / "step.json"
     monkeypatch.setattr(sys, "argv", ["train_step.py", "--smoke", "--rounds", "2", "--out", str(out)])
     assert train_step.main() == 0
