@@ -123,6 +123,14 @@ SETTINGS = {
     "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, (VLLM_COMPILED,)),
     # The default until 2026-12-07f: vLLM turns every sampled token into text that TRL never reads.
     "detok": Setting("default with vLLM's detokenizer, as TRL leaves it", DEFAULT_YAML, (DETOKENIZER,)),
+    # vLLM 0.26 runs Qwen2 on its V2 model runner, whose decode step pins and copies its small inputs anew
+    # (buffer_utils.async_copy_to_gpu: 19% of the default's generation samples in profile-default); the V1
+    # runner, which Unsloth also patches, keeps persistent pinned buffers.
+    "v1runner": Setting(
+        "default on vLLM's V1 model runner (VLLM_USE_V2_MODEL_RUNNER=0)",
+        DEFAULT_YAML,
+        env=(("VLLM_USE_V2_MODEL_RUNNER", "0"),),
+    ),
     # The notebook's own calls (bench/unsloth_notebook.py), not this recipe configured like it: the row every
     # "x the notebook" claim divides by. configs/notebook-4090.yaml gives it paths and step count.
     "notebook": Setting(

@@ -502,6 +502,10 @@ def test_a_rows_environment_reaches_its_process_and_its_row(launched, monkeypatc
     env = launched.calls[-1][1]
     assert "UNSLOTH_VLLM_MERGED_ROLLOUT" not in env and env["KEPT"] == "yes"
     assert "env" not in row
+    launched("v1runner")
+    assert launched.calls[-1][1]["VLLM_USE_V2_MODEL_RUNNER"] == "0"
+    launched("default")
+    assert "VLLM_USE_V2_MODEL_RUNNER" not in launched.calls[-1][1]
     # Standby off in the shell must not turn the notebook row into its exported script.
     monkeypatch.setenv("UNSLOTH_VLLM_STANDBY", "0")
     launched("notebook")
