@@ -276,8 +276,9 @@ def train(cfg: Config, trainer, resume_from: Path | None, stop: runs.GracefulSto
         ) from None
 
 
-def save_adapter(trainer, tokenizer, out: Path) -> Path:
-    """adapter/, written beside it first and moved into place once complete, so a kill never leaves half of one."""
+def save_adapter(trainer, out: Path) -> Path:
+    """adapter/, written beside it first and moved into place once complete, so a kill never leaves half of one.
+    save_model writes the trainer's processing class, the tokenizer, beside the adapter's weights."""
     partial = out / "adapter.partial"
     main = trainer.is_world_process_zero()
     fix = "free space, then rerun with --resume to save it from the last checkpoint"
@@ -285,7 +286,6 @@ def save_adapter(trainer, tokenizer, out: Path) -> Path:
         # Every process calls save_model: under ZeRO-3 each holds a shard to gather; only the main one writes.
         trainer.save_model(str(partial))
         if main:
-            tokenizer.save_pretrained(str(partial))
             finish_adapter(partial, out, trainer.state.global_step)
     return out / "adapter"
 
@@ -358,7 +358,7 @@ def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> 
                 file=sys.stderr,
             )
             return stop.exit_code
-        adapter = save_adapter(trainer, tokenizer, out)
+        adapter = save_adapter(trainer, out)
     if main_process:
         plot_curves(out)
     say(

@@ -56,6 +56,7 @@ def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
     assert code == 0, (tmp_path / f"{bits}.log").read_text()[-3000:]
     assert steps_logged(out) == [1, 2, 3]
     assert (out / "adapter" / "adapter_model.safetensors").exists()
+    assert (out / "adapter" / "tokenizer.json").exists()  # written by save_model, from the trainer's processing class
     log = (tmp_path / f"{bits}.log").read_text()
     assert "| backend unsloth |" in log and "| vLLM colocate" in log
     # The default path: a 16-bit base folds its rollouts with the switch unset, and says so; 4-bit cannot.

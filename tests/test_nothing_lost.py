@@ -514,8 +514,7 @@ def test_a_file_the_card_cannot_read_does_not_stop_the_adapter_save(trained_run,
     out = tmp_path / "run"
     shutil.copytree(trained_run, out, ignore=shutil.ignore_patterns("adapter", "plots"))
     damage(out)
-    tokenizer = type("Tokenizer", (), {"save_pretrained": lambda self, folder: None})()
-    train_grpo.save_adapter(SavesTheTrainedAdapter(trained_run / "adapter", TRAINED_STEPS), tokenizer, out)
+    train_grpo.save_adapter(SavesTheTrainedAdapter(trained_run / "adapter", TRAINED_STEPS), out)
     assert runs.adapter_complete(out) and same_adapter(out / "adapter", trained_run / "adapter")
     card = (out / "adapter" / runs.CARD).read_text()
     assert "## Training" in card and "[More Information Needed]" not in card
