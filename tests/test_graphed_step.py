@@ -1,0 +1,140 @@
+"""recipe/graphed_step.py against TRL's own training step: the same loss, gradients and statistics from one
+batch that TRL built (its padding, old and reference log-probs, rewards and advantages), on the tiny model."""
+
+import pytest
+import torch
+
+import train_grpo
+from conftest import ROOT
+from recipe import graphed_step
+from recipe.config import load_config
+
+
+def synthetic_completions(tokenizer, rows: int, max_len: int):
+    """TRL's sampler replaced: completions of varied lengths, one cut at the length cap, each ending in EOS."""
+    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    texts = ["<reasoning>\nAdd.\n</reasoning>\n<answer>\n7\n</answer>", "<answer>3</answer>", "So the total is 12."]
+
+    def sample(prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        out = []
+        for i in range(len(prompt_ids)):
+            ids = tokenizer(texts[i % 3] * (1 + i % 4), add_special_tokens=False)["input_ids"]
+            out.append((ids + [eos])[:max_len] if i % 5 else (ids * max_len)[:max_len])
+        return out, None
+
+    return sample
+
+
+@pytest.fixture(scope="module", params=[True, False], ids=["bias-corrected-kl", "plain-kl"])
+def trl_step(request, tiny_assets, tmp_path_factory):
+    """The tiny trainer, one of its step batches (rows from 4 prompts, as TRL shuffles them), and TRL's loss,
+    gradients and logged metrics for it."""
+    overrides = [
+        f"model.name={tiny_assets / 'model'}",
+        f"data.dataset={tiny_assets / 'data' / 'train.jsonl'}",
+        f"output.dir={tmp_path_factory.mktemp('graphed')}",
+        "training.num_generations=6",
+        "training.steps_per_generation=4",
+        "training.beta=0.04",
+        "training.loss_type=grpo",
+        "training.temperature=0.9",
+        "training.max_completion_length=24",
+        f"training.trl.use_bias_correction_kl={str(request.param).lower()}",
+    ]
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), overrides)
+    prepared = train_grpo.prepare(cfg, None, False)
+    model, tokenizer = train_grpo.load_model(cfg, prepared.backend, prepared.tokenizer)
+    trainer = train_grpo.build_trainer(cfg, prepared.backend, model, tokenizer, prepared.dataset, prepared.grpo_config)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():  # PEFT starts B at zero: the policy would equal the reference and A get no gradient
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.02 * torch.randn(p.shape, generator=generator))
+    trainer._generate_single_turn = synthetic_completions(tokenizer, 24, trainer.max_completion_length)
+    model.train()
+    torch.manual_seed(0)
+    trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    batch = dict(trainer._buffered_inputs[0])
+    mask = batch["completion_mask"].float()
+    batch["old_per_token_logps"] = (
+        batch["old_per_token_logps"] + 0.15 * torch.randn(mask.shape, generator=generator) * mask
+    )
+    trainer.current_gradient_accumulation_steps = 1
+    model.zero_grad(set_to_none=True)
+    loss = trainer.compute_loss(model, batch)
+    loss.backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+    metrics = {k: v[-1] for k, v in trainer._metrics["train"].items()}
+    return trainer, tokenizer, batch, loss.item(), grads, metrics
+
+
+def graphed_loss(trainer, tokenizer, batch, length: int):
+    model = trainer.model
+    rows = graphed_step.layout(
+        batch["prompt_ids"],
+        batch["prompt_mask"],
+        batch["completion_ids"],
+        batch["completion_mask"],
+        tokenizer.pad_token_id,
+        length,
+    )
+    hidden = model(
+        input_ids=rows["input_ids"], position_ids=rows["position_ids"], output_hidden_states=True
+    ).hidden_states[-1]
+    new = graphed_step.completion_logps(
+        hidden, model.get_output_embeddings().weight, rows["predictor"], rows["targets"], trainer.temperature
+    )
+    return graphed_step.grpo_loss(
+        new,
+        batch["old_per_token_logps"],
+        batch["ref_per_token_logps"],
+        batch["advantages"],
+        rows["mask"],
+        trainer.beta,
+        trainer.epsilon_low,
+        trainer.epsilon_high,
+        trainer.args.use_bias_correction_kl,
+    )
+
+
+@pytest.mark.parametrize("extra", [0, 32], ids=["tightest-rows", "one-more-bucket"])
+def test_the_fixed_shape_step_gives_trls_loss_and_gradients(trl_step, extra):
+    trainer, tokenizer, batch, trl_loss, trl_grads, _ = trl_step
+    width = batch["prompt_ids"].size(1) + batch["completion_ids"].size(1)
+    trainer.model.zero_grad(set_to_none=True)
+    loss, _ = graphed_loss(trainer, tokenizer, batch, graphed_step.row_length(width) + extra)
+    loss.backward()
+    assert loss.item() == pytest.approx(trl_loss, abs=1e-5)
+    for name, p in trainer.model.named_parameters():
+        if p.requires_grad:
+            assert (p.grad - trl_grads[name]).norm() <= 1e-3 * trl_grads[name].norm() + 1e-8, name
+
+
+def test_its_statistics_are_the_ones_trl_logs(trl_step):
+    trainer, tokenizer, batch, _, _, metrics = trl_step
+    width = batch["prompt_ids"].size(1) + batch["completion_ids"].size(1)
+    with torch.no_grad():
+        _, stats = graphed_loss(trainer, tokenizer, batch, graphed_step.row_length(width))
+    kl, low, high, region = stats.tolist()
+    assert kl == pytest.approx(metrics["kl"], rel=1e-4, abs=1e-7)
+    assert region == pytest.approx(metrics["clip_ratio/region_mean"], abs=1e-6)
+    assert low == pytest.approx(metrics["clip_ratio/low_mean"], abs=1e-6)
+    assert high == pytest.approx(metrics["clip_ratio/high_mean"], abs=1e-6)
+    assert region > 0  # the perturbed old log-probs clip some tokens: the comparison is not of zeros
+
+
+@pytest.mark.parametrize("width, length", [(60, 64), (64, 64), (65, 96), (456, 480)])
+def test_row_lengths_come_in_steps_of_32(width, length):
+    assert graphed_step.row_length(width) == length
+
+
+def test_rows_are_left_aligned_with_their_completion_tokens_predicted_from_the_token_before():
+    prompt_ids = torch.tensor([[0, 0, 5, 6], [7, 8, 9, 10]])
+    prompt_mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    completion_ids = torch.tensor([[11, 12, 0], [13, 0, 0]])
+    completion_mask = torch.tensor([[1, 1, 0], [1, 0, 0]])
+    rows = graphed_step.layout(prompt_ids, prompt_mask, completion_ids, completion_mask, pad_id=0, length=8)
+    assert rows["input_ids"].tolist() == [[5, 6, 11, 12, 0, 0, 0, 0], [7, 8, 9, 10, 13, 0, 0, 0]]
+    assert rows["position_ids"].tolist() == [list(range(8))] * 2
+    assert rows["predictor"][0, :2].tolist() == [1, 2]  # row 0: token 11 at 2 is predicted from 1
+    assert rows["predictor"][1, :1].tolist() == [8 + 3]  # row 1 starts at 8 in the flattened rows
