@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -37,6 +38,9 @@ from recipe.data import build_prompts, dropped, load_rows, load_tokenizer, stop_
 from recipe.errors import RecipeError, first_line
 from recipe.grpo_config import grpo_args
 from recipe.jsonl import write_atomic
+
+# WIP (branch wip/graphed-step): 0 trains with TRL's and Unsloth's own step instead of recipe/graphed_step.py.
+GRAPHED_SWITCH = "RECIPE_GRAPHED_STEP"
 
 # The card a dry run on a machine without a GPU plans for, unless --card-gib names another: an RTX 4090's.
 PLANNED_CARD_GIB = 24.0
@@ -229,6 +233,10 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
         model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset
     )
     trainer.remove_callback(ProgressCallback)
+    if os.environ.get(GRAPHED_SWITCH, "1") == "1":
+        from recipe import graphed_step
+
+        graphed_step.install(trainer, backend == "unsloth")
     # TRL writes a boilerplate card into output.dir at every checkpoint ("fine-tuned version of [None]");
     # adapter/ gets the recipe's own (recipe/model_card.py).
     trainer.create_model_card = lambda *args, **kwargs: None

@@ -12,6 +12,9 @@ trains with today.
 
 from __future__ import annotations
 
+import os
+import time
+
 import torch
 
 
@@ -58,8 +61,9 @@ def completion_logps(hidden, head_weight, predictor, targets, temperature: float
 
 
 def grpo_loss(new, old, ref, advantages, mask, beta: float, eps_low: float, eps_high: float, bias_correction_kl: bool):
-    """GRPO's ``grpo`` loss (each row's masked token mean, then the mean over rows) and its statistics
-    [mean KL, low-clipped share, high-clipped share, clipped share], from tensors alone."""
+    """GRPO's ``grpo`` loss (each row's masked token mean, then the mean over rows) and its statistics, as
+    TRL logs them: [mean KL, low-clipped share, high-clipped share, clipped share, the least low-clipped
+    row's share, the most high-clipped row's share], from tensors alone."""
     new, old, ref = (torch.where(mask.bool(), x, torch.zeros_like(x)) for x in (new, old, ref))
     ratio = torch.exp(new - old)
     a = advantages.unsqueeze(1)
@@ -78,5 +82,130 @@ def grpo_loss(new, old, ref, advantages, mask, beta: float, eps_low: float, eps_
         low = ((ratio < 1 - eps_low) & (a < 0)).float()
         high = ((ratio > 1 + eps_high) & (a > 0)).float()
         total = mask.sum().clamp(min=1.0)
-        stats = torch.stack([(x * mask).sum() / total for x in (kl, low, high, torch.maximum(low, high))])
+        shares = [(x * mask).sum() / total for x in (kl, low, high, torch.maximum(low, high))]
+        per_row = [(x * mask).sum(1) / tokens for x in (low, high)]
+        stats = torch.stack([*shares, per_row[0].min(), per_row[1].max()])
     return loss, stats
+
+
+def declines(trainer) -> str | None:
+    """Why this trainer's step cannot run here, or None: the loss above, one process, no gradient accumulation."""
+    a = trainer.args
+    checks = [
+        (trainer.loss_type == "grpo", f"loss_type {trainer.loss_type}"),
+        (trainer.importance_sampling_level == "token", "sequence-level importance sampling"),
+        (a.gradient_accumulation_steps == 1, "gradient accumulation"),
+        (trainer.num_iterations == 1, "num_iterations > 1"),
+        (trainer.accelerator.num_processes == 1, "several processes (their gradients are reduced in backward)"),
+        (not getattr(trainer, "_entropy_bonus_enabled", False), "an entropy bonus"),
+        (trainer.top_entropy_quantile == 1.0, "top_entropy_quantile"),
+        (trainer.off_policy_mask_threshold is None, "off_policy_mask_threshold"),
+        (not trainer.use_liger_kernel, "the liger kernel"),
+        (not getattr(trainer, "aux_loss_enabled", False), "a router loss"),
+        (not trainer.tools, "tools"),
+        (not getattr(trainer.accelerator.state, "deepspeed_plugin", None), "DeepSpeed"),
+    ]
+    return next((why for ok, why in checks if not ok), None)
+
+
+class Step:
+    """The trainer's training_step for the steps it covers: one step's rows at a fixed row length, the
+    loss and the LoRA gradients from recipe code, then the Trainer's clipping and optimizer as before."""
+
+    def __init__(self, trainer, unsloth: bool):
+        self.trainer, self.unsloth = trainer, unsloth
+        self.eager = trainer.training_step
+        self.params = [p for p in trainer.model.parameters() if p.requires_grad]
+        self.head = trainer.model.get_output_embeddings().weight
+
+    def __call__(self, model, inputs, num_items_in_batch=None):
+        t = self.trainer
+        started = time.perf_counter()
+        model.train()
+        inputs = t._prepare_inputs(inputs)
+        if "importance_sampling_ratio" in inputs or "tool_mask" in inputs:  # corrections this loss leaves out
+            raise RuntimeError("graphed_step: this batch carries a correction the fixed-shape loss does not apply")
+        loss, stats, grads = self.run(model, inputs)
+        for p, g in zip(self.params, grads):
+            p.grad = g if p.grad is None else p.grad + g
+        self.log(stats)
+        t._step += 1
+        t._current_train_step_time += time.perf_counter() - started
+        t._metrics["train"]["step_time"].append(t._current_train_step_time)
+        t._current_train_step_time = 0.0
+        return loss.detach()
+
+    def run(self, model, inputs):
+        t = self.trainer
+        length = row_length(inputs["prompt_ids"].size(1) + inputs["completion_ids"].size(1))
+        rows = layout(
+            inputs["prompt_ids"],
+            inputs["prompt_mask"],
+            inputs["completion_ids"],
+            inputs["completion_mask"],
+            t.processing_class.pad_token_id,
+            length,
+        )
+        with t.compute_loss_context_manager():
+            new = completion_logps(
+                self.hidden(model, rows), self.head, rows["predictor"], rows["targets"], t.temperature
+            )
+            old = inputs.get("old_per_token_logps")
+            loss, stats = grpo_loss(
+                new,
+                new.detach() if old is None else old,
+                inputs.get("ref_per_token_logps", new.detach()),
+                inputs["advantages"],
+                rows["mask"],
+                t.beta,
+                t.epsilon_low,
+                t.epsilon_high,
+                t.args.use_bias_correction_kl,
+            )
+        return loss, stats, torch.autograd.grad(loss, self.params)
+
+    def hidden(self, model, rows):
+        """The final hidden states of the rows: for Unsloth packed into one stream as its GRPO loss packs them."""
+        ids = rows["input_ids"]
+        if not self.unsloth:
+            return model(input_ids=ids, position_ids=rows["position_ids"], output_hidden_states=True).hidden_states[-1]
+        count, length = ids.shape
+        lengths = torch.full((count,), length, dtype=torch.int32, device=ids.device)
+        previous = os.environ.get("UNSLOTH_RETURN_HIDDEN_STATES")
+        os.environ["UNSLOTH_RETURN_HIDDEN_STATES"] = "1"  # Unsloth then returns the hidden states as .logits
+        try:
+            return model(
+                input_ids=ids.reshape(1, -1),
+                position_ids=rows["position_ids"].reshape(1, -1),
+                packed_seq_lengths=lengths,
+                use_cache=False,
+            ).logits
+        finally:
+            if previous is None:
+                os.environ.pop("UNSLOTH_RETURN_HIDDEN_STATES")
+            else:
+                os.environ["UNSLOTH_RETURN_HIDDEN_STATES"] = previous
+
+    def log(self, stats):
+        """TRL's step metrics for this loss: the KL (when beta is on) and the clipped shares."""
+        t = self.trainer
+        kl, low, high, region, low_min, high_max = stats.tolist()  # the step's one host read
+        metrics = t._metrics["train"]
+        if t.beta:
+            metrics["kl"].append(kl)
+        for name, value in [
+            ("low_mean", low),
+            ("high_mean", high),
+            ("region_mean", region),
+            ("low_min", low_min),
+            ("high_max", high_max),
+        ]:
+            metrics[f"clip_ratio/{name}"].append(value)
+
+
+def install(trainer, unsloth: bool) -> str | None:
+    """Route the trainer's steps through Step; why not, when it declines."""
+    why = declines(trainer)
+    if why is None:
+        trainer.training_step = Step(trainer, unsloth)
+    return why

@@ -115,11 +115,13 @@ def test_its_statistics_are_the_ones_trl_logs(trl_step):
     width = batch["prompt_ids"].size(1) + batch["completion_ids"].size(1)
     with torch.no_grad():
         _, stats = graphed_loss(trainer, tokenizer, batch, graphed_step.row_length(width))
-    kl, low, high, region = stats.tolist()
+    kl, low, high, region, low_min, high_max = stats.tolist()
     assert kl == pytest.approx(metrics["kl"], rel=1e-4, abs=1e-7)
     assert region == pytest.approx(metrics["clip_ratio/region_mean"], abs=1e-6)
     assert low == pytest.approx(metrics["clip_ratio/low_mean"], abs=1e-6)
     assert high == pytest.approx(metrics["clip_ratio/high_mean"], abs=1e-6)
+    assert low_min == pytest.approx(metrics["clip_ratio/low_min"], abs=1e-6)
+    assert high_max == pytest.approx(metrics["clip_ratio/high_max"], abs=1e-6)
     assert region > 0  # the perturbed old log-probs clip some tokens: the comparison is not of zeros
 
 
@@ -138,3 +140,26 @@ def test_rows_are_left_aligned_with_their_completion_tokens_predicted_from_the_t
     assert rows["position_ids"].tolist() == [list(range(8))] * 2
     assert rows["predictor"][0, :2].tolist() == [1, 2]  # row 0: token 11 at 2 is predicted from 1
     assert rows["predictor"][1, :1].tolist() == [8 + 3]  # row 1 starts at 8 in the flattened rows
+
+
+def test_a_run_through_the_fixed_shape_step_trains_the_adapter_trls_step_trains(tiny_assets, tmp_path, monkeypatch):
+    """Four steps from one generation (spg 4): both runs score the same rollouts, so their adapters must agree."""
+    from conftest import lora, train_tiny
+
+    settings = (
+        "--set",
+        "training.max_steps=4",
+        "--set",
+        "training.steps_per_generation=4",
+        "--set",
+        "training.beta=0.04",
+    )
+    monkeypatch.setenv(train_grpo.GRAPHED_SWITCH, "0")
+    assert train_tiny(tiny_assets, tmp_path / "eager", *settings) == 0
+    monkeypatch.setenv(train_grpo.GRAPHED_SWITCH, "1")
+    assert train_tiny(tiny_assets, tmp_path / "fixed", *settings) == 0
+    eager, fixed = lora(tmp_path / "eager", "adapter"), lora(tmp_path / "fixed", "adapter")
+    assert eager.keys() == fixed.keys()
+    moved = sum(float(eager[k].double().norm() ** 2) for k in eager if "lora_B" in k) ** 0.5
+    differ = sum(float((eager[k].double() - fixed[k].double()).norm() ** 2) for k in eager) ** 0.5
+    assert moved > 0 and differ < 1e-3 * moved
