@@ -39,7 +39,8 @@ from recipe.errors import RecipeError, first_line
 from recipe.grpo_config import grpo_args
 from recipe.jsonl import write_atomic
 
-# WIP (branch wip/graphed-step): 0 trains with TRL's and Unsloth's own step instead of recipe/graphed_step.py.
+# WIP (branch wip/graphed-step): 0 trains with TRL's and Unsloth's own step instead of recipe/graphed_step.py;
+# eager runs graphed_step.py's fixed-shape step without CUDA graphs.
 GRAPHED_SWITCH = "RECIPE_GRAPHED_STEP"
 
 # The card a dry run on a machine without a GPU plans for, unless --card-gib names another: an RTX 4090's.
@@ -233,10 +234,10 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
         model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset
     )
     trainer.remove_callback(ProgressCallback)
-    if os.environ.get(GRAPHED_SWITCH, "1") == "1":
+    if os.environ.get(GRAPHED_SWITCH, "1") != "0":
         from recipe import graphed_step
 
-        graphed_step.install(trainer, backend == "unsloth")
+        graphed_step.install(trainer, backend == "unsloth", capture=os.environ.get(GRAPHED_SWITCH) != "eager")
     # TRL writes a boilerplate card into output.dir at every checkpoint ("fine-tuned version of [None]");
     # adapter/ gets the recipe's own (recipe/model_card.py).
     trainer.create_model_card = lambda *args, **kwargs: None

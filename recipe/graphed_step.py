@@ -88,6 +88,16 @@ def grpo_loss(new, old, ref, advantages, mask, beta: float, eps_low: float, eps_
     return loss, stats
 
 
+def padded(rows: dict, width: int) -> dict:
+    """The per-completion-token tensors padded to ``width`` columns, masked: fixed shapes whatever the
+    longest completion of the batch; the row length keeps the rest fixed."""
+    out = dict(rows)
+    for key in ("predictor", "targets", "mask", "old", "ref"):
+        if rows.get(key) is not None:
+            out[key] = torch.nn.functional.pad(rows[key], (0, width - rows[key].size(1)))
+    return out
+
+
 def declines(trainer) -> str | None:
     """Why this trainer's step cannot run here, or None: the loss above, one process, no gradient accumulation."""
     a = trainer.args
@@ -112,11 +122,14 @@ class Step:
     """The trainer's training_step for the steps it covers: one step's rows at a fixed row length, the
     loss and the LoRA gradients from recipe code, then the Trainer's clipping and optimizer as before."""
 
-    def __init__(self, trainer, unsloth: bool):
+    def __init__(self, trainer, unsloth: bool, capture: bool = True):
         self.trainer, self.unsloth = trainer, unsloth
         self.eager = trainer.training_step
         self.params = [p for p in trainer.model.parameters() if p.requires_grad]
         self.head = trainer.model.get_output_embeddings().weight
+        self.capture = capture and self.head.is_cuda
+        self.graphs: dict[int, tuple] = {}  # row length -> (graph, its static inputs, its static outputs)
+        self.pool = None
 
     def __call__(self, model, inputs, num_items_in_batch=None):
         t = self.trainer
@@ -126,7 +139,7 @@ class Step:
         if "importance_sampling_ratio" in inputs or "tool_mask" in inputs:  # corrections this loss leaves out
             raise RuntimeError("graphed_step: this batch carries a correction the fixed-shape loss does not apply")
         loss, stats, grads = self.run(model, inputs)
-        for p, g in zip(self.params, grads):
+        for p, g in zip(self.params, grads):  # a graph's outputs: refilled by its next replay, read before it
             p.grad = g if p.grad is None else p.grad + g
         self.log(stats)
         t._step += 1
@@ -136,6 +149,8 @@ class Step:
         return loss.detach()
 
     def run(self, model, inputs):
+        """The loss, its statistics and the LoRA gradients: replayed from the row length's CUDA graph (captured
+        on its first use), or computed eagerly."""
         t = self.trainer
         length = row_length(inputs["prompt_ids"].size(1) + inputs["completion_ids"].size(1))
         rows = layout(
@@ -146,16 +161,35 @@ class Step:
             t.processing_class.pad_token_id,
             length,
         )
-        with t.compute_loss_context_manager():
+        old, ref = inputs.get("old_per_token_logps"), inputs.get("ref_per_token_logps")
+        rows |= {"old": old, "ref": ref, "advantages": inputs["advantages"]}
+        if not self.capture:
+            return self.compute(model, rows)
+        rows = padded(rows, t.max_completion_length)
+        if length not in self.graphs:
+            self.graphs[length] = self.record(model, rows)
+        graph, static, outputs = self.graphs[length]
+        for key, value in rows.items():
+            if value is not None:
+                static[key].copy_(value)
+        graph.replay()
+        return outputs
+
+    def compute(self, model, rows):
+        t = self.trainer
+        # bf16 autocast as the Trainer runs the loss, without its weight-cast cache, which a graph cannot hold.
+        autocast = torch.autocast(
+            self.head.device.type, dtype=torch.bfloat16, enabled=self.head.is_cuda and t.args.bf16, cache_enabled=False
+        )
+        with autocast:
             new = completion_logps(
                 self.hidden(model, rows), self.head, rows["predictor"], rows["targets"], t.temperature
             )
-            old = inputs.get("old_per_token_logps")
             loss, stats = grpo_loss(
                 new,
-                new.detach() if old is None else old,
-                inputs.get("ref_per_token_logps", new.detach()),
-                inputs["advantages"],
+                new.detach() if rows["old"] is None else rows["old"],
+                new.detach() if rows["ref"] is None else rows["ref"],
+                rows["advantages"],
                 rows["mask"],
                 t.beta,
                 t.epsilon_low,
@@ -163,6 +197,24 @@ class Step:
                 t.args.use_bias_correction_kl,
             )
         return loss, stats, torch.autograd.grad(loss, self.params)
+
+    def record(self, model, rows):
+        """The step at this row length as a CUDA graph, warmed up on a side stream first (Triton compiles
+        there, not in the capture). Its inputs are static copies, refilled before each replay; every graph
+        draws on one memory pool, as only one runs at a time and its outputs are read before the next."""
+        static = {key: value.clone() for key, value in rows.items() if value is not None}
+        static |= {key: None for key, value in rows.items() if value is None}
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(2):
+                self.compute(model, static)
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        self.pool = self.pool or torch.cuda.graph_pool_handle()
+        with torch.cuda.graph(graph, pool=self.pool):
+            outputs = self.compute(model, static)
+        return graph, static, outputs
 
     def hidden(self, model, rows):
         """The final hidden states of the rows: for Unsloth packed into one stream as its GRPO loss packs them."""
@@ -203,9 +255,9 @@ class Step:
             metrics[f"clip_ratio/{name}"].append(value)
 
 
-def install(trainer, unsloth: bool) -> str | None:
-    """Route the trainer's steps through Step; why not, when it declines."""
+def install(trainer, unsloth: bool, capture: bool = True) -> str | None:
+    """Route the trainer's steps through Step (its CUDA graphs when ``capture``); why not, when it declines."""
     why = declines(trainer)
     if why is None:
-        trainer.training_step = Step(trainer, unsloth)
+        trainer.training_step = Step(trainer, unsloth, capture)
     return why

@@ -163,3 +163,30 @@ def test_a_run_through_the_fixed_shape_step_trains_the_adapter_trls_step_trains(
     moved = sum(float(eager[k].double().norm() ** 2) for k in eager if "lora_B" in k) ** 0.5
     differ = sum(float((eager[k].double() - fixed[k].double()).norm() ** 2) for k in eager) ** 0.5
     assert moved > 0 and differ < 1e-3 * moved
+
+
+def test_completions_padded_to_the_length_cap_give_the_same_loss_and_gradients(trl_step):
+    """What a CUDA graph replays: every batch's completions padded to max_completion_length, masked."""
+    trainer, tokenizer, batch, _, _, _ = trl_step
+    step = graphed_step.Step(trainer, unsloth=False, capture=False)
+    width = batch["prompt_ids"].size(1) + batch["completion_ids"].size(1)
+    rows = graphed_step.layout(
+        batch["prompt_ids"],
+        batch["prompt_mask"],
+        batch["completion_ids"],
+        batch["completion_mask"],
+        tokenizer.pad_token_id,
+        graphed_step.row_length(width),
+    )
+    rows |= {
+        "old": batch["old_per_token_logps"],
+        "ref": batch["ref_per_token_logps"],
+        "advantages": batch["advantages"],
+    }
+    cap = batch["completion_ids"].size(1) + 7
+    wide = graphed_step.padded(rows, cap)
+    assert wide["targets"].size(1) == wide["old"].size(1) == cap
+    (loss, stats, grads), (wide_loss, wide_stats, wide_grads) = (step.compute(trainer.model, r) for r in (rows, wide))
+    assert wide_loss.item() == pytest.approx(loss.item(), abs=1e-6)
+    assert torch.allclose(wide_stats, stats, atol=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, wide_grads))
