@@ -51,6 +51,17 @@ def layout(prompt_ids, prompt_mask, completion_ids, completion_mask, pad_id: int
     }
 
 
+def completion_columns(logps, prompt_mask, width: int):
+    """Old or reference log-probs as [rows, width], lined up with the completion tokens. TRL's are already;
+    Unsloth's scoring pass returns them from left-packed rows, width + the batch's largest left pad wide,
+    completion token k of row i at column (largest left pad - row i's left pad) + k."""
+    if logps is None or logps.size(1) == width:
+        return logps
+    left_pad = prompt_mask.size(1) - prompt_mask.sum(1)
+    start = (logps.size(1) - width) - left_pad
+    return logps.gather(1, start.unsqueeze(1) + torch.arange(width, device=logps.device).unsqueeze(0))
+
+
 def completion_logps(hidden, head_weight, predictor, targets, temperature: float):
     """Each completion token's log-prob under the policy, in fp32: the predicting hidden states through the
     LM head, divided by the sampling temperature as TRL divides them."""
@@ -114,6 +125,11 @@ def declines(trainer) -> str | None:
         (not getattr(trainer, "aux_loss_enabled", False), "a router loss"),
         (not trainer.tools, "tools"),
         (not getattr(trainer.accelerator.state, "deepspeed_plugin", None), "DeepSpeed"),
+        (a.n_gpu <= 1, "DataParallel"),
+        (trainer.accelerator.scaler is None, "fp16 loss scaling"),
+        (getattr(a, "delta", None) is None, "two-sided clipping (delta)"),
+        (not getattr(trainer.model, "is_gradient_checkpointing", False), "gradient checkpointing"),
+        (not (trainer.use_vllm and trainer.vllm_importance_sampling_correction), "vLLM importance sampling"),
     ]
     return next((why for ok, why in checks if not ok), None)
 
@@ -128,6 +144,11 @@ class Step:
         self.params = [p for p in trainer.model.parameters() if p.requires_grad]
         self.head = trainer.model.get_output_embeddings().weight
         self.capture = capture and self.head.is_cuda
+        self.max_length = getattr(trainer.model, "max_seq_length", None)
+        # One set of gradients every graph writes into, so that a dozen row lengths do not keep a dozen sets.
+        self.grads = [torch.zeros_like(p) for p in self.params] if self.capture else None
+        autocast = getattr(trainer, "_autocast_dtype", None)  # Unsloth fixes its mixed precision on the trainer
+        self.dtype = autocast if autocast is not None else (torch.bfloat16 if trainer.args.bf16 else None)
         self.graphs: dict[int, tuple] = {}  # row length -> (graph, its static inputs, its static outputs)
         self.pool = None
 
@@ -139,8 +160,8 @@ class Step:
         if "importance_sampling_ratio" in inputs or "tool_mask" in inputs:  # corrections this loss leaves out
             raise RuntimeError("graphed_step: this batch carries a correction the fixed-shape loss does not apply")
         loss, stats, grads = self.run(model, inputs)
-        for p, g in zip(self.params, grads):  # a graph's outputs: refilled by its next replay, read before it
-            p.grad = g if p.grad is None else p.grad + g
+        for p, g in zip(self.params, grads):  # one step a batch: the Trainer set the gradients to None after the last
+            p.grad = g
         self.log(stats)
         t._step += 1
         t._current_train_step_time += time.perf_counter() - started
@@ -152,7 +173,10 @@ class Step:
         """The loss, its statistics and the LoRA gradients: replayed from the row length's CUDA graph (captured
         on its first use), or computed eagerly."""
         t = self.trainer
-        length = row_length(inputs["prompt_ids"].size(1) + inputs["completion_ids"].size(1))
+        needed = inputs["prompt_ids"].size(1) + inputs["completion_ids"].size(1)
+        length = row_length(needed)
+        if self.max_length is not None and length > self.max_length:  # Unsloth cuts rows past its max_seq_length
+            length = needed
         rows = layout(
             inputs["prompt_ids"],
             inputs["prompt_mask"],
@@ -161,7 +185,11 @@ class Step:
             t.processing_class.pad_token_id,
             length,
         )
-        old, ref = inputs.get("old_per_token_logps"), inputs.get("ref_per_token_logps")
+        width = inputs["completion_ids"].size(1)
+        old, ref = (
+            completion_columns(inputs.get(key), inputs["prompt_mask"], width)
+            for key in ("old_per_token_logps", "ref_per_token_logps")
+        )
         rows |= {"old": old, "ref": ref, "advantages": inputs["advantages"]}
         if not self.capture:
             return self.compute(model, rows)
@@ -179,7 +207,10 @@ class Step:
         t = self.trainer
         # bf16 autocast as the Trainer runs the loss, without its weight-cast cache, which a graph cannot hold.
         autocast = torch.autocast(
-            self.head.device.type, dtype=torch.bfloat16, enabled=self.head.is_cuda and t.args.bf16, cache_enabled=False
+            self.head.device.type,
+            dtype=self.dtype or torch.bfloat16,
+            enabled=self.head.is_cuda and self.dtype is not None,
+            cache_enabled=False,
         )
         with autocast:
             new = completion_logps(
@@ -196,7 +227,11 @@ class Step:
                 t.epsilon_high,
                 t.args.use_bias_correction_kl,
             )
-        return loss, stats, torch.autograd.grad(loss, self.params)
+        grads = torch.autograd.grad(loss, self.params)
+        if self.grads is None:
+            return loss, stats, grads
+        torch._foreach_copy_(self.grads, grads)
+        return loss.detach().clone(), stats, self.grads
 
     def record(self, model, rows):
         """The step at this row length as a CUDA graph, warmed up on a side stream first (Triton compiles
@@ -217,21 +252,16 @@ class Step:
         return graph, static, outputs
 
     def hidden(self, model, rows):
-        """The final hidden states of the rows: for Unsloth packed into one stream as its GRPO loss packs them."""
-        ids = rows["input_ids"]
+        """The rows' final hidden states. Every row has the same length, so they go in as a batch, not packed
+        into one stream: Unsloth's packed attention keeps its segment tensors in caches keyed by tensor
+        identity, which its next scoring pass replaces while a graph still reads them."""
+        inputs = {"input_ids": rows["input_ids"], "position_ids": rows["position_ids"], "use_cache": False}
         if not self.unsloth:
-            return model(input_ids=ids, position_ids=rows["position_ids"], output_hidden_states=True).hidden_states[-1]
-        count, length = ids.shape
-        lengths = torch.full((count,), length, dtype=torch.int32, device=ids.device)
+            return model(**inputs, output_hidden_states=True).hidden_states[-1]
         previous = os.environ.get("UNSLOTH_RETURN_HIDDEN_STATES")
         os.environ["UNSLOTH_RETURN_HIDDEN_STATES"] = "1"  # Unsloth then returns the hidden states as .logits
         try:
-            return model(
-                input_ids=ids.reshape(1, -1),
-                position_ids=rows["position_ids"].reshape(1, -1),
-                packed_seq_lengths=lengths,
-                use_cache=False,
-            ).logits
+            return model(**inputs).logits
         finally:
             if previous is None:
                 os.environ.pop("UNSLOTH_RETURN_HIDDEN_STATES")

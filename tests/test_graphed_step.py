@@ -190,3 +190,44 @@ def test_completions_padded_to_the_length_cap_give_the_same_loss_and_gradients(t
     assert wide_loss.item() == pytest.approx(loss.item(), abs=1e-6)
     assert torch.allclose(wide_stats, stats, atol=1e-6)
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, wide_grads))
+
+
+def test_unsloths_wider_old_and_reference_columns_are_lined_up_with_the_completion():
+    """Unsloth scores left-packed rows: its log-probs are width + the largest left pad wide, row i's
+    completion starting at (largest left pad - its own)."""
+    prompt_mask = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1], [0, 1, 1, 1]])
+    narrow = torch.arange(9.0).view(3, 3) + 1
+    left_pad, widest = [2, 0, 1], 2
+    wide = torch.full((3, 3 + widest), -99.0)
+    for i, pad in enumerate(left_pad):
+        wide[i, widest - pad : widest - pad + 3] = narrow[i]
+    assert torch.equal(graphed_step.completion_columns(wide, prompt_mask, 3), narrow)
+    assert graphed_step.completion_columns(narrow, prompt_mask, 3) is narrow  # TRL's: already lined up
+    assert graphed_step.completion_columns(None, prompt_mask, 3) is None
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        pytest.param(lambda t: setattr(t, "loss_type", "dapo"), "loss_type dapo", id="another-loss"),
+        pytest.param(
+            lambda t: setattr(t.args, "gradient_accumulation_steps", 2), "gradient accumulation", id="accumulation"
+        ),
+        pytest.param(
+            lambda t: setattr(type(t.model), "is_gradient_checkpointing", property(lambda self: True)),
+            "gradient checkpointing",
+            id="checkpointing",
+        ),
+        pytest.param(lambda t: setattr(t, "num_iterations", 2), "num_iterations > 1", id="iterations"),
+    ],
+)
+def test_settings_it_does_not_cover_keep_trls_step(trl_step, change, reason, monkeypatch):
+    trainer = trl_step[0]
+    assert graphed_step.declines(trainer) is None
+    patched = type("Patched", (type(trainer.model),), {})
+    monkeypatch.setattr(trainer.model, "__class__", patched)
+    monkeypatch.setattr(trainer.args, "gradient_accumulation_steps", trainer.args.gradient_accumulation_steps)
+    monkeypatch.setattr(trainer, "loss_type", trainer.loss_type)
+    monkeypatch.setattr(trainer, "num_iterations", trainer.num_iterations)
+    change(trainer)
+    assert graphed_step.declines(trainer) == reason
