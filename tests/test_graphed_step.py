@@ -68,16 +68,14 @@ def trl_step(request, tiny_assets, tmp_path_factory):
     return trainer, tokenizer, batch, loss.item(), grads, metrics
 
 
+def rows_of(batch, tokenizer, length: int) -> dict:
+    keys = ("prompt_ids", "prompt_mask", "completion_ids", "completion_mask")
+    return graphed_step.layout(*(batch[k] for k in keys), tokenizer.pad_token_id, length)
+
+
 def graphed_loss(trainer, tokenizer, batch, length: int):
     model = trainer.model
-    rows = graphed_step.layout(
-        batch["prompt_ids"],
-        batch["prompt_mask"],
-        batch["completion_ids"],
-        batch["completion_mask"],
-        tokenizer.pad_token_id,
-        length,
-    )
+    rows = rows_of(batch, tokenizer, length)
     hidden = model(
         input_ids=rows["input_ids"], position_ids=rows["position_ids"], output_hidden_states=True
     ).hidden_states[-1]
@@ -170,14 +168,7 @@ def test_completions_padded_to_the_length_cap_give_the_same_loss_and_gradients(t
     trainer, tokenizer, batch, _, _, _ = trl_step
     step = graphed_step.Step(trainer, unsloth=False, capture=False)
     width = batch["prompt_ids"].size(1) + batch["completion_ids"].size(1)
-    rows = graphed_step.layout(
-        batch["prompt_ids"],
-        batch["prompt_mask"],
-        batch["completion_ids"],
-        batch["completion_mask"],
-        tokenizer.pad_token_id,
-        graphed_step.row_length(width),
-    )
+    rows = rows_of(batch, tokenizer, graphed_step.row_length(width))
     rows |= {
         "old": batch["old_per_token_logps"],
         "ref": batch["ref_per_token_logps"],
