@@ -237,7 +237,8 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
     if os.environ.get(GRAPHED_SWITCH, "1") != "0":
         from recipe import graphed_step
 
-        graphed_step.install(trainer, backend == "unsloth", capture=os.environ.get(GRAPHED_SWITCH) != "eager")
+        why = graphed_step.install(trainer, backend == "unsloth", capture=os.environ.get(GRAPHED_SWITCH) != "eager")
+        print("training step: recipe/graphed_step.py" if why is None else f"training step: TRL's own ({why})")
     # TRL writes a boilerplate card into output.dir at every checkpoint ("fine-tuned version of [None]");
     # adapter/ gets the recipe's own (recipe/model_card.py).
     trainer.create_model_card = lambda *args, **kwargs: None

@@ -195,7 +195,9 @@ class Step:
             return self.compute(model, rows)
         rows = padded(rows, t.max_completion_length)
         if length not in self.graphs:
+            began = time.perf_counter()
             self.graphs[length] = self.record(model, rows)
+            print(f"graphed_step: captured rows of {length} tokens in {time.perf_counter() - began:.1f} s", flush=True)
         graph, static, outputs = self.graphs[length]
         for key, value in rows.items():
             if value is not None:
