@@ -68,6 +68,33 @@ def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
     assert any(row["response"].strip() for row in samples)
 
 
+def test_graphed_step_trains_on_gpu(tmp_path):
+    """recipe/graphed_step.py's CUDA graphs drive the steps (it declines checkpointing, which this config has on)
+    and train the adapter: LoRA's B matrices start at zero, so any nonzero one was trained."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "graphed"
+    code = train(
+        out,
+        "--set",
+        "training.max_steps=6",
+        "--set",
+        "training.steps_per_generation=2",
+        "--set",
+        "lora.gradient_checkpointing=false",
+    )
+    log = (tmp_path / "graphed.log").read_text()
+    assert code == 0, log[-3000:]
+    assert "training step: recipe/graphed_step.py" in log
+    assert "graphed_step: captured rows of" in log
+    assert steps_logged(out) == [1, 2, 3, 4, 5, 6]
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert losses and all(abs(x) < 1e3 for x in losses)
+    weights = load_file(out / "adapter" / "adapter_model.safetensors")
+    b = [w for name, w in weights.items() if "lora_B" in name]
+    assert b and any(w.abs().max() > 0 for w in b)
+
+
 @pytest.mark.parametrize("spg", [1, 4], ids=["generate-every-step", "generate-for-4-steps"])
 def test_killed_run_resumes_on_gpu(tmp_path, spg):
     out = tmp_path / "resume"
