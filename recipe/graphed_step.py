@@ -151,6 +151,8 @@ class Step:
         self.dtype = autocast if autocast is not None else (torch.bfloat16 if trainer.args.bf16 else None)
         self.graphs: dict[int, tuple] = {}  # row length -> (graph, its static inputs, its static outputs)
         self.pool = None
+        self.last = None  # the row length and padded rows of the latest replay, for recover()
+        self.recovered = 0
 
     def __call__(self, model, inputs, num_items_in_batch=None):
         t = self.trainer
@@ -160,9 +162,12 @@ class Step:
         if "importance_sampling_ratio" in inputs or "tool_mask" in inputs:  # corrections this loss leaves out
             raise RuntimeError("graphed_step: this batch carries a correction the fixed-shape loss does not apply")
         loss, stats, grads = self.run(model, inputs)
+        values = stats.tolist()  # the step's one host read
+        if not values[-1] and self.capture:
+            loss, values, grads = self.recover(model, values)
         for p, g in zip(self.params, grads):  # one step a batch: the Trainer set the gradients to None after the last
             p.grad = g
-        self.log(stats)
+        self.log(values)
         t._step += 1
         t._current_train_step_time += time.perf_counter() - started
         t._metrics["train"]["step_time"].append(t._current_train_step_time)
@@ -194,6 +199,7 @@ class Step:
         if not self.capture:
             return self.compute(model, rows)
         rows = padded(rows, t.max_completion_length)
+        self.last = (length, rows)
         if length not in self.graphs:
             began = time.perf_counter()
             self.graphs[length] = self.record(model, rows)
@@ -230,10 +236,41 @@ class Step:
                 t.args.use_bias_correction_kl,
             )
         grads = torch.autograd.grad(loss, self.params)
+        with torch.no_grad():  # checked before the optimizer sees them: one bad replay must not poison the weights
+            norms = torch.stack(torch._foreach_norm(grads))
+            finite = torch.isfinite(loss) & torch.isfinite(norms).all()
+            # The largest |new - old| log-prob of a completion token: near 0 unless inputs are out of line.
+            old = rows["old"] if rows["old"] is not None else new.detach()
+            drift = torch.where(rows["mask"].bool(), (new.detach() - old).abs(), torch.zeros_like(new)).max()
+            stats = torch.cat([stats, drift.float().unsqueeze(0), finite.float().unsqueeze(0)])
         if self.grads is None:
             return loss, stats, grads
         torch._foreach_copy_(self.grads, grads)
         return loss.detach().clone(), stats, self.grads
+
+    def recover(self, model, replayed):
+        """A replay gave a non-finite loss or gradient: the step again without the graph, on the same inputs,
+        and the graph of that row length dropped, to be captured anew. Says what it found, as the first clue to
+        why (an input that is not finite, or a graph that read memory something else had taken over)."""
+        length, rows = self.last
+        del self.graphs[length]
+        loss, stats, grads = self.compute(model, rows)
+        values = stats.tolist()
+        mask = rows["mask"].bool()
+        inputs = ", ".join(
+            f"{key} {'finite' if bool(torch.isfinite(rows[key][mask]).all()) else 'NOT finite'}"
+            for key in ("old", "ref")
+            if rows.get(key) is not None
+        )
+        self.recovered += 1
+        print(
+            f"graphed_step: the graph of {length}-token rows gave a non-finite loss or gradient "
+            f"(recovery {self.recovered}; its largest |new - old| log-prob {replayed[-2]:.4g}); without it: "
+            f"loss {loss.item():.4g}, {'finite' if values[-1] else 'NOT finite'}, largest |new - old| "
+            f"{values[-2]:.4g}; inputs: {inputs or 'no old or reference log-probs'}",
+            flush=True,
+        )
+        return loss, values, grads
 
     def record(self, model, rows):
         """The step at this row length as a CUDA graph, warmed up on a side stream first (Triton compiles
@@ -270,10 +307,10 @@ class Step:
             else:
                 os.environ["UNSLOTH_RETURN_HIDDEN_STATES"] = previous
 
-    def log(self, stats):
+    def log(self, values):
         """TRL's step metrics for this loss: the KL (when beta is on) and the clipped shares."""
         t = self.trainer
-        kl, low, high, region, low_min, high_max = stats.tolist()  # the step's one host read
+        kl, low, high, region, low_min, high_max = values[:6]
         metrics = t._metrics["train"]
         if t.beta:
             metrics["kl"].append(kl)

@@ -183,6 +183,52 @@ def test_completions_padded_to_the_length_cap_give_the_same_loss_and_gradients(t
     assert all(torch.allclose(a, b, atol=1e-6) for a, b in zip(grads, wide_grads))
 
 
+def step_rows(batch, tokenizer, old=None):
+    width = batch["prompt_ids"].size(1) + batch["completion_ids"].size(1)
+    length = graphed_step.row_length(width)
+    rows = rows_of(batch, tokenizer, length)
+    old = batch["old_per_token_logps"] if old is None else old
+    return length, rows | {"old": old, "ref": batch["ref_per_token_logps"], "advantages": batch["advantages"]}
+
+
+@pytest.mark.parametrize(
+    "spoil, finite",
+    [
+        pytest.param(None, True, id="as-trl-built-it"),
+        pytest.param(float("nan"), False, id="a-nan-old-log-prob"),
+        pytest.param(float("inf"), False, id="an-infinite-old-log-prob"),
+    ],
+)
+def test_each_step_says_whether_its_loss_and_gradients_are_finite(trl_step, spoil, finite):
+    trainer, tokenizer, batch, _, _, _ = trl_step
+    old = batch["old_per_token_logps"].clone()
+    if spoil is not None:
+        old[0, 0] = -spoil  # a completion token: every row's first is real
+    _, rows = step_rows(batch, tokenizer, old)
+    _, stats, _ = graphed_step.Step(trainer, unsloth=False, capture=False).compute(trainer.model, rows)
+    assert bool(stats[-1]) is finite
+    if finite:  # the largest |new - old| log-prob: the fixture's perturbation of the old ones, not more
+        assert 0.0 < float(stats[-2]) < 1.0
+
+
+def test_a_replay_gone_bad_is_redone_without_its_graph_which_is_dropped(trl_step, capsys):
+    """What a replay that read memory no longer its own leaves: a step recomputed from the same inputs,
+    TRL's loss and gradients, and a line saying so; that row length's graph is captured anew next time."""
+    trainer, tokenizer, batch, trl_loss, trl_grads, _ = trl_step
+    step = graphed_step.Step(trainer, unsloth=False, capture=False)
+    step.capture, step.grads = True, [torch.zeros_like(p) for p in step.params]
+    length, rows = step_rows(batch, tokenizer)
+    step.last, step.graphs[length] = (length, graphed_step.padded(rows, trainer.max_completion_length)), "stale"
+    loss, values, grads = step.recover(trainer.model, [float("nan")] * 8)
+    assert length not in step.graphs and step.recovered == 1
+    assert loss.item() == pytest.approx(trl_loss, abs=1e-5) and values[-1] == 1.0
+    named = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
+    for name, g in zip(named, grads):
+        assert (g - trl_grads[name]).norm() <= 1e-3 * trl_grads[name].norm() + 1e-8, name
+    said = capsys.readouterr().out
+    assert f"graph of {length}-token rows gave a non-finite loss" in said and "old finite, ref finite" in said
+
+
 def test_unsloths_wider_old_and_reference_columns_are_lined_up_with_the_completion():
     """Unsloth scores left-packed rows: its log-probs are width + the largest left pad wide, row i's
     completion starting at (largest left pad - its own)."""
