@@ -1,8 +1,10 @@
 """GRPO's training step at fixed shapes, the part of it that a CUDA graph can hold.
 
-Work in progress (branch wip/graphed-step; not wired into the trainer). Measured on an H100, the default's
-forward and backward took 0.16-0.21 s eager and 0.060 s as one replayed CUDA graph (bench/results/
-train-step.md): the host's kernel launches are the training phase. A graph needs fixed shapes and no host
+Work in progress (branch wip/graphed-step): train_grpo.build_trainer installs it unless RECIPE_GRAPHED_STEP=0.
+Measured on an H100, the default's forward and backward took 0.16-0.21 s eager and 0.060 s as one replayed
+CUDA graph (bench/results/train-step.md), and the sweep's training phase 0.26 s through TRL's and Unsloth's
+step, 0.07 s through this one (bench/LOG.md, 2026-12-07i): the host's kernel launches were the training
+phase. A graph needs fixed shapes and no host
 reads, so this lays one step's rows out at a fixed row length, left-aligned (prompt then completion, pads on
 the right, which causal attention never reads), and computes the completion log-probs and GRPO's loss from
 tensors alone. The loss is TRL 1.14.2's ``grpo`` (token-level ratios, no importance-sampling correction) with
@@ -109,6 +111,38 @@ def padded(rows: dict, width: int) -> dict:
     return out
 
 
+# At a generation's first step the policy is the one that scored the rollouts, so each completion token's
+# new log-prob equals its old one up to bf16 kernels' rounding (packed eager rows against batched graphed
+# ones). A larger gap there means the replay computed something else: e.g. it read memory that was freed.
+FRESH_DRIFT_LIMIT = 3.0
+
+
+def replay_suspect(values: list[float], fresh: bool) -> bool:
+    """Whether a replay's statistics (see Step.compute) call for the step to be redone without its graph."""
+    return not values[-1] or (fresh and values[-2] > FRESH_DRIFT_LIMIT)
+
+
+def graph_at_fault(replayed: list[float], eager: list[float]) -> bool:
+    """Whether the graph, not its inputs, gave the suspect result: the eager step on the same inputs is finite
+    and (where the replay's was too) much closer to the old log-probs."""
+    if not eager[-1]:
+        return False
+    return not replayed[-1] or replayed[-2] > 2 * eager[-2] + 1.0
+
+
+def rope_tables(model) -> list:
+    """Unsloth's RoPE cos/sin tables, which a graph reads by address. Unsloth's packed scoring pass grows them
+    when a generation's rows add up to more tokens than they hold, and the old ones are freed: a graph that
+    still read them replayed garbage (bench/LOG.md, 2026-12-07i). Each graph keeps the ones it captured alive;
+    their rows depend only on the position, so they stay right for its rows."""
+    return [
+        table
+        for module in model.modules()
+        for table in (*getattr(module, "multi_gpu_cos_cached", ()), *getattr(module, "multi_gpu_sin_cached", ()))
+        if isinstance(table, torch.Tensor)
+    ]
+
+
 def declines(trainer) -> str | None:
     """Why this trainer's step cannot run here, or None: the loss above, one process, no gradient accumulation."""
     a = trainer.args
@@ -149,7 +183,8 @@ class Step:
         self.grads = [torch.zeros_like(p) for p in self.params] if self.capture else None
         autocast = getattr(trainer, "_autocast_dtype", None)  # Unsloth fixes its mixed precision on the trainer
         self.dtype = autocast if autocast is not None else (torch.bfloat16 if trainer.args.bf16 else None)
-        self.graphs: dict[int, tuple] = {}  # row length -> (graph, its static inputs, its static outputs)
+        # row length -> (graph, its static inputs, its static outputs, the RoPE tables it reads)
+        self.graphs: dict[int, tuple] = {}
         self.pool = None
         self.last = None  # the row length and padded rows of the latest replay, for recover()
         self.recovered = 0
@@ -158,12 +193,13 @@ class Step:
         t = self.trainer
         started = time.perf_counter()
         model.train()
+        fresh = t._step % (t.args.steps_per_generation * t.num_iterations) == 0  # TRL generates at this step
         inputs = t._prepare_inputs(inputs)
         if "importance_sampling_ratio" in inputs or "tool_mask" in inputs:  # corrections this loss leaves out
             raise RuntimeError("graphed_step: this batch carries a correction the fixed-shape loss does not apply")
         loss, stats, grads = self.run(model, inputs)
         values = stats.tolist()  # the step's one host read
-        if not values[-1] and self.capture:
+        if self.capture and replay_suspect(values, fresh):
             loss, values, grads = self.recover(model, values)
         for p, g in zip(self.params, grads):  # one step a batch: the Trainer set the gradients to None after the last
             p.grad = g
@@ -204,7 +240,7 @@ class Step:
             began = time.perf_counter()
             self.graphs[length] = self.record(model, rows)
             print(f"graphed_step: captured rows of {length} tokens in {time.perf_counter() - began:.1f} s", flush=True)
-        graph, static, outputs = self.graphs[length]
+        graph, static, outputs, _ = self.graphs[length]
         for key, value in rows.items():
             if value is not None:
                 static[key].copy_(value)
@@ -249,13 +285,14 @@ class Step:
         return loss.detach().clone(), stats, self.grads
 
     def recover(self, model, replayed):
-        """A replay gave a non-finite loss or gradient: the step again without the graph, on the same inputs,
-        and the graph of that row length dropped, to be captured anew. Says what it found, as the first clue to
-        why (an input that is not finite, or a graph that read memory something else had taken over)."""
+        """A suspect replay (replay_suspect): the step again without the graph, on the same inputs. Where the graph
+        was at fault, that row length's graph is dropped, to be captured anew. Says what it found."""
         length, rows = self.last
-        del self.graphs[length]
         loss, stats, grads = self.compute(model, rows)
         values = stats.tolist()
+        dropped = graph_at_fault(replayed, values)
+        if dropped:
+            del self.graphs[length]
         mask = rows["mask"].bool()
         inputs = ", ".join(
             f"{key} {'finite' if bool(torch.isfinite(rows[key][mask]).all()) else 'NOT finite'}"
@@ -264,10 +301,11 @@ class Step:
         )
         self.recovered += 1
         print(
-            f"graphed_step: the graph of {length}-token rows gave a non-finite loss or gradient "
-            f"(recovery {self.recovered}; its largest |new - old| log-prob {replayed[-2]:.4g}); without it: "
-            f"loss {loss.item():.4g}, {'finite' if values[-1] else 'NOT finite'}, largest |new - old| "
-            f"{values[-2]:.4g}; inputs: {inputs or 'no old or reference log-probs'}",
+            f"graphed_step: the graph of {length}-token rows gave a suspect step (recovery {self.recovered}): "
+            f"{'finite' if replayed[-1] else 'NOT finite'}, largest |new - old| log-prob {replayed[-2]:.4g}; "
+            f"without it: loss {loss.item():.4g}, {'finite' if values[-1] else 'NOT finite'}, largest |new - old| "
+            f"{values[-2]:.4g}; inputs: {inputs or 'no old or reference log-probs'}; "
+            f"{'graph dropped, to be captured anew' if dropped else 'graph kept: its inputs, not it'}",
             flush=True,
         )
         return loss, values, grads
@@ -288,7 +326,7 @@ class Step:
         self.pool = self.pool or torch.cuda.graph_pool_handle()
         with torch.cuda.graph(graph, pool=self.pool):
             outputs = self.compute(model, static)
-        return graph, static, outputs
+        return graph, static, outputs, rope_tables(model)
 
     def hidden(self, model, rows):
         """The rows' final hidden states. Every row has the same length, so they go in as a batch, not packed

@@ -25,10 +25,10 @@ pytestmark = [
 ]
 
 
-def train(out: Path, *extra: str, background: bool = False):
+def train(out: Path, *extra: str, background: bool = False, script: Path = ROOT / "train_grpo.py"):
     command = [
         sys.executable,
-        str(ROOT / "train_grpo.py"),
+        str(script),
         "--config",
         str(ROOT / "configs" / "smollm2-learn.yaml"),
         "--set",
@@ -95,6 +95,61 @@ def test_graphed_step_trains_on_gpu(tmp_path):
     weights = load_file(out / "adapter" / "adapter_model.safetensors")
     b = [w for name, w in weights.items() if "lora_B" in name]
     assert b and any(w.abs().max() > 0 for w in b)
+
+
+# train_grpo.py with a callback that, after step 2, grows Unsloth's RoPE tables as a generation of many tokens
+# makes its packed scoring pass grow them, then fills the memory that frees with NaN.
+GROW_ROPE = """
+import os
+import sys
+
+sys.path.insert(0, os.getcwd())  # the repository: train() runs it there
+import unsloth  # noqa: F401  before transformers, as train_grpo imports it
+import torch
+from transformers import TrainerCallback
+
+import train_grpo
+
+
+class Grow(TrainerCallback):
+    held = []
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step != 2:
+            return
+        x = torch.empty(1, device="cuda", dtype=torch.bfloat16)
+        for rotary in [m for m in model.modules() if hasattr(m, "multi_gpu_cos_cached")]:
+            rotary.extend_rope_embedding(x, rotary.current_rope_size + 1)
+        print("grew the RoPE tables", flush=True)
+        self.held += [torch.full((1 << 20,), float("nan"), device="cuda", dtype=torch.bfloat16) for _ in range(64)]
+
+
+sys.exit(train_grpo.main(sys.argv[1:], callbacks=[Grow()]))
+"""
+
+
+def test_graphed_step_survives_unsloths_rope_tables_growing(tmp_path):
+    """Regression (bench/LOG.md, 2026-12-07i): a learning run went NaN when a long generation grew the RoPE
+    tables its graphs read and the memory they had held was taken over. Each graph keeps its tables alive."""
+    script = tmp_path / "grow.py"
+    script.write_text(GROW_ROPE)
+    out = tmp_path / "grown"
+    code = train(
+        out,
+        "--set",
+        "training.max_steps=6",
+        "--set",
+        "training.steps_per_generation=2",
+        "--set",
+        "lora.gradient_checkpointing=false",
+        script=script,
+    )
+    log = (tmp_path / "grown.log").read_text()
+    assert code == 0, log[-3000:]
+    assert "graphed_step: captured rows of" in log and "grew the RoPE tables" in log
+    assert "gave a suspect step" not in log
+    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
+    assert len(losses) == 6 and all(abs(x) < 1e3 for x in losses)
 
 
 @pytest.mark.parametrize("spg", [1, 4], ids=["generate-every-step", "generate-for-4-steps"])

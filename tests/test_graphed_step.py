@@ -211,22 +211,70 @@ def test_each_step_says_whether_its_loss_and_gradients_are_finite(trl_step, spoi
         assert 0.0 < float(stats[-2]) < 1.0
 
 
-def test_a_replay_gone_bad_is_redone_without_its_graph_which_is_dropped(trl_step, capsys):
-    """What a replay that read memory no longer its own leaves: a step recomputed from the same inputs,
-    TRL's loss and gradients, and a line saying so; that row length's graph is captured anew next time."""
+@pytest.mark.parametrize(
+    "finite, drift, fresh, suspect",
+    [
+        pytest.param(1.0, 0.2, True, False, id="a-generations-first-step-as-expected"),
+        pytest.param(0.0, 0.2, False, True, id="not-finite"),
+        pytest.param(1.0, 40.0, True, True, id="far-from-the-policy-that-scored-it"),
+        pytest.param(1.0, 40.0, False, False, id="later-steps-may-move-away"),
+    ],
+)
+def test_which_replays_are_redone_without_their_graph(finite, drift, fresh, suspect):
+    assert graphed_step.replay_suspect([0.0] * 6 + [drift, finite], fresh) is suspect
+
+
+@pytest.mark.parametrize(
+    "replayed, eager, at_fault",
+    [
+        pytest.param((0.0, 0.1), (1.0, 0.1), True, id="it-alone-not-finite"),
+        pytest.param((1.0, 30.0), (1.0, 0.1), True, id="it-alone-far-off"),
+        pytest.param((1.0, 30.0), (1.0, 30.0), False, id="the-inputs-far-off"),
+        pytest.param((0.0, 0.1), (0.0, 0.1), False, id="not-finite-either-way"),
+    ],
+)
+def test_a_graph_is_dropped_only_where_it_not_its_inputs_went_wrong(replayed, eager, at_fault):
+    def values(finite, drift):  # Step.compute's statistics: TRL's six, then the largest |new - old|, then finite
+        return [0.0] * 6 + [drift, finite]
+
+    assert graphed_step.graph_at_fault(values(*replayed), values(*eager)) is at_fault
+
+
+@pytest.mark.parametrize("inputs_at_fault", [False, True], ids=["the-graph-went-wrong", "an-old-log-prob-far-off"])
+def test_a_suspect_replay_is_redone_without_its_graph(trl_step, capsys, inputs_at_fault):
+    """What a replay that read memory no longer its own leaves: the step recomputed from the same inputs, with
+    TRL's loss and gradients, a line saying so, and that row length's graph dropped, to be captured anew; kept
+    where the eager step finds the same gap, which is then the inputs', not the graph's."""
     trainer, tokenizer, batch, trl_loss, trl_grads, _ = trl_step
     step = graphed_step.Step(trainer, unsloth=False, capture=False)
     step.capture, step.grads = True, [torch.zeros_like(p) for p in step.params]
-    length, rows = step_rows(batch, tokenizer)
-    step.last, step.graphs[length] = (length, graphed_step.padded(rows, trainer.max_completion_length)), "stale"
-    loss, values, grads = step.recover(trainer.model, [float("nan")] * 8)
-    assert length not in step.graphs and step.recovered == 1
+    old = batch["old_per_token_logps"].clone()
+    if inputs_at_fault:
+        old[0, 0] -= 30.0
+    length, rows = step_rows(batch, tokenizer, old)
+    step.last, step.graphs[length] = (length, graphed_step.padded(rows, trainer.max_completion_length)), "graph"
+    loss, values, grads = step.recover(trainer.model, [0.0] * 6 + [30.5, float(inputs_at_fault)])
+    assert (length in step.graphs) is inputs_at_fault and step.recovered == 1
+    said = capsys.readouterr().out
+    assert f"graph of {length}-token rows gave a suspect step" in said and "old finite, ref finite" in said
+    assert ("graph kept" if inputs_at_fault else "graph dropped") in said
+    if inputs_at_fault:
+        return
     assert loss.item() == pytest.approx(trl_loss, abs=1e-5) and values[-1] == 1.0
     named = [n for n, p in trainer.model.named_parameters() if p.requires_grad]
     for name, g in zip(named, grads):
         assert (g - trl_grads[name]).norm() <= 1e-3 * trl_grads[name].norm() + 1e-8, name
-    said = capsys.readouterr().out
-    assert f"graph of {length}-token rows gave a non-finite loss" in said and "old finite, ref finite" in said
+
+
+def test_each_graph_keeps_the_rope_tables_it_reads():
+    """Unsloth's rotary module holds its cos/sin tables in per-device lists; those are what a graph keeps alive."""
+    cos, sin = torch.ones(4, 2), torch.zeros(4, 2)
+    rotary = torch.nn.Module()
+    rotary.multi_gpu_cos_cached, rotary.multi_gpu_sin_cached = [cos, None], [sin, None]
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(rotary))
+    tables = graphed_step.rope_tables(model)
+    assert len(tables) == 2 and tables[0] is cos and tables[1] is sin
+    assert graphed_step.rope_tables(torch.nn.Linear(2, 2)) == []  # TRL's models: nothing to keep
 
 
 def test_unsloths_wider_old_and_reference_columns_are_lined_up_with_the_completion():
