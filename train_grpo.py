@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import shlex
 import shutil
 import sys
@@ -38,10 +37,6 @@ from recipe.data import build_prompts, dropped, load_rows, load_tokenizer, stop_
 from recipe.errors import RecipeError, first_line
 from recipe.grpo_config import grpo_args
 from recipe.jsonl import write_atomic
-
-# WIP (branch wip/graphed-step): 0 trains with TRL's and Unsloth's own step instead of recipe/graphed_step.py;
-# eager runs graphed_step.py's fixed-shape step without CUDA graphs.
-GRAPHED_SWITCH = "RECIPE_GRAPHED_STEP"
 
 # The card a dry run on a machine without a GPU plans for, unless --card-gib names another: an RTX 4090's.
 PLANNED_CARD_GIB = 24.0
@@ -234,11 +229,11 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
         model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset
     )
     trainer.remove_callback(ProgressCallback)
-    if os.environ.get(GRAPHED_SWITCH, "1") != "0":
+    if cfg.training.cuda_graphs:
         from recipe import graphed_step
 
-        why = graphed_step.install(trainer, backend == "unsloth", capture=os.environ.get(GRAPHED_SWITCH) != "eager")
-        print("training step: recipe/graphed_step.py" if why is None else f"training step: TRL's own ({why})")
+        why = graphed_step.install(trainer, backend == "unsloth")
+        print(f"training step: TRL's own ({why})" if why else f"training step: {graphed_step.describe(trainer)}")
     # TRL writes a boilerplate card into output.dir at every checkpoint ("fine-tuned version of [None]");
     # adapter/ gets the recipe's own (recipe/model_card.py).
     trainer.create_model_card = lambda *args, **kwargs: None

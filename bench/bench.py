@@ -123,13 +123,9 @@ SETTINGS = {
     "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, (VLLM_COMPILED,)),
     # The default until 2026-12-07f: vLLM turns every sampled token into text that TRL never reads.
     "detok": Setting("default with vLLM's detokenizer, as TRL leaves it", DEFAULT_YAML, (DETOKENIZER,)),
-    # WIP (branch wip/graphed-step): the default trains through recipe/graphed_step.py; these rows are the
-    # step it replaces (TRL's and Unsloth's own) and its fixed shapes without CUDA graphs.
+    # The default until 2026-12-0x: TRL's and Unsloth's own training step, eager, instead of recipe/graphed_step.py.
     "ownstep": Setting(
-        "default with TRL's and Unsloth's own training step", DEFAULT_YAML, env=(("RECIPE_GRAPHED_STEP", "0"),)
-    ),
-    "fixedeager": Setting(
-        "default with the fixed-shape step, not captured", DEFAULT_YAML, env=(("RECIPE_GRAPHED_STEP", "eager"),)
+        "default with TRL's and Unsloth's own training step", DEFAULT_YAML, ("training.cuda_graphs=false",)
     ),
     # vLLM 0.26 runs Qwen2 on its V2 model runner, whose decode step pins and copies its small inputs anew
     # (buffer_utils.async_copy_to_gpu: 19% of the default's generation samples in profile-default); the V1

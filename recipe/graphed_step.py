@@ -1,6 +1,7 @@
 """GRPO's training step at fixed shapes, the part of it that a CUDA graph can hold.
 
-Work in progress (branch wip/graphed-step): train_grpo.build_trainer installs it unless RECIPE_GRAPHED_STEP=0.
+Work in progress (branch wip/graphed-step): train_grpo.build_trainer installs it unless training.cuda_graphs
+is false.
 Measured on an H100, the default's forward and backward took 0.16-0.21 s eager and 0.060 s as one replayed
 CUDA graph (bench/results/train-step.md), and the sweep's training phase 0.26 s through TRL's and Unsloth's
 step, 0.07 s through this one (bench/LOG.md, 2026-12-07i): the host's kernel launches were the training
@@ -362,9 +363,19 @@ class Step:
             metrics[f"clip_ratio/{name}"].append(value)
 
 
-def install(trainer, unsloth: bool, capture: bool = True) -> str | None:
-    """Route the trainer's steps through Step (its CUDA graphs when ``capture``); why not, when it declines."""
+def install(trainer, unsloth: bool) -> str | None:
+    """Route the trainer's steps through Step; why not, when it declines. On a GPU only Unsloth's model has
+    been captured and measured; elsewhere (the tests' CPU) the same fixed shapes run without graphs."""
     why = declines(trainer)
+    if why is None and not unsloth and trainer.model.get_output_embeddings().weight.is_cuda:
+        why = "the trl backend, whose CUDA graphs have never run"
     if why is None:
-        trainer.training_step = Step(trainer, unsloth, capture)
+        trainer.training_step = Step(trainer, unsloth)
     return why
+
+
+def describe(trainer) -> str:
+    """The training step an installed Step gives: CUDA graphs on a GPU, the same fixed shapes eagerly elsewhere."""
+    if trainer.training_step.capture:
+        return "recipe/graphed_step.py, a CUDA graph per 32-token row length"
+    return "recipe/graphed_step.py's fixed shapes, without CUDA graphs (no CUDA device)"
