@@ -232,7 +232,7 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
     if cfg.training.cuda_graphs:
         from recipe import graphed_step
 
-        why = graphed_step.install(trainer, backend == "unsloth")
+        why = graphed_step.install(trainer, backend == "unsloth", cfg.model.load_in_4bit)
         print(f"training step: TRL's own ({why})" if why else f"training step: {graphed_step.describe(trainer)}")
     # TRL writes a boilerplate card into output.dir at every checkpoint ("fine-tuned version of [None]");
     # adapter/ gets the recipe's own (recipe/model_card.py).

@@ -363,12 +363,15 @@ class Step:
             metrics[f"clip_ratio/{name}"].append(value)
 
 
-def install(trainer, unsloth: bool) -> str | None:
-    """Route the trainer's steps through Step; why not, when it declines. On a GPU only Unsloth's model has
-    been captured and measured; elsewhere (the tests' CPU) the same fixed shapes run without graphs."""
+def install(trainer, unsloth: bool, four_bit: bool = False) -> str | None:
+    """Route the trainer's steps through Step; why not, when it declines. On a GPU only Unsloth's 16-bit model
+    has been captured and measured; elsewhere (the tests' CPU) the same fixed shapes run without graphs."""
     why = declines(trainer)
-    if why is None and not unsloth and trainer.model.get_output_embeddings().weight.is_cuda:
-        why = "the trl backend, whose CUDA graphs have never run"
+    if why is None and trainer.model.get_output_embeddings().weight.is_cuda:
+        if not unsloth:
+            why = "the trl backend, whose CUDA graphs have never run"
+        elif four_bit:
+            why = "4-bit weights, whose CUDA graphs have never run"
     if why is None:
         trainer.training_step = Step(trainer, unsloth)
     return why

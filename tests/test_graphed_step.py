@@ -1,6 +1,8 @@
 """recipe/graphed_step.py against TRL's own training step: the same loss, gradients and statistics from one
 batch that TRL built (its padding, old and reference log-probs, rewards and advantages), on the tiny model."""
 
+import types
+
 import pytest
 import torch
 
@@ -314,3 +316,21 @@ def test_settings_it_does_not_cover_keep_trls_step(trl_step, change, reason, mon
     monkeypatch.setattr(trainer, "num_iterations", trainer.num_iterations)
     change(trainer)
     assert graphed_step.declines(trainer) == reason
+
+
+@pytest.mark.parametrize(
+    "unsloth, four_bit, why",
+    [
+        pytest.param(True, False, None, id="unsloth-16-bit"),
+        pytest.param(False, False, "the trl backend, whose CUDA graphs have never run", id="trl-backend"),
+        pytest.param(True, True, "4-bit weights, whose CUDA graphs have never run", id="unsloth-4-bit"),
+    ],
+)
+def test_on_a_gpu_only_unsloths_16_bit_model_is_captured(trl_step, monkeypatch, unsloth, four_bit, why):
+    trainer = trl_step[0]
+    on_gpu = types.SimpleNamespace(weight=types.SimpleNamespace(is_cuda=True))
+    monkeypatch.setattr(trainer.model, "get_output_embeddings", lambda: on_gpu)
+    monkeypatch.setattr(graphed_step, "Step", lambda *args: "graphed")
+    monkeypatch.setattr(trainer, "training_step", trainer.training_step)  # put back after the test
+    assert graphed_step.install(trainer, unsloth, four_bit) == why
+    assert (trainer.training_step == "graphed") is (why is None)
