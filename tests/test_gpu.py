@@ -68,35 +68,6 @@ def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
     assert any(row["response"].strip() for row in samples)
 
 
-def test_graphed_step_trains_on_gpu(tmp_path):
-    """recipe/graphed_step.py's CUDA graphs drive the steps (it declines checkpointing, which this config has on)
-    and train the adapter: LoRA's B matrices start at zero, so any nonzero one was trained."""
-    from safetensors.torch import load_file
-
-    out = tmp_path / "graphed"
-    code = train(
-        out,
-        "--set",
-        "training.max_steps=6",
-        "--set",
-        "training.steps_per_generation=2",
-        "--set",
-        "lora.gradient_checkpointing=false",
-    )
-    log = (tmp_path / "graphed.log").read_text()
-    assert code == 0, log[-3000:]
-    assert "training step: recipe/graphed_step.py" in log
-    assert "graphed_step: captured rows of" in log
-    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    losses = {row["step"]: row["loss"] for row in logged if "loss" in row}  # rewards only on generation steps
-    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
-    assert all(abs(x) < 1e3 for x in losses.values())  # finite: NaN fails the comparison
-    assert "gave a non-finite loss" not in log
-    weights = load_file(out / "adapter" / "adapter_model.safetensors")
-    b = [w for name, w in weights.items() if "lora_B" in name]
-    assert b and any(w.abs().max() > 0 for w in b)
-
-
 # train_grpo.py with a callback that, after step 2, grows Unsloth's RoPE tables as a generation of many tokens
 # makes its packed scoring pass grow them, then fills the memory that frees with NaN.
 GROW_ROPE = """
@@ -128,28 +99,33 @@ sys.exit(train_grpo.main(sys.argv[1:], callbacks=[Grow()]))
 """
 
 
-def test_graphed_step_survives_unsloths_rope_tables_growing(tmp_path):
-    """Regression (bench/LOG.md, 2026-12-07i): a learning run went NaN when a long generation grew the RoPE
-    tables its graphs read and the memory they had held was taken over. Each graph keeps its tables alive."""
-    script = tmp_path / "grow.py"
-    script.write_text(GROW_ROPE)
-    out = tmp_path / "grown"
-    code = train(
-        out,
-        "--set",
-        "training.max_steps=6",
-        "--set",
-        "training.steps_per_generation=2",
-        "--set",
-        "lora.gradient_checkpointing=false",
-        script=script,
-    )
-    log = (tmp_path / "grown.log").read_text()
+@pytest.mark.parametrize("rope_grown", [False, True], ids=["as-trained", "rope-tables-grown-mid-run"])
+def test_graphed_step_trains_on_gpu(tmp_path, rope_grown):
+    """recipe/graphed_step.py's CUDA graphs drive the steps (they decline checkpointing, which this config has
+    on) and train the adapter: LoRA's B matrices start at zero, so any nonzero one was trained. Regression
+    (bench/LOG.md, 2026-12-07i): a learning run went NaN when a long generation grew the RoPE tables its graphs
+    read and the memory those had held was taken over; each graph keeps its tables alive."""
+    from safetensors.torch import load_file
+
+    script = ROOT / "train_grpo.py"
+    if rope_grown:
+        script = tmp_path / "grow.py"
+        script.write_text(GROW_ROPE)
+    out = tmp_path / "graphed"
+    settings = ("training.max_steps=6", "training.steps_per_generation=2", "lora.gradient_checkpointing=false")
+    code = train(out, *(word for item in settings for word in ("--set", item)), script=script)
+    log = (tmp_path / "graphed.log").read_text()
     assert code == 0, log[-3000:]
-    assert "graphed_step: captured rows of" in log and "grew the RoPE tables" in log
+    assert "training step: recipe/graphed_step.py" in log and "graphed_step: captured rows of" in log
+    assert ("grew the RoPE tables" in log) is rope_grown
     assert "gave a suspect step" not in log
-    losses = [json.loads(line)["loss"] for line in (out / "metrics.jsonl").read_text().splitlines() if '"loss"' in line]
-    assert len(losses) == 6 and all(abs(x) < 1e3 for x in losses)
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = {row["step"]: row["loss"] for row in logged if "loss" in row}  # rewards only on generation steps
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    assert all(abs(x) < 1e3 for x in losses.values())  # finite: NaN fails the comparison
+    weights = load_file(out / "adapter" / "adapter_model.safetensors")
+    b = [w for name, w in weights.items() if "lora_B" in name]
+    assert b and any(w.abs().max() > 0 for w in b)
 
 
 @pytest.mark.parametrize("spg", [1, 4], ids=["generate-every-step", "generate-for-4-steps"])
