@@ -136,6 +136,7 @@ fi
 # Tests that need the GPU to themselves (-k expression $TESTS_SOLO): after everything else.
 if [ -n "${TESTS_SOLO:-}" ]; then
   [ -f assets/smollm2/model/config.json ] || step assets 300 python offline.py smollm2 --prime-steps 0
+  gpu_idle
   step tests-solo 900 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_SOLO'"
 fi
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"

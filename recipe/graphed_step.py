@@ -54,6 +54,15 @@ def layout(prompt_ids, prompt_mask, completion_ids, completion_mask, pad_id: int
     }
 
 
+def loss_mask(completion_ids, completion_mask, pad_id: int, unsloth: bool):
+    """The completion tokens the loss counts: TRL's mask, and under Unsloth only tokens that are not the pad id.
+    Unsloth scores and trains rows with their pad-id tokens removed, so an EOS that is also the pad token (Qwen2.5's
+    base models: <|endoftext|>) gets no old or reference log-prob (0) and no loss (unsloth_zoo rl_replacements.py
+    599-606)."""
+    mask = completion_mask.to(torch.float32)
+    return mask * (completion_ids != pad_id) if unsloth else mask
+
+
 def completion_columns(logps, prompt_mask, width: int):
     """Old or reference log-probs as [rows, width], lined up with the completion tokens. TRL's are already;
     Unsloth's scoring pass returns them from left-packed rows, width + the batch's largest left pad wide,
@@ -165,8 +174,43 @@ def declines(trainer) -> str | None:
         (getattr(a, "delta", None) is None, "two-sided clipping (delta)"),
         (not getattr(trainer.model, "is_gradient_checkpointing", False), "gradient checkpointing"),
         (not (trainer.use_vllm and trainer.vllm_importance_sampling_correction), "vLLM importance sampling"),
+        (not getattr(a, "cast_lm_head_to_fp32", False), "cast_lm_head_to_fp32"),
+        (not logit_transforms(trainer.model), "logit softcapping, scaling or an LM-head bias"),
+        (not unsloth_loss_options(), "Unsloth's GRPO loss options " + ", ".join(unsloth_loss_options())),
     ]
     return next((why for ok, why in checks if not ok), None)
+
+
+# Model config fields by which Unsloth transforms the logits before the log-softmax (unsloth_zoo
+# device_map_planner.detect_logit_transforms); completion_logps applies none of them.
+LOGIT_TRANSFORMS = (
+    "final_logit_softcapping",
+    "logits_soft_cap",
+    "output_logit_soft_cap",
+    "logit_scale",
+    "lm_head_multiplier",
+    "output_multiplier",
+    "logits_scaling",
+)
+
+
+def logit_transforms(model) -> list[str]:
+    """What ``model`` does to its logits that completion_logps does not: config fields, an LM-head bias."""
+    config = getattr(model, "config", None)
+    found = [name for name in LOGIT_TRANSFORMS if getattr(config, name, None) is not None]
+    head = model.get_output_embeddings()
+    return found + (["lm_head bias"] if getattr(head, "bias", None) is not None else [])
+
+
+def unsloth_loss_options() -> list[str]:
+    """Unsloth's environment switches that change its GRPO loss or scoring, set to change them."""
+    on = ("1", "true", "yes", "on")
+    switches = {
+        "UNSLOTH_GRPO_ZERO_VARIANCE_EXCLUDE": os.environ.get("UNSLOTH_GRPO_ZERO_VARIANCE_EXCLUDE", "0") == "1",
+        "UNSLOTH_GRPO_LOSS_AGGREGATION": bool(os.environ.get("UNSLOTH_GRPO_LOSS_AGGREGATION", "").strip()),
+        "UNSLOTH_GRPO_TRUNCATED_SUPPORT": os.environ.get("UNSLOTH_GRPO_TRUNCATED_SUPPORT", "0").strip().lower() in on,
+    }
+    return [name for name, set_ in switches.items() if set_]
 
 
 class Step:
@@ -219,12 +263,13 @@ class Step:
         length = row_length(needed)
         if self.max_length is not None and length > self.max_length:  # Unsloth cuts rows past its max_seq_length
             length = needed
+        pad_id = t.processing_class.pad_token_id
         rows = layout(
             inputs["prompt_ids"],
             inputs["prompt_mask"],
             inputs["completion_ids"],
             inputs["completion_mask"],
-            t.processing_class.pad_token_id,
+            pad_id,
             length,
         )
         width = inputs["completion_ids"].size(1)
@@ -232,7 +277,8 @@ class Step:
             completion_columns(inputs.get(key), inputs["prompt_mask"], width)
             for key in ("old_per_token_logps", "ref_per_token_logps")
         )
-        rows |= {"old": old, "ref": ref, "advantages": inputs["advantages"]}
+        mask = loss_mask(inputs["completion_ids"], inputs["completion_mask"], pad_id, self.unsloth)
+        rows |= {"mask": mask, "old": old, "ref": ref, "advantages": inputs["advantages"]}
         if not self.capture:
             return self.compute(model, rows)
         rows = padded(rows, t.max_completion_length)
@@ -272,7 +318,7 @@ class Step:
                 t.epsilon_high,
                 t.args.use_bias_correction_kl,
             )
-        grads = torch.autograd.grad(loss, self.params)
+        grads = torch.autograd.grad(loss, self.params, allow_unused=True, materialize_grads=True)
         with torch.no_grad():  # checked before the optimizer sees them: one bad replay must not poison the weights
             norms = torch.stack(torch._foreach_norm(grads))
             finite = torch.isfinite(loss) & torch.isfinite(norms).all()
@@ -294,6 +340,10 @@ class Step:
         dropped = graph_at_fault(replayed, values)
         if dropped:
             del self.graphs[length]
+            if not self.graphs:  # a pool no graph holds must not be captured into again (pytorch#198794)
+                self.pool = None
+        if not values[-1]:  # not finite either way: no update rather than weights turned NaN
+            torch._foreach_zero_(grads)
         mask = rows["mask"].bool()
         inputs = ", ".join(
             f"{key} {'finite' if bool(torch.isfinite(rows[key][mask]).all()) else 'NOT finite'}"
@@ -306,7 +356,8 @@ class Step:
             f"{'finite' if replayed[-1] else 'NOT finite'}, largest |new - old| log-prob {replayed[-2]:.4g}; "
             f"without it: loss {loss.item():.4g}, {'finite' if values[-1] else 'NOT finite'}, largest |new - old| "
             f"{values[-2]:.4g}; inputs: {inputs or 'no old or reference log-probs'}; "
-            f"{'graph dropped, to be captured anew' if dropped else 'graph kept: its inputs, not it'}",
+            f"{'graph dropped, to be captured anew' if dropped else 'graph kept: its inputs, not it'}"
+            f"{'' if values[-1] else '; the update is skipped'}",
             flush=True,
         )
         return loss, values, grads

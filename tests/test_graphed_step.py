@@ -1,6 +1,7 @@
 """recipe/graphed_step.py against TRL's own training step: the same loss, gradients and statistics from one
 batch that TRL built (its padding, old and reference log-probs, rewards and advantages), on the tiny model."""
 
+import os
 import types
 
 import pytest
@@ -304,6 +305,16 @@ def test_unsloths_wider_old_and_reference_columns_are_lined_up_with_the_completi
             id="checkpointing",
         ),
         pytest.param(lambda t: setattr(t, "num_iterations", 2), "num_iterations > 1", id="iterations"),
+        pytest.param(
+            lambda t: setattr(t.model.config, "final_logit_softcapping", 30.0),
+            "logit softcapping, scaling or an LM-head bias",
+            id="gemma-softcapping",
+        ),
+        pytest.param(
+            lambda t: os.environ.__setitem__("UNSLOTH_GRPO_LOSS_AGGREGATION", "prompt"),
+            "Unsloth's GRPO loss options UNSLOTH_GRPO_LOSS_AGGREGATION",
+            id="unsloth-per-prompt-loss",
+        ),
     ],
 )
 def test_settings_it_does_not_cover_keep_trls_step(trl_step, change, reason, monkeypatch):
@@ -314,6 +325,8 @@ def test_settings_it_does_not_cover_keep_trls_step(trl_step, change, reason, mon
     monkeypatch.setattr(trainer.args, "gradient_accumulation_steps", trainer.args.gradient_accumulation_steps)
     monkeypatch.setattr(trainer, "loss_type", trainer.loss_type)
     monkeypatch.setattr(trainer, "num_iterations", trainer.num_iterations)
+    monkeypatch.setattr(trainer.model.config, "final_logit_softcapping", None, raising=False)
+    monkeypatch.setenv("UNSLOTH_GRPO_LOSS_AGGREGATION", "")  # unset as Unsloth reads it; put back after the test
     change(trainer)
     assert graphed_step.declines(trainer) == reason
 
@@ -334,3 +347,30 @@ def test_on_a_gpu_only_unsloths_16_bit_model_is_captured(trl_step, monkeypatch, 
     monkeypatch.setattr(trainer, "training_step", trainer.training_step)  # put back after the test
     assert graphed_step.install(trainer, unsloth, four_bit) == why
     assert (trainer.training_step == "graphed") is (why is None)
+
+
+@pytest.mark.parametrize(
+    "unsloth, counted",
+    [
+        pytest.param(False, [[1, 1, 1, 0], [1, 1, 0, 0]], id="trl-counts-its-mask"),
+        pytest.param(True, [[1, 1, 0, 0], [1, 1, 0, 0]], id="unsloth-drops-an-eos-that-is-the-pad-token"),
+    ],
+)
+def test_the_loss_counts_the_completion_tokens_the_backends_loss_counts(unsloth, counted):
+    pad = 0  # Qwen2.5's base models pad with their EOS, <|endoftext|>
+    completion_ids = torch.tensor([[5, 6, pad, pad], [7, 8, pad, pad]])
+    completion_mask = torch.tensor([[1, 1, 1, 0], [1, 1, 0, 0]])  # TRL's: row 0 ends in EOS, counted
+    assert graphed_step.loss_mask(completion_ids, completion_mask, pad, unsloth).tolist() == counted
+
+
+def test_a_step_not_finite_without_its_graph_either_updates_nothing(trl_step, capsys):
+    trainer, tokenizer, batch, _, _, _ = trl_step
+    step = graphed_step.Step(trainer, unsloth=False, capture=False)
+    step.capture, step.grads = True, [torch.zeros_like(p) for p in step.params]
+    old = batch["old_per_token_logps"].clone()
+    old[0, 0] = float("nan")
+    length, rows = step_rows(batch, tokenizer, old)
+    step.last, step.graphs[length] = (length, graphed_step.padded(rows, trainer.max_completion_length)), "graph"
+    _, values, grads = step.recover(trainer.model, [0.0] * 6 + [float("nan"), 0.0])
+    assert values[-1] == 0.0 and all(int(g.count_nonzero()) == 0 for g in grads)
+    assert length in step.graphs and "old NOT finite" in capsys.readouterr().out
