@@ -74,12 +74,53 @@ def completion_columns(logps, prompt_mask, width: int):
     return logps.gather(1, start.unsqueeze(1) + torch.arange(width, device=logps.device).unsqueeze(0))
 
 
+# Completion tokens whose logits exist at once: 256 x Qwen2.5's 151,936-token vocabulary is 0.15 GB in fp32.
+LOGIT_CHUNK = 256
+
+
+class ChunkedLogProbs(torch.autograd.Function):
+    """Each row's log-prob of its target under ``hidden @ weight.T / temperature``, with the logits made a chunk
+    of rows at a time, forward and again in backward, never all at once: a graph holds its memory for the whole
+    run, and a step's full fp32 logits (1,200 x 151,936) and their softmax would be 3 GB of it. The head's
+    weight is frozen (LoRA does not train it): no gradient for it."""
+
+    @staticmethod
+    @torch.autocast("cuda", enabled=False)  # the product in the inputs' dtype, as backward recomputes it
+    def forward(ctx, hidden, weight, targets, temperature: float):
+        out = torch.empty(hidden.size(0), dtype=torch.float32, device=hidden.device)
+        for start in range(0, hidden.size(0), LOGIT_CHUNK):
+            logits = (hidden[start : start + LOGIT_CHUNK] @ weight.t()).float() / temperature
+            picked = logits.gather(-1, targets[start : start + LOGIT_CHUNK, None]).squeeze(-1)
+            out[start : start + LOGIT_CHUNK] = picked - torch.logsumexp(logits, -1)
+        ctx.save_for_backward(hidden, weight, targets)
+        ctx.temperature = temperature
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hidden, weight, targets = ctx.saved_tensors
+        grad_hidden = torch.empty_like(hidden)
+        for start in range(0, hidden.size(0), LOGIT_CHUNK):
+            rows = slice(start, start + LOGIT_CHUNK)
+            logits = (hidden[rows] @ weight.t()).float() / ctx.temperature
+            # d log p(target) / d logits = onehot(target) - softmax(logits), through the division by temperature
+            grad = torch.softmax(logits, -1).mul_(-grad_out[rows, None])
+            grad.scatter_add_(-1, targets[rows, None], grad_out[rows, None])
+            grad_hidden[rows] = (grad / ctx.temperature).to(hidden.dtype) @ weight
+        return grad_hidden, None, None, None
+
+
 def completion_logps(hidden, head_weight, predictor, targets, temperature: float):
     """Each completion token's log-prob under the policy, in fp32: the predicting hidden states through the
     LM head, divided by the sampling temperature as TRL divides them."""
     h = hidden.reshape(-1, hidden.size(-1)).index_select(0, predictor.reshape(-1))
-    logits = (h @ head_weight.t()).float() / temperature
-    logps = torch.log_softmax(logits, -1).gather(-1, targets.reshape(-1, 1)).squeeze(-1)
+    if head_weight.requires_grad:  # a trained head (not LoRA's): the plain way, which gives it its gradient
+        logits = (h @ head_weight.t()).float() / temperature
+        logps = torch.log_softmax(logits, -1).gather(-1, targets.reshape(-1, 1)).squeeze(-1)
+    else:
+        # Under autocast the product runs as the model's own head does: the weight cast to the hidden dtype.
+        weight = head_weight.to(h.dtype) if torch.is_autocast_enabled(h.device.type) else head_weight
+        logps = ChunkedLogProbs.apply(h, weight, targets.reshape(-1), temperature)
     return logps.view(targets.shape)
 
 

@@ -92,9 +92,10 @@ ACTIVATION_BYTES = 2.55
 UNSLOTH_LOGIT_FRACTION = 0.5
 # Plain TRL: bf16 logits, their gradient and an fp32 log-softmax row: ~8 bytes per logit.
 TRL_LOGIT_BYTES = 8
-# recipe/graphed_step.py's CUDA graphs hold a step's logits for the whole run, unchunked and padded to
-# max_completion_length: bf16, fp32, scaled, log-softmax and its gradient, ~19 bytes a logit (fitted to the 3B's
-# 18.47 GiB, 2026-12-07i); and one fp32 gradient per LoRA weight, which the graphs write into.
+# recipe/graphed_step.py's CUDA graphs hold their memory for the whole run: ~19 bytes a logit of a step padded to
+# max_completion_length, fitted to the 3B's 18.47 GiB (2026-12-07i) when its graphs held the step's logits whole
+# (bf16, fp32, scaled, log-softmax and its gradient); and one fp32 gradient per LoRA weight, which they write
+# into. Their log-probs have since been made LOGIT_CHUNK rows at a time: this over-forecasts until re-measured.
 GRAPH_LOGIT_BYTES = 19
 # Optimizer state bytes per trainable parameter; unknown optimizers are taken as Adam in fp32.
 OPTIMIZER_BYTES = {

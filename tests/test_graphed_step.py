@@ -374,3 +374,22 @@ def test_a_step_not_finite_without_its_graph_either_updates_nothing(trl_step, ca
     _, values, grads = step.recover(trainer.model, [0.0] * 6 + [float("nan"), 0.0])
     assert values[-1] == 0.0 and all(int(g.count_nonzero()) == 0 for g in grads)
     assert length in step.graphs and "old NOT finite" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("chunk", [7, 4096], ids=["chunks-smaller-than-the-rows", "one-chunk"])
+def test_log_probs_made_a_chunk_of_logits_at_a_time_equal_the_plain_ones(monkeypatch, chunk):
+    """The frozen head's log-probs without ever holding all logits: the same values and hidden-state gradients."""
+    monkeypatch.setattr(graphed_step, "LOGIT_CHUNK", chunk)
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(3, 10, 16, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(50, 16, generator=generator, dtype=torch.float64)
+    predictor = torch.randint(0, 30, (3, 8), generator=generator)
+    targets = torch.randint(0, 50, (3, 8), generator=generator)
+    upstream = torch.randn(3, 8, generator=generator, dtype=torch.float64)
+    chunked = graphed_step.completion_logps(hidden, weight, predictor, targets, 0.9)
+    (grad,) = torch.autograd.grad((chunked * upstream).sum(), hidden)
+    h = hidden.reshape(-1, 16)[predictor.reshape(-1)]
+    plain = torch.log_softmax(h @ weight.t() / 0.9, -1).gather(-1, targets.reshape(-1, 1)).view(3, 8)
+    (plain_grad,) = torch.autograd.grad((plain * upstream).sum(), hidden)
+    assert torch.allclose(chunked.double(), plain, atol=1e-6)  # fp32 log-softmax, as TRL's
+    assert torch.allclose(grad, plain_grad, atol=1e-6)
