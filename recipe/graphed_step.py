@@ -118,8 +118,10 @@ def completion_logps(hidden, head_weight, predictor, targets, temperature: float
         logits = (h @ head_weight.t()).float() / temperature
         logps = torch.log_softmax(logits, -1).gather(-1, targets.reshape(-1, 1)).squeeze(-1)
     else:
-        # Under autocast the product runs as the model's own head does: the weight cast to the hidden dtype.
-        weight = head_weight.to(h.dtype) if torch.is_autocast_enabled(h.device.type) else head_weight
+        weight = head_weight
+        if torch.is_autocast_enabled(h.device.type):  # the product in autocast's dtype, as autocast would run it
+            dtype = torch.get_autocast_dtype(h.device.type)
+            h, weight = h.to(dtype), head_weight.to(dtype)
         logps = ChunkedLogProbs.apply(h, weight, targets.reshape(-1), temperature)
     return logps.view(targets.shape)
 

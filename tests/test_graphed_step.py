@@ -393,3 +393,15 @@ def test_log_probs_made_a_chunk_of_logits_at_a_time_equal_the_plain_ones(monkeyp
     (plain_grad,) = torch.autograd.grad((plain * upstream).sum(), hidden)
     assert torch.allclose(chunked.double(), plain, atol=1e-6)  # fp32 log-softmax, as TRL's
     assert torch.allclose(grad, plain_grad, atol=1e-6)
+
+
+def test_under_autocast_the_chunked_head_runs_in_autocasts_dtype_as_the_plain_one_does():
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(2, 6, 16, generator=generator, requires_grad=True)
+    weight = torch.randn(40, 16, generator=generator)
+    predictor, targets = torch.arange(8).view(2, 4), torch.randint(0, 40, (2, 4), generator=generator)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        chunked = graphed_step.completion_logps(hidden, weight, predictor, targets, 1.0)
+        plain = graphed_step.completion_logps(hidden, weight.requires_grad_(), predictor, targets, 1.0)
+    assert chunked.dtype == plain.dtype == torch.float32
+    assert torch.allclose(chunked, plain, atol=1e-6)  # both from bf16 products: the same rounding
