@@ -1,16 +1,15 @@
 """GRPO's training step at fixed shapes, the part of it that a CUDA graph can hold.
 
-Work in progress (branch wip/graphed-step): train_grpo.build_trainer installs it unless training.cuda_graphs
-is false.
-Measured on an H100, the default's forward and backward took 0.16-0.21 s eager and 0.060 s as one replayed
-CUDA graph (bench/results/train-step.md), and the sweep's training phase 0.26 s through TRL's and Unsloth's
-step, 0.07 s through this one (bench/LOG.md, 2026-12-07i): the host's kernel launches were the training
-phase. A graph needs fixed shapes and no host
-reads, so this lays one step's rows out at a fixed row length, left-aligned (prompt then completion, pads on
-the right, which causal attention never reads), and computes the completion log-probs and GRPO's loss from
-tensors alone. The loss is TRL 1.14.2's ``grpo`` (token-level ratios, no importance-sampling correction) with
-Unsloth's clamps on the KL term (unsloth_zoo rl_replacements.grpo_compute_loss), which is what the GPU path
-trains with today.
+Work in progress (branch wip/graphed-step): train_grpo.build_trainer installs it unless training.cuda_graphs is
+false. On an H100 the default's forward and backward took 0.16-0.21 s eager and 0.060 s as one replayed CUDA
+graph (bench/results/train-step.md), and the sweep's training phase 0.26 s/step through TRL's and Unsloth's
+step against 0.07 s through this one (bench/LOG.md, 2026-12-07i): the host's kernel launches were the phase.
+
+A graph needs fixed shapes and no host reads, so this lays one step's rows out at a fixed row length,
+left-aligned (prompt then completion, pads on the right, which causal attention never reads), and computes the
+completion log-probs and GRPO's loss from tensors alone. The loss is TRL 1.14.2's ``grpo`` (token-level ratios,
+no importance-sampling correction) with Unsloth's clamps on the KL term and, under Unsloth, its loss mask
+(unsloth_zoo rl_replacements.py): what the GPU path trains with through Unsloth's own step.
 """
 
 from __future__ import annotations
@@ -262,7 +261,6 @@ class Step:
 
     def __init__(self, trainer, unsloth: bool, capture: bool = True):
         self.trainer, self.unsloth = trainer, unsloth
-        self.eager = trainer.training_step
         self.params = [p for p in trainer.model.parameters() if p.requires_grad]
         self.head = trainer.model.get_output_embeddings().weight
         self.capture = capture and self.head.is_cuda
