@@ -73,6 +73,11 @@ def completion_columns(logps, prompt_mask, width: int):
     return logps.gather(1, start.unsqueeze(1) + torch.arange(width, device=logps.device).unsqueeze(0))
 
 
+def scaled_logits(hidden, weight, temperature: float):
+    """The LM head's logits in fp32, divided by the sampling temperature as TRL divides them."""
+    return (hidden @ weight.t()).float() / temperature
+
+
 # Completion tokens whose logits exist at once: 256 x Qwen2.5's 151,936-token vocabulary is 0.15 GB in fp32.
 LOGIT_CHUNK = 256
 
@@ -88,9 +93,9 @@ class ChunkedLogProbs(torch.autograd.Function):
     def forward(ctx, hidden, weight, targets, temperature: float):
         out = torch.empty(hidden.size(0), dtype=torch.float32, device=hidden.device)
         for start in range(0, hidden.size(0), LOGIT_CHUNK):
-            logits = (hidden[start : start + LOGIT_CHUNK] @ weight.t()).float() / temperature
-            picked = logits.gather(-1, targets[start : start + LOGIT_CHUNK, None]).squeeze(-1)
-            out[start : start + LOGIT_CHUNK] = picked - torch.logsumexp(logits, -1)
+            rows = slice(start, start + LOGIT_CHUNK)
+            logits = scaled_logits(hidden[rows], weight, temperature)
+            out[rows] = logits.gather(-1, targets[rows, None]).squeeze(-1) - torch.logsumexp(logits, -1)
         ctx.save_for_backward(hidden, weight, targets)
         ctx.temperature = temperature
         return out
@@ -101,7 +106,7 @@ class ChunkedLogProbs(torch.autograd.Function):
         grad_hidden = torch.empty_like(hidden)
         for start in range(0, hidden.size(0), LOGIT_CHUNK):
             rows = slice(start, start + LOGIT_CHUNK)
-            logits = (hidden[rows] @ weight.t()).float() / ctx.temperature
+            logits = scaled_logits(hidden[rows], weight, ctx.temperature)
             # d log p(target) / d logits = onehot(target) - softmax(logits), through the division by temperature
             grad = torch.softmax(logits, -1).mul_(-grad_out[rows, None])
             grad.scatter_add_(-1, targets[rows, None], grad_out[rows, None])
@@ -110,12 +115,14 @@ class ChunkedLogProbs(torch.autograd.Function):
 
 
 def completion_logps(hidden, head_weight, predictor, targets, temperature: float):
-    """Each completion token's log-prob under the policy, in fp32: the predicting hidden states through the
-    LM head, divided by the sampling temperature as TRL divides them."""
+    """Each completion token's log-prob under the policy, in fp32, from the hidden states that predict it."""
     h = hidden.reshape(-1, hidden.size(-1)).index_select(0, predictor.reshape(-1))
     if head_weight.requires_grad:  # a trained head (not LoRA's): the plain way, which gives it its gradient
-        logits = (h @ head_weight.t()).float() / temperature
-        logps = torch.log_softmax(logits, -1).gather(-1, targets.reshape(-1, 1)).squeeze(-1)
+        logps = (
+            torch.log_softmax(scaled_logits(h, head_weight, temperature), -1)
+            .gather(-1, targets.reshape(-1, 1))
+            .squeeze(-1)
+        )
     else:
         weight = head_weight
         if torch.is_autocast_enabled(h.device.type):  # the product in autocast's dtype, as autocast would run it
@@ -198,6 +205,7 @@ def rope_tables(model) -> list:
 def declines(trainer) -> str | None:
     """Why this trainer's step cannot run here, or None: the loss above, one process, no gradient accumulation."""
     a = trainer.args
+    transforms, options = logit_transforms(trainer.model), unsloth_loss_options()
     checks = [
         (trainer.loss_type == "grpo", f"loss_type {trainer.loss_type}"),
         (trainer.importance_sampling_level == "token", "sequence-level importance sampling"),
@@ -217,8 +225,8 @@ def declines(trainer) -> str | None:
         (not getattr(trainer.model, "is_gradient_checkpointing", False), "gradient checkpointing"),
         (not (trainer.use_vllm and trainer.vllm_importance_sampling_correction), "vLLM importance sampling"),
         (not getattr(a, "cast_lm_head_to_fp32", False), "cast_lm_head_to_fp32"),
-        (not logit_transforms(trainer.model), "logit softcapping, scaling or an LM-head bias"),
-        (not unsloth_loss_options(), "Unsloth's GRPO loss options " + ", ".join(unsloth_loss_options())),
+        (not transforms, "logit softcapping, scaling or an LM-head bias"),
+        (not options, "Unsloth's GRPO loss options " + ", ".join(options)),
     ]
     return next((why for ok, why in checks if not ok), None)
 
