@@ -229,6 +229,11 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
         model=model, processing_class=tokenizer, reward_funcs=reward_funcs, args=args, train_dataset=dataset
     )
     trainer.remove_callback(ProgressCallback)
+    if cfg.training.cuda_graphs:
+        from recipe import graphed_step
+
+        why = graphed_step.install(trainer, backend == "unsloth", cfg.model.load_in_4bit)
+        print(f"training step: TRL's own ({why})" if why else f"training step: {graphed_step.describe(trainer)}")
     # TRL writes a boilerplate card into output.dir at every checkpoint ("fine-tuned version of [None]");
     # adapter/ gets the recipe's own (recipe/model_card.py).
     trainer.create_model_card = lambda *args, **kwargs: None

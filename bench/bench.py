@@ -123,6 +123,10 @@ SETTINGS = {
     "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, (VLLM_COMPILED,)),
     # The default until 2026-12-07f: vLLM turns every sampled token into text that TRL never reads.
     "detok": Setting("default with vLLM's detokenizer, as TRL leaves it", DEFAULT_YAML, (DETOKENIZER,)),
+    # Main's default while recipe/graphed_step.py is on branch wip/graphed-step: TRL's and Unsloth's own step, eager.
+    "ownstep": Setting(
+        "default with TRL's and Unsloth's own training step", DEFAULT_YAML, ("training.cuda_graphs=false",)
+    ),
     # vLLM 0.26 runs Qwen2 on its V2 model runner, whose decode step pins and copies its small inputs anew
     # (buffer_utils.async_copy_to_gpu: 19% of the default's generation samples in profile-default); the V1
     # runner, which Unsloth also patches, keeps persistent pinned buffers.

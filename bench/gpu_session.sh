@@ -13,8 +13,10 @@
 # $LEARN_SEEDS seeds each, $LEARN_STEPS steps, $LEARN_VLLM_GIB GiB of vLLM each, stopped after
 # $LEARN_DEADLINE_S seconds),
 # and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or
-# empty: no lane). Each lane has its own Unsloth compile folder and starts $LANE_GAP_S (default 30)
-# seconds after the one before, so each has taken its vLLM share of the free memory before the next asks.
+# empty: no lane); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those rows
+# briefly before the sweep, for start-ups on cold caches (results/prime.json). Each lane has its own
+# Unsloth compile folder and starts $LANE_GAP_S (default 30) seconds after the one before, so each has
+# taken its vLLM share of the free memory before the next asks.
 #
 # $RES holds driver.log (each piece's start, end and exit code, then "all done"), each piece's log,
 # results/ (the bench's and the learning check's tables: BENCH_RESULTS), runs/ (each sweep and fit
@@ -40,9 +42,12 @@ step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record the exit code
   local rc=$?  # before anything else runs: "$(date) rc=$?" would report date's status
   echo "$(date +%T) end $name rc=$rc" | tee -a "$RES/driver.log"
 }
+row_logs() {  # row_logs DIR: each bench row's log so far, as DIR/ROW.log
+  mkdir -p "$1"
+  for f in bench/.work/runs/*/stdout.log; do [ -f "$f" ] && cp "$f" "$1/$(basename "$(dirname "$f")").log"; done
+}
 collect() {  # the row logs and the learning runs' records so far, into $RES
-  mkdir -p "$RES/runs"
-  for f in bench/.work/runs/*/stdout.log; do [ -f "$f" ] && cp "$f" "$RES/runs/$(basename "$(dirname "$f")").log"; done
+  row_logs "$RES/runs"
   for run in outputs/learn/*/; do
     [ -d "$run" ] || continue
     mkdir -p "$RES/learn/$(basename "$run")"
@@ -67,6 +72,12 @@ gpu_idle() {  # up to $GPU_IDLE_S (120) s for the GPU to be free: memory still h
 timed() {  # the sweep and the fit rows: alone on the GPU
   gpu_idle
   [ "${TRAIN_STEP:-0}" = 1 ] && step train-step 600 python bench/train_step.py
+  if [ -n "${PRIME:-}" ]; then
+    # $PRIME's rows first, 3 steps each, on the fresh machine's empty compile caches: each the first of its kind,
+    # so their start-ups are a first run's, and the sweep's rows after them all start on warm caches.
+    step prime 900 python bench/bench.py --settings "$PRIME" --steps 3 --warmup 1 --out "$BENCH_RESULTS/prime.json"
+    row_logs "$RES/runs-prime"  # the sweep's rows of the same names replace them in bench/.work
+  fi
   if [ -n "${SWEEP:-}" ]; then
     step sweep 1500 python bench/bench.py --settings "$SWEEP" ${PROFILE:+--profile "$PROFILE"}
     collect
@@ -124,5 +135,11 @@ if [ "${LEARN_FIRST:-0}" = 1 ]; then
 else
   timed
   side_by_side
+fi
+# Tests that need the GPU to themselves (-k expression $TESTS_SOLO): after everything else.
+if [ -n "${TESTS_SOLO:-}" ]; then
+  [ -f assets/smollm2/model/config.json ] || step assets 300 python offline.py smollm2 --prime-steps 0
+  gpu_idle
+  step tests-solo 900 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_SOLO'"
 fi
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"

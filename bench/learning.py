@@ -76,6 +76,17 @@ ARMS = {
         ("training.steps_per_generation=4", "training.optim=paged_adamw_8bit"),
         env=((FOLD_SWITCH, "0"),),
     ),
+    # The default's optimisation without checkpointing, as config.yaml trains the 3B, so that
+    # recipe/graphed_step.py's CUDA graphs take the step (they decline checkpointing); ownstep is the same
+    # through TRL's and Unsloth's own step, the bench's ownstep row.
+    "graphed": Arm(
+        "config.yaml's, no checkpointing: recipe/graphed_step.py's CUDA graphs",
+        ("training.steps_per_generation=4", "lora.gradient_checkpointing=false"),
+    ),
+    "ownstep": Arm(
+        "config.yaml's, no checkpointing: TRL's and Unsloth's own step",
+        ("training.steps_per_generation=4", "lora.gradient_checkpointing=false", "training.cuda_graphs=false"),
+    ),
     # Checked as pps4 on 2026-12-07 (LOG 2026-12-07e): 48.3 ± 2.1% against the default's 47.7 ± 0.8%.
     "fast": Arm(
         "configs/fast-4090.yaml's: 4 times the prompts a step for a quarter of the steps, spg 4",

@@ -111,6 +111,19 @@ def predicted_peak(
     return memory.forecast(cfg, shape_of(size), cap_gib, prompt_tokens=prompt_tokens, advise=False).peak_gib
 
 
+# Rows measured before recipe/graphed_step.py's first run trained through TRL's and Unsloth's own step, which
+# training.cuda_graphs=false asks for today; their options could not say so.
+FIRST_GRAPHED_RUN = "2026-12-07"
+
+
+def options_as_run(row: dict) -> list[str]:
+    """A measured row's config options, with the training step it ran when the row predates the switch."""
+    options = list(row["options"])
+    if row.get("date", FIRST_GRAPHED_RUN) < FIRST_GRAPHED_RUN and not any("cuda_graphs" in o for o in options):
+        options.append("training.cuda_graphs=false")
+    return options
+
+
 def forecast_error(predicted: float | None, measured: float | None) -> float | None:
     """(forecast - measured) / measured; the forecast must stay within 15% of every measured peak."""
     return None if predicted is None or not measured else round((predicted - measured) / measured, 3)

@@ -89,6 +89,7 @@ class TrainingConfig:
     optim: str = "adamw_torch_fused"
     max_grad_norm: float = 0.1
     seed: int = 3407
+    cuda_graphs: bool = True
     # Any other GRPOConfig field, passed through as is; recipe.grpo_config.grpo_args checks each against TRL.
     trl: dict[str, Any] = field(default_factory=dict)
 

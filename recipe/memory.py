@@ -92,6 +92,11 @@ ACTIVATION_BYTES = 2.55
 UNSLOTH_LOGIT_FRACTION = 0.5
 # Plain TRL: bf16 logits, their gradient and an fp32 log-softmax row: ~8 bytes per logit.
 TRL_LOGIT_BYTES = 8
+# recipe/graphed_step.py's CUDA graphs hold their memory for the whole run: ~19 bytes a logit of a step padded to
+# max_completion_length, fitted to the 3B's 18.47 GiB (2026-12-07i) when its graphs held the step's logits whole
+# (bf16, fp32, scaled, log-softmax and its gradient); and one fp32 gradient per LoRA weight, which they write
+# into. Their log-probs have since been made LOGIT_CHUNK rows at a time: this over-forecasts until re-measured.
+GRAPH_LOGIT_BYTES = 19
 # Optimizer state bytes per trainable parameter; unknown optimizers are taken as Adam in fp32.
 OPTIMIZER_BYTES = {
     "paged_adamw_8bit": 2,
@@ -263,8 +268,14 @@ def forecast(
     else:
         parts["activations"] = generated_rows * tokens * layers * hidden * ACTIVATION_BYTES / GIB
     logits = train_rows * t.max_completion_length * shape["vocab_size"]
+    # Where recipe/graphed_step.py takes the step (it declines checkpointing and losses but grpo).
+    graphed = backend == "unsloth" and not four_bit and t.cuda_graphs and cfg.lora.gradient_checkpointing is False
+    graphed = graphed and t.loss_type == "grpo"
     if backend == "trl":
         parts["logits"] = logits * TRL_LOGIT_BYTES / GIB
+    elif graphed:
+        parts["logits"] = logits * GRAPH_LOGIT_BYTES / GIB
+        parts["CUDA graphs' gradients"] = lora * 4 / GIB
     else:
         parts["logits"] = 0.0 if m.compile else logits * 4 * UNSLOTH_LOGIT_FRACTION / GIB
     parts["runtime"] = RUNTIME_GIB + (BNB_RUNTIME_GIB if four_bit else 0.0)

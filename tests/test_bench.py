@@ -955,7 +955,8 @@ BENCH_PROMPT_TOKENS = 60  # every fit row's prompts (bench/README.md, Method)
 def test_each_measured_fit_row_is_forecast_within_15_percent_by_todays_code(row):
     # Recomputed, not read back: a change to recipe/memory.py that breaks a measured row fails here.
     size = row["model"].removeprefix("Qwen2.5-")
-    predicted = bench.predicted_peak(ROOT / row["config"], row["options"], size, row["cap_gib"], BENCH_PROMPT_TOKENS)
+    options = models.options_as_run(row)
+    predicted = bench.predicted_peak(ROOT / row["config"], options, size, row["cap_gib"], BENCH_PROMPT_TOKENS)
     assert abs(predicted - row["peak_gpu_gib"]) / row["peak_gpu_gib"] <= 0.15, (predicted, row["peak_gpu_gib"])
 
 
@@ -963,7 +964,7 @@ def test_each_measured_fit_row_is_forecast_within_15_percent_by_todays_code(row)
 def test_each_fit_row_that_failed_on_the_gpu_is_forecast_not_to_fit(row):
     # The other half of the forecast's promise: a config it passes must not be one that failed.
     size = row["model"].removeprefix("Qwen2.5-")
-    cfg = load_config(str(ROOT / row["config"]), row["options"])
+    cfg = load_config(str(ROOT / row["config"]), models.options_as_run(row))
     result = memory.forecast(cfg, bench.shape_of(size), row["cap_gib"], prompt_tokens=BENCH_PROMPT_TOKENS)
     assert result.fits is False and result.advice, result.lines()
 

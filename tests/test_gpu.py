@@ -7,6 +7,7 @@ for the life of a process.
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -25,10 +26,10 @@ pytestmark = [
 ]
 
 
-def train(out: Path, *extra: str, background: bool = False):
+def train(out: Path, *extra: str, background: bool = False, script: Path = ROOT / "train_grpo.py"):
     command = [
         sys.executable,
-        str(ROOT / "train_grpo.py"),
+        str(script),
         "--config",
         str(ROOT / "configs" / "smollm2-learn.yaml"),
         "--set",
@@ -66,6 +67,78 @@ def test_unsloth_vllm_trains_and_saves(tmp_path, bits):
     # vLLM's detokenizer is off: the rewards read TRL's own decoding of the token ids, which holds text.
     samples = [json.loads(line) for line in (out / "samples.jsonl").read_text().splitlines()]
     assert any(row["response"].strip() for row in samples)
+
+
+# train_grpo.py with a callback that, after step 2, grows Unsloth's RoPE tables as a generation of many tokens
+# makes its packed scoring pass grow them, then fills the memory that frees with NaN.
+GROW_ROPE = """
+import gc
+import os
+import sys
+import weakref
+
+sys.path.insert(0, os.getcwd())  # the repository: train() runs it there
+import torch  # transformers, trl and peft only after train_grpo has imported Unsloth as a run does
+
+import train_grpo
+
+
+class Grow:  # a TrainerCallback in all but its base class, which would import transformers now
+    held = []
+
+    def __getattr__(self, name):
+        if name.startswith("on_"):
+            return lambda *args, **kwargs: None
+        raise AttributeError(name)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step != 2:
+            return
+        rotary = [m for m in model.modules() if hasattr(m, "multi_gpu_cos_cached")]
+        old = [weakref.ref(t) for m in rotary for t in m.multi_gpu_cos_cached if t is not None]
+        x = torch.empty(1, device="cuda", dtype=torch.bfloat16)
+        for m in rotary:
+            m.extend_rope_embedding(x, m.current_rope_size + 1)
+        gc.collect()
+        alive = sum(ref() is not None for ref in old)
+        print(f"grew the RoPE tables; the old ones alive: {alive} of {len(old)}", flush=True)
+        self.held += [torch.full((1 << 20,), float("nan"), device="cuda", dtype=torch.bfloat16) for _ in range(64)]
+
+
+sys.exit(train_grpo.main(sys.argv[1:], callbacks=[Grow()]))
+"""
+
+
+@pytest.mark.parametrize("rope_grown", [False, True], ids=["as-trained", "rope-tables-grown-mid-run"])
+def test_graphed_step_trains_on_gpu(tmp_path, rope_grown):
+    """recipe/graphed_step.py's CUDA graphs drive the steps (they decline checkpointing, which this config has
+    on) and train the adapter: LoRA's B matrices start at zero, so any nonzero one was trained. Regression
+    (bench/LOG.md, 2026-12-07i): a learning run went NaN when a long generation grew the RoPE tables its graphs
+    read and the memory those had held was taken over; each graph keeps its tables alive."""
+    from safetensors.torch import load_file
+
+    script = ROOT / "train_grpo.py"
+    if rope_grown:
+        script = tmp_path / "grow.py"
+        script.write_text(GROW_ROPE)
+    out = tmp_path / "graphed"
+    settings = ("training.max_steps=6", "training.steps_per_generation=2", "lora.gradient_checkpointing=false")
+    code = train(out, *(word for item in settings for word in ("--set", item)), script=script)
+    log = (tmp_path / "graphed.log").read_text()
+    assert code == 0, log[-3000:]
+    assert "training step: recipe/graphed_step.py" in log and "graphed_step: captured rows of" in log
+    assert ("grew the RoPE tables" in log) is rope_grown
+    if rope_grown:  # the graphs hold the tables they read, whatever the allocator then does with free memory
+        alive = re.search(r"the old ones alive: (\d+) of (\d+)", log)
+        assert alive and alive[1] == alive[2] != "0", alive
+    assert "gave a suspect step" not in log
+    logged = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    losses = {row["step"]: row["loss"] for row in logged if "loss" in row}  # rewards only on generation steps
+    assert sorted(losses) == [1, 2, 3, 4, 5, 6]
+    assert all(abs(x) < 1e3 for x in losses.values())  # finite: NaN fails the comparison
+    weights = load_file(out / "adapter" / "adapter_model.safetensors")
+    b = [w for name, w in weights.items() if "lora_B" in name]
+    assert b and any(w.abs().max() > 0 for w in b)
 
 
 @pytest.mark.parametrize("spg", [1, 4], ids=["generate-every-step", "generate-for-4-steps"])

@@ -50,7 +50,7 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
             k: v
             for k, v in os.environ.items()
             if not k.startswith(
-                ("TESTS_", "SWEEP", "PROFILE", "FIT", "EVAL_FIT", "LEARN", "FAIL_ON", "GPU_", "TRAIN_STEP")
+                ("TESTS_", "SWEEP", "PROFILE", "FIT", "EVAL_FIT", "LEARN", "FAIL_ON", "GPU_", "TRAIN_STEP", "PRIME")
             )
         },
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
@@ -61,6 +61,17 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
     subprocess.run(["bash", str(SCRIPT)], env=run_env, check=True, capture_output=True, timeout=60)
     steps = [line.split()[2] for line in (res / "driver.log").read_text().splitlines() if " start " in line]
     return steps, (calls.read_text().splitlines() if calls.exists() else []), res
+
+
+def test_primed_rows_start_first_and_solo_tests_run_last(tmp_path):
+    # The primed rows meet the machine's empty caches; the sweep's rows, after them, warm ones.
+    steps, calls, res = sitting(tmp_path, PRIME="default,trl", SWEEP="default,trl", TESTS_SOLO="graphed_step")
+    smollm2 = [] if (ROOT / "assets" / "smollm2" / "model" / "config.json").exists() else ["assets"]
+    assert steps == ["prime", "sweep", *smollm2, "tests-solo"]
+    args = [call.split(" ", 1)[1] for call in calls]
+    assert args[0] == f"bench/bench.py --settings default,trl --steps 3 --warmup 1 --out {res}/results/prime.json"
+    assert args[1] == "bench/bench.py --settings default,trl"
+    assert args[-1] == "-m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py -k graphed_step"
 
 
 def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_path):

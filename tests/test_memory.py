@@ -44,6 +44,7 @@ PUBLISHED_PARAMS = {
 #   3B 16-bit, no checkpointing     15.60     15.29     -2.0%   (vLLM share 0.35, merged rollouts)
 #   3B 16-bit, no checkpointing     15.85     15.29     -3.6%   (config.yaml since 2026-12-02c)
 #   3B trl backend, checkpointing   19.20     18.68     -2.7%   (vLLM share 0.35 of free memory)
+#   3B 16-bit, CUDA graphs          18.47     18.73     +1.4%   (config.yaml on branch wip/graphed-step)
 # config.yaml as it was until 2026-12-02c, when checkpointing off became the default.
 # As the 7B, 14B and 12 GB configs train: offloaded checkpointing, a larger vLLM share, 8-bit AdamW.
 CHECKPOINTED = [
@@ -51,6 +52,8 @@ CHECKPOINTED = [
     "model.gpu_memory_utilization=0.6",
     "training.optim=paged_adamw_8bit",
 ]
+# Rows measured before recipe/graphed_step.py: TRL's and Unsloth's own eager step.
+EAGER = "training.cuda_graphs=false"
 CALIBRATION = [
     (
         "3b-4bit-compiled-spg1",
@@ -84,7 +87,7 @@ CALIBRATION = [
     ("7b-4bit-shipped-16gb-card", "configs/qwen2.5-7b-4090.yaml", ["model.load_in_4bit=true"], 14.00, 16.0),
     # 2026-12-02c, H200 (bench/results/latest.json): the nogc row, config.yaml since, and plain TRL.
     # Rows measured before config.yaml took fused AdamW (2026-12-07) ran paged 8-bit AdamW.
-    ("3b-16bit-no-checkpointing", "config.yaml", ["training.optim=paged_adamw_8bit"], 15.85),
+    ("3b-16bit-no-checkpointing", "config.yaml", [EAGER, "training.optim=paged_adamw_8bit"], 15.85),
     (
         "3b-trl-checkpointed-0.35",
         "config.yaml",
@@ -92,10 +95,10 @@ CALIBRATION = [
         19.2,
     ),
     # 2026-12-02d, H200 (bench/results/gpu-2026-12-02d/latest.json): vLLM without torch.compile, config.yaml since.
-    ("3b-16bit-no-vllm-compile", "config.yaml", ["training.optim=paged_adamw_8bit"], 15.75),
+    ("3b-16bit-no-vllm-compile", "config.yaml", [EAGER, "training.optim=paged_adamw_8bit"], 15.75),
     ("3b-4bit-notebook-12-02d", "configs/notebook-4090.yaml", [], 16.55),
     # 2026-12-03, H200 (bench/results/latest.json): config.yaml as shipped and plain TRL that fits.
-    ("3b-16bit-shipped-12-03", "config.yaml", ["training.optim=paged_adamw_8bit"], 15.7),
+    ("3b-16bit-shipped-12-03", "config.yaml", [EAGER, "training.optim=paged_adamw_8bit"], 15.7),
     (
         "3b-trl-checkpointed-12-03",
         "config.yaml",
@@ -103,7 +106,9 @@ CALIBRATION = [
         19.2,
     ),
     # 2026-12-07, H100 (bench/results/latest.json): config.yaml as shipped since, fused AdamW.
-    ("3b-16bit-fused-12-07", "config.yaml", [], 15.8),
+    ("3b-16bit-fused-12-07", "config.yaml", [EAGER], 15.8),
+    # 2026-12-07i, H100 (bench/results/gpu-2026-12-07i): config.yaml through recipe/graphed_step.py's CUDA graphs.
+    ("3b-16bit-cuda-graphs-12-07i", "config.yaml", [], 18.47),
     # 2026-12-03b, H200 capped to 12 and 16 GiB (bench/results/fit.json): the small-card config.
     ("3b-16bit-12gb-config-12gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 10.67, 12.0),
     ("3b-16bit-12gb-config-16gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 13.03, 16.0),
@@ -116,6 +121,24 @@ CALIBRATION = [
 def predict(config: str, overrides: list[str], card: float = CARD, **kwargs):
     cfg = load_config(str(ROOT / config), overrides)
     return forecast(cfg, model_shape(cfg.model.name), card, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "overrides, graphed",
+    [
+        pytest.param([], True, id="config-yaml"),
+        pytest.param([EAGER], False, id="cuda-graphs-off"),
+        pytest.param(["model.load_in_4bit=true"], False, id="4-bit"),
+        pytest.param(["lora.gradient_checkpointing=unsloth"], False, id="checkpointing"),
+        pytest.param(["training.loss_type=dapo"], False, id="another-loss"),
+        pytest.param(["model.backend=trl"], False, id="trl-backend"),
+    ],
+)
+def test_the_cuda_graphs_memory_is_forecast_where_they_take_the_step(overrides, graphed):
+    result = predict("config.yaml", overrides, prompt_tokens=60)
+    assert ("CUDA graphs' gradients" in result.breakdown) is graphed
+    if graphed:  # the unchunked logits they hold: several times Unsloth's chunked ones
+        assert result.breakdown["logits"] > 3 * predict("config.yaml", [EAGER], prompt_tokens=60).breakdown["logits"]
 
 
 @pytest.mark.parametrize("name", list(QWEN25_SHAPES))
