@@ -92,11 +92,12 @@ ACTIVATION_BYTES = 2.55
 UNSLOTH_LOGIT_FRACTION = 0.5
 # Plain TRL: bf16 logits, their gradient and an fp32 log-softmax row: ~8 bytes per logit.
 TRL_LOGIT_BYTES = 8
-# recipe/graphed_step.py's CUDA graphs hold their memory for the whole run: ~19 bytes a logit of a step padded to
-# max_completion_length, fitted to the 3B's 18.47 GiB (2026-12-07i) when its graphs held the step's logits whole
-# (bf16, fp32, scaled, log-softmax and its gradient); and one fp32 gradient per LoRA weight, which they write
-# into. Their log-probs have since been made LOGIT_CHUNK rows at a time: this over-forecasts until re-measured.
-GRAPH_LOGIT_BYTES = 19
+# recipe/graphed_step.py's CUDA graphs hold their memory for the whole run, in a pool of their own: ~9 bytes a
+# logit of a step padded to max_completion_length, fitted to the 3B's 17.08 GiB (2026-12-07j, log-probs 256 rows
+# of logits at a time; 18.47 when the graphs held the step's logits whole). One shape was measured, so how much
+# of it scales with the logits and how much is the pool's fixed part is not known; and one fp32 gradient per
+# LoRA weight, which they write into.
+GRAPH_LOGIT_BYTES = 9
 # Optimizer state bytes per trainable parameter; unknown optimizers are taken as Adam in fp32.
 OPTIMIZER_BYTES = {
     "paged_adamw_8bit": 2,

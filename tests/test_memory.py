@@ -44,7 +44,7 @@ PUBLISHED_PARAMS = {
 #   3B 16-bit, no checkpointing     15.60     15.29     -2.0%   (vLLM share 0.35, merged rollouts)
 #   3B 16-bit, no checkpointing     15.85     15.29     -3.6%   (config.yaml since 2026-12-02c)
 #   3B trl backend, checkpointing   19.20     18.68     -2.7%   (vLLM share 0.35 of free memory)
-#   3B 16-bit, CUDA graphs          18.47     18.73     +1.4%   (config.yaml on branch wip/graphed-step)
+#   3B 16-bit, CUDA graphs          17.08     17.03     -0.3%   (config.yaml since 2026-12-07j)
 # config.yaml as it was until 2026-12-02c, when checkpointing off became the default.
 # As the 7B, 14B and 12 GB configs train: offloaded checkpointing, a larger vLLM share, 8-bit AdamW.
 CHECKPOINTED = [
@@ -107,8 +107,8 @@ CALIBRATION = [
     ),
     # 2026-12-07, H100 (bench/results/latest.json): config.yaml as shipped since, fused AdamW.
     ("3b-16bit-fused-12-07", "config.yaml", [EAGER], 15.8),
-    # 2026-12-07i, H100 (bench/results/gpu-2026-12-07i): config.yaml through recipe/graphed_step.py's CUDA graphs.
-    ("3b-16bit-cuda-graphs-12-07i", "config.yaml", [], 18.47),
+    # 2026-12-07j, H100 (bench/results/latest.json): config.yaml through recipe/graphed_step.py's CUDA graphs.
+    ("3b-16bit-cuda-graphs-12-07j", "config.yaml", [], 17.08),
     # 2026-12-03b, H200 capped to 12 and 16 GiB (bench/results/fit.json): the small-card config.
     ("3b-16bit-12gb-config-12gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 10.67, 12.0),
     ("3b-16bit-12gb-config-16gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 13.03, 16.0),
@@ -137,7 +137,7 @@ def predict(config: str, overrides: list[str], card: float = CARD, **kwargs):
 def test_the_cuda_graphs_memory_is_forecast_where_they_take_the_step(overrides, graphed):
     result = predict("config.yaml", overrides, prompt_tokens=60)
     assert ("CUDA graphs' gradients" in result.breakdown) is graphed
-    if graphed:  # the unchunked logits they hold: several times Unsloth's chunked ones
+    if graphed:  # the graphs' own pool: several times what Unsloth's chunked log-probs hold
         assert result.breakdown["logits"] > 3 * predict("config.yaml", [EAGER], prompt_tokens=60).breakdown["logits"]
 
 
