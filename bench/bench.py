@@ -123,7 +123,7 @@ SETTINGS = {
     "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, (VLLM_COMPILED,)),
     # The default until 2026-12-07f: vLLM turns every sampled token into text that TRL never reads.
     "detok": Setting("default with vLLM's detokenizer, as TRL leaves it", DEFAULT_YAML, (DETOKENIZER,)),
-    # Main's default while recipe/graphed_step.py is on branch wip/graphed-step: TRL's and Unsloth's own step, eager.
+    # The default until 2026-12-07j, when recipe/graphed_step.py's CUDA graphs took the training step.
     "ownstep": Setting(
         "default with TRL's and Unsloth's own training step", DEFAULT_YAML, ("training.cuda_graphs=false",)
     ),

@@ -1,9 +1,9 @@
 """GRPO's training step at fixed shapes, the part of it that a CUDA graph can hold.
 
-Work in progress (branch wip/graphed-step): train_grpo.build_trainer installs it unless training.cuda_graphs is
-false. On an H100 the default's forward and backward took 0.16-0.21 s eager and 0.060 s as one replayed CUDA
-graph (bench/results/train-step.md), and the sweep's training phase 0.26 s/step through TRL's and Unsloth's
-step against 0.07 s through this one (bench/LOG.md, 2026-12-07i): the host's kernel launches were the phase.
+train_grpo.build_trainer installs it unless training.cuda_graphs is false or ``declines`` names a reason. On an
+H100 the default's forward and backward took 0.16-0.21 s eager and 0.060 s as one replayed CUDA graph
+(bench/results/train-step.md), and the sweep's training phase 0.23-0.26 s/step through TRL's and Unsloth's step
+against 0.07-0.10 s through this one (bench/LOG.md, 2026-12-07i and j): the host's kernel launches were the phase.
 
 A graph needs fixed shapes and no host reads, so this lays one step's rows out at a fixed row length,
 left-aligned (prompt then completion, pads on the right, which causal attention never reads), and computes the
