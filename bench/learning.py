@@ -15,8 +15,8 @@ the prompts a step trains 1/k of the steps: every arm sees the same questions.
 The runs share the GPU (each with its own Unsloth compile folder and --vllm-gib of memory for its
 vLLM), so their minutes are slower than alone and comparable with each other only. Each run:
 train_grpo.py, then eval_grpo.py on the held-out split and on GSM-Symbolic (strict format is the
-trained model's rate of completions in the exact tag format). Needs the SmolLM2 assets (offline.py
-smollm2 --prime-steps 150).
+trained model's rate of completions in the exact tag format); an evaluation that fails among the others
+is run again alone once they have all ended. Needs the SmolLM2 assets (offline.py smollm2 --prime-steps 150).
 """
 
 from __future__ import annotations
@@ -44,6 +44,7 @@ import nvml  # noqa: E402
 from recipe.backend import FOLD_SWITCH  # noqa: E402
 from recipe.config import load_config  # noqa: E402
 from recipe.jsonl import read_jsonl  # noqa: E402
+from recipe.runs import MARKER  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
 CONFIG = "configs/smollm2-learn.yaml"
@@ -51,7 +52,10 @@ HELD_OUT = "assets/smollm2/data/test.jsonl"
 KEYS = {"reward": "reward", "strict_format": "rewards/strict_format/mean", "correctness": "rewards/correctness/mean"}
 # A change to the default's optimisation may cost at most this much mean held-out accuracy (issue 32).
 TOLERANCE = 0.02
-MERGED_LINE = "Merged-weight rollouts on"  # what Unsloth prints once when it folds the adapter for rollouts
+MERGED_LINE = "Merged-weight rollouts on"
+# An evaluation that fails beside its neighbours (its vLLM found no memory for a KV cache: LOG, 2026-12-07j)
+# is tried once more alone, after every lane has ended, within this many seconds past them all.
+EVAL_RETRY_S = 180.0  # what Unsloth prints once when it folds the adapter for rollouts
 
 
 @dataclass(frozen=True)
@@ -231,6 +235,43 @@ def run_all(
             f"{time.strftime('%T')} {Path(out).name}: {'stopped at the deadline' if codes[out] is None else f'exit {codes[out]}'}",
             flush=True,
         )
+    return codes
+
+
+def owed_evaluations(run: Run) -> list[tuple[str, ...]]:
+    """The run's evaluation commands without a summary.json, where its training finished (the adapter
+    written whole); none where it did not, as there is nothing to evaluate."""
+    if not (run.out / "adapter" / MARKER).exists():
+        return []
+    return [c for c in run.commands[1:] if not (Path(c[c.index("--out") + 1]) / "summary.json").exists()]
+
+
+def retry_evaluations(runs: list[Run], codes: dict[str, int | None], budget_s: float) -> dict[str, int | None]:
+    """Each failed run's owed evaluations once more, one at a time, with the GPU to themselves, all within
+    ``budget_s``; the run's exit code becomes the retry's (None: out of time). Runs stopped at the
+    deadline are not retried: their time is up."""
+    end = time.time() + budget_s
+    for run in runs:
+        owed = owed_evaluations(run) if codes.get(str(run.out)) not in (0, None) else []
+        if not owed:
+            continue
+        code: int | None = 0
+        with open(run.out / "lane.log", "a") as log:
+            for command in owed:
+                lane = subprocess.Popen(
+                    command, cwd=ROOT, env=lane_env(run), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+                )
+                try:
+                    code = lane.wait(timeout=max(1.0, end - time.time()))
+                except subprocess.TimeoutExpired:
+                    os.killpg(lane.pid, signal.SIGKILL)
+                    lane.wait()
+                    code = None
+                if code != 0:
+                    break
+        codes[str(run.out)] = code
+        outcome = "out of time" if code is None else f"exit {code}"
+        print(f"{time.strftime('%T')} {run.out.name}: evaluations retried alone: {outcome}", flush=True)
     return codes
 
 
@@ -485,6 +526,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.time()
     codes = {} if args.summarize else run_all(runs, args.stagger, args.deadline, args.vllm_gib)
+    if not args.summarize:
+        codes = retry_evaluations(runs, codes, EVAL_RETRY_S)
     results = collect(runs, codes)
     learning = {
         "date": time.strftime("%Y-%m-%d"),

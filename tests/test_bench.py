@@ -347,6 +347,45 @@ def test_a_run_stopped_at_the_deadline_leaves_nothing_it_started_running(tmp_pat
     assert not child.exists() or "zombie" in child.read_text()  # gone, or dead and waiting for its reaper
 
 
+def evaluation_command(out: Path, script: str) -> tuple[str, ...]:
+    """An eval_grpo.py stand-in: bash runs ``script`` with $1 the --out folder."""
+    return ("bash", "-c", script, "--out", str(out))
+
+
+WRITES_SUMMARY = 'mkdir -p "$1" && echo {} > "$1/summary.json" && echo evaluated'
+
+
+@pytest.mark.parametrize(
+    "trained, code, script, budget_s, expected",
+    [
+        pytest.param(True, 1, WRITES_SUMMARY, 10, 0, id="failed-beside-neighbours-passes-alone"),
+        pytest.param(True, 1, "exit 4", 10, 4, id="fails-again-keeps-the-new-code"),
+        pytest.param(True, 1, "sleep 30", 1, None, id="out-of-time"),
+        pytest.param(False, 1, WRITES_SUMMARY, 10, 1, id="training-unfinished-nothing-to-evaluate"),
+        pytest.param(True, None, WRITES_SUMMARY, 10, None, id="stopped-at-the-deadline-not-retried"),
+        pytest.param(True, 0, WRITES_SUMMARY, 10, 0, id="succeeded-not-rerun"),
+    ],
+)
+def test_a_failed_evaluation_is_retried_alone_once_every_lane_has_ended(
+    tmp_path, trained, code, script, budget_s, expected
+):
+    out = tmp_path / "graphed-s3408"
+    (out / "eval").mkdir(parents=True)
+    (out / "eval" / "summary.json").write_text("{}")  # the held-out evaluation went through
+    if trained:
+        (out / "adapter").mkdir()
+        (out / "adapter" / "recipe_complete.json").write_text("{}")
+    (out / "lane.log").write_text("training\n")
+    commands = (("true",), evaluation_command(out / "eval", "exit 9"), evaluation_command(out / "eval-sym", script))
+    run = learning.Run("graphed", 3408, out, commands, {})
+    codes = learning.retry_evaluations([run], {str(out): code}, budget_s)
+    assert codes == {str(out): expected}
+    retried = trained and code not in (0, None)
+    assert (out / "eval-sym" / "summary.json").exists() is (retried and expected == 0)
+    assert (out / "lane.log").read_text().startswith("training\n")  # appended to, not replaced
+    assert ("evaluated" in (out / "lane.log").read_text()) is (retried and expected == 0)
+
+
 def test_each_run_gets_the_vllm_memory_asked_for_as_a_share_of_what_is_free_at_its_start(tmp_path, monkeypatch):
     free = iter([60.0, 30.0])
     monkeypatch.setattr(learning, "free_gib", lambda: next(free))
