@@ -171,8 +171,9 @@ def padded(rows: dict, width: int) -> dict:
 
 
 # At a generation's first step the policy is the one that scored the rollouts, so each completion token's
-# new log-prob equals its old one up to bf16 kernels' rounding (Unsloth's packed eager rows, or
-# graphed_scoring's batch of the generation's rows, against the step's). A larger gap there means the replay computed something else: e.g. it read memory that was freed.
+# new log-prob equals its old one up to bf16 kernels' rounding (Unsloth's packed eager rows, or graphed_scoring's
+# batch of the generation's rows, against the step's). A larger gap there means the replay computed something
+# else: e.g. it read memory that was freed.
 FRESH_DRIFT_LIMIT = 3.0
 
 
@@ -279,7 +280,7 @@ class Step:
         self.dtype = autocast if autocast is not None else (torch.bfloat16 if trainer.args.bf16 else None)
         # row length -> (graph, its static inputs, its static outputs, the RoPE tables it reads)
         self.graphs: dict[int, tuple] = {}
-        # recipe/graphed_scoring.py's no-grad graphs, in the same pool: kept here so the pool's holders are in one place
+        # recipe/graphed_scoring.py's no-grad graphs, in the same pool: here, so the pool's holders are in one place
         self.scoring_graphs: dict[tuple, tuple] = {}
         self.pool = None
         self.last = None  # the row length and padded rows of the latest replay, for recover()
