@@ -1,6 +1,6 @@
 """A generation's old and reference log-probs from recipe/graphed_step.py's fixed-shape forward.
 
-On an H100 the sweep's log-probs phase took 0.12 s/step against a 0.026 s floor, the GPU 41% busy, 0.053 s of it
+On an H100 the sweep's log-probs phase took 0.12 s/step against a 0.024 s floor, the GPU 41% busy, 0.053 s of it
 kernels (bench/LOG.md 2026-12-07j, bench/results/profile-default.md): once a generation Unsloth's eager scoring
 pass runs the policy and, for the KL, the model with its adapter disabled, each ~3,000 kernel launches from the
 host with host reads between. Here each is one replayed CUDA graph per row length and role, in the Step's pool.
@@ -20,6 +20,14 @@ import inspect
 import torch
 
 from recipe import graphed_step
+
+# Each graph's first replay, and every AUDIT_EVERY-th scoring after, is checked against the pass it replaces:
+# before these graphs the old log-probs came from that independent eager pass, and the Step's drift check
+# caught a graph that replayed garbage; from the same graphs' forward a fault would agree with itself. The
+# tolerance is Unsloth's for its own packed pass against per-row forwards (unsloth/models/rl_replacements.py
+# 3018-3019: kernel noise ~0.25 nats, rows that read each other's tokens >= 2.4).
+AUDIT_EVERY = 50
+AUDIT_LIMIT = 0.7
 
 
 def unsloth_columns(logps, left_pad, max_left_pad: int):
@@ -90,15 +98,43 @@ class Scoring:
         self.latch = precision_latch(original)
         self.said: set[str] = set()
         self.scored = self.fell_back = 0
+        self.key: tuple = ()  # the latest call's graph key: its role, the model's mode and the rows' shape
+        self.audited: set[tuple] = set()
+        self.distrusted: set[tuple] = set()  # keys whose log-probs failed an audit: the replaced pass's now
 
     def __call__(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         why = self.declines(model, args, kwargs)
         if why is None:
             logps, why = self.score(model, input_ids, attention_mask, logits_to_keep)
-            if why is None:
-                self.scored += 1
-                return logps, None, None
+        if why is None and self.audit_due():
+            theirs = self.original(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+            why = self.audit(logps, theirs[0], attention_mask, input_ids, logits_to_keep)
+            if why is not None:
+                self.fell_back += 1
+                print(f"graphed_scoring: the trainer's own scoring pass ({why})", flush=True)
+                return theirs
+        if why is None:
+            self.scored += 1
+            return logps, None, None
         return self.fall_back(why, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+
+    def audit_due(self) -> bool:
+        return self.key not in self.audited or self.scored % AUDIT_EVERY == 0
+
+    def audit(self, ours, theirs, attention_mask, input_ids, width: int) -> str | None:
+        """None where this call's log-probs agree with the replaced pass's over the tokens the loss counts; else
+        why not, with the graph dropped and its rows left to that pass from now on."""
+        prompt_mask = attention_mask[:, :-width]
+        pad_id = self.trainer.processing_class.pad_token_id
+        mask = graphed_step.loss_mask(input_ids[:, -width:], attention_mask[:, -width:], pad_id, self.step.unsloth)
+        columns = [graphed_step.completion_columns(x.float(), prompt_mask, width) for x in (ours, theirs)]
+        gap = float(((columns[0] - columns[1]).abs() * mask).max())  # an audit's own host read
+        if gap < AUDIT_LIMIT:
+            self.audited.add(self.key)
+            return None
+        self.distrusted.add(self.key)
+        self.drop(self.key)
+        return f"the {self.key[0]}'s log-probs at {self.key[-1]}-token rows differed from it by {gap:.2f} nats"
 
     def declines(self, model, args, kwargs) -> str | None:
         """Why this call is not a generation's text-only scoring of the trained model, or None."""
@@ -134,8 +170,12 @@ class Scoring:
             self.step.row_length(input_ids.size(1)),
         )
         rows["mask"] = graphed_step.loss_mask(completion_ids, completion_mask, pad_id, self.step.unsloth)
-        role = self.role(model)
-        logps, finite = self.run(model, role, rows, width)
+        if self.step.capture:
+            rows = graphed_step.padded(rows, self.trainer.max_completion_length)
+        self.key = (self.role(model), model.training, *rows["input_ids"].shape)
+        if self.key in self.distrusted:
+            return None, f"the {self.key[0]}'s log-probs at {self.key[-1]}-token rows failed an audit"
+        logps, finite = self.run(model, rows, width)
         left_pad = (prompt_ids == pad_id).sum(1)  # as Unsloth counts it (calculate_pad_tokens_in_prompt)
         agrees = packing_agrees(input_ids, attention_mask, pad_id) if self.step.unsloth else torch.tensor(True)
         checks = torch.stack([finite.long(), agrees.to(finite.device).long(), left_pad.max()])
@@ -143,7 +183,7 @@ class Scoring:
         if not agrees:
             return None, "a pad-id token inside a row, which Unsloth's packing drops"
         if not finite:
-            self.drop(model, role, rows)
+            self.drop(self.key)
             return None, "a log-prob that is not finite"
         return (unsloth_columns(logps, left_pad, max_left_pad) if self.step.unsloth else logps), None
 
@@ -153,27 +193,20 @@ class Scoring:
         peft = self.trainer.accelerator.unwrap_model(model)
         return "base" if adapters_disabled(peft) else f"adapter {peft.active_adapter}"
 
-    def run(self, model, role: str, rows: dict, width: int):
-        """The masked log-probs [rows, width] and whether they are finite: replayed from the role's graph for
-        this row length (captured on first use), or computed eagerly. Copied out: the next replay rewrites them."""
+    def run(self, model, rows: dict, width: int):
+        """The masked log-probs [rows, width] and whether they are finite: replayed from this call's graph
+        (captured on first use), or computed eagerly. Copied out: the next replay rewrites them."""
         step = self.step
         if not step.capture:
             return self.compute(model, rows)
-        rows = graphed_step.padded(rows, self.trainer.max_completion_length)
-        key = self.key(model, role, rows)
-        if key not in step.scoring_graphs:
-            step.scoring_graphs[key] = step.record(self.compute, model, rows)
-            print(f"graphed_scoring: captured the {role}'s scoring of {key[-1]}-token rows", flush=True)
-        graph, static, (logps, finite), _ = step.scoring_graphs[key]
+        if self.key not in step.scoring_graphs:
+            step.scoring_graphs[self.key] = step.record(self.compute, model, rows)
+            print(f"graphed_scoring: captured the {self.key[0]}'s scoring of {self.key[-1]}-token rows", flush=True)
+        graph, static, (logps, finite), _ = step.scoring_graphs[self.key]
         for name, value in rows.items():
             static[name].copy_(value)
         graph.replay()
         return logps[:, :width].clone(), finite.clone()
-
-    @staticmethod
-    def key(model, role: str, rows: dict) -> tuple:
-        """What a graph bakes in besides its shapes: the adapter's state and the model's mode."""
-        return (role, model.training, *rows["input_ids"].shape)
 
     def compute(self, model, rows):
         with torch.no_grad(), self.step.autocast():
@@ -184,11 +217,12 @@ class Scoring:
         logps = torch.where(rows["mask"].bool(), logps, torch.zeros_like(logps))
         return logps, torch.isfinite(logps).all()
 
-    def drop(self, model, role: str, rows: dict):
-        """Forget the graph that gave a log-prob that is not finite, to be captured anew: it may have read memory
-        no longer its own. Where the weights were at fault instead, recapturing costs a second and the pass it
-        falls back to gives the loss the same non-finite values, which the Step then declines to apply."""
-        if self.step.scoring_graphs.pop(self.key(model, role, rows), None) is not None:
+    def drop(self, key: tuple):
+        """Forget the graph that gave a log-prob that is not finite or failed an audit, to be captured anew: it
+        may have read memory no longer its own. Where the weights were at fault instead, recapturing costs a
+        second and the pass it falls back to gives the loss the same non-finite values, which the Step then
+        declines to apply."""
+        if self.step.scoring_graphs.pop(key, None) is not None:
             self.step.release_pool()
 
     def fall_back(self, why: str, *args, **kwargs):

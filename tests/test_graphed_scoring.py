@@ -315,7 +315,7 @@ def test_a_graph_that_gave_a_log_prob_not_finite_is_dropped_and_its_pool_let_go(
     key = ("adapter default", trainer.model.training, input_ids.size(0), step.row_length(input_ids.size(1)))
     monkeypatch.setattr(step, "scoring_graphs", {key: "graph"})
     monkeypatch.setattr(step, "pool", "pool")
-    monkeypatch.setattr(scoring, "run", lambda model, role, rows, width: (rows["mask"] / 0.0, torch.tensor(False)))
+    monkeypatch.setattr(scoring, "run", lambda model, rows, width: (rows["mask"] / 0.0, torch.tensor(False)))
     with torch.no_grad():
         scoring(trainer.model, input_ids, attention_mask, width)
     assert not step.scoring_graphs and step.pool is None
@@ -327,3 +327,87 @@ def test_the_steps_pool_stays_while_a_scoring_graph_holds_it(scored, monkeypatch
     monkeypatch.setattr(step, "pool", "pool")
     step.release_pool()
     assert step.pool == "pool" and not step.graphs
+
+
+def shifted(scoring, nats: float, where: str = "counted"):
+    """Scoring's compute with its log-probs moved by ``nats`` on the tokens the loss counts, or on the others."""
+    compute = scoring.compute
+
+    def moved(model, rows):
+        logps, finite = compute(model, rows)
+        mask = rows["mask"] if where == "counted" else 1 - rows["mask"]
+        return logps + nats * mask, finite
+
+    return moved
+
+
+@pytest.fixture
+def fresh(scored, monkeypatch):
+    """The trainer's Scoring with no audit behind it, and a count of the replaced pass's calls."""
+    trainer, batches = scored
+    scoring = trainer._get_per_token_logps_and_entropies
+    for name in ("audited", "distrusted", "said"):
+        monkeypatch.setattr(scoring, name, set())
+    monkeypatch.setattr(scoring, "scored", 0)
+    calls = []
+    original = scoring.original
+    monkeypatch.setattr(scoring, "original", lambda *a, **k: calls.append(1) or original(*a, **k))
+    return trainer, batches, scoring, calls
+
+
+@pytest.mark.parametrize(
+    "nats, where, kept",
+    [
+        pytest.param(0.0, "counted", True, id="equal"),
+        pytest.param(0.5, "counted", True, id="within-kernel-noise"),
+        pytest.param(5.0, "uncounted", True, id="off-only-where-the-loss-reads-nothing"),
+        pytest.param(1.0, "counted", False, id="off-by-a-nat"),
+        pytest.param(float("inf"), "counted", False, id="infinite"),
+    ],
+)
+def test_a_graphs_first_log_probs_are_audited_against_the_pass_it_replaces(
+    fresh, monkeypatch, capsys, nats, where, kept
+):
+    trainer, batches, scoring, calls = fresh
+    call = rows_of(batches[0])
+    monkeypatch.setattr(scoring, "compute", shifted(scoring, nats, where))
+    with torch.no_grad():
+        first = scoring(trainer.model, *call)[0]
+        again = scoring(trainer.model, *call)[0]
+    passes = len(calls)  # the audit's; where it failed, the second call's too
+    theirs = trls_own(trainer, *call)
+    assert passes == (1 if kept else 2)
+    assert (scoring.key in scoring.audited) is kept and (scoring.key in scoring.distrusted) is not kept
+    if kept:
+        assert not torch.equal(first, theirs) or nats == 0.0
+    else:  # the replaced pass's values, now and from then on, saying why once
+        assert torch.equal(first, theirs) and torch.equal(again, theirs)
+        said = capsys.readouterr().out
+        assert "differed from it by" in said and "failed an audit" in said
+
+
+def test_audits_come_again_every_audit_every_scorings(fresh, monkeypatch):
+    trainer, batches, scoring, calls = fresh
+    monkeypatch.setattr(graphed_scoring, "AUDIT_EVERY", 3)
+    with torch.no_grad():
+        for _ in range(7):
+            scoring(trainer.model, *rows_of(batches[0]))
+    assert len(calls) == 3  # the first scoring, and after the 3rd and the 6th
+    assert scoring.scored == 7
+
+
+def test_a_later_audit_that_fails_drops_the_graph_and_leaves_the_rows_to_the_pass_it_replaced(fresh, monkeypatch):
+    trainer, batches, scoring, calls = fresh
+    step = trainer.training_step
+    monkeypatch.setattr(graphed_scoring, "AUDIT_EVERY", 2)
+    call = rows_of(batches[0])
+    with torch.no_grad():
+        scoring(trainer.model, *call)  # audited, kept
+        key = scoring.key
+        monkeypatch.setattr(step, "scoring_graphs", {key: "graph"})
+        monkeypatch.setattr(step, "pool", "pool")
+        monkeypatch.setattr(scoring, "compute", shifted(scoring, 2.0))  # e.g. a table freed under it
+        scoring(trainer.model, *call)  # scored 1: no audit
+        assert step.scoring_graphs and key not in scoring.distrusted
+        assert torch.equal(scoring(trainer.model, *call)[0], trls_own(trainer, *call))  # scored 2: audited
+    assert key in scoring.distrusted and not step.scoring_graphs and step.pool is None
