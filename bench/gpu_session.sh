@@ -14,7 +14,8 @@
 # $LEARN_DEADLINE_S seconds),
 # and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or
 # empty: no lane); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those rows
-# briefly before the sweep, for start-ups on cold caches (results/prime.json). Each lane has its own
+# briefly before the sweep, for start-ups on cold caches (results/prime.json); $BASELINE (a tree) runs its
+# rows $BASELINE_ROWS right after the sweep, into baseline/. Each lane has its own
 # Unsloth compile folder and starts $LANE_GAP_S (default 30) seconds after the one before, so each has
 # taken its vLLM share of the free memory before the next asks.
 #
@@ -81,6 +82,18 @@ timed() {  # the sweep and the fit rows: alone on the GPU
   if [ -n "${SWEEP:-}" ]; then
     step sweep 1500 python bench/bench.py --settings "$SWEEP" ${PROFILE:+--profile "$PROFILE"}
     collect
+  fi
+  if [ -n "${BASELINE:-}" ]; then
+    # $BASELINE_ROWS (default: default) from another tree, $BASELINE (e.g. main's beside a branch's), right after
+    # the sweep on the same warm machine: a change timed against what it changes. It reads this tree's 3B model
+    # and prompts; its tables go to $RES/baseline, its rows' logs to $RES/runs-baseline.
+    mkdir -p "$RES/baseline" "$BASELINE/bench/.work"
+    cp "$BASELINE"/bench/results/fit.* "$BASELINE"/bench/results/latest.* "$RES/baseline/"
+    for f in bench/.work/qwen2.5-3b-random bench/.work/prompts-3b.jsonl; do
+      [ -e "$f" ] && [ ! -e "$BASELINE/$f" ] && ln -s "$PWD/$f" "$BASELINE/$f"
+    done
+    (cd "$BASELINE" && BENCH_RESULTS="$RES/baseline" step baseline 900 python bench/bench.py \
+      --settings "${BASELINE_ROWS:-default}" && row_logs "$RES/runs-baseline")
   fi
   for item in ${FIT:-}; do
     step "fit-${item//[@,:]/-}" 900 python bench/bench.py --fit "${item%@*}" --cap-gib "${item#*@}"

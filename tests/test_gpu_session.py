@@ -16,6 +16,7 @@ FAKE_PYTHON = """#!/usr/bin/env bash
 # An import probe (python -c ...) fails, as reasoning-gym's would on the GPU machine.
 [ "$1" = -c ] && exit 1
 echo "BENCH_RESULTS=$BENCH_RESULTS $*" >> "$CALLS"
+echo "$PWD" >> "$CALLS.cwd"
 # A failing step, when a test asks for one: its exit code must reach driver.log.
 [ -n "${FAIL_ON:-}" ] && [[ "$*" == *"$FAIL_ON"* ]] && exit 3
 exit 0
@@ -33,6 +34,22 @@ echo fake-gpu
 """
 
 
+# What a sitting reads from the environment: none may leak in from the shell that runs the tests.
+SITTING_VARIABLES = (
+    "TESTS_",
+    "SWEEP",
+    "PROFILE",
+    "FIT",
+    "EVAL_FIT",
+    "LEARN",
+    "FAIL_ON",
+    "GPU_",
+    "TRAIN_STEP",
+    "PRIME",
+    "BASELINE",
+)
+
+
 def symbolic_step() -> list[str]:
     """GSM-Symbolic's questions are written only where the tree has no file of them."""
     return [] if (ROOT / "assets" / "gsm-symbolic" / "test.jsonl").exists() else ["gsm-symbolic"]
@@ -46,13 +63,7 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
         (bin_dir / name).chmod(0o755)
     res, calls = tmp_path / "res", tmp_path / "calls.txt"
     run_env = {
-        **{
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith(
-                ("TESTS_", "SWEEP", "PROFILE", "FIT", "EVAL_FIT", "LEARN", "FAIL_ON", "GPU_", "TRAIN_STEP", "PRIME")
-            )
-        },
+        **{k: v for k, v in os.environ.items() if not k.startswith(SITTING_VARIABLES)},
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "RES": str(res),
         "CALLS": str(calls),
@@ -72,6 +83,23 @@ def test_primed_rows_start_first_and_solo_tests_run_last(tmp_path):
     assert args[0] == f"bench/bench.py --settings default,trl --steps 3 --warmup 1 --out {res}/results/prime.json"
     assert args[1] == "bench/bench.py --settings default,trl"
     assert args[-1] == "-m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py -k graphed_step"
+
+
+def test_a_baseline_trees_rows_run_right_after_the_sweep_on_this_trees_model(tmp_path):
+    # A branch timed against main on the same warm machine: main's tree copied beside the branch's.
+    baseline = tmp_path / "main"
+    (baseline / "bench" / "results").mkdir(parents=True)
+    for name in ("fit.json", "fit.md", "latest.json", "latest.md"):
+        (baseline / "bench" / "results" / name).write_text(f"main's {name}")
+    steps, calls, res = sitting(tmp_path, SWEEP="default,trl", BASELINE=str(baseline), FIT="7B:4@16")
+    assert steps == ["sweep", "baseline", "fit-7B-4-16"]
+    assert calls[1] == f"BENCH_RESULTS={res / 'baseline'} bench/bench.py --settings default"
+    cwd = (tmp_path / "calls.txt.cwd").read_text().splitlines()
+    assert cwd[1] == str(baseline) and cwd[0] == cwd[2] == str(ROOT)
+    assert (res / "baseline" / "latest.json").read_text() == "main's latest.json"  # its own tables, merged into
+    for path in ("bench/.work/qwen2.5-3b-random", "bench/.work/prompts-3b.jsonl"):  # the 3B built once
+        built = ROOT / path
+        assert not built.exists() or (baseline / path).resolve() == built.resolve()
 
 
 def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_path):
