@@ -130,6 +130,12 @@ class Scoring:
         columns = [graphed_step.completion_columns(x.float(), prompt_mask, width) for x in (ours, theirs)]
         gap = float(((columns[0] - columns[1]).abs() * mask).max())  # an audit's own host read
         if gap < AUDIT_LIMIT:
+            if self.key not in self.audited:
+                print(
+                    f"graphed_scoring: the {self.key[0]}'s {self.key[-1]}-token rows are within {gap:.3f} nats of "
+                    "the trainer's own pass",
+                    flush=True,
+                )
             self.audited.add(self.key)
             return None
         self.distrusted.add(self.key)

@@ -378,8 +378,9 @@ def test_a_graphs_first_log_probs_are_audited_against_the_pass_it_replaces(
     theirs = trls_own(trainer, *call)
     assert passes == (1 if kept else 2)
     assert (scoring.key in scoring.audited) is kept and (scoring.key in scoring.distrusted) is not kept
-    if kept:
+    if kept:  # its own values, the agreement said once
         assert not torch.equal(first, theirs) or nats == 0.0
+        assert capsys.readouterr().out.count("nats of the trainer's own pass") == 1
     else:  # the replaced pass's values, now and from then on, saying why once
         assert torch.equal(first, theirs) and torch.equal(again, theirs)
         said = capsys.readouterr().out
