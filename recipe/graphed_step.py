@@ -260,6 +260,8 @@ def unsloth_loss_options() -> list[str]:
         "UNSLOTH_GRPO_ZERO_VARIANCE_EXCLUDE": os.environ.get("UNSLOTH_GRPO_ZERO_VARIANCE_EXCLUDE", "0") == "1",
         "UNSLOTH_GRPO_LOSS_AGGREGATION": bool(os.environ.get("UNSLOTH_GRPO_LOSS_AGGREGATION", "").strip()),
         "UNSLOTH_GRPO_TRUNCATED_SUPPORT": os.environ.get("UNSLOTH_GRPO_TRUNCATED_SUPPORT", "0").strip().lower() in on,
+        # Scores and trains through an fp32 copy of the head (unsloth_zoo rl_replacements.py 172-176, 224-231).
+        "UNSLOTH_VLLM_FP32_LM_HEAD": os.environ.get("UNSLOTH_VLLM_FP32_LM_HEAD", "0").strip().lower() in on,
     }
     return [name for name, set_ in switches.items() if set_]
 

@@ -315,6 +315,11 @@ def test_unsloths_wider_old_and_reference_columns_are_lined_up_with_the_completi
             "Unsloth's GRPO loss options UNSLOTH_GRPO_LOSS_AGGREGATION",
             id="unsloth-per-prompt-loss",
         ),
+        pytest.param(
+            lambda t: os.environ.__setitem__("UNSLOTH_VLLM_FP32_LM_HEAD", "1"),
+            "Unsloth's GRPO loss options UNSLOTH_VLLM_FP32_LM_HEAD",
+            id="unsloth-fp32-head",
+        ),
     ],
 )
 def test_settings_it_does_not_cover_keep_trls_step(trl_step, change, reason, monkeypatch):
@@ -327,6 +332,7 @@ def test_settings_it_does_not_cover_keep_trls_step(trl_step, change, reason, mon
     monkeypatch.setattr(trainer, "num_iterations", trainer.num_iterations)
     monkeypatch.setattr(trainer.model.config, "final_logit_softcapping", None, raising=False)
     monkeypatch.setenv("UNSLOTH_GRPO_LOSS_AGGREGATION", "")  # unset as Unsloth reads it; put back after the test
+    monkeypatch.setenv("UNSLOTH_VLLM_FP32_LM_HEAD", "0")
     change(trainer)
     assert graphed_step.declines(trainer) == reason
 
