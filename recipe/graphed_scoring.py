@@ -21,13 +21,18 @@ import torch
 
 from recipe import graphed_step
 
-# Each graph's first replay, and every AUDIT_EVERY-th scoring after, is checked against the pass it replaces:
-# before these graphs the old log-probs came from that independent eager pass, and the Step's drift check
-# caught a graph that replayed garbage; from the same graphs' forward a fault would agree with itself. The
-# tolerance is Unsloth's for its own packed pass against per-row forwards (unsloth/models/rl_replacements.py
-# 3018-3019: kernel noise ~0.25 nats, rows that read each other's tokens >= 2.4).
+# A graph's first two scorings (its capture's inputs, then new ones), and every AUDIT_EVERY-th after, are checked
+# against the pass they replace: before these graphs the old log-probs came from that independent eager pass, and
+# the Step's drift check caught a graph that replayed garbage; from the same forward as the Step's, a fault would
+# agree with itself. The bands are Unsloth's for its own packed pass against per-row forwards (unsloth/models/
+# rl_replacements.py 3017-3036: kernel noise ~0.25 nats, rows reading each other's tokens >= 2.4); this compares
+# with that packed pass, so noise can add up on both sides: a gap between the bands takes the replaced pass's
+# values for that call and audits again, and only AUDIT_STRIKES such gaps in a row, or one past AUDIT_DISTRUST,
+# leave the rows to it for good.
 AUDIT_EVERY = 50
 AUDIT_LIMIT = 0.7
+AUDIT_DISTRUST = 1.5
+AUDIT_STRIKES = 3
 
 
 def unsloth_columns(logps, left_pad, max_left_pad: int):
@@ -99,8 +104,9 @@ class Scoring:
         self.said: set[str] = set()
         self.scored = self.fell_back = 0
         self.key: tuple = ()  # the latest call's graph key: its role, the model's mode and the rows' shape
-        self.audited: set[tuple] = set()
-        self.distrusted: set[tuple] = set()  # keys whose log-probs failed an audit: the replaced pass's now
+        self.uses: dict[tuple, int] = {}  # scorings by each key's graph since its capture
+        self.strikes: dict[tuple, int] = {}  # audits in a row with a gap between the bands
+        self.distrusted: set[tuple] = set()  # keys left to the replaced pass for good
 
     def __call__(self, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
         why = self.declines(model, args, kwargs)
@@ -115,32 +121,34 @@ class Scoring:
                 return theirs
         if why is None:
             self.scored += 1
+            self.uses[self.key] = self.uses.get(self.key, 0) + 1
             return logps, None, None
         return self.fall_back(why, model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
 
     def audit_due(self) -> bool:
-        return self.key not in self.audited or self.scored % AUDIT_EVERY == 0
+        uses = self.uses.get(self.key, 0)
+        return uses < 2 or uses % AUDIT_EVERY == 0 or self.strikes.get(self.key, 0) > 0
 
     def audit(self, ours, theirs, attention_mask, input_ids, width: int) -> str | None:
         """None where this call's log-probs agree with the replaced pass's over the tokens the loss counts; else
-        why not, with the graph dropped and its rows left to that pass from now on."""
+        why not: this call takes that pass's values, and past the bands (above) so does the key from now on."""
+        key = self.key
         prompt_mask = attention_mask[:, :-width]
         pad_id = self.trainer.processing_class.pad_token_id
         mask = graphed_step.loss_mask(input_ids[:, -width:], attention_mask[:, -width:], pad_id, self.step.unsloth)
         columns = [graphed_step.completion_columns(x.float(), prompt_mask, width) for x in (ours, theirs)]
-        gap = float(((columns[0] - columns[1]).abs() * mask).max())  # an audit's own host read
+        gap = float(((columns[0] - columns[1]).abs() * mask).nan_to_num(float("inf")).max())  # the audit's host read
+        rows = f"the {key[0]}'s {key[-1]}-token rows"
         if gap < AUDIT_LIMIT:
-            if self.key not in self.audited:
-                print(
-                    f"graphed_scoring: the {self.key[0]}'s {self.key[-1]}-token rows are within {gap:.3f} nats of "
-                    "the trainer's own pass",
-                    flush=True,
-                )
-            self.audited.add(self.key)
+            self.strikes.pop(key, None)
+            print(f"graphed_scoring: audit: {rows} within {gap:.3f} nats of the trainer's own pass", flush=True)
             return None
-        self.distrusted.add(self.key)
-        self.drop(self.key)
-        return f"the {self.key[0]}'s log-probs at {self.key[-1]}-token rows differed from it by {gap:.2f} nats"
+        self.strikes[key] = self.strikes.get(key, 0) + 1
+        if gap < AUDIT_DISTRUST and self.strikes[key] < AUDIT_STRIKES:
+            return f"this time: {rows} {gap:.2f} nats from it, {self.strikes[key]} of {AUDIT_STRIKES} strikes"
+        self.distrusted.add(key)
+        self.drop(key)
+        return f"{rows} {gap:.2f} nats from it: from now on"
 
     def declines(self, model, args, kwargs) -> str | None:
         """Why this call is not a generation's text-only scoring of the trained model, or None."""
@@ -180,8 +188,19 @@ class Scoring:
             rows = graphed_step.padded(rows, self.trainer.max_completion_length)
         self.key = (self.role(model), model.training, *rows["input_ids"].shape)
         if self.key in self.distrusted:
-            return None, f"the {self.key[0]}'s log-probs at {self.key[-1]}-token rows failed an audit"
-        logps, finite = self.run(model, rows, width)
+            return None, f"the {self.key[0]}'s {self.key[-1]}-token rows failed an audit"
+        fresh = self.step.capture and self.key not in self.step.scoring_graphs
+        if fresh and self.step.unsloth and not bool(packing_agrees(input_ids, attention_mask, pad_id)):
+            return None, "a pad-id token inside a row, which Unsloth's packing drops"  # checked before a capture
+        try:
+            logps, finite = self.run(model, rows, width)
+        except RuntimeError as error:  # out of memory, or a kernel a capture cannot hold: not this call's rows
+            if not self.step.capture:
+                raise
+            self.distrusted.add(self.key)
+            self.drop(self.key)
+            torch.cuda.empty_cache()
+            return None, f"its graph failed: {type(error).__name__}: {str(error).splitlines()[0][:160]}"
         left_pad = (prompt_ids == pad_id).sum(1)  # as Unsloth counts it (calculate_pad_tokens_in_prompt)
         agrees = packing_agrees(input_ids, attention_mask, pad_id) if self.step.unsloth else torch.tensor(True)
         checks = torch.stack([finite.long(), agrees.to(finite.device).long(), left_pad.max()])
@@ -224,10 +243,11 @@ class Scoring:
         return logps, torch.isfinite(logps).all()
 
     def drop(self, key: tuple):
-        """Forget the graph that gave a log-prob that is not finite or failed an audit, to be captured anew: it
+        """Forget the graph that gave a log-prob that is not finite, failed an audit or failed, to be captured anew: it
         may have read memory no longer its own. Where the weights were at fault instead, recapturing costs a
         second and the pass it falls back to gives the loss the same non-finite values, which the Step then
         declines to apply."""
+        self.uses.pop(key, None)  # a graph captured anew is audited anew
         if self.step.scoring_graphs.pop(key, None) is not None:
             self.step.release_pool()
 

@@ -346,69 +346,125 @@ def fresh(scored, monkeypatch):
     """The trainer's Scoring with no audit behind it, and a count of the replaced pass's calls."""
     trainer, batches = scored
     scoring = trainer._get_per_token_logps_and_entropies
-    for name in ("audited", "distrusted", "said"):
-        monkeypatch.setattr(scoring, name, set())
-    monkeypatch.setattr(scoring, "scored", 0)
+    for name, empty in (("uses", {}), ("strikes", {}), ("distrusted", set()), ("said", set()), ("scored", 0)):
+        monkeypatch.setattr(scoring, name, empty)
     calls = []
     original = scoring.original
     monkeypatch.setattr(scoring, "original", lambda *a, **k: calls.append(1) or original(*a, **k))
     return trainer, batches, scoring, calls
 
 
+def score_times(trainer, scoring, call, times: int) -> list:
+    with torch.no_grad():
+        return [scoring(trainer.model, *call)[0] for _ in range(times)]
+
+
 @pytest.mark.parametrize(
-    "nats, where, kept",
+    "nats, where, outcome",
     [
-        pytest.param(0.0, "counted", True, id="equal"),
-        pytest.param(0.5, "counted", True, id="within-kernel-noise"),
-        pytest.param(5.0, "uncounted", True, id="off-only-where-the-loss-reads-nothing"),
-        pytest.param(1.0, "counted", False, id="off-by-a-nat"),
-        pytest.param(float("inf"), "counted", False, id="infinite"),
+        pytest.param(0.0, "counted", "kept", id="equal"),
+        pytest.param(0.5, "counted", "kept", id="within-kernel-noise"),
+        pytest.param(5.0, "uncounted", "kept", id="off-only-where-the-loss-reads-nothing"),
+        pytest.param(1.0, "counted", "strike", id="between-the-bands-a-strike"),
+        pytest.param(2.0, "counted", "distrusted", id="past-the-bands"),
+        pytest.param(float("inf"), "counted", "distrusted", id="infinite"),
+        pytest.param(float("nan"), "counted", "distrusted", id="nan"),
     ],
 )
-def test_a_graphs_first_log_probs_are_audited_against_the_pass_it_replaces(
-    fresh, monkeypatch, capsys, nats, where, kept
+def test_a_graphs_first_two_scorings_are_audited_against_the_pass_it_replaces(
+    fresh, monkeypatch, capsys, nats, where, outcome
 ):
     trainer, batches, scoring, calls = fresh
     call = rows_of(batches[0])
     monkeypatch.setattr(scoring, "compute", shifted(scoring, nats, where))
-    with torch.no_grad():
-        first = scoring(trainer.model, *call)[0]
-        again = scoring(trainer.model, *call)[0]
-    passes = len(calls)  # the audit's; where it failed, the second call's too
+    first, second = score_times(trainer, scoring, call, 2)
+    audits = len(calls)  # where the rows are left to the replaced pass, its calls
     theirs = trls_own(trainer, *call)
-    assert passes == (1 if kept else 2)
-    assert (scoring.key in scoring.audited) is kept and (scoring.key in scoring.distrusted) is not kept
-    if kept:  # its own values, the agreement said once
-        assert not torch.equal(first, theirs) or nats == 0.0
-        assert capsys.readouterr().out.count("nats of the trainer's own pass") == 1
-    else:  # the replaced pass's values, now and from then on, saying why once
-        assert torch.equal(first, theirs) and torch.equal(again, theirs)
-        said = capsys.readouterr().out
-        assert "differed from it by" in said and "failed an audit" in said
+    said = capsys.readouterr().out
+    assert audits == 2 and (scoring.key in scoring.distrusted) is (outcome == "distrusted")
+    if outcome == "kept":  # its own values; each audit says how close they came
+        assert (not torch.equal(first, theirs) or nats == 0.0) and scoring.scored == 2
+        assert said.count("nats of the trainer's own pass") == 2
+    else:  # the replaced pass's values, saying why
+        assert torch.equal(first, theirs) and torch.equal(second, theirs) and scoring.scored == 0
+        assert ("1 of 3 strikes" in said and "2 of 3 strikes" in said) is (outcome == "strike")
+        assert ("from now on" in said and "failed an audit" in said) is (outcome == "distrusted")
+
+
+def test_three_strikes_in_a_row_leave_the_rows_to_the_pass_it_replaced_and_a_pass_clears_them(fresh, monkeypatch):
+    trainer, batches, scoring, calls = fresh
+    call = rows_of(batches[0])
+    compute = scoring.compute
+    monkeypatch.setattr(scoring, "compute", shifted(scoring, 1.0))
+    score_times(trainer, scoring, call, 2)
+    monkeypatch.setattr(scoring, "compute", compute)
+    score_times(trainer, scoring, call, 1)  # audited again while it has strikes: agrees, cleared
+    assert not scoring.strikes and scoring.key not in scoring.distrusted
+    monkeypatch.setattr(scoring, "compute", shifted(scoring, 1.0))
+    score_times(trainer, scoring, call, 3)
+    assert scoring.key in scoring.distrusted
 
 
 def test_audits_come_again_every_audit_every_scorings(fresh, monkeypatch):
     trainer, batches, scoring, calls = fresh
     monkeypatch.setattr(graphed_scoring, "AUDIT_EVERY", 3)
-    with torch.no_grad():
-        for _ in range(7):
-            scoring(trainer.model, *rows_of(batches[0]))
-    assert len(calls) == 3  # the first scoring, and after the 3rd and the 6th
+    score_times(trainer, scoring, rows_of(batches[0]), 7)
+    assert len(calls) == 4  # its first two scorings, and its 3rd and 6th after them
     assert scoring.scored == 7
+
+
+def test_each_role_has_its_own_audits(fresh, monkeypatch):
+    # The policy and the reference alternate each generation: a shared count would audit one of them only.
+    trainer, batches, scoring, calls = fresh
+    monkeypatch.setattr(graphed_scoring, "AUDIT_EVERY", 3)
+    call = rows_of(batches[0])
+    for _ in range(4):
+        score_times(trainer, scoring, call, 1)
+        with adapter(trainer, "disabled"):
+            score_times(trainer, scoring, call, 1)
+    assert len(calls) == 6 and sorted(key[0] for key in scoring.uses) == ["adapter default", "base"]
 
 
 def test_a_later_audit_that_fails_drops_the_graph_and_leaves_the_rows_to_the_pass_it_replaced(fresh, monkeypatch):
     trainer, batches, scoring, calls = fresh
     step = trainer.training_step
-    monkeypatch.setattr(graphed_scoring, "AUDIT_EVERY", 2)
+    monkeypatch.setattr(graphed_scoring, "AUDIT_EVERY", 3)
     call = rows_of(batches[0])
-    with torch.no_grad():
-        scoring(trainer.model, *call)  # audited, kept
-        key = scoring.key
-        monkeypatch.setattr(step, "scoring_graphs", {key: "graph"})
-        monkeypatch.setattr(step, "pool", "pool")
-        monkeypatch.setattr(scoring, "compute", shifted(scoring, 2.0))  # e.g. a table freed under it
-        scoring(trainer.model, *call)  # scored 1: no audit
-        assert step.scoring_graphs and key not in scoring.distrusted
-        assert torch.equal(scoring(trainer.model, *call)[0], trls_own(trainer, *call))  # scored 2: audited
-    assert key in scoring.distrusted and not step.scoring_graphs and step.pool is None
+    score_times(trainer, scoring, call, 2)  # audited twice, kept
+    key = scoring.key
+    monkeypatch.setattr(step, "scoring_graphs", {key: "graph"})
+    monkeypatch.setattr(step, "pool", "pool")
+    monkeypatch.setattr(scoring, "compute", shifted(scoring, 2.0))  # e.g. a table freed under it
+    monkeypatch.setattr(scoring, "run", lambda model, rows, width: scoring.compute(model, rows))
+    score_times(trainer, scoring, call, 1)  # its 3rd scoring: no audit
+    assert step.scoring_graphs and key not in scoring.distrusted
+    assert torch.equal(score_times(trainer, scoring, call, 1)[0], trls_own(trainer, *call))  # 4th: audited
+    assert key in scoring.distrusted and not step.scoring_graphs and step.pool is None and key not in scoring.uses
+
+
+def test_a_graph_that_fails_to_capture_leaves_its_rows_to_the_pass_it_replaced(fresh, monkeypatch, capsys):
+    trainer, batches, scoring, calls = fresh
+    step = trainer.training_step
+    monkeypatch.setattr(step, "capture", True)
+    monkeypatch.setattr(step, "scoring_graphs", {})
+
+    def out_of_memory(*args):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(step, "record", out_of_memory)
+    call = rows_of(batches[0])
+    assert torch.equal(score_times(trainer, scoring, call, 1)[0], trls_own(trainer, *call))
+    assert scoring.key in scoring.distrusted and not step.scoring_graphs
+    assert "its graph failed: OutOfMemoryError: CUDA out of memory" in capsys.readouterr().out
+
+
+def test_rows_unsloths_packing_would_lay_out_otherwise_capture_nothing(fresh, monkeypatch):
+    trainer, batches, scoring, calls = fresh
+    step = trainer.training_step
+    for name, value in (("capture", True), ("unsloth", True), ("scoring_graphs", {})):
+        monkeypatch.setattr(step, name, value)
+    monkeypatch.setattr(graphed_scoring, "packing_agrees", lambda *args: torch.tensor(False))
+    monkeypatch.setattr(step, "record", lambda *args: pytest.fail("captured rows it then threw away"))
+    monkeypatch.setattr(scoring, "autocast_agrees", lambda: True)
+    score_times(trainer, scoring, rows_of(batches[0]), 1)
+    assert calls == [1] and not step.scoring_graphs
