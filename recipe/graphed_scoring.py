@@ -141,7 +141,9 @@ class Scoring:
         rows = f"the {key[0]}'s {key[-1]}-token rows"
         if gap < AUDIT_LIMIT:
             self.strikes.pop(key, None)
-            print(f"graphed_scoring: audit: {rows} within {gap:.3f} nats of the trainer's own pass", flush=True)
+            if key[0] not in self.said:  # once a role: the audits that pass after it say nothing
+                self.said.add(key[0])
+                print(f"graphed_scoring: audit: {rows} within {gap:.3f} nats of the trainer's own pass", flush=True)
             return None
         self.strikes[key] = self.strikes.get(key, 0) + 1
         if gap < AUDIT_DISTRUST and self.strikes[key] < AUDIT_STRIKES:
