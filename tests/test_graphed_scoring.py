@@ -7,6 +7,7 @@ import types
 
 import pytest
 import torch
+from test_graphed_step import synthetic_completions
 from trl.trainer.utils import use_adapter
 
 import train_grpo
@@ -19,23 +20,6 @@ ROLES = [
     pytest.param("disabled", id="reference-adapter-disabled"),
     pytest.param("ref", id="reference-trls-ref-adapter"),
 ]
-
-
-def completions_some_ending_in_the_pad_id(tokenizer, max_len: int):
-    """TRL's sampler replaced: completions of varied lengths, every third ending in the pad id (Qwen2.5 base
-    models' EOS is their pad token), one cut at the length cap."""
-    eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
-    texts = ["<answer>3</answer>", "So the total is 12.", "<reasoning>\nAdd.\n</reasoning>\n<answer>\n7\n</answer>"]
-
-    def sample(prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        out = []
-        for i in range(len(prompt_ids)):
-            ids = tokenizer(texts[i % 3] * (1 + i % 4), add_special_tokens=False)["input_ids"]
-            end = tokenizer.pad_token_id if i % 3 == 0 else eos
-            out.append((ids + [end])[:max_len] if i % 7 else (ids * max_len)[:max_len])
-        return out, None
-
-    return sample
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +45,7 @@ def scored(tiny_assets, tmp_path_factory):
         for name, p in model.named_parameters():
             if "lora_B.default" in name:  # the policy's; TRL's "ref" adapter keeps the start (the base model)
                 p.copy_(0.05 * torch.randn(p.shape, generator=generator))
-    trainer._generate_single_turn = completions_some_ending_in_the_pad_id(tokenizer, trainer.max_completion_length)
+    trainer._generate_single_turn = synthetic_completions(tokenizer, trainer.max_completion_length, pad_id_every=3)
     model.train()
     torch.manual_seed(0)
     trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
