@@ -441,12 +441,20 @@ def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
         assert (cfg.training.beta, cfg.training.loss_type, cfg.training.temperature) == (0.04, "grpo", 0.9)
 
 
-@pytest.mark.parametrize("name, detokenize", [("default", False), ("trl", True), ("detok", True)])
-def test_plain_trls_row_keeps_vllms_detokenizer_which_the_recipe_turns_off(tmp_path, name, detokenize):
+@pytest.mark.parametrize(
+    "name, sampling",
+    [
+        ("default", {"detokenize": False}),
+        ("trl", {"detokenize": True}),
+        ("detok", {"detokenize": True}),
+        ("nologprobs", {"detokenize": False, "logprobs": None}),
+    ],
+)
+def test_plain_trls_row_keeps_vllms_detokenizer_which_the_recipe_turns_off(tmp_path, name, sampling):
     setting = bench.SETTINGS[name]
     cfg = load_config(str(setting.config), [*setting.overrides, f"output.dir={tmp_path}"])
     args = grpo_args(cfg, cfg.model.backend if cfg.model.backend != "auto" else "unsloth", [7], world=1)
-    assert args.generation_kwargs == {"stop_token_ids": [7], "detokenize": detokenize}
+    assert args.generation_kwargs == {"stop_token_ids": [7], **sampling}
 
 
 def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
@@ -474,6 +482,7 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
         ),
         pytest.param("compiled", {"model.vllm_compile": True}, id="vllm-compiled"),
         pytest.param("detok", {"trl": {"generation_kwargs": {"detokenize": True}}}, id="vllm-detokenizer-back-on"),
+        pytest.param("nologprobs", {"trl": {"generation_kwargs": {"logprobs": None}}}, id="no-sampled-log-probs"),
         pytest.param(
             "lora-8bit",
             {"optim": "paged_adamw_8bit", "env.UNSLOTH_VLLM_MERGED_ROLLOUT": "0"},
