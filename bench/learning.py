@@ -52,10 +52,10 @@ HELD_OUT = "assets/smollm2/data/test.jsonl"
 KEYS = {"reward": "reward", "strict_format": "rewards/strict_format/mean", "correctness": "rewards/correctness/mean"}
 # A change to the default's optimisation may cost at most this much mean held-out accuracy (issue 32).
 TOLERANCE = 0.02
-MERGED_LINE = "Merged-weight rollouts on"
+MERGED_LINE = "Merged-weight rollouts on"  # what Unsloth prints once when it folds the adapter for rollouts
 # An evaluation that fails beside its neighbours (its vLLM found no memory for a KV cache: LOG, 2026-12-07j)
 # is tried once more alone, after every lane has ended, within this many seconds past them all.
-EVAL_RETRY_S = 180.0  # what Unsloth prints once when it folds the adapter for rollouts
+EVAL_RETRY_S = 180.0
 
 
 @dataclass(frozen=True)
