@@ -52,10 +52,10 @@ HELD_OUT = "assets/smollm2/data/test.jsonl"
 KEYS = {"reward": "reward", "strict_format": "rewards/strict_format/mean", "correctness": "rewards/correctness/mean"}
 # A change to the default's optimisation may cost at most this much mean held-out accuracy (issue 32).
 TOLERANCE = 0.02
-MERGED_LINE = "Merged-weight rollouts on"
+MERGED_LINE = "Merged-weight rollouts on"  # what Unsloth prints once when it folds the adapter for rollouts
 # An evaluation that fails beside its neighbours (its vLLM found no memory for a KV cache: LOG, 2026-12-07j)
 # is tried once more alone, after every lane has ended, within this many seconds past them all.
-EVAL_RETRY_S = 180.0  # what Unsloth prints once when it folds the adapter for rollouts
+EVAL_RETRY_S = 180.0
 
 
 @dataclass(frozen=True)
@@ -188,6 +188,26 @@ def lane_env(run: Run) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in switches} | run.env
 
 
+def start(command: list[str] | tuple[str, ...], run: Run, log) -> subprocess.Popen:
+    """``command`` in a session of its own, logging to ``log``: stopped, the whole lane goes, not only its
+    first process, so nothing it started holds GPU memory into what runs next (LOG, 2026-12-06d: the sweep
+    after it failed). The child keeps its own copy of the log's descriptor."""
+    return subprocess.Popen(
+        command, cwd=ROOT, env=lane_env(run), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+
+
+def finish(lane: subprocess.Popen, timeout_s: float) -> int | None:
+    """The lane's exit code, or None where it was still going after ``timeout_s`` (at least 1 s) and was
+    stopped with everything it started."""
+    try:
+        return lane.wait(timeout=max(1.0, timeout_s))
+    except subprocess.TimeoutExpired:
+        os.killpg(lane.pid, signal.SIGKILL)
+        lane.wait()
+        return None
+
+
 def run_all(
     runs: list[Run], stagger_s: float, deadline_s: float, vllm_gib: float | None = None
 ) -> dict[str, int | None]:
@@ -210,27 +230,13 @@ def run_all(
                 f" (vLLM share {share} of {free:.1f} GiB free)",
             )
         script = " && ".join(shlex.join(c) for c in commands)
-        with open(run.out / "lane.log", "w") as log:  # the child keeps its own copy of the descriptor
-            # A session of its own: at the deadline the whole lane goes, not only its shell, so nothing
-            # it started holds GPU memory into what runs next (LOG, 2026-12-06d: the sweep after it failed).
-            lanes[str(run.out)] = subprocess.Popen(
-                ["bash", "-c", script],
-                cwd=ROOT,
-                env=lane_env(run),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        with open(run.out / "lane.log", "w") as log:
+            lanes[str(run.out)] = start(["bash", "-c", script], run, log)
         print(f"{time.strftime('%T')} started {run.out.name}{note}", flush=True)
         time.sleep(stagger_s)
     codes: dict[str, int | None] = {}
     for out, lane in lanes.items():
-        try:
-            codes[out] = lane.wait(timeout=max(1.0, deadline_s - (time.time() - started)))
-        except subprocess.TimeoutExpired:
-            os.killpg(lane.pid, signal.SIGKILL)
-            lane.wait()
-            codes[out] = None
+        codes[out] = finish(lane, deadline_s - (time.time() - started))
         print(
             f"{time.strftime('%T')} {Path(out).name}: {'stopped at the deadline' if codes[out] is None else f'exit {codes[out]}'}",
             flush=True,
@@ -258,15 +264,7 @@ def retry_evaluations(runs: list[Run], codes: dict[str, int | None], budget_s: f
         code: int | None = 0
         with open(run.out / "lane.log", "a") as log:
             for command in owed:
-                lane = subprocess.Popen(
-                    command, cwd=ROOT, env=lane_env(run), stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-                )
-                try:
-                    code = lane.wait(timeout=max(1.0, end - time.time()))
-                except subprocess.TimeoutExpired:
-                    os.killpg(lane.pid, signal.SIGKILL)
-                    lane.wait()
-                    code = None
+                code = finish(start(command, run, log), end - time.time())
                 if code != 0:
                     break
         codes[str(run.out)] = code

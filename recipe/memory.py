@@ -270,8 +270,13 @@ def forecast(
         parts["activations"] = generated_rows * tokens * layers * hidden * ACTIVATION_BYTES / GIB
     logits = train_rows * t.max_completion_length * shape["vocab_size"]
     # Where recipe/graphed_step.py takes the step (it declines checkpointing and losses but grpo).
-    graphed = backend == "unsloth" and not four_bit and t.cuda_graphs and cfg.lora.gradient_checkpointing is False
-    graphed = graphed and t.loss_type == "grpo"
+    graphed = (
+        backend == "unsloth"
+        and not four_bit
+        and t.cuda_graphs
+        and cfg.lora.gradient_checkpointing is False
+        and t.loss_type == "grpo"
+    )
     if backend == "trl":
         parts["logits"] = logits * TRL_LOGIT_BYTES / GIB
     elif graphed:
