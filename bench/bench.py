@@ -123,14 +123,6 @@ SETTINGS = {
     "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, (VLLM_COMPILED,)),
     # The default until 2026-12-07f: vLLM turns every sampled token into text that TRL never reads.
     "detok": Setting("default with vLLM's detokenizer, as TRL leaves it", DEFAULT_YAML, (DETOKENIZER,)),
-    # TRL asks vLLM for each sampled token's log-prob (logprobs=0) for its importance-sampling correction, which
-    # Unsloth turns off and the graphed step declines: a log-softmax over the vocabulary and a Python loop over
-    # the requests every decode step that nothing reads (vllm/v1/engine/logprobs.py; TRL handles None).
-    "nologprobs": Setting(
-        "default without vLLM's sampled-token log-probs",
-        DEFAULT_YAML,
-        ("training.trl.generation_kwargs={logprobs: null}",),
-    ),
     # The default until 2026-12-07j, when recipe/graphed_step.py's CUDA graphs took the training step.
     "ownstep": Setting(
         "default with TRL's and Unsloth's own training step and scoring", DEFAULT_YAML, ("training.cuda_graphs=false",)

@@ -447,7 +447,6 @@ def test_every_setting_trains_6_completions_of_a_prompt_a_step(name):
         ("default", {"detokenize": False}),
         ("trl", {"detokenize": True}),
         ("detok", {"detokenize": True}),
-        ("nologprobs", {"detokenize": False, "logprobs": None}),
     ],
 )
 def test_plain_trls_row_keeps_vllms_detokenizer_which_the_recipe_turns_off(tmp_path, name, sampling):
@@ -482,7 +481,6 @@ def test_the_notebook_row_is_the_notebooks_code_on_the_pinned_stack():
         ),
         pytest.param("compiled", {"model.vllm_compile": True}, id="vllm-compiled"),
         pytest.param("detok", {"trl": {"generation_kwargs": {"detokenize": True}}}, id="vllm-detokenizer-back-on"),
-        pytest.param("nologprobs", {"trl": {"generation_kwargs": {"logprobs": None}}}, id="no-sampled-log-probs"),
         pytest.param(
             "lora-8bit",
             {"optim": "paged_adamw_8bit", "env.UNSLOTH_VLLM_MERGED_ROLLOUT": "0"},
