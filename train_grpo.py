@@ -234,6 +234,12 @@ def build_trainer(cfg: Config, backend: str, model, tokenizer, dataset, args, ca
 
         why = graphed_step.install(trainer, backend == "unsloth", cfg.model.load_in_4bit)
         print(f"training step: TRL's own ({why})" if why else f"training step: {graphed_step.describe(trainer)}")
+        if why is None:
+            from recipe import graphed_scoring
+
+            why = graphed_scoring.install(trainer)
+            said = f"the trainer's own ({why})" if why else graphed_scoring.describe(trainer)
+            print(f"old and reference log-probs: {said}")
     # TRL writes a boilerplate card into output.dir at every checkpoint ("fine-tuned version of [None]");
     # adapter/ gets the recipe's own (recipe/model_card.py).
     trainer.create_model_card = lambda *args, **kwargs: None

@@ -125,7 +125,7 @@ SETTINGS = {
     "detok": Setting("default with vLLM's detokenizer, as TRL leaves it", DEFAULT_YAML, (DETOKENIZER,)),
     # The default until 2026-12-07j, when recipe/graphed_step.py's CUDA graphs took the training step.
     "ownstep": Setting(
-        "default with TRL's and Unsloth's own training step", DEFAULT_YAML, ("training.cuda_graphs=false",)
+        "default with TRL's and Unsloth's own training step and scoring", DEFAULT_YAML, ("training.cuda_graphs=false",)
     ),
     # vLLM 0.26 runs Qwen2 on its V2 model runner, whose decode step pins and copies its small inputs anew
     # (buffer_utils.async_copy_to_gpu: 19% of the default's generation samples in profile-default); the V1

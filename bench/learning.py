@@ -84,11 +84,11 @@ ARMS = {
     # recipe/graphed_step.py's CUDA graphs take the step (they decline checkpointing); ownstep is the same
     # through TRL's and Unsloth's own step, the bench's ownstep row.
     "graphed": Arm(
-        "config.yaml's, no checkpointing: recipe/graphed_step.py's CUDA graphs",
+        "config.yaml's, no checkpointing: recipe/graphed_step.py's and graphed_scoring.py's CUDA graphs",
         ("training.steps_per_generation=4", "lora.gradient_checkpointing=false"),
     ),
     "ownstep": Arm(
-        "config.yaml's, no checkpointing: TRL's and Unsloth's own step",
+        "config.yaml's, no checkpointing: TRL's and Unsloth's own step and scoring",
         ("training.steps_per_generation=4", "lora.gradient_checkpointing=false", "training.cuda_graphs=false"),
     ),
     # Checked as pps4 on 2026-12-07 (LOG 2026-12-07e): 48.3 ± 2.1% against the default's 47.7 ± 0.8%.

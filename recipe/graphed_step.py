@@ -171,8 +171,9 @@ def padded(rows: dict, width: int) -> dict:
 
 
 # At a generation's first step the policy is the one that scored the rollouts, so each completion token's
-# new log-prob equals its old one up to bf16 kernels' rounding (packed eager rows against batched graphed
-# ones). A larger gap there means the replay computed something else: e.g. it read memory that was freed.
+# new log-prob equals its old one up to bf16 kernels' rounding (Unsloth's packed eager rows, or graphed_scoring's
+# batch of the generation's rows, against the step's). A larger gap there means the replay computed something
+# else: e.g. it read memory that was freed.
 FRESH_DRIFT_LIMIT = 3.0
 
 
@@ -281,6 +282,8 @@ class Step:
         self.dtype = autocast if autocast is not None else (torch.bfloat16 if trainer.args.bf16 else None)
         # row length -> (graph, its static inputs, its static outputs, the RoPE tables it reads)
         self.graphs: dict[int, tuple] = {}
+        # recipe/graphed_scoring.py's no-grad graphs, in the same pool: here, so the pool's holders are in one place
+        self.scoring_graphs: dict[tuple, tuple] = {}
         self.pool = None
         self.last = None  # the row length and padded rows of the latest replay, for recover()
         self.recovered = 0
@@ -306,14 +309,27 @@ class Step:
         t._current_train_step_time = 0.0
         return loss.detach()
 
+    def row_length(self, needed: int) -> int:
+        """The fixed row length for rows of ``needed`` tokens at most."""
+        length = row_length(needed)
+        if self.max_length is not None and length > self.max_length:  # Unsloth cuts rows past its max_seq_length
+            length = needed
+        return length
+
+    def autocast(self):
+        """bf16 autocast as the Trainer runs the loss, without its weight-cast cache, which a graph cannot hold."""
+        return torch.autocast(
+            self.head.device.type,
+            dtype=self.dtype or torch.bfloat16,
+            enabled=self.head.is_cuda and self.dtype is not None,
+            cache_enabled=False,
+        )
+
     def run(self, model, inputs):
         """The loss, its statistics and the LoRA gradients: replayed from the row length's CUDA graph (captured
         on its first use), or computed eagerly."""
         t = self.trainer
-        needed = inputs["prompt_ids"].size(1) + inputs["completion_ids"].size(1)
-        length = row_length(needed)
-        if self.max_length is not None and length > self.max_length:  # Unsloth cuts rows past its max_seq_length
-            length = needed
+        length = self.row_length(inputs["prompt_ids"].size(1) + inputs["completion_ids"].size(1))
         pad_id = t.processing_class.pad_token_id
         rows = layout(
             inputs["prompt_ids"],
@@ -336,7 +352,7 @@ class Step:
         self.last = (length, rows)
         if length not in self.graphs:
             began = time.perf_counter()
-            self.graphs[length] = self.record(model, rows)
+            self.graphs[length] = self.record(self.compute, model, rows)
             print(f"graphed_step: captured rows of {length} tokens in {time.perf_counter() - began:.1f} s", flush=True)
         graph, static, outputs, _ = self.graphs[length]
         for key, value in rows.items():
@@ -347,14 +363,7 @@ class Step:
 
     def compute(self, model, rows):
         t = self.trainer
-        # bf16 autocast as the Trainer runs the loss, without its weight-cast cache, which a graph cannot hold.
-        autocast = torch.autocast(
-            self.head.device.type,
-            dtype=self.dtype or torch.bfloat16,
-            enabled=self.head.is_cuda and self.dtype is not None,
-            cache_enabled=False,
-        )
-        with autocast:
+        with self.autocast():
             new = completion_logps(
                 self.hidden(model, rows), self.head, rows["predictor"], rows["targets"], t.temperature
             )
@@ -391,8 +400,7 @@ class Step:
         dropped = graph_at_fault(replayed, values)
         if dropped:
             del self.graphs[length]
-            if not self.graphs:  # a pool no graph holds must not be captured into again (pytorch#198794)
-                self.pool = None
+            self.release_pool()
         if not values[-1]:  # not finite either way: no update rather than weights turned NaN
             torch._foreach_zero_(grads)
         mask = rows["mask"].bool()
@@ -413,23 +421,29 @@ class Step:
         )
         return loss, values, grads
 
-    def record(self, model, rows):
-        """The step at this row length as a CUDA graph, warmed up on a side stream first (Triton compiles
-        there, not in the capture). Its inputs are static copies, refilled before each replay; every graph
-        draws on one memory pool, as only one runs at a time and its outputs are read before the next."""
+    def record(self, compute, model, rows):
+        """``compute(model, rows)`` as a CUDA graph, warmed up on a side stream first (Triton compiles there,
+        not in the capture). Its inputs are static copies, refilled before each replay; every graph draws on
+        one memory pool, as only one runs at a time and its outputs are read (or copied) before the next."""
         static = {key: value.clone() for key, value in rows.items() if value is not None}
         static |= {key: None for key, value in rows.items() if value is None}
         side = torch.cuda.Stream()
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):
             for _ in range(2):
-                self.compute(model, static)
+                compute(model, static)
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
         self.pool = self.pool or torch.cuda.graph_pool_handle()
         with torch.cuda.graph(graph, pool=self.pool):
-            outputs = self.compute(model, static)
+            outputs = compute(model, static)
         return graph, static, outputs, rope_tables(model)
+
+    def release_pool(self):
+        """Forget the pool once no graph holds it: a pool no graph holds must not be captured into again
+        (pytorch#198794)."""
+        if not self.graphs and not self.scoring_graphs:
+            self.pool = None
 
     def hidden(self, model, rows):
         """The rows' final hidden states. Every row has the same length, so they go in as a batch, not packed

@@ -127,6 +127,8 @@ def test_graphed_step_trains_on_gpu(tmp_path, rope_grown):
     log = (tmp_path / "graphed.log").read_text()
     assert code == 0, log[-3000:]
     assert "training step: recipe/graphed_step.py" in log and "graphed_step: captured rows of" in log
+    # Captured, and never handed back: not for a log-prob not finite, nor for an audit against Unsloth's pass.
+    assert "graphed_scoring: captured the" in log and "the trainer's own scoring pass (" not in log
     assert ("grew the RoPE tables" in log) is rope_grown
     if rope_grown:  # the graphs hold the tables they read, whatever the allocator then does with free memory
         alive = re.search(r"the old ones alive: (\d+) of (\d+)", log)
@@ -139,6 +141,66 @@ def test_graphed_step_trains_on_gpu(tmp_path, rope_grown):
     weights = load_file(out / "adapter" / "adapter_model.safetensors")
     b = [w for name, w in weights.items() if "lora_B" in name]
     assert b and any(w.abs().max() > 0 for w in b)
+
+
+# train_grpo.py with every graphed scoring pass checked against Unsloth's own on the same rows.
+COMPARE_SCORING = """
+import os
+import sys
+
+sys.path.insert(0, os.getcwd())  # the repository: train() runs it there
+import train_grpo  # Unsloth first, as a run imports it
+from recipe import graphed_scoring, graphed_step
+
+graphed = graphed_scoring.Scoring.score
+
+
+def compared(self, model, input_ids, attention_mask, width):
+    ours, why = graphed(self, model, input_ids, attention_mask, width)
+    if why is None:
+        theirs = self.original(model, input_ids, attention_mask, width)[0]
+        pad_id = self.trainer.processing_class.pad_token_id
+        counted = graphed_step.loss_mask(input_ids[:, -width:], attention_mask[:, -width:], pad_id, True)
+        left_pad = (input_ids[:, :-width] == pad_id).sum(1)
+        counted = graphed_scoring.unsloth_columns(counted, left_pad, ours.size(1) - width).bool()
+        gap = (ours - theirs).abs()[counted] if ours.shape == theirs.shape else ours.new_full((1,), float("inf"))
+        print(
+            f"scoring compared: {self.role(model)}, {tuple(ours.shape)} against {tuple(theirs.shape)}, "
+            f"largest gap {gap.max().item():.4f}, mean {gap.mean().item():.5f}",
+            flush=True,
+        )
+    return ours, why
+
+
+graphed_scoring.Scoring.score = compared
+sys.exit(train_grpo.main(sys.argv[1:]))
+"""
+
+
+def test_graphed_scoring_gives_unsloths_log_probs_on_gpu(tmp_path):
+    """recipe/graphed_scoring.py's replayed graphs, for the policy and the reference (adapter disabled), against
+    the pass they replace on the same rows. SmolLM2's EOS (<|im_end|>) is not its pad token, so no row ends in a
+    pad-id EOS here: the CPU tests cover those (tests/test_graphed_scoring.py)."""
+    script = tmp_path / "compare.py"
+    script.write_text(COMPARE_SCORING)
+    out = tmp_path / "scoring"
+    settings = (
+        "training.max_steps=6",
+        "training.steps_per_generation=2",
+        "training.temperature=0.9",
+        "lora.gradient_checkpointing=false",
+    )
+    code = train(out, *(word for item in settings for word in ("--set", item)), script=script)
+    log = (tmp_path / "scoring.log").read_text()
+    assert code == 0, log[-3000:]
+    assert "old and reference log-probs: recipe/graphed_scoring.py, a CUDA graph" in log
+    assert "graphed_scoring: captured the base's scoring" in log
+    assert "the trainer's own scoring pass" not in log
+    compared = re.findall(r"scoring compared: (.+?), (\(.+?\)) against (\(.+?\)), largest gap (\S+), mean (\S+)", log)
+    assert sorted({row[0] for row in compared}) == ["adapter default", "base"] and len(compared) == 6, compared
+    for _, ours, theirs, largest, mean in compared:
+        # Unsloth trusts its packed pass against its per-row one below 0.7 (unsloth rl_replacements.py 3017)
+        assert ours == theirs and float(largest) < 0.7 and float(mean) < 0.02, compared
 
 
 @pytest.mark.parametrize("spg", [1, 4], ids=["generate-every-step", "generate-for-4-steps"])

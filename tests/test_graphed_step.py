@@ -13,8 +13,9 @@ from recipe import graphed_step
 from recipe.config import load_config
 
 
-def synthetic_completions(tokenizer, rows: int, max_len: int):
-    """TRL's sampler replaced: completions of varied lengths, one cut at the length cap, each ending in EOS."""
+def synthetic_completions(tokenizer, max_len: int, pad_id_every: int = 0):
+    """TRL's sampler replaced: completions of varied lengths, one cut at the length cap, each ending in EOS, or
+    with ``pad_id_every``, every so many in the pad id (Qwen2.5 base models' EOS is their pad token)."""
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     texts = ["<reasoning>\nAdd.\n</reasoning>\n<answer>\n7\n</answer>", "<answer>3</answer>", "So the total is 12."]
 
@@ -22,7 +23,8 @@ def synthetic_completions(tokenizer, rows: int, max_len: int):
         out = []
         for i in range(len(prompt_ids)):
             ids = tokenizer(texts[i % 3] * (1 + i % 4), add_special_tokens=False)["input_ids"]
-            out.append((ids + [eos])[:max_len] if i % 5 else (ids * max_len)[:max_len])
+            end = tokenizer.pad_token_id if pad_id_every and i % pad_id_every == 0 else eos
+            out.append((ids + [end])[:max_len] if i % 5 else (ids * max_len)[:max_len])
         return out, None
 
     return sample
@@ -53,7 +55,7 @@ def trl_step(request, tiny_assets, tmp_path_factory):
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.copy_(0.02 * torch.randn(p.shape, generator=generator))
-    trainer._generate_single_turn = synthetic_completions(tokenizer, 24, trainer.max_completion_length)
+    trainer._generate_single_turn = synthetic_completions(tokenizer, trainer.max_completion_length)
     model.train()
     torch.manual_seed(0)
     trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
