@@ -98,6 +98,10 @@ TRL_LOGIT_BYTES = 8
 # of it scales with the logits and how much is the pool's fixed part is not known; and one fp32 gradient per
 # LoRA weight, which they write into.
 GRAPH_LOGIT_BYTES = 9
+# recipe/graphed_scoring.py's graphs (the old policy's and the reference's log-probs, one per role) add to that pool
+# and to the allocator's cache: ~30 bytes a scored row-token per MLP unit and role, fitted to the 3B's 18.05 GiB
+# against 17.08 without them in the same sitting (2026-12-07k: 6 rows of 288 tokens, two roles). One shape measured.
+SCORING_GRAPH_BYTES = 30
 # Optimizer state bytes per trainable parameter; unknown optimizers are taken as Adam in fp32.
 OPTIMIZER_BYTES = {
     "paged_adamw_8bit": 2,
@@ -282,6 +286,10 @@ def forecast(
     elif graphed:
         parts["logits"] = logits * GRAPH_LOGIT_BYTES / GIB
         parts["CUDA graphs' gradients"] = lora * 4 / GIB
+        roles = (t.beta != 0) + (t.steps_per_generation > 1)  # the reference's log-probs; the old policy's
+        scored = roles * train_rows * tokens * shape["intermediate_size"]
+        if scored:
+            parts["CUDA graphs' scoring"] = scored * SCORING_GRAPH_BYTES / GIB
     else:
         parts["logits"] = 0.0 if m.compile else logits * 4 * UNSLOTH_LOGIT_FRACTION / GIB
     parts["runtime"] = RUNTIME_GIB + (BNB_RUNTIME_GIB if four_bit else 0.0)

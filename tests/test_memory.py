@@ -44,7 +44,8 @@ PUBLISHED_PARAMS = {
 #   3B 16-bit, no checkpointing     15.60     15.29     -2.0%   (vLLM share 0.35, merged rollouts)
 #   3B 16-bit, no checkpointing     15.85     15.29     -3.6%   (config.yaml since 2026-12-02c)
 #   3B trl backend, checkpointing   19.20     18.68     -2.7%   (vLLM share 0.35 of free memory)
-#   3B 16-bit, CUDA graphs          17.08     17.03     -0.3%   (config.yaml since 2026-12-07j)
+#   3B 16-bit, CUDA graphs          17.08     17.03     -0.3%   (config.yaml 2026-12-07j; no longer a setting)
+#   3B 16-bit, graphs + scoring     18.05     17.99     -0.3%   (config.yaml since 2026-12-07k)
 # config.yaml as it was until 2026-12-02c, when checkpointing off became the default.
 # As the 7B, 14B and 12 GB configs train: offloaded checkpointing, a larger vLLM share, 8-bit AdamW.
 CHECKPOINTED = [
@@ -107,8 +108,9 @@ CALIBRATION = [
     ),
     # 2026-12-07, H100 (bench/results/latest.json): config.yaml as shipped since, fused AdamW.
     ("3b-16bit-fused-12-07", "config.yaml", [EAGER], 15.8),
-    # 2026-12-07j, H100 (bench/results/latest.json): config.yaml through recipe/graphed_step.py's CUDA graphs.
-    ("3b-16bit-cuda-graphs-12-07j", "config.yaml", [], 17.08),
+    # 2026-12-07k, H100 (bench/results/latest.json): config.yaml through recipe/graphed_step.py's and
+    # recipe/graphed_scoring.py's CUDA graphs (07j's 17.08 without the scoring graphs fitted GRAPH_LOGIT_BYTES).
+    ("3b-16bit-cuda-graphs-scoring-12-07k", "config.yaml", [], 18.05),
     # 2026-12-03b, H200 capped to 12 and 16 GiB (bench/results/fit.json): the small-card config.
     ("3b-16bit-12gb-config-12gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 10.67, 12.0),
     ("3b-16bit-12gb-config-16gb-card", "configs/qwen2.5-3b-12gb.yaml", ["model.load_in_4bit=false"], 13.03, 16.0),
@@ -139,6 +141,22 @@ def test_the_cuda_graphs_memory_is_forecast_where_they_take_the_step(overrides, 
     assert ("CUDA graphs' gradients" in result.breakdown) is graphed
     if graphed:  # the graphs' own pool: several times what Unsloth's chunked log-probs hold
         assert result.breakdown["logits"] > 3 * predict("config.yaml", [EAGER], prompt_tokens=60).breakdown["logits"]
+
+
+@pytest.mark.parametrize(
+    "overrides, roles",
+    [
+        pytest.param([], 2, id="config-yaml-old-policy-and-reference"),
+        pytest.param(["training.beta=0"], 1, id="beta-0-old-policy-only"),
+        pytest.param(["training.steps_per_generation=1"], 1, id="a-generation-a-step-reference-only"),
+        pytest.param(["training.beta=0", "training.steps_per_generation=1"], 0, id="no-scoring-pass"),
+        pytest.param([EAGER], 0, id="cuda-graphs-off"),
+    ],
+)
+def test_the_scoring_graphs_memory_is_forecast_per_role_they_score(overrides, roles):
+    both = predict("config.yaml", [], prompt_tokens=60).breakdown["CUDA graphs' scoring"]
+    breakdown = predict("config.yaml", overrides, prompt_tokens=60).breakdown
+    assert breakdown.get("CUDA graphs' scoring", 0.0) == pytest.approx(both * roles / 2, abs=0.01)
 
 
 @pytest.mark.parametrize("name", list(QWEN25_SHAPES))
