@@ -293,6 +293,21 @@ def test_advice_names_the_key_to_change_first(overrides, card, advice):
 
 
 @pytest.mark.parametrize(
+    "card, kv_line",
+    [
+        pytest.param(CARD, "vLLM KV cache 1.9 GiB inside its share", id="24gb-room-for-a-cache"),
+        # The share is smaller than the weights: a negative cache size read as a bug (a reviewer's finding).
+        pytest.param(16.0, "vLLM KV cache: none, its share is used up by the weights", id="16gb-share-too-small"),
+        pytest.param(12.0, "vLLM KV cache: none, its share is used up by the weights", id="12gb-share-too-small"),
+    ],
+)
+def test_printed_kv_cache_is_never_negative(card, kv_line):
+    lines = predict("config.yaml", [], card).lines()
+    assert any(line.startswith(kv_line) for line in lines), lines
+    assert not any("KV cache -" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
     "overrides, card, fix",
     [
         ([*CHECKPOINTED, "model.name=Qwen/Qwen2.5-7B"], CARD, ["model.gpu_memory_utilization=0.75"]),
