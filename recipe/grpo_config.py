@@ -115,6 +115,22 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int], world: int | None 
     return args
 
 
+def check_optimizer(args) -> None:
+    """training.optim as transformers will build it, asked before the model loads: a name whose package
+    (bitsandbytes, galore_torch, schedulefree, ...) is missing fails only once the Trainer makes its optimizer."""
+    from transformers import Trainer
+
+    try:
+        Trainer.get_optimizer_cls_and_kwargs(args)
+    except (ImportError, ValueError) as error:
+        # GaLore, APOLLO and LOMO also want the model, which is not loaded yet: the Trainer checks that itself.
+        if isinstance(error, ValueError) and "install" not in str(error) and "import" not in str(error):
+            return
+        raise RecipeError(
+            f"training.optim={getattr(args.optim, 'value', args.optim)}: {_one_line(error)}: install it, or use adamw_torch_fused or adamw_torch"
+        ) from None
+
+
 def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
     """GRPOConfig of the table's values and training.trl; a trl key the recipe sets, an unknown one or
     a value TRL rejects is a RecipeError naming the key."""

@@ -12,7 +12,7 @@ import yaml
 
 import rewards
 import train_grpo
-from conftest import tiny_cli
+from conftest import tiny_cli, train_tiny
 from recipe import runs
 from recipe.backend import FOLD_SWITCH, folds_rollouts, import_unsloth, resolve_backend
 from recipe.config import LORA_PROJECTIONS, Config, ModelConfig, check_trainer_names, config_to_yaml, load_config
@@ -329,6 +329,34 @@ def test_gpu_only_settings_fail_on_cpu(overrides, message):
     cfg = load_config(str(ROOT / "config.yaml"), overrides)
     with pytest.raises(RecipeError, match=message):
         resolve_backend(cfg)
+
+
+# Regressions: an optimizer whose package is missing raised ImportError (or ValueError) after the model loaded.
+@pytest.mark.parametrize(
+    "optim, switch, message",
+    [
+        pytest.param("paged_adamw_32bit", "is_bitsandbytes_available", "pip install -U bitsandbytes", id="paged-32bit"),
+        pytest.param("galore_adamw", "is_galore_torch_available", "install `galore_torch`", id="galore"),
+        pytest.param("grokadamw", "is_grokadamw_available", "pip install grokadamw", id="grokadamw-raises-valueerror"),
+        pytest.param("schedule_free_adamw", "is_schedulefree_available", "install `schedulefree`", id="schedule-free"),
+    ],
+)
+def test_an_optimizer_without_its_package_is_refused_before_the_model_loads(
+    tiny_assets, tmp_path, monkeypatch, capsys, optim, switch, message
+):
+    import transformers.trainer_optimizer
+
+    monkeypatch.setattr(transformers.trainer_optimizer, switch, lambda *a, **k: False)
+    monkeypatch.setattr(train_grpo.backends, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "run"
+    capsys.readouterr()  # what building tiny_assets printed
+    assert train_tiny(tiny_assets, out, "--set", f"training.optim={optim}") == 2
+    err = capsys.readouterr().err  # the first run of a test session adds the datasets library's progress bars
+    line = err.strip().splitlines()[-1]
+    assert err.count("error:") == 1
+    assert line.startswith(f"error: training.optim={optim}: ") and message in line
+    assert line.endswith("install it, or use adamw_torch_fused or adamw_torch")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
