@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 from pathlib import Path
 from typing import Any
 
 from recipe import backend as backends
 from recipe import distributed, tracking
 from recipe.config import Config
-from recipe.errors import RecipeError, closest
+from recipe.errors import RecipeError, closest, first_line
 
 # A field the recipe sets that training.trl may add keys to rather than replace: vLLM's SamplingParams (or
 # transformers' generate keywords without vLLM) beside the recipe's stop tokens and SAMPLING.
@@ -152,10 +153,11 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
     try:
         return GRPOConfig(**kwargs, **trl)
     except (ValueError, TypeError) as error:
-        if not trl:
-            raise
         together = error
-    GRPOConfig(**kwargs)  # raises as before when the recipe's own values are the problem
+    try:
+        GRPOConfig(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise RecipeError(_refused_recipe_values(fields, error)) from None
     # TRL names fields, not our keys: build again one key at a time to name the one it refuses.
     for key, value in trl.items():
         try:
@@ -163,6 +165,16 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
         except (ValueError, TypeError) as error:
             raise RecipeError(f"training.trl.{key}={value!r}: {_one_line(error)}") from None
     raise RecipeError(f"training.trl: GRPOConfig refuses {', '.join(trl)} together: {_one_line(together)}")
+
+
+def _refused_recipe_values(fields: dict[str, tuple[str | None, Any]], error: Exception) -> str:
+    """GRPOConfig's refusal of the recipe's own values, naming the recipe keys of the fields its message names."""
+    line = first_line(error)
+    named = [(key, value) for name, (key, value) in fields.items() if key and re.search(rf"\b{name}\b", line)]
+    if not named:
+        return f"TRL's GRPOConfig refuses this config: {line}"
+    keys = ", ".join(f"{key}={value!r}" for key, value in named)
+    return f"{keys}: TRL's GRPOConfig refuses {'it' if len(named) == 1 else 'them'}: {line}"
 
 
 def _extended(ours: dict | None, theirs: dict) -> dict:

@@ -707,6 +707,17 @@ def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
             id="value-transformers-refuses",
         ),
         pytest.param("training.trl=3", "training.trl: expected dict, got 3", id="not-a-mapping"),
+        # Regressions: GRPOConfig's own error about a recipe key came through as a traceback.
+        pytest.param(
+            "training.lr_scheduler_type=reduce_lr_on_plateau",
+            "training.lr_scheduler_type='reduce_lr_on_plateau': TRL's GRPOConfig refuses it: lr_scheduler_type reduce_lr_on_plateau requires an eval strategy",
+            id="recipe-value-grpo-refuses",
+        ),
+        pytest.param(
+            "training={lr_scheduler_type: reduce_lr_on_plateau, trl: {epsilon_high: 0.28}}",
+            "training.lr_scheduler_type='reduce_lr_on_plateau': TRL's GRPOConfig refuses it: ",
+            id="recipe-value-grpo-refuses-beside-trl-keys",
+        ),
     ],
 )
 def test_bad_trl_key_is_one_line_naming_it(tmp_path, override, message):
