@@ -431,7 +431,7 @@ def validate_training_values(t: TrainingConfig) -> None:
 
 
 def check_trainer_names(t: TrainingConfig) -> None:
-    """training.lr_scheduler_type and training.optim against the installed transformers' names.
+    """training.lr_scheduler_type (with its settings) and training.optim against the installed transformers' names.
 
     Not part of load_config: it imports transformers (and with it peft), which Unsloth must follow to patch
     them, so a training entry point calls this after Unsloth's import, still before any model loads.
@@ -445,6 +445,62 @@ def check_trainer_names(t: TrainingConfig) -> None:
     optimizers = [o.value for o in OptimizerNames]
     if t.optim not in optimizers:
         raise RecipeError(f"training.optim={t.optim!r}: {closest(t.optim, optimizers)} (e.g. adamw_torch)")
+    check_scheduler(t)
+
+
+# Schedulers that transformers builds only with settings from lr_scheduler_kwargs, and an example of them.
+SCHEDULER_SETTINGS = {
+    "cosine_with_min_lr": "{min_lr_rate: 0.1}",
+    "cosine_warmup_with_min_lr": "{min_lr_rate: 0.1}",
+    "warmup_stable_decay": "{num_decay_steps: 100}",
+}
+# Schedulers that step on an evaluation loss; GRPOTrainer here gets no evaluation set.
+EVAL_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
+
+
+def check_scheduler(t: TrainingConfig) -> None:
+    """training.lr_scheduler_type with training.trl.lr_scheduler_kwargs built by transformers against a throwaway
+    optimizer: the Trainer builds the real one only after the model loads."""
+    import json
+
+    import torch
+    from transformers.optimization import get_scheduler
+
+    name = t.lr_scheduler_type
+    if name in EVAL_SCHEDULERS:
+        raise RecipeError(
+            f"training.lr_scheduler_type={name} steps on an evaluation loss, and this recipe trains without an "
+            "evaluation set: use cosine, linear or constant_with_warmup"
+        )
+    settings = t.trl.get("lr_scheduler_kwargs") or {}
+    if isinstance(settings, str):  # transformers also takes the settings as JSON text
+        try:
+            settings = json.loads(settings)
+        except ValueError:
+            return  # GRPOConfig names the key
+    if not isinstance(settings, dict):
+        return
+    steps = t.max_steps if t.max_steps > 0 else 1000  # a length of run for the check; settings do not depend on it
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=t.learning_rate)
+    try:
+        get_scheduler(
+            name,
+            optimizer,
+            num_warmup_steps=math.ceil(t.warmup_ratio * steps),
+            num_training_steps=steps,
+            scheduler_specific_kwargs=settings,
+        )
+    except (TypeError, ValueError) as error:
+        given = f" with training.trl.lr_scheduler_kwargs={settings}" if settings else ""
+        if settings:
+            fix = "fix training.trl.lr_scheduler_kwargs"
+        elif name in SCHEDULER_SETTINGS:
+            fix = f"set training.trl.lr_scheduler_kwargs, e.g. {SCHEDULER_SETTINGS[name]}"
+        else:
+            fix = "set training.trl.lr_scheduler_kwargs, or use cosine"
+        raise RecipeError(
+            f"training.lr_scheduler_type={name}{given}: transformers refuses it ({first_line(error)}): {fix}"
+        ) from None
 
 
 def validate_vllm(cfg: Config) -> None:

@@ -30,6 +30,53 @@ def test_shipped_config_loads_and_validates(path):
     check_trainer_names(cfg.training)  # train_grpo checks these after Unsloth's import
 
 
+# Regressions: a scheduler that needs settings, or an evaluation set the recipe never has, failed after the model
+# loaded (or, reduce_lr_on_plateau, as GRPOConfig's traceback).
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        pytest.param(["training.lr_scheduler_type=linear"], None, id="needs-nothing"),
+        pytest.param(
+            ["training.lr_scheduler_type=cosine_with_min_lr"],
+            "training.lr_scheduler_type=cosine_with_min_lr: transformers refuses it (One of min_lr or min_lr_rate should be set through the `lr_scheduler_kwargs`): set training.trl.lr_scheduler_kwargs, e.g. {min_lr_rate: 0.1}",
+            id="min-lr-without-its-setting",
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=cosine_with_min_lr", "training.trl.lr_scheduler_kwargs={min_lr_rate: 0.1}"],
+            None,
+            id="min-lr-with-its-setting",
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=warmup_stable_decay"],
+            "missing 1 required positional argument: 'num_decay_steps'): set training.trl.lr_scheduler_kwargs, e.g. {num_decay_steps: 100}",
+            id="wsd-without-its-setting",
+        ),
+        pytest.param(
+            ["training.trl.lr_scheduler_kwargs={min_lr: 0.1}"],
+            "training.lr_scheduler_type=cosine with training.trl.lr_scheduler_kwargs={'min_lr': 0.1}: transformers refuses it (",
+            id="a-setting-the-scheduler-lacks",
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=reduce_lr_on_plateau"],
+            "training.lr_scheduler_type=reduce_lr_on_plateau steps on an evaluation loss, and this recipe trains without an evaluation set: use cosine, linear or constant_with_warmup",
+            id="plateau-needs-evaluation",
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=greedy"], "steps on an evaluation loss", id="greedy-needs-evaluation"
+        ),
+    ],
+)
+def test_trainer_names_and_their_settings_are_checked_before_the_model_loads(overrides, message):
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), overrides)
+    if message is None:
+        check_trainer_names(cfg.training)
+        return
+    with pytest.raises(RecipeError) as error:
+        check_trainer_names(cfg.training)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(ROOT).as_posix() for p in SHIPPED])
 def test_shipped_config_sets_only_known_keys_and_every_reward(path):
     raw = yaml.safe_load(path.read_text())
