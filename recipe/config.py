@@ -120,7 +120,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-def _coerce(value: Any, kind: Any, key: str) -> Any:
+def coerce(value: Any, kind: Any, key: str) -> Any:
     """``value`` checked against the annotation ``kind``; ints are accepted where floats are expected."""
     if kind is Any:
         return value
@@ -128,7 +128,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         for option in args:
             try:
-                return _coerce(value, option, key)
+                return coerce(value, option, key)
             except RecipeError:
                 continue
         names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
@@ -136,12 +136,18 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if kind is type(None):
         if value is None:
             return None
+    elif origin is typing.Literal:  # transformers' fields use these beside str and None, e.g. Literal[False]
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+    elif kind in (dict, list):
+        if isinstance(value, kind):
+            return value
     elif origin is list:
         if isinstance(value, list):
-            return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+            return [coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     elif origin is dict:
         if isinstance(value, dict):
-            return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+            return {coerce(k, args[0], key): coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -171,7 +177,7 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
         if dataclasses.is_dataclass(kind):
             kwargs[key] = _build(kind, value, f"{path}.")
         else:
-            kwargs[key] = _coerce(value, kind, path)
+            kwargs[key] = coerce(value, kind, path)
     return cls(**kwargs)
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
 import re
+import typing
 from pathlib import Path
 from typing import Any
 
 from recipe import backend as backends
 from recipe import distributed, tracking
-from recipe.config import Config
+from recipe.config import Config, coerce
 from recipe.errors import RecipeError, closest, first_line
 
 # A field the recipe sets that training.trl may add keys to rather than replace: vLLM's SamplingParams (or
@@ -150,6 +152,7 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
         if key not in valid:
             hint = closest(key, valid, "training.trl.", "use a field of trl.GRPOConfig")
             raise RecipeError(f"training.trl.{key} is not a GRPOConfig field: {hint}")
+    trl = checked_trl_values(trl, typing.get_type_hints(GRPOConfig))
     try:
         return GRPOConfig(**kwargs, **trl)
     except (ValueError, TypeError) as error:
@@ -165,6 +168,32 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
         except (ValueError, TypeError) as error:
             raise RecipeError(f"training.trl.{key}={value!r}: {_one_line(error)}") from None
     raise RecipeError(f"training.trl: GRPOConfig refuses {', '.join(trl)} together: {_one_line(together)}")
+
+
+# Ranges of training.trl values GRPOConfig takes unchecked, and the fix: outside them a run fails at its first
+# step, or trains nothing (num_iterations=0 took 0 steps and saved the untrained adapter as done).
+TRL_RANGES = {
+    "num_iterations": (lambda v: v >= 1, "use 1 or more updates per generated batch"),
+    "epsilon": (lambda v: v >= 0, "use a clipping range of 0 or more, e.g. 0.2"),
+    "epsilon_high": (lambda v: v is None or v >= 0, "use a clipping range of 0 or more, e.g. 0.28, or null"),
+    "top_p": (lambda v: 0 < v <= 1, "use a probability in (0, 1]; 1.0 keeps every token"),
+    "top_k": (lambda v: v >= 0, "use a number of tokens, or 0 to keep them all"),
+    "min_p": (lambda v: v is None or 0 <= v <= 1, "use a probability in [0, 1], or null"),
+    "repetition_penalty": (lambda v: v > 0, "use a positive factor; 1.0 leaves the model as is"),
+}
+
+
+def checked_trl_values(trl: dict, hints: dict[str, Any]) -> dict:
+    """training.trl's values coerced to GRPOConfig's annotations (as the recipe's own keys are to theirs), then
+    held to TRL_RANGES; nan is never a setting."""
+    checked = {key: coerce(value, hints[key], f"training.trl.{key}") for key, value in trl.items()}
+    for key, value in checked.items():
+        in_range, fix = TRL_RANGES.get(key, (lambda v: True, ""))
+        if isinstance(value, float) and math.isnan(value):
+            raise RecipeError(f"training.trl.{key}=nan: use a number")
+        if not in_range(value):
+            raise RecipeError(f"training.trl.{key}={value!r}: {fix}")
+    return checked
 
 
 def _refused_recipe_values(fields: dict[str, tuple[str | None, Any]], error: Exception) -> str:

@@ -577,6 +577,16 @@ def tiny_grpo_args(tmp_path, *overrides: str, stop_ids: tuple[int, ...] = (0,)):
         ),
         pytest.param("training.trl.epsilon_high=0.28", {"epsilon_high": 0.28}, id="dotted-set"),
         pytest.param("training.trl.mask_truncated_completions=true", {"mask_truncated_completions": True}, id="bool"),
+        # Each value is checked against GRPOConfig's annotation, as the recipe's own keys are against theirs.
+        pytest.param("training.trl.epsilon=1e-1", {"epsilon": 0.1}, id="float-yaml-reads-as-text"),
+        pytest.param("training.trl.epsilon=1", {"epsilon": 1.0}, id="int-for-float"),
+        pytest.param("training.trl.min_p=null", {"min_p": None}, id="optional-null"),
+        pytest.param(
+            "training.trl.lr_scheduler_kwargs={min_lr_rate: 0.1}",
+            {"lr_scheduler_kwargs": {"min_lr_rate": 0.1}},
+            id="mapping-for-a-bare-dict",
+        ),
+        pytest.param("training.trl.save_strategy=steps", {"save_strategy": "steps"}, id="enum-or-str"),
     ],
 )
 def test_trl_keys_reach_grpo_config(tmp_path, override, expected):
@@ -754,6 +764,32 @@ def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
             id="value-transformers-refuses",
         ),
         pytest.param("training.trl=3", "training.trl: expected dict, got 3", id="not-a-mapping"),
+        # Regressions: training.trl values went to GRPOConfig unchecked; epsilon=abc failed at step 1,
+        # num_iterations=0 trained 0 steps and saved the untrained adapter, top_p=2.0 trained as if 1.
+        pytest.param(
+            "training.trl.epsilon=abc", "training.trl.epsilon: expected float, got 'abc'", id="text-for-float"
+        ),
+        pytest.param(
+            "training.trl.num_iterations=1.5", "training.trl.num_iterations: expected int", id="float-for-int"
+        ),
+        pytest.param(
+            "training.trl.mask_truncated_completions=maybe",
+            "training.trl.mask_truncated_completions: expected bool",
+            id="text-for-bool",
+        ),
+        pytest.param(
+            "training.trl.num_iterations=0", "training.trl.num_iterations=0: use 1 or more", id="no-iterations"
+        ),
+        pytest.param("training.trl.epsilon=-0.1", "training.trl.epsilon=-0.1: ", id="negative-clip"),
+        pytest.param("training.trl.epsilon=.nan", "training.trl.epsilon=nan: ", id="nan-clip"),
+        pytest.param("training.trl.epsilon_high=-1", "training.trl.epsilon_high=-1.0: ", id="negative-upper-clip"),
+        pytest.param(
+            "training.trl.top_p=2.0", "training.trl.top_p=2.0: use a probability in (0, 1]", id="top-p-over-1"
+        ),
+        pytest.param("training.trl.top_p=0", "training.trl.top_p=0.0: ", id="top-p-zero"),
+        pytest.param("training.trl.top_k=-1", "training.trl.top_k=-1: ", id="negative-top-k"),
+        pytest.param("training.trl.min_p=1.5", "training.trl.min_p=1.5: ", id="min-p-over-1"),
+        pytest.param("training.trl.repetition_penalty=0", "training.trl.repetition_penalty=0.0: ", id="zero-penalty"),
         # Regressions: GRPOConfig's own error about a recipe key came through as a traceback.
         pytest.param(
             "training.lr_scheduler_type=reduce_lr_on_plateau",
