@@ -270,12 +270,18 @@ def add_override_argument(parser, example: str) -> None:
 def read_config_file(path: str) -> dict:
     """The YAML mapping of a config file; anything else (a list, a number, a key written twice) is one line."""
     config_path = Path(path)
+    if config_path.is_dir():
+        raise RecipeError(f"config file '{path}' is a directory: pass --config with the path of a YAML file in it")
     if not config_path.is_file():
         raise RecipeError(f"config file '{path}' not found: pass --config with the path of a YAML file")
     try:
         raw = parse_yaml(config_path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise RecipeError(f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    except OSError as error:
+        raise RecipeError(
+            f"config file '{path}' cannot be read ({error.strerror or error}): make it readable, or pass another file"
+        ) from None
     except DuplicateKey as error:
         raise RecipeError(
             f"config file '{path}' sets '{error.key}' twice (lines {error.first} and {error.again}): "

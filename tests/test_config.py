@@ -350,9 +350,43 @@ def test_home_and_variables_expand_in_every_path_key(tmp_path, monkeypatch, key,
     assert getattr(getattr(cfg, section), leaf) == expected.format(home=tmp_path, runs=tmp_path / "runs")
 
 
-def test_missing_config_file():
-    with pytest.raises(RecipeError, match="config file 'nope.yaml' not found"):
-        load_config("nope.yaml")
+def unreadable(path: Path, monkeypatch) -> None:
+    # chmod 000 stops no one running as root (CI does): the read fails as it would for another user.
+    path.write_text("training: {}\n")
+    read_text = Path.read_text
+
+    def refuse(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        pytest.param(None, "config file '{path}' not found: pass --config with the path of a YAML file", id="missing"),
+        # Regressions: a folder was "not found"; an unreadable file was a PermissionError traceback.
+        pytest.param(
+            lambda path, _: path.mkdir(),
+            "config file '{path}' is a directory: pass --config with the path of a YAML file in it",
+            id="a-directory",
+        ),
+        pytest.param(
+            unreadable,
+            "config file '{path}' cannot be read (Permission denied): make it readable, or pass another file",
+            id="unreadable",
+        ),
+    ],
+)
+def test_config_path_that_is_not_a_readable_file(tmp_path, monkeypatch, make, message):
+    path = tmp_path / "config.yaml"
+    if make is not None:
+        make(path, monkeypatch)
+    with pytest.raises(RecipeError) as error:
+        load_config(str(path))
+    assert str(error.value) == message.format(path=path)
 
 
 @pytest.mark.parametrize(
