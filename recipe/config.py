@@ -267,6 +267,19 @@ def add_override_argument(parser, example: str) -> None:
     )
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's error as one line: where it found the problem, what it is, and what it was reading then."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return f"({first_line(error)})"
+    text = f"at line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
+    if error.context:
+        since = error.context_mark
+        start = f" from line {since.line + 1}, column {since.column + 1}" if since is not None else ""
+        text += f" ({error.context}{start})"
+    return text
+
+
 def read_config_file(path: str) -> dict:
     """The YAML mapping of a config file; anything else (a list, a number, a key written twice) is one line."""
     config_path = Path(path)
@@ -288,7 +301,8 @@ def read_config_file(path: str) -> dict:
             "keep one, since YAML would silently drop the first"
         ) from None
     except yaml.YAMLError as error:
-        raise RecipeError(f"config file '{path}' is not valid YAML: {first_line(error)}") from None
+        fix = "indent with spaces, not tabs" if "'\\t'" in str(error) else "fix it there"
+        raise RecipeError(f"config file '{path}' is not valid YAML {yaml_problem(error)}: {fix}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

@@ -232,7 +232,25 @@ OVERRIDES = ["training.max_steps=5"]
 @pytest.mark.parametrize(
     "text, message, overrides",
     [
-        pytest.param("model: [1, 2", "is not valid YAML", OVERRIDES, id="broken-yaml"),
+        # Regressions: a syntax error said only what PyYAML was parsing ("while parsing a flow sequence"), not where.
+        pytest.param(
+            "model: [1, 2",
+            "is not valid YAML at line 1, column 13: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence from line 1, column 8): fix it there",
+            OVERRIDES,
+            id="unclosed-bracket",
+        ),
+        pytest.param(
+            "training:\n\tbeta: 0\n",
+            "is not valid YAML at line 2, column 1: found character '\\t' that cannot start any token (while scanning for the next token): indent with spaces, not tabs",
+            OVERRIDES,
+            id="a-tab",
+        ),
+        pytest.param(
+            "training:\n  beta: 0\n   lr: 1\n",
+            "is not valid YAML at line 3, column 6: mapping values are not allowed here: fix it there",
+            OVERRIDES,
+            id="misindented-key",
+        ),
         pytest.param("- a\n- b\n", "config: expected a mapping", OVERRIDES, id="yaml-list"),
         pytest.param("modle:\n  name: x\n", "did you mean 'model'?", OVERRIDES, id="top-level-typo"),
         # Regressions: a list or scalar root was a traceback; a key written twice kept the second silently.
