@@ -366,6 +366,15 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise RecipeError(message)
 
+    # Before any sign or range check: nan fails those too, and they would name the wrong reason.
+    for section in dataclasses.fields(cfg):
+        part = getattr(cfg, section.name)
+        for key in dataclasses.fields(part) if dataclasses.is_dataclass(part) else ():
+            value = getattr(part, key.name)
+            check(
+                not isinstance(value, float) or math.isfinite(value),
+                f"{section.name}.{key.name}={value}: use a finite number, e.g. the default {key.default}",
+            )
     for section, name in PATH_KEYS:
         check(bool(getattr(getattr(cfg, section), name).strip()), empty_path(section, name))
     check(m.backend in ("auto", "unsloth", "trl"), f"model.backend={m.backend!r}: use auto, unsloth or trl")
@@ -435,16 +444,6 @@ def validate_training_values(t: TrainingConfig) -> None:
         if not ok:
             raise RecipeError(message)
 
-    for key in (
-        "learning_rate",
-        "beta",
-        "temperature",
-        "max_grad_norm",
-        "weight_decay",
-        "warmup_ratio",
-        "num_train_epochs",
-    ):
-        check(math.isfinite(getattr(t, key)), f"training.{key}={getattr(t, key)}: must be a finite number")
     check(
         t.max_grad_norm >= 0,
         f"training.max_grad_norm={t.max_grad_norm}: use a positive clipping norm (0 turns clipping off)",

@@ -198,6 +198,17 @@ def test_override_sets_typed_value(override, key, value):
         pytest.param("training.max_steps=0", "training.max_steps=0", id="zero-steps"),
         pytest.param("training.temperature=0", "training.temperature=0", id="zero-temperature"),
         pytest.param("training.beta=-1", "training.beta=-1", id="negative-kl"),
+        # Regressions: nan failed a sign or range check first, which named the wrong reason ("cannot be negative").
+        pytest.param(
+            "training.beta=.nan", "training.beta=nan: use a finite number, e.g. the default 0.04", id="nan-kl"
+        ),
+        pytest.param("training.learning_rate=.nan", "training.learning_rate=nan: use a finite", id="nan-lr"),
+        pytest.param("training.temperature=.inf", "training.temperature=inf: use a finite", id="infinite-temperature"),
+        pytest.param("training.warmup_ratio=.nan", "training.warmup_ratio=nan: use a finite", id="nan-warmup"),
+        pytest.param("training.adam_beta2=.nan", "training.adam_beta2=nan: use a finite", id="nan-adam-beta"),
+        pytest.param(
+            "model.gpu_memory_utilization=.nan", "model.gpu_memory_utilization=nan: use a finite", id="nan-vllm-share"
+        ),
         pytest.param("lora.r=0", "lora.r=0", id="zero-rank"),
         pytest.param("lora.target_modules=[]", "lora.target_modules is empty", id="no-targets"),
         pytest.param("lora.gradient_checkpointing=maybe", "use unsloth, true or false", id="bad-checkpointing"),

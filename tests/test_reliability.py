@@ -199,7 +199,7 @@ BAD_INPUT = [
     (
         "inf-learning-rate",
         lambda t, a: ["--set", "training.learning_rate=.inf"],
-        "training.learning_rate=inf: must be a finite",
+        "training.learning_rate=inf: use a finite number",
     ),
     ("nan-beta", lambda t, a: ["--set", "training.beta=.nan"], "training.beta=nan"),
     ("nan-temperature", lambda t, a: ["--set", "training.temperature=.nan"], "training.temperature=nan"),
