@@ -174,6 +174,8 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
         if key not in names:
             raise RecipeError(f"unknown config key '{path}': {closest(str(key), names, prefix)}")
         kind = hints[key]
+        if value is None and (dataclasses.is_dataclass(kind) or typing.get_origin(kind) is dict):
+            value = {}  # keys all commented out: a section's defaults, no rewards (refused, naming them)
         if dataclasses.is_dataclass(kind):
             kwargs[key] = _build(kind, value, f"{path}.")
         else:
@@ -241,7 +243,9 @@ def apply_override(raw: dict, assignment: str) -> None:
     *parents, leaf = dotted.strip().split(".")
     node, cls = raw, Config
     for part in parents:
-        node, cls = node.setdefault(part, {}), field_type(cls, part)
+        if node.get(part) is None:  # absent, or written with its keys all commented out
+            node[part] = {}
+        node, cls = node[part], field_type(cls, part)
         if not isinstance(node, dict):
             raise RecipeError(f"--set {assignment!r}: '{part}' is not a section")
     try:
@@ -337,9 +341,16 @@ def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Confi
         raw["rewards"] = default_rewards()
     for assignment in overrides:
         apply_override(raw, assignment)
-    for section, name in PATH_KEYS:  # YAML reads an empty value as null; say what it is, not "expected str"
-        if isinstance(raw.get(section), dict) and name in raw[section] and raw[section][name] is None:
-            raise RecipeError(empty_path(section, name))
+    for section, name in PATH_KEYS:  # YAML reads an empty value as null, yes as true: say so, not "expected str"
+        if isinstance(raw.get(section), dict) and name in raw[section]:
+            value = raw[section][name]
+            if value is None:
+                raise RecipeError(empty_path(section, name))
+            if not isinstance(value, str):
+                booleans = (
+                    "YAML reads yes, no, true, false, on and off as booleans: " if isinstance(value, bool) else ""
+                )
+                raise RecipeError(f"{section}.{name}={value}: {booleans}{EMPTY_PATH_FIX[section, name]}")
     config = _build(Config, raw, "")
     expand_paths(config)
     validate(config)
@@ -466,11 +477,21 @@ def check_trainer_names(t: TrainingConfig) -> None:
 
     schedulers = [s.value for s in SchedulerType]
     if t.lr_scheduler_type not in schedulers:
-        raise RecipeError(f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}")
+        hint = closest(t.lr_scheduler_type, schedulers, otherwise=f"use one of {', '.join(schedulers)}")
+        raise RecipeError(f"training.lr_scheduler_type={t.lr_scheduler_type!r}: {hint}")
     optimizers = [o.value for o in OptimizerNames]
     if t.optim not in optimizers:
-        raise RecipeError(f"training.optim={t.optim!r}: {closest(t.optim, optimizers)} (e.g. adamw_torch)")
+        # The usual ones first: among all of transformers' ~50 names, 'adamw' is closest to grokadamw.
+        hint = closest(
+            t.optim,
+            USUAL_OPTIMIZERS,
+            otherwise=closest(t.optim, optimizers, otherwise="not one of transformers' optimizers."),
+        )
+        raise RecipeError(f"training.optim={t.optim!r}: {hint} The usual ones: {', '.join(USUAL_OPTIMIZERS)}")
     check_scheduler(t)
+
+
+USUAL_OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "paged_adamw_8bit")
 
 
 # Schedulers that transformers builds only with settings from lr_scheduler_kwargs, and an example of them.

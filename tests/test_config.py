@@ -64,6 +64,20 @@ def test_shipped_config_loads_and_validates(path):
         pytest.param(
             ["training.lr_scheduler_type=greedy"], "steps on an evaluation loss", id="greedy-needs-evaluation"
         ),
+        # Regressions: 'adamw' suggested grokadamw, of all transformers' optimizers; a scheduler typo listed all 12.
+        pytest.param(
+            ["training.optim=adamw"],
+            "training.optim='adamw': did you mean 'adamw_torch'? The usual ones: adamw_torch_fused, adamw_torch, paged_adamw_8bit",
+            id="optimizer-suggests-a-usual-one",
+        ),
+        pytest.param(
+            ["training.optim=sgdd"], "training.optim='sgdd': did you mean 'sgd'? The usual ones: ", id="optimizer-typo"
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=cosin"],
+            "training.lr_scheduler_type='cosin': did you mean 'cosine'?",
+            id="scheduler-typo",
+        ),
     ],
 )
 def test_trainer_names_and_their_settings_are_checked_before_the_model_loads(overrides, message):
@@ -224,6 +238,13 @@ def test_override_sets_typed_value(override, key, value):
         pytest.param("model.name='  '", "model.name is empty", id="blank-model"),
         # Path('') is '.': an empty output.resume would have resumed from the working directory.
         pytest.param("output.resume=", "output.resume is empty", id="empty-resume"),
+        # Regression: "expected str, got True", without the values it takes.
+        pytest.param(
+            "output.resume=yes",
+            "output.resume=True: YAML reads yes, no, true, false, on and off as booleans: use never, auto, or the path of a checkpoint folder",
+            id="resume-yes",
+        ),
+        pytest.param("model.name=3", "model.name=3: set it to a hub id", id="number-for-a-path"),
         pytest.param(
             "output.dir=$NOT_SET_ANYWHERE/x", "environment variable NOT_SET_ANYWHERE is not set", id="unset-var"
         ),
@@ -268,6 +289,9 @@ OVERRIDES = ["training.max_steps=5"]
         pytest.param("- a\n", "got a YAML list: write key: value lines", [], id="yaml-list-without-overrides"),
         pytest.param("0.5\n", "got a YAML float", OVERRIDES, id="yaml-scalar"),
         pytest.param(
+            "rewards:\n  # correctness: 1\n", "rewards is empty: list at least one of", [], id="rewards-all-commented"
+        ),
+        pytest.param(
             "training:\n  beta: 0\nmodel:\n  name: x\ntraining:\n  max_steps: 5\n",
             "sets 'training' twice (lines 1 and 5): keep one",
             OVERRIDES,
@@ -284,6 +308,32 @@ def test_bad_yaml_file(tmp_path, text, message, overrides):
     with pytest.raises(RecipeError, match=re.escape(message)) as error:
         load_config(str(path), overrides)
     assert "\n" not in str(error.value)
+
+
+# Regression: a section whose keys are all commented out (YAML null) was "expected a mapping of keys, got None".
+# It reads as {}: a section's defaults; for rewards, none (alone refused in test_bad_yaml_file, as rewards: {} is).
+@pytest.mark.parametrize(
+    "text, overrides, expected",
+    [
+        pytest.param("training:\n  # beta: 0\n", [], {"training": Config().training}, id="section"),
+        pytest.param("model:\ntraining:\n", [], {"model": Config().model}, id="two-sections"),
+        pytest.param(
+            "rewards:\n", ["rewards.correctness=2"], {"rewards": {"correctness": 2.0}}, id="rewards-then-a-weight"
+        ),
+        pytest.param("training:\n  trl:\n", [], {"training": Config().training}, id="free-mapping"),
+        pytest.param("training:\n", ["training.beta=0.5"], {"training.beta": 0.5}, id="a-set-fills-it"),
+    ],
+)
+def test_an_empty_section_reads_as_an_empty_mapping(tmp_path, text, overrides, expected):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    cfg = load_config(str(path), overrides)
+    for key, value in expected.items():
+        section, _, leaf = key.partition(".")
+        got = getattr(cfg, section)
+        if leaf:
+            got = got[leaf] if isinstance(got, dict) else getattr(got, leaf)
+        assert got == value, key
 
 
 def test_a_yaml_merge_key_may_repeat_what_it_overrides(tmp_path):
