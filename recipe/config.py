@@ -416,6 +416,10 @@ def validate(cfg: Config) -> None:
         )
         check(math.isfinite(weight), f"rewards.{name}={weight}: the weight must be a finite number")
     check(
+        any(weight != 0 for weight in cfg.rewards.values()),
+        "rewards: every weight is 0, so nothing would be learned: give at least one reward a weight, e.g. rewards.correctness=1",
+    )
+    check(
         t.num_generations >= 2,
         f"training.num_generations={t.num_generations}: GRPO compares completions of one prompt, so use at least 2",
     )
@@ -429,6 +433,11 @@ def validate(cfg: Config) -> None:
     check(
         t.max_steps > 0 or t.num_train_epochs > 0,
         f"training.num_train_epochs={t.num_train_epochs}: must be positive when training.max_steps is -1",
+    )
+    # Its default stands beside a step count: only a value someone chose would be silently ignored by TRL.
+    check(
+        t.max_steps == -1 or t.num_train_epochs == TrainingConfig.num_train_epochs,
+        f"training.num_train_epochs={t.num_train_epochs} is ignored while training.max_steps={t.max_steps} sets the length of the run: set training.max_steps=-1 to train by epochs, or leave num_train_epochs at 1",
     )
     check(t.temperature > 0, f"training.temperature={t.temperature}: must be positive (1.0 samples the model as is)")
     check(t.learning_rate > 0, f"training.learning_rate={t.learning_rate}: must be positive")

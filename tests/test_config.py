@@ -158,7 +158,10 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     [
         pytest.param("training.max_steps=500", "training.max_steps", 500, id="int"),
         pytest.param("training.learning_rate=1e-5", "training.learning_rate", 1e-5, id="float-from-yaml-exponent"),
-        pytest.param("training.num_train_epochs=3", "training.num_train_epochs", 3.0, id="int-accepted-as-float"),
+        pytest.param("training.temperature=1", "training.temperature", 1.0, id="int-accepted-as-float"),
+        pytest.param(
+            "training={max_steps: -1, num_train_epochs: 3}", "training.num_train_epochs", 3.0, id="epochs-without-steps"
+        ),
         pytest.param("model.load_in_4bit=true", "model.load_in_4bit", True, id="bool"),
         pytest.param(
             "lora.gradient_checkpointing=true", "lora.gradient_checkpointing", True, id="bool-or-string-as-bool"
@@ -212,6 +215,18 @@ def test_override_sets_typed_value(override, key, value):
         pytest.param("training.max_steps=0", "training.max_steps=0", id="zero-steps"),
         pytest.param("training.temperature=0", "training.temperature=0", id="zero-temperature"),
         pytest.param("training.beta=-1", "training.beta=-1", id="negative-kl"),
+        # Regressions: both were accepted silently; TRL ignores epochs beside a step count, and zero weights learn nothing.
+        pytest.param(
+            "training.num_train_epochs=3",
+            "training.num_train_epochs=3.0 is ignored while training.max_steps=1000 sets the length of the run: set training.max_steps=-1 to train by epochs, or leave num_train_epochs at 1",
+            id="epochs-beside-steps",
+        ),
+        pytest.param(
+            "rewards={correctness: 0}",
+            "rewards: every weight is 0, so nothing would be learned: give at least one reward a weight, e.g. rewards.correctness=1",
+            id="every-reward-weight-zero",
+        ),
+        pytest.param("rewards={correctness: 0, xmlcount: 0.0}", "rewards: every weight is 0", id="two-zero-weights"),
         # Regressions: nan failed a sign or range check first, which named the wrong reason ("cannot be negative").
         pytest.param(
             "training.beta=.nan", "training.beta=nan: use a finite number, e.g. the default 0.04", id="nan-kl"
