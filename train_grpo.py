@@ -35,7 +35,7 @@ from recipe.callbacks import SampleLog, make_callbacks
 from recipe.config import Config, add_override_argument, check_trainer_names, config_to_yaml, load_config
 from recipe.data import build_prompts, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError, first_line
-from recipe.grpo_config import grpo_args
+from recipe.grpo_config import check_optimizer, grpo_args
 from recipe.jsonl import write_atomic
 
 # The card a dry run on a machine without a GPU plans for, unless --card-gib names another: an RTX 4090's.
@@ -138,6 +138,8 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool) -> Prepared:
     dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
     preflight.check_enough_prompts(cfg, stats["kept"])
     grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer), world)
+    if not planning:  # a plan for a GPU may name an optimizer that machine has and this one lacks
+        check_optimizer(grpo_config)
     return Prepared(world, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config)
 
 

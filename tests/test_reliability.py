@@ -199,7 +199,7 @@ BAD_INPUT = [
     (
         "inf-learning-rate",
         lambda t, a: ["--set", "training.learning_rate=.inf"],
-        "training.learning_rate=inf: must be a finite",
+        "training.learning_rate=inf: use a finite number",
     ),
     ("nan-beta", lambda t, a: ["--set", "training.beta=.nan"], "training.beta=nan"),
     ("nan-temperature", lambda t, a: ["--set", "training.temperature=.nan"], "training.temperature=nan"),
@@ -246,6 +246,27 @@ BAD_INPUT = [
     ("empty-model-name", lambda t, a: ["--set", "model.name=''"], "model.name is empty"),
     ("unset-variable", lambda t, a: ["--set", "data.dataset=$NO_SUCH_VARIABLE/x.jsonl"], "NO_SUCH_VARIABLE is not set"),
     ("zero-byte-data", lambda t, a: ["--set", f"data.dataset={write(t / 'd.jsonl', b'')}"], "is empty (no rows)"),
+    # A reviewer's findings: each was a traceback, before or after the model loaded, or trained nothing.
+    ("config-is-a-folder", lambda t, a: ["--config", str(t)], "is a directory"),
+    ("config-has-a-tab", lambda t, a: ["--config", str(write(t / "c.yaml", b"training:\n\tbeta: 0\n"))], "not tabs"),
+    (
+        "scheduler-without-its-settings",
+        lambda t, a: ["--set", "training.lr_scheduler_type=cosine_with_min_lr"],
+        "set training.trl.lr_scheduler_kwargs, e.g. {min_lr_rate: 0.1}",
+    ),
+    (
+        "scheduler-needs-evaluation",
+        lambda t, a: ["--set", "training.lr_scheduler_type=reduce_lr_on_plateau"],
+        "steps on",
+    ),
+    (
+        "trl-text-for-a-float",
+        lambda t, a: ["--set", "training.trl.epsilon=abc"],
+        "training.trl.epsilon: expected float",
+    ),
+    ("trl-no-iterations", lambda t, a: ["--set", "training.trl.num_iterations=0"], "training.trl.num_iterations=0"),
+    ("epochs-beside-steps", lambda t, a: ["--set", "training.num_train_epochs=3"], "set training.max_steps=-1"),
+    ("rewards-all-zero", lambda t, a: ["--set", "rewards={correctness: 0}"], "rewards: every weight is 0"),
 ]
 
 
