@@ -52,7 +52,7 @@ def load_rows(cfg: DataConfig):
             if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
                 saved = datasets.load_from_disk(str(path))
                 return not_empty(saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved, cfg)
-            return not_empty(datasets.load_dataset(str(path), cfg.subset, split=cfg.split), cfg)
+            return not_empty(datasets.load_dataset(str(path), folder_subset(path, cfg), split=cfg.split), cfg)
         if not is_hub_dataset(cfg.dataset):
             raise RecipeError(f"data.dataset={cfg.dataset}: no such file or folder")
         return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split)
@@ -75,6 +75,39 @@ def load_rows(cfg: DataConfig):
             "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
             "to a local .jsonl/.parquet file or dataset folder"
         ) from None
+
+
+def folder_subset(path: Path, cfg: DataConfig) -> str | None:
+    """The config of a local dataset folder to load: data.subset, or in place of the default the folder's only one.
+
+    The default subset is GSM8K's ('main'); a folder of plain files has one config, 'default', and no
+    reason to be asked for GSM8K's. Any other subset or split it lacks is one line naming those it has.
+    """
+    import datasets
+
+    if not any(p.suffix in LOCAL_DATA_SUFFIXES for p in path.rglob("*") if p.is_file()):
+        raise RecipeError(
+            f"data.dataset={cfg.dataset} is a folder without data files ({', '.join(LOCAL_DATA_SUFFIXES)}): "
+            "put the question files in it (train.jsonl, test.jsonl) or point data.dataset at one file"
+        )
+    configs = datasets.get_dataset_config_names(str(path))
+    subset = cfg.subset
+    if len(configs) == 1 and subset in (None, DataConfig.subset):
+        subset = configs[0]
+    elif subset not in configs:
+        fix = (
+            f"set data.subset=null (the folder's configs: {configs[0]})"
+            if len(configs) == 1
+            else f"set data.subset to one of the folder's configs: {', '.join(configs)}"
+        )
+        raise RecipeError(f"data.subset={subset} is not a config of the dataset folder {cfg.dataset}: {fix}")
+    splits = datasets.get_dataset_split_names(str(path), subset)
+    # A split with a slice ("train[:100]") is datasets' to read.
+    if cfg.split.isidentifier() and cfg.split not in splits:
+        raise RecipeError(
+            f"data.dataset={cfg.dataset} has no split '{cfg.split}' (its splits: {', '.join(splits)}): set data.split (eval_grpo.py: --split) to one of them"
+        )
+    return subset
 
 
 def blank(path: Path) -> bool:

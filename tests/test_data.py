@@ -53,6 +53,87 @@ def test_saved_dataset_folder_uses_the_split(tmp_path):
     assert len(rows) == 1
 
 
+HUB_STYLE_README = """---
+configs:
+- config_name: main
+  data_files:
+  - {split: train, path: main/train.jsonl}
+- config_name: socratic
+  data_files:
+  - {split: train, path: socratic/train.jsonl}
+---
+"""
+
+
+def write_folder(tmp_path: Path, files: dict[str, str | list[dict]]) -> Path:
+    """A dataset folder holding ``files``: rows are written as JSON lines, text as it is."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        text = content if isinstance(content, str) else "".join(json.dumps(r) + "\n" for r in content)
+        (folder / name).write_text(text)
+    return folder
+
+
+PLAIN_FILES = {"train.jsonl": ROWS, "test.jsonl": ROWS[:1]}
+# (id, the folder's files, data.subset, data.split, the rows loaded or a fragment of the one-line error, {folder}
+# standing for the folder). Regression: a folder of plain files with the default subset 'main' said
+# "BuilderConfig 'main' not found ... fix the file", and a folder without data files said the same words.
+FOLDERS = [
+    ("plain-files-default-subset", PLAIN_FILES, "main", "train", 5),
+    ("plain-files-no-subset", PLAIN_FILES, None, "test", 1),
+    (
+        "plain-files-other-subset",
+        PLAIN_FILES,
+        "socratic",
+        "train",
+        "data.subset=socratic is not a config of the dataset folder {folder}: set data.subset=null (the folder's configs: default)",
+    ),
+    (
+        "missing-split",
+        {"data.jsonl": ROWS},
+        "main",
+        "test",
+        "data.dataset={folder} has no split 'test' (its splits: train): set data.split (eval_grpo.py: --split) to one of them",
+    ),
+    (
+        "hub-style-configs",
+        {"README.md": HUB_STYLE_README, "main/train.jsonl": ROWS, "socratic/train.jsonl": ROWS[:2]},
+        "socratic",
+        "train",
+        2,
+    ),
+    (
+        "hub-style-other-subset",
+        {"README.md": HUB_STYLE_README, "main/train.jsonl": ROWS, "socratic/train.jsonl": ROWS[:2]},
+        "default",
+        "train",
+        "set data.subset to one of the folder's configs: main, socratic",
+    ),
+    (
+        "empty-folder",
+        {},
+        "main",
+        "train",
+        "data.dataset={folder} is a folder without data files (.jsonl, .json, .parquet, .csv)",
+    ),
+    ("only-notes", {"notes.txt": "hello\n"}, "main", "train", "data.dataset={folder} is a folder without data files"),
+]
+
+
+@pytest.mark.parametrize("files, subset, split, expected", [pytest.param(*row[1:], id=row[0]) for row in FOLDERS])
+def test_a_dataset_folder_loads_its_config_or_says_which_to_set(tmp_path, files, subset, split, expected):
+    folder = write_folder(tmp_path, files)
+    data = DataConfig(dataset=str(folder), subset=subset, split=split)
+    if isinstance(expected, int):
+        assert len(load_rows(data)) == expected
+    else:
+        with pytest.raises(RecipeError) as error:
+            load_rows(data)
+        assert expected.format(folder=folder) in str(error.value) and "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     "dataset, message",
     [

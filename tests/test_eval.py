@@ -257,6 +257,20 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
             lambda run, assets: base_only(run, assets, broken_base(run, assets, "wider")),
             "config.json's hidden_size=128 makes model.embed_tokens.weight [688, 128], but the weights hold [688, 64]",
         ),
+        # Regressions: a --dataset folder said "BuilderConfig 'main' not found ... fix the file" for these.
+        (
+            lambda run, assets: evaluate_args(run, assets, "--dataset", str(dataset_folder(run, "empty", {}))),
+            "/empty is a folder without data files (.jsonl, .json, .parquet, .csv)",
+        ),
+        (
+            lambda run, assets: evaluate_args(
+                run,
+                assets,
+                "--dataset",
+                str(dataset_folder(run, "one-file", {"data.jsonl": assets / "data/test.jsonl"})),
+            ),
+            "has no split 'test' (its splits: train): set data.split (eval_grpo.py: --split) to one of them",
+        ),
     ],
     ids=[
         "missing-adapter",
@@ -275,6 +289,8 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
         "hub-dataset-without-the-hub",
         "truncated-base-weights",
         "base-config-disagrees-with-weights",
+        "dataset-folder-without-data-files",
+        "dataset-folder-without-the-split",
     ],
 )
 def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch, hub_down):
@@ -297,6 +313,31 @@ def damaged_adapter(run: Path) -> Path:
     weights = damaged / "adapter" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     return damaged
+
+
+def dataset_folder(run: Path, name: str, files: dict[str, Path]) -> Path:
+    """A dataset folder beside the run holding a copy of each of ``files`` under its name."""
+    folder = run.parent / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for file, source in files.items():
+        shutil.copy(source, folder / file)
+    return folder
+
+
+def test_a_dataset_folder_of_plain_files_evaluates_its_test_split(run, tiny_assets, tmp_path):
+    # Regression: the config's data.subset (GSM8K's 'main') was taken for one of the folder's configs, and failed.
+    folder = dataset_folder(
+        run,
+        "plain-files",
+        {"train.jsonl": tiny_assets / "data/train.jsonl", "test.jsonl": tiny_assets / "data/test.jsonl"},
+    )
+    args = evaluate_args(run, tiny_assets, "--dataset", str(folder), "--limit", "1", "--out", str(tmp_path / "eval"))
+    assert eval_grpo.main(args) == 0
+    settings = json.loads((tmp_path / "eval" / "summary.json").read_text())["settings"]
+    assert (settings["dataset"], settings["split"], settings["n"]) == (str(folder), "test", 1)
+    first_test_question = json.loads((tiny_assets / "data/test.jsonl").read_text().splitlines()[0])["question"]
+    assert read_jsonl(tmp_path / "eval" / "predictions.jsonl")[0]["question"] == first_test_question
 
 
 def base_only(run: Path, assets: Path, model: Path) -> list[str]:
