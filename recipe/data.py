@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +12,7 @@ import rewards
 from recipe import gsm_symbolic
 from recipe.config import DataConfig
 from recipe.errors import RecipeError, first_line
+from recipe.jsonl import DamagedJsonl, invalid_json, json_kind, read_jsonl
 
 LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # Why a row is left out, as counted in build_prompts' stats and said in the data line of both entry points.
@@ -62,6 +64,13 @@ def load_rows(cfg: DataConfig):
         first = first_line(error, 200)
         if path.exists() and "corresponds to no data" in first:  # datasets' words for a file without rows
             raise empty(cfg) from None
+        # datasets names no line of a JSON file it cannot read: read it again, line by line, only now that it failed.
+        where = json_damage(path) if path.is_file() and LOCAL_DATA_SUFFIXES.get(path.suffix) == "json" else None
+        if where is not None:
+            example = f'{{"{cfg.question_field}": "...", "{cfg.answer_field}": "... #### 42"}}'
+            raise RecipeError(
+                f"{where}: fix it (each row is one JSON object, like {example}) or point data.dataset at another file"
+            ) from None
         if path.exists():
             encoding = (
                 " (is it UTF-8 text?)" if "utf-8" in repr(error).lower() or "decode" in repr(error).lower() else ""
@@ -75,6 +84,29 @@ def load_rows(cfg: DataConfig):
             "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
             "to a local .jsonl/.parquet file or dataset folder"
         ) from None
+
+
+def json_damage(path: Path) -> str | None:
+    """``<file>:<line>: <problem>`` for the first row of a .json/.jsonl file that is not a JSON object, or None.
+
+    A .json file is one JSON array of rows, or JSON Lines as a .jsonl file is (datasets reads both).
+    """
+    text = path.read_bytes()
+    if text.lstrip().startswith(b"["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as error:
+            return f"{path}:{error.lineno}: {invalid_json(error)}"
+        except ValueError:
+            return f"{path}: not UTF-8 text"
+        if isinstance(items, list):
+            bad = next((i for i, item in enumerate(items, 1) if not isinstance(item, dict)), None)
+            return None if bad is None else f"{path}: item {bad} is {json_kind(items[bad - 1])}, not an object"
+    try:
+        read_jsonl(path, strict=True)
+    except DamagedJsonl as damage:
+        return str(damage)
+    return None
 
 
 def folder_subset(path: Path, cfg: DataConfig) -> str | None:

@@ -257,6 +257,45 @@ def test_a_file_without_rows_says_empty(tmp_path, name, content):
         load_rows(DataConfig(dataset=str(path)))
 
 
+ROW = b'{"question": "Q?", "answer": "#### 1"}\n'
+# (id, file name, content, how the one-line error starts, {path} standing for the file). Regression: these said
+# "DatasetGenerationError: An error occurred while generating the dataset" or "'str' object is not a mapping",
+# naming no line.
+DAMAGED = [
+    (
+        "unclosed-object",
+        "rows.jsonl",
+        ROW + b'{"question": "Q?", "answer": "#### 2"\n',
+        "{path}:2: not valid JSON (Expecting ',' delimiter at column 38)",
+    ),
+    ("words", "rows.jsonl", ROW + b"not json at all\n", "{path}:2: not valid JSON (Expecting value at column 1)"),
+    ("first-line", "rows.jsonl", b"garbage\n" + ROW, "{path}:1: not valid JSON (Expecting value at column 1)"),
+    ("array-line", "rows.jsonl", ROW + b'["Q?", "#### 2"]\n', "{path}:2: a JSON array, not an object"),
+    ("string-line", "rows.jsonl", ROW + b'"just text"\n', "{path}:2: a JSON string, not an object"),
+    ("number-line", "rows.jsonl", ROW + b"42\n", "{path}:2: a JSON number, not an object"),
+    (
+        "cut-off-last-line",
+        "rows.jsonl",
+        ROW + b'{"question": "Q',
+        "{path}:2: not valid JSON (Unterminated string starting at column 14)",
+    ),
+    ("json-lines-in-a-json-file", "rows.json", ROW + b"[1]\n", "{path}:2: a JSON array, not an object"),
+    ("json-array-cut-off", "rows.json", b"[" + ROW.strip() + b",\n", "{path}:2: not valid JSON (Expecting value"),
+    ("json-array-of-a-string", "rows.json", b"[" + ROW.strip() + b', "Q?"]', "{path}: item 2 is a JSON string"),
+]
+
+
+@pytest.mark.parametrize("name, content, start", [pytest.param(*row[1:], id=row[0]) for row in DAMAGED])
+def test_a_damaged_json_row_is_named_by_its_line(tmp_path, name, content, start):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(RecipeError) as error:
+        load_rows(DataConfig(dataset=str(path)))
+    message = str(error.value)
+    assert message.startswith(start.format(path=path)) and "\n" not in message, message
+    assert 'one JSON object, like {"question": "...", "answer": "... #### 42"}' in message
+
+
 def test_over_long_prompts_are_dropped_never_truncated(tmp_path, tokenizer):
     long_question = {"question": "How many? " + "Count the apples again. " * 40, "answer": "#### 1"}
     rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [*ROWS, long_question]))))
