@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from decimal import Decimal
@@ -49,12 +50,14 @@ def load_rows(cfg: DataConfig):
                 )
             if blank(path):
                 raise empty(cfg)
-            return not_empty(datasets.load_dataset(kind, data_files=str(path), split="train"), cfg)
+            with quiet_datasets():
+                return not_empty(datasets.load_dataset(kind, data_files=str(path), split="train"), cfg)
         if path.is_dir():
-            if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-                saved = datasets.load_from_disk(str(path))
-                return not_empty(saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved, cfg)
-            return not_empty(datasets.load_dataset(str(path), folder_subset(path, cfg), split=cfg.split), cfg)
+            with quiet_datasets():
+                if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+                    saved = datasets.load_from_disk(str(path))
+                    return not_empty(saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved, cfg)
+                return not_empty(datasets.load_dataset(str(path), folder_subset(path, cfg), split=cfg.split), cfg)
         if not is_hub_dataset(cfg.dataset):
             raise RecipeError(f"data.dataset={cfg.dataset}: no such file or folder")
         return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split)
@@ -84,6 +87,23 @@ def load_rows(cfg: DataConfig):
             "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
             "to a local .jsonl/.parquet file or dataset folder"
         ) from None
+
+
+@contextlib.contextmanager
+def quiet_datasets():
+    """datasets' log lines and progress bars off while a local file or folder is read: it takes moments, and a
+    file datasets cannot read is said in load_rows' one line, not also in datasets' words above it."""
+    import datasets
+
+    verbosity, bars_off = datasets.utils.logging.get_verbosity(), datasets.utils.are_progress_bars_disabled()
+    datasets.utils.logging.set_verbosity(datasets.utils.logging.CRITICAL)
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.utils.logging.set_verbosity(verbosity)
+        if not bars_off:
+            datasets.enable_progress_bars()
 
 
 def json_damage(path: Path) -> str | None:

@@ -296,6 +296,27 @@ def test_a_damaged_json_row_is_named_by_its_line(tmp_path, name, content, start)
     assert 'one JSON object, like {"question": "...", "answer": "... #### 42"}' in message
 
 
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        # Regression: datasets logged "Failed to read schema from ..." above the one-line error.
+        pytest.param("junk.parquet", b"not parquet at all", id="junk-parquet"),
+        # datasets logged "Failed to load JSON from file ..." and two progress bars above it.
+        pytest.param("rows.jsonl", ROW + b"not json at all\n", id="damaged-jsonl"),
+    ],
+)
+def test_a_file_datasets_cannot_read_adds_no_line_of_its_own(tmp_path, capfd, name, content):
+    import datasets
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    verbosity, bars = datasets.utils.logging.get_verbosity(), datasets.utils.are_progress_bars_disabled()
+    with pytest.raises(RecipeError):
+        load_rows(DataConfig(dataset=str(path)))
+    assert capfd.readouterr().err == ""
+    assert (datasets.utils.logging.get_verbosity(), datasets.utils.are_progress_bars_disabled()) == (verbosity, bars)
+
+
 def test_over_long_prompts_are_dropped_never_truncated(tmp_path, tokenizer):
     long_question = {"question": "How many? " + "Count the apples again. " * 40, "answer": "#### 1"}
     rows = load_rows(DataConfig(dataset=str(write_rows(tmp_path, "jsonl", [*ROWS, long_question]))))
