@@ -209,7 +209,7 @@ def config_lines(cfg: Config) -> list[str]:
 def load_model(cfg: Config, backend: str, tokenizer):
     try:
         return backends.load_model(cfg, backend, tokenizer)
-    except (OSError, ValueError, RuntimeError) as error:  # transformers/safetensors raise these for bad weights
+    except backends.LOAD_ERRORS as error:
         raise RecipeError(backends.load_failure(cfg, error)) from None
 
 

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -175,6 +176,14 @@ def model_without(tiny_assets: Path, tmp: Path, *names: str, damage: str | None 
     return model
 
 
+def model_with_config(tiny_assets: Path, tmp: Path, **changes) -> Path:
+    """A copy of the tiny model whose config.json sets ``changes``: sizes its weights were not saved with."""
+    model = model_without(tiny_assets, tmp)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, **changes}))
+    return model
+
+
 NOT_UTF8_ROW = b'{"question": "\xff", "answer": "#### 1"}\n'
 SECTION_TWICE = b"training:\n  learning_rate: 0.001\ntraining:\n  max_steps: 4\n"
 
@@ -228,6 +237,12 @@ BAD_INPUT = [
         "damaged model.safetensors",
     ),
     ("missing-model-folder", lambda t, a: ["--set", f"model.name={t / 'nothing'}"], "no such folder"),
+    # Regression: a config.json whose sizes the weights do not have failed only once the model loaded.
+    (
+        "config-disagrees-with-weights",
+        lambda t, a: ["--set", f"model.name={model_with_config(a, t, hidden_size=128)}"],
+        "config.json's hidden_size=128 makes model.embed_tokens.weight [688, 128]",
+    ),
     # Issue 30's config shapes and paths: each was a traceback, a crash after the model loaded, or silent.
     ("config-is-a-list", lambda t, a: ["--config", str(write(t / "c.yaml", b"- model\n- data\n"))], "got a YAML list"),
     ("config-is-a-number", lambda t, a: ["--config", str(write(t / "c.yaml", b"5\n"))], "got a YAML int"),
@@ -277,6 +292,58 @@ def test_bad_input_is_one_line_before_any_model_loads(tiny_assets, tmp_path, cap
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err[-1000:]
     assert not (tmp_path / "out").exists()
+
+
+# (id, config.json changes, fragment of the one-line error): each size the weights' shapes pin down.
+SIZES_THAT_DISAGREE = [
+    (
+        "hidden-size",
+        {"hidden_size": 128},
+        "hidden_size=128 makes model.embed_tokens.weight [688, 128], but the weights hold [688, 64]",
+    ),
+    (
+        "vocab-size",
+        {"vocab_size": 700},
+        "vocab_size=700 makes model.embed_tokens.weight [700, 64], but the weights hold [688, 64]",
+    ),
+    (
+        "intermediate-size",
+        {"intermediate_size": 256},
+        "intermediate_size=256 makes model.layers.0.mlp.gate_proj.weight [256, 64], but the weights hold [192, 64]",
+    ),
+    (
+        "more-layers",
+        {"num_hidden_layers": 3, "layer_types": ["full_attention"] * 3},
+        "num_hidden_layers=3, but the weights hold 2 layers",
+    ),
+    (
+        "fewer-layers",
+        {"num_hidden_layers": 1, "layer_types": ["full_attention"]},
+        "num_hidden_layers=1, but the weights hold 2 layers",
+    ),
+    (
+        "head-dim",
+        {"head_dim": 32},
+        "num_attention_heads=4, head_dim=32 make model.layers.0.self_attn.q_proj.weight [128, 64], but the weights hold [64, 64]",
+    ),
+]
+
+
+@pytest.mark.parametrize("changes, message", [pytest.param(c, m, id=i) for i, c, m in SIZES_THAT_DISAGREE])
+def test_a_config_json_that_disagrees_with_the_weights_is_one_line_before_loading(
+    tiny_assets, tmp_path, changes, message
+):
+    from recipe import preflight
+    from recipe.config import load_config
+    from recipe.errors import RecipeError
+
+    model = model_with_config(tiny_assets, tmp_path, **changes)
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"model.name={model}"])
+    with pytest.raises(RecipeError, match=re.escape(message)) as error:
+        preflight.check_model_folder(cfg)
+    assert "\n" not in str(error.value) and str(error.value).endswith(
+        ": restore the config.json that came with these weights, or download the model again"
+    )
 
 
 def test_one_reward_override_keeps_the_other_rewards():
