@@ -264,6 +264,12 @@ def test_a_log_prob_that_is_not_finite_goes_to_the_pass_it_replaced(scored, monk
             "no scoring pass (beta 0, a generation every step)",
             id="beta-0-no-old-log-probs",
         ),
+        # Either half alone leaves a scoring pass to take over: old log-probs (several steps per generation) or
+        # reference log-probs (beta on).
+        pytest.param(lambda t: setattr(t, "beta", 0.0), None, id="beta-0-but-old-log-probs-for-later-steps"),
+        pytest.param(
+            lambda t: setattr(t.args, "steps_per_generation", 1), None, id="a-generation-every-step-but-beta-on"
+        ),
         pytest.param(lambda t: setattr(t, "ref_model", object()), "a separate reference model", id="reference-model"),
         pytest.param(
             lambda t: setattr(t.model.config, "attention_dropout", 0.1),
