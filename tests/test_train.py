@@ -92,6 +92,27 @@ def test_metrics_hold_training_health(trained_run, key):
     assert all(isinstance(row[key], float) for row in rows)
 
 
+PLANNED_STEPS = [
+    # A last, partial step batch is still a step (TRL's dataloader keeps it): 400 prompts at 3 a step is 134.
+    pytest.param(400, 3, -1, 1.0, (134, 1.0), id="an-epoch-ends-with-a-partial-step"),
+    pytest.param(9, 3, -1, 1.0, (3, 1.0), id="an-epoch-of-whole-steps"),
+    pytest.param(400, 3, -1, 2.0, (268, 2.0), id="two-epochs"),
+    # Fractional epochs round the product up, as transformers does: 134 * 0.3 = 40.2 is 41 steps.
+    pytest.param(400, 3, -1, 0.3, (41, 0.3), id="a-fraction-of-an-epoch"),
+    # Rounding each epoch first matters here: 3 steps an epoch, not 2.5, so 2.5 epochs is 8 steps, not 7 or 5.
+    pytest.param(10, 4, -1, 2.5, (8, 2.5), id="partial-steps-and-fractional-epochs"),
+    # max_steps set: it is the plan, and the epochs are what it covers.
+    pytest.param(400, 3, 50, 1.0, (50, 50 / 134), id="max-steps-passes-through"),
+]
+
+
+@pytest.mark.parametrize("n_prompts, prompts_per_step, max_steps, epochs, expected", PLANNED_STEPS)
+def test_planned_steps(n_prompts, prompts_per_step, max_steps, epochs, expected):
+    training = types.SimpleNamespace(prompts_per_step=prompts_per_step, max_steps=max_steps, num_train_epochs=epochs)
+    steps, covered = train_grpo.planned_steps(types.SimpleNamespace(training=training), n_prompts)
+    assert steps == expected[0] and covered == pytest.approx(expected[1])
+
+
 def test_samples_log_every_n_steps_with_each_reward(trained_run):
     rows = read_jsonl(trained_run / "samples.jsonl")
     assert sorted({row["step"] for row in rows}) == [2, 4]
