@@ -1,10 +1,11 @@
-"""Checkpoint rotation: which folders of output.dir survive rotate_checkpoints, exactly.
+"""Checkpoint rotation (which folders of output.dir survive rotate_checkpoints, exactly) and the stop signals.
 
 The rotation deletes files a resume depends on, so a rule off by one either deletes the newest
 checkpoint (a resume then starts over) or deletes nothing (the disk fills). These rows build folders
 the way runs.py judges them: complete means a recipe_complete.json marker listing every file's size.
 """
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -44,3 +45,24 @@ def test_rotate_checkpoints_keeps_exactly_the_newest_complete(tmp_path, keep, re
     assert [p.name for p in runs.checkpoints(tmp_path)] == remaining
     # What is kept is still a checkpoint a resume takes: the newest complete one, whole.
     assert runs.latest_complete(tmp_path)[0] == tmp_path / "checkpoint-8"
+
+
+@pytest.mark.parametrize(
+    "first, second, exit_code",
+    [
+        pytest.param(signal.SIGINT, signal.SIGINT, 130, id="ctrl-c-twice"),
+        pytest.param(signal.SIGTERM, signal.SIGTERM, 143, id="sigterm-twice"),
+        # The exit code is the first signal's: the one that asked for the stop.
+        pytest.param(signal.SIGTERM, signal.SIGINT, 143, id="sigterm-then-ctrl-c"),
+    ],
+)
+def test_a_first_signal_asks_for_a_stop_and_a_second_aborts(first, second, exit_code, capsys):
+    stop = runs.GracefulStop()
+    stop.handle(first, None)  # called as the signal module would, without installing it in the test process
+    # The first lets the step finish: nothing raised, the stop recorded for the callback to save and stop.
+    assert stop.received == first and stop.exit_code == exit_code
+    assert "signal again to abort now" in capsys.readouterr().out
+    # A user who signals again wants out now, not after a step that may take minutes.
+    with pytest.raises(KeyboardInterrupt):
+        stop.handle(second, None)
+    assert stop.received == first and stop.exit_code == exit_code
