@@ -1,6 +1,7 @@
 """End to end on the tiny model: main() trains, logs, saves a loadable adapter, and resumes after a crash."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -75,21 +76,45 @@ def test_metrics_hold_every_reward_at_every_step(trained_run, name):
     assert all(0 <= row[f"rewards/{name}/mean"] <= rewards.MAX_REWARD[name] for row in steps)
 
 
+def best_reward(run: Path) -> float:
+    return sum(
+        weight * rewards.MAX_REWARD[name] for name, weight in load_config(str(run / "config.yaml")).rewards.items()
+    )
+
+
+def completion_length(run: Path) -> float:
+    return load_config(str(run / "config.yaml")).training.max_completion_length
+
+
+def learning_rate(run: Path) -> float:
+    return load_config(str(run / "config.yaml")).training.learning_rate
+
+
+# Each metric's range: a NaN or an infinity is a float too, and a share outside [0, 1] or a step that took no
+# time is a metric computed wrongly, not training health. Bounds that depend on the run read its saved config.
 @pytest.mark.parametrize(
-    "key",
+    "key, low, high",
     [
-        "reward",
-        "reward_std",
-        "completions/mean_length",
-        "completions/clipped_ratio",
-        "kl",
-        "step_time",
-        "learning_rate",
+        pytest.param("reward", lambda run: 0.0, best_reward, id="reward-within-the-weighted-best"),
+        pytest.param("reward_std", lambda run: 0.0, best_reward, id="reward-std"),
+        pytest.param("completions/mean_length", lambda run: 1.0, completion_length, id="mean-length"),
+        pytest.param("completions/clipped_ratio", lambda run: 0.0, lambda run: 1.0, id="clipped-ratio-a-share"),
+        # TRL's KL estimate, exp(x) - x - 1 per token, is never negative.
+        pytest.param("kl", lambda run: 0.0, lambda run: math.inf, id="kl"),
+        pytest.param("learning_rate", lambda run: 0.0, learning_rate, id="learning-rate-up-to-the-configs"),
     ],
 )
-def test_metrics_hold_training_health(trained_run, key):
+def test_metrics_hold_training_health(trained_run, key, low, high):
     rows = [row for row in read_jsonl(trained_run / "metrics.jsonl") if "reward" in row]
-    assert all(isinstance(row[key], float) for row in rows)
+    values = [row[key] for row in rows]
+    assert values and all(isinstance(v, float) and math.isfinite(v) for v in values), values
+    assert all(low(trained_run) <= v <= high(trained_run) for v in values), values
+
+
+def test_metrics_hold_a_step_time_for_every_step(trained_run):
+    rows = [row for row in read_jsonl(trained_run / "metrics.jsonl") if "reward" in row]
+    # A step takes time: zero or less is a clock read wrongly, a NaN a division by nothing.
+    assert all(isinstance(row["step_time"], float) and 0 < row["step_time"] < math.inf for row in rows), rows
 
 
 PLANNED_STEPS = [
