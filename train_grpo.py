@@ -384,7 +384,7 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
     backends.quiet_hub()
     try:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
-        if args.card_gib is not None and args.card_gib <= 0:
+        if args.card_gib is not None and not (math.isfinite(args.card_gib) and args.card_gib > 0):
             raise RecipeError(f"--card-gib {args.card_gib:g}: give the card's memory in GiB, e.g. --card-gib 24")
         tracking.check_installed(cfg.output.report_to)
         planning = plans_for_a_gpu(cfg, args)
