@@ -44,7 +44,9 @@ PLANNED_CARD_GIB = 24.0
 
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --resum must not pass for --resume
     )
     parser.add_argument("--config", help="YAML config (defaults: the dataclasses of recipe/config.py)")
     add_override_argument(parser, "training.max_steps=500")
@@ -67,8 +69,9 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve_resume(cfg: Config) -> tuple[Path | None, list[str]]:
-    """The checkpoint to resume from (None: start at step 0) and warnings; refuses to overwrite an earlier run."""
+def resolve_resume(cfg: Config, asked: bool = False) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from (None: start at step 0) and warnings; refuses to overwrite an earlier run,
+    and to start a new one when ``asked`` (--resume) to continue one."""
     out = Path(cfg.output.dir)
     if cfg.output.resume == "never":
         runs.refuse_earlier_run(out)
@@ -76,7 +79,15 @@ def resolve_resume(cfg: Config) -> tuple[Path | None, list[str]]:
     checkpoint, warnings = runs.chosen_checkpoint(out, cfg.output.resume)
     if checkpoint is not None:
         runs.check_resumable(checkpoint, cfg)
-    return checkpoint, warnings
+        return checkpoint, warnings
+    if runs.earlier_outputs(out):
+        return None, warnings
+    if asked:
+        raise RecipeError(
+            f"--resume: nothing to resume in output.dir={out} (no checkpoint or log): check output.dir, "
+            "or leave out --resume to start a new run"
+        )
+    return None, [*warnings, f"nothing to resume in {out}: starting at step 0"]
 
 
 def resume_command(argv: typing.Sequence[str] | None) -> str:
@@ -115,16 +126,17 @@ class Prepared:
     grpo_config: typing.Any
 
 
-def prepare(cfg: Config, card_gib: float | None, planning: bool) -> Prepared:
+def prepare(cfg: Config, card_gib: float | None, planning: bool, resume_asked: bool = False) -> Prepared:
     """Everything checked and built before a model loads: the backend, the resume point, the memory
-    forecast, tokenizer and data. ``planning``: a dry run on a CPU for a GPU card of ``card_gib``."""
+    forecast, tokenizer and data. ``planning``: a dry run on a CPU for a GPU card of ``card_gib``;
+    ``resume_asked``: --resume was passed."""
     world = distributed.world_size()
     backend = backends.resolve_backend(cfg, world, cuda=True if planning else None)
     if not planning:  # a dry run in one process plans for a launch of any size
         distributed.check_vllm_split(cfg, world)
     runs.check_output_dir(Path(cfg.output.dir))
     preflight.check_model_folder(cfg)
-    resume_from, warnings = resolve_resume(cfg)
+    resume_from, warnings = resolve_resume(cfg, resume_asked)
     if backend == "unsloth" and not planning:
         backends.import_unsloth(cfg.model, training=True)
     check_trainer_names(cfg.training)
@@ -389,11 +401,11 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         tracking.check_installed(cfg.output.report_to)
         planning = plans_for_a_gpu(cfg, args)
         card_gib = PLANNED_CARD_GIB if planning and args.card_gib is None else args.card_gib
-        prepared = prepare(cfg, card_gib, planning)
+        prepared = prepare(cfg, card_gib, planning, args.resume)
         if not args.dry_run:
             # From here on no other process writes into output.dir: decide where to resume again, under the lock.
             runs.lock_output_dir(Path(cfg.output.dir), distributed.is_main_process())
-            prepared.resume_from, prepared.warnings = resolve_resume(cfg)
+            prepared.resume_from, prepared.warnings = resolve_resume(cfg, args.resume)
         steps, epochs = planned_steps(cfg, prepared.stats["kept"])
         for warning in prepared.warnings:
             say(f"warning: {warning}", file=sys.stderr)

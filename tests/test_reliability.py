@@ -121,6 +121,74 @@ def test_earlier_run_is_not_overwritten(uninterrupted, tiny_assets, tmp_path, ca
     assert sorted(p.name for p in out.iterdir()) == [leftover]
 
 
+def killed_while_loading(out: Path) -> Path:
+    """What a run killed while its model loaded leaves: its config and lock, no log or checkpoint."""
+    out.mkdir()
+    (out / "config.yaml").write_text("model:\n  name: x\n")
+    (out / runs.LOCK).write_text("123\n")
+    return out
+
+
+# (id, make(folder) -> the output.dir that --resume is given)
+NOTHING_TO_RESUME = [
+    # Regression: a mistyped output.dir trained from step 0 without a word.
+    ("a-mistyped-folder", lambda out: out),
+    ("an-empty-folder", lambda out: out.mkdir() or out),
+    ("a-run-killed-while-its-model-loaded", killed_while_loading),
+]
+
+
+@pytest.mark.parametrize("make", [pytest.param(make, id=i) for i, make in NOTHING_TO_RESUME])
+def test_resume_with_nothing_to_resume_is_one_line_and_starts_nothing(tiny_assets, tmp_path, capsys, monkeypatch, make):
+    monkeypatch.setattr(train_grpo, "load_model", lambda *a: pytest.fail("a model was loaded"))
+    out = make(tmp_path / "run")
+    before = files(out) if out.exists() else None
+    assert run(tiny_assets, out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: --resume: nothing to resume in output.dir={out} (no checkpoint or log): check output.dir, "
+        "or leave out --resume to start a new run"
+    ]
+    assert (files(out) if out.exists() else None) == before
+
+
+def test_resume_auto_in_the_config_starts_a_new_run_and_says_so(tiny_assets, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(tiny_assets, out, "--set", "output.resume=auto", "--dry-run") == 0
+    assert f"warning: nothing to resume in {out}: starting at step 0" in capsys.readouterr().err
+
+
+def offline_tiny(argv):
+    import offline
+
+    return offline.main(["tiny", *argv])
+
+
+def module_parse_args(module: str):
+    return lambda argv: __import__(module).parse_args(argv)
+
+
+# (id, an entry point's argument parser, its words, the flag among them cut short)
+ABBREVIATED = [
+    # Regression: argparse took --resum for --resume.
+    ("train-resum", module_parse_args("train_grpo"), ["--resum"], "--resum"),
+    ("train-dry", module_parse_args("train_grpo"), ["--dry"], "--dry"),
+    ("train-card", module_parse_args("train_grpo"), ["--card", "24"], "--card"),
+    ("eval-base", module_parse_args("eval_grpo"), ["--adapter", "a", "--base"], "--base"),
+    ("eval-max-new", module_parse_args("eval_grpo"), ["--adapter", "a", "--max-new", "8"], "--max-new"),
+    ("plots-ou", module_parse_args("plots"), ["metrics.jsonl", "--ou", "x"], "--ou"),
+    ("offline-tiny-forc", offline_tiny, ["--forc", "--out", "{tmp}/tiny"], "--forc"),
+]
+
+
+@pytest.mark.parametrize("parse, argv, cut", [pytest.param(*row[1:], id=row[0]) for row in ABBREVIATED])
+def test_a_flag_cut_short_is_refused_not_guessed(tmp_path, capsys, parse, argv, cut):
+    with pytest.raises(SystemExit) as raised:
+        parse([word.format(tmp=tmp_path) for word in argv])
+    assert raised.value.code == 2
+    assert f"unrecognized arguments: {cut}" in capsys.readouterr().err
+
+
 def test_sigterm_saves_the_step_and_resume_finishes_it(tiny_assets, tmp_path):
     def command(out: Path) -> list[str]:
         return [
