@@ -80,8 +80,9 @@ def resolve_resume(cfg: Config, asked: bool = False) -> tuple[Path | None, list[
     if checkpoint is not None:
         runs.check_resumable(checkpoint, cfg)
         return checkpoint, warnings
-    if runs.earlier_outputs(out):
+    if runs.adapter_complete(out):  # a finished run: finished_run says so
         return None, warnings
+    runs.refuse_unresumable(out)
     if asked:
         raise RecipeError(
             f"--resume: nothing to resume in output.dir={out} (no checkpoint or log): check output.dir, "
@@ -356,11 +357,6 @@ def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> 
     tracking.keep_logs_in(cfg.output.report_to, out)
     if p.resume_from is not None:
         say(f"resuming from {p.resume_from} (step {runs.saved_step(p.resume_from)})")
-    elif cfg.output.resume != "never" and runs.earlier_outputs(out):
-        say(
-            f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)",
-            file=sys.stderr,
-        )
 
     started = time.time()
     model, tokenizer = load_model(cfg, p.backend, p.tokenizer)

@@ -128,6 +128,20 @@ def refuse_earlier_run(out: Path) -> None:
         )
 
 
+def refuse_unresumable(out: Path) -> None:
+    """Refuse to start at step 0 where an earlier run left logs or checkpoints of which none can be resumed:
+    the new run would clear its logs (a resume trims them to its step) and train beside its checkpoints."""
+    found = earlier_outputs(out)
+    if not found:
+        return
+    problems = [f"{folder.name} {folder_problem(folder)}" for folder in reversed(checkpoints(out))]
+    why = "; ".join(problems) if problems else f"{', '.join(found)}; no checkpoint"
+    raise RecipeError(
+        f"output.dir={out} holds an earlier run with nothing to resume ({why}): "
+        f"to start over, delete {out} or set output.dir to a new folder"
+    )
+
+
 def latest_complete(out: Path) -> tuple[Path | None, list[str]]:
     """The newest complete checkpoint of ``out`` (or None) and a warning for each newer one skipped."""
     warnings = []

@@ -474,10 +474,9 @@ def test_batch_is_prompts_times_generations_and_trl_accepts_it(tmp_path):
 def test_half_written_checkpoint_is_named_not_resumed(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     cfg = load_config(None, [f"output.dir={tmp_path}", "output.resume=auto"])
-    got, warnings = train_grpo.resolve_resume(cfg)
-    assert got is None and warnings == [
-        f"skipping {tmp_path / 'checkpoint-3'} : it has no completion marker (its save was cut off)"
-    ]
+    # Regression: it was skipped, and the run started again at step 0 beside it.
+    with pytest.raises(RecipeError, match=r"\(checkpoint-3 has no completion marker \(its save was cut off\)\)"):
+        train_grpo.resolve_resume(cfg)
 
 
 @pytest.mark.parametrize(

@@ -105,6 +105,59 @@ def test_damaged_checkpoint_is_skipped_and_logs_are_kept(uninterrupted, tiny_ass
     assert problem in capsys.readouterr().err
 
 
+def unmark(folder: Path) -> None:
+    (folder / runs.MARKER).unlink()
+
+
+def garble_marker(folder: Path) -> None:
+    (folder / runs.MARKER).write_text("{")
+
+
+# (id, damage(out) -> None, how the run is asked to resume, the reason the one line gives)
+NOTHING_RESUMABLE = [
+    # Regression: --resume warned "starting again from step 0 (its logs are cleared)", then cleared them.
+    (
+        "every-marker-gone",
+        lambda out: [unmark(c) for c in runs.checkpoints(out)],
+        ("--resume",),
+        "checkpoint-4 has no completion marker (its save was cut off); checkpoint-2 has no completion marker",
+    ),
+    (
+        "every-marker-unreadable",
+        lambda out: [garble_marker(c) for c in runs.checkpoints(out)],
+        ("--resume",),
+        f"checkpoint-4 has an unreadable {runs.MARKER}; checkpoint-2 has an unreadable {runs.MARKER}",
+    ),
+    (
+        "auto-in-the-config",
+        lambda out: [unmark(c) for c in runs.checkpoints(out)],
+        ("--set", "output.resume=auto"),
+        "checkpoint-4 has no completion marker",
+    ),
+    (
+        "logs-but-no-checkpoint",
+        lambda out: [shutil.rmtree(c) for c in runs.checkpoints(out)],
+        ("--resume",),
+        "(metrics.jsonl, samples.jsonl; no checkpoint)",
+    ),
+]
+
+
+@pytest.mark.parametrize("damage, asked, why", [pytest.param(*row[1:], id=row[0]) for row in NOTHING_RESUMABLE])
+def test_a_run_with_nothing_resumable_is_one_line_and_keeps_its_logs(
+    uninterrupted, tiny_assets, tmp_path, capsys, monkeypatch, damage, asked, why
+):
+    monkeypatch.setattr(train_grpo, "load_model", lambda *a: pytest.fail("a model was loaded"))
+    out = stopped_copy(uninterrupted, tmp_path / "damaged", drop=())
+    damage(out)
+    before = files(out)
+    assert run(tiny_assets, out, *asked) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: output.dir={out} holds an earlier run with nothing to resume (") and why in error
+    assert error.endswith(f"to start over, delete {out} or set output.dir to a new folder")
+    assert files(out) == before
+
+
 @pytest.mark.parametrize(
     "leftover",
     [
