@@ -75,6 +75,7 @@ def resolve_resume(cfg: Config, asked: bool = False) -> tuple[Path | None, list[
     out = Path(cfg.output.dir)
     if cfg.output.resume == "never":
         runs.refuse_earlier_run(out)
+        runs.refuse_other_config(out, config_to_yaml(cfg))
         return None, []
     checkpoint, warnings = runs.chosen_checkpoint(out, cfg.output.resume)
     if checkpoint is not None:
@@ -88,6 +89,7 @@ def resolve_resume(cfg: Config, asked: bool = False) -> tuple[Path | None, list[
             f"--resume: nothing to resume in output.dir={out} (no checkpoint or log): check output.dir, "
             "or leave out --resume to start a new run"
         )
+    runs.refuse_other_config(out, config_to_yaml(cfg))
     return None, [*warnings, f"nothing to resume in {out}: starting at step 0"]
 
 
