@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -32,7 +33,14 @@ import rewards
 from recipe import backend as backends
 from recipe import distributed, memory, model_card, preflight, runs, tracking
 from recipe.callbacks import SampleLog, make_callbacks
-from recipe.config import Config, add_override_argument, check_trainer_names, config_to_yaml, load_config
+from recipe.config import (
+    Config,
+    add_override_argument,
+    check_trainer_names,
+    config_changes,
+    config_to_yaml,
+    load_config,
+)
 from recipe.data import build_prompts, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError, first_line
 from recipe.grpo_config import grpo_args
@@ -349,16 +357,39 @@ def plot_curves(out: Path) -> list[Path]:
         return []
 
 
+def save_config(cfg: Config, resume_from: Path | None, changes: list[str]) -> None:
+    """config.yaml: this leg's resolved config, which the model card, plots and eval_grpo.py read. Before a resume
+    with ``changes`` (config_changes) replaces it, the earlier one is kept as config-until-<step>.yaml."""
+    out = Path(cfg.output.dir)
+    path = out / "config.yaml"
+    if resume_from is not None and path.exists():
+        if not changes:
+            return  # the same settings: the file stays as it is, a user's comments included
+        earlier = out / f"config-until-{runs.saved_step(resume_from)}.yaml"
+        # One there already holds the settings up to that step: the leg since then saved no checkpoint after it.
+        if not earlier.exists():
+            os.replace(path, earlier)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, config_to_yaml(cfg))
+
+
 def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> int:
     out = Path(cfg.output.dir)
     main_process = distributed.is_main_process()
+    changes = config_changes(out / "config.yaml", cfg) if main_process and p.resume_from is not None else []
     if main_process:
         with runs.writing(out / "config.yaml", "choose another output.dir or free space"):
-            out.mkdir(parents=True, exist_ok=True)
-            write_atomic(out / "config.yaml", config_to_yaml(cfg))
+            save_config(cfg, p.resume_from, changes)
     tracking.keep_logs_in(cfg.output.report_to, out)
     if p.resume_from is not None:
-        say(f"resuming from {p.resume_from} (step {runs.saved_step(p.resume_from)})")
+        step = runs.saved_step(p.resume_from)
+        say(f"resuming from {p.resume_from} (step {step})")
+        if changes:
+            shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
+            say(
+                f"resuming from step {step} with other settings: {shown}; config.yaml now holds them, "
+                f"config-until-{step}.yaml the settings that trained up to step {step}"
+            )
 
     started = time.time()
     model, tokenizer = load_model(cfg, p.backend, p.tokenizer)

@@ -14,6 +14,7 @@ import pytest
 import train_grpo
 from conftest import ROOT, files, lora, same_weights, tiny_cli, train_tiny
 from recipe import runs
+from recipe.config import config_to_yaml, load_config
 
 STEPS = 4
 # The signalled run must still be training when the signal lands: at about 0.07 s a step on a CPU,
@@ -103,6 +104,71 @@ def test_damaged_checkpoint_is_skipped_and_logs_are_kept(uninterrupted, tiny_ass
     assert (out / "metrics.jsonl").read_bytes() == metrics
     assert run(tiny_assets, out, "--set", f"output.resume={out / 'checkpoint-4'}") == 2
     assert problem in capsys.readouterr().err
+
+
+class Loading(BaseException):
+    """The model started to load: every check passed and config.yaml is written."""
+
+
+def stop_at_load(*args):
+    raise Loading
+
+
+def resumable_at_2(uninterrupted: Path, dst: Path) -> Path:
+    """The uninterrupted run stopped after checkpoint-2, its config.yaml naming the copy as output.dir."""
+    out = stopped_copy(uninterrupted, dst)
+    cfg = load_config(str(out / "config.yaml"))
+    cfg.output.dir = str(out)
+    (out / "config.yaml").write_text(config_to_yaml(cfg))
+    return out
+
+
+def lr(value: str) -> tuple[str, str]:
+    return ("--set", f"training.learning_rate={value}")
+
+
+# (id, edit(config.yaml's text) before the resumes, the --resume legs' extra words, kept as config-until-2.yaml,
+#  what the last leg says)
+RESUMED_CONFIG = [
+    # Regression: a resume with another setting rewrote config.yaml, and the first leg's settings were lost.
+    ("another-learning-rate", str, [lr("1e-4")], True, "training.learning_rate 0.0002 -> 0.0001"),
+    (
+        "resumed-twice-from-the-same-step",
+        str,
+        [lr("1e-4"), lr("5e-5")],
+        True,
+        "training.learning_rate 0.0001 -> 5e-05",
+    ),
+    ("the-same-settings", str, [()], False, None),
+    ("hand-written-with-the-same-settings", lambda text: "# my notes\n" + text, [()], False, None),
+]
+
+
+@pytest.mark.parametrize("edit, legs, kept, said", [pytest.param(*row[1:], id=row[0]) for row in RESUMED_CONFIG])
+def test_a_resume_keeps_the_config_of_the_steps_before_it(
+    uninterrupted, tiny_assets, tmp_path, capsys, monkeypatch, edit, legs, kept, said
+):
+    monkeypatch.setattr(train_grpo, "load_model", stop_at_load)
+    out = resumable_at_2(uninterrupted, tmp_path / "run")
+    (out / "config.yaml").write_text(edit((out / "config.yaml").read_text()))
+    first = (out / "config.yaml").read_bytes()
+    for leg in legs:
+        capsys.readouterr()
+        with pytest.raises(Loading):
+            run(tiny_assets, out, *leg, "--resume")
+    printed = capsys.readouterr().out
+    records = sorted(p.name for p in out.glob("config*.yaml"))
+    if not kept:
+        assert records == ["config.yaml"] and (out / "config.yaml").read_bytes() == first
+        assert "other settings" not in printed
+        return
+    assert records == ["config-until-2.yaml", "config.yaml"]
+    assert (out / "config-until-2.yaml").read_bytes() == first
+    assert load_config(str(out / "config.yaml")).training.learning_rate == float(legs[-1][1].split("=")[1])
+    assert (
+        f"resuming from step 2 with other settings: {said}; config.yaml now holds them, config-until-2.yaml "
+        "the settings that trained up to step 2"
+    ) in printed
 
 
 def unmark(folder: Path) -> None:
