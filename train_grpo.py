@@ -419,6 +419,21 @@ def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> 
     return 0
 
 
+def stopped_at_once(out: Path, argv: typing.Sequence[str] | None) -> str:
+    """The line for a Ctrl-C that stopped the run at once (while loading, or a second one while training): what
+    ``out`` keeps, by what is there, and the command that goes on from it."""
+    kept = runs.latest_complete(out)[0]
+    if kept is not None:
+        return f"stopped at once; {kept} is the newest complete checkpoint: continue with: {resume_command(argv)}"
+    # A finished run, stopped while it was checked, needs no checkpoint: the same command says it is finished.
+    if runs.earlier_outputs(out) and not runs.adapter_complete(out):
+        return (
+            "stopped before any checkpoint was saved, so there is nothing to resume: "
+            f"to start over, delete {out} or set output.dir to a new folder"
+        )
+    return "stopped before this run trained a step: run the same command again"
+
+
 def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = ()) -> int:
     """The command line; ``callbacks`` (TrainerCallbacks) join the recipe's own when main is called from Python."""
     args = parse_args(argv)
@@ -461,10 +476,7 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         say(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        say(
-            f"\nstopped before a checkpoint could be saved; the newest complete one is kept: {resume_command(argv)}",
-            file=sys.stderr,
-        )
+        say(f"\n{stopped_at_once(Path(cfg.output.dir), argv)}", file=sys.stderr)
         return 130
 
 

@@ -24,8 +24,11 @@ SIGNAL_STEPS = 40
 FAST = ("--set", "training.max_completion_length=16", "--set", "output.save_steps=2", "--set", "output.sample_every=1")
 
 
+RUN = ("--set", f"training.max_steps={STEPS}", *FAST)
+
+
 def run(tiny_assets: Path, out: Path, *extra: str) -> int:
-    return train_tiny(tiny_assets, out, "--set", f"training.max_steps={STEPS}", *FAST, *extra)
+    return train_tiny(tiny_assets, out, *RUN, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -344,6 +347,100 @@ def test_sigterm_saves_the_step_and_resume_finishes_it(tiny_assets, tmp_path):
     assert subprocess.run([*command(out), "--resume"], cwd=ROOT, env=env, capture_output=True).returncode == 0
     assert runs.saved_step(out / "adapter") == SIGNAL_STEPS
     assert same_weights(lora(out / "adapter"), lora(uninterrupted / "adapter"))
+
+
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def fresh(uninterrupted: Path, out: Path) -> Path:
+    return out
+
+
+class CtrlCAgain:
+    """A second Ctrl-C, which stops at once: as the step after ``step`` begins, every log of ``step`` written."""
+
+    def __new__(cls, step):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == step:
+                    raise KeyboardInterrupt
+
+        return Callback()
+
+
+def ctrl_c_while_loading(monkeypatch) -> list:
+    monkeypatch.setattr(train_grpo, "load_model", interrupt)
+    return []
+
+
+# (id, the folder given the uninterrupted run, extra words, arm(monkeypatch) -> callbacks, the line it ends with,
+#  the next command's extra words, whether that command starts (else it is refused))
+STOPPED_AT_ONCE = [
+    (
+        "while-the-model-loads",
+        fresh,
+        (),
+        ctrl_c_while_loading,
+        "stopped before this run trained a step: run the same command again",
+        (),
+        True,
+    ),
+    (
+        "while-a-resume-loads-its-model",
+        resumable_at_2,
+        ("--resume",),
+        ctrl_c_while_loading,
+        "stopped at once; {out}/checkpoint-2 is the newest complete checkpoint: continue with: python train_grpo.py ",
+        ("--resume",),
+        True,
+    ),
+    # Regression: it said "the newest complete one is kept" with none saved.
+    (
+        "a-second-ctrl-c-before-the-first-checkpoint",
+        fresh,
+        (),
+        lambda monkeypatch: [CtrlCAgain(1)],
+        "stopped before any checkpoint was saved, so there is nothing to resume: to start over, delete {out} or "
+        "set output.dir to a new folder",
+        ("--resume",),
+        False,
+    ),
+    (
+        "a-second-ctrl-c-after-a-checkpoint",
+        fresh,
+        (),
+        lambda monkeypatch: [CtrlCAgain(3)],
+        "stopped at once; {out}/checkpoint-2 is the newest complete checkpoint: continue with: python train_grpo.py ",
+        ("--resume",),
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "folder, extra, arm, said, then, starts", [pytest.param(*row[1:], id=row[0]) for row in STOPPED_AT_ONCE]
+)
+def test_a_ctrl_c_that_stops_at_once_says_what_is_kept_and_what_to_run_next(
+    uninterrupted, tiny_assets, tmp_path, capsys, monkeypatch, folder, extra, arm, said, then, starts
+):
+    out = folder(uninterrupted, tmp_path / "run")
+    with monkeypatch.context() as m:
+        assert train_tiny(tiny_assets, out, *RUN, *extra, callbacks=arm(m)) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(said.format(out=out)), last
+    assert "continue with:" not in last or last.endswith(" --resume")
+    # What the line says to do next is what the recipe then does.
+    monkeypatch.setattr(train_grpo, "load_model", stop_at_load)
+    if starts:
+        with pytest.raises(Loading):
+            train_tiny(tiny_assets, out, *RUN, *then)
+    else:
+        assert train_tiny(tiny_assets, out, *RUN, *then) == 2
 
 
 def write(path: Path, data: bytes) -> Path:
