@@ -419,6 +419,9 @@ def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> 
     return 0
 
 
+NOTHING_WRITTEN = "stopped before training started; nothing was written to output.dir"
+
+
 def stopped_at_once(out: Path, argv: typing.Sequence[str] | None) -> str:
     """The line for a Ctrl-C that stopped the run at once (while loading, or a second one while training): what
     ``out`` keeps, by what is there, and the command that goes on from it."""
@@ -438,6 +441,7 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
     """The command line; ``callbacks`` (TrainerCallbacks) join the recipe's own when main is called from Python."""
     args = parse_args(argv)
     backends.quiet_hub()
+    locking = False
     try:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
         if args.card_gib is not None and not (math.isfinite(args.card_gib) and args.card_gib > 0):
@@ -448,6 +452,7 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         prepared = prepare(cfg, card_gib, planning, args.resume)
         if not args.dry_run:
             # From here on no other process writes into output.dir: decide where to resume again, under the lock.
+            locking = True
             runs.lock_output_dir(Path(cfg.output.dir), distributed.is_main_process())
             prepared.resume_from, prepared.warnings = resolve_resume(cfg, args.resume)
         steps, epochs = planned_steps(cfg, prepared.stats["kept"])
@@ -457,6 +462,11 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
     except RecipeError as error:
         say(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Imports and data take a while; until the lock file, nothing is written to output.dir.
+        stopped = stopped_at_once(Path(cfg.output.dir), argv) if locking else NOTHING_WRITTEN
+        say(f"\n{stopped}", file=sys.stderr)
+        return 130
     if done is not None:
         say(done)
         return 0

@@ -357,6 +357,32 @@ def fresh(uninterrupted: Path, out: Path) -> Path:
     return out
 
 
+# (id, the train_grpo name a Ctrl-C lands in, the folder given the uninterrupted run, extra words)
+BEFORE_TRAINING = [
+    # Regression: each printed a KeyboardInterrupt traceback.
+    ("reading-the-config", "load_config", fresh, ()),
+    ("importing-torch", "plans_for_a_gpu", fresh, ()),
+    ("loading-the-tokenizer", "load_tokenizer", fresh, ()),
+    ("building-the-prompts", "build_prompts", fresh, ()),
+    ("building-the-prompts-of-a-resume", "build_prompts", resumable_at_2, ("--resume",)),
+]
+
+
+@pytest.mark.parametrize("name, folder, extra", [pytest.param(*row[1:], id=row[0]) for row in BEFORE_TRAINING])
+def test_ctrl_c_before_training_is_one_line_and_writes_nothing(
+    uninterrupted, tiny_assets, tmp_path, capsys, monkeypatch, name, folder, extra
+):
+    out = folder(uninterrupted, tmp_path / "run")
+    before = files(out) if out.exists() else None
+    monkeypatch.setattr(train_grpo, name, interrupt)
+    assert run(tiny_assets, out, *extra) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines() == [
+        "stopped before training started; nothing was written to output.dir"
+    ]
+    assert (files(out) if out.exists() else None) == before
+
+
 class CtrlCAgain:
     """A second Ctrl-C, which stops at once: as the step after ``step`` begins, every log of ``step`` written."""
 
