@@ -61,7 +61,8 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the latest checkpoint in output.dir (same as output.resume=auto)",
+        help="continue from the newest complete checkpoint in output.dir (output.resume=auto, except that with "
+        "nothing to resume it stops instead of starting at step 0)",
     )
     parser.add_argument(
         "--dry-run",
