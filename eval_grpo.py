@@ -524,7 +524,9 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
 
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --base must not pass for --base-only
     )
     parser.add_argument("--config", help="the training config (default: config.yaml next to the adapter)")
     parser.add_argument("--adapter", help="the adapter folder of a run, e.g. outputs/x/adapter")

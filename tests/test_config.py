@@ -620,14 +620,20 @@ def test_auto_backend_is_trl_on_cpu():
 
 
 @pytest.mark.parametrize(
-    "existing, resume, expected",
+    "existing, resume, expected, said",
     [
-        pytest.param([], "never", None, id="fresh-run"),
-        pytest.param([], "auto", None, id="auto-without-checkpoints-starts-fresh"),
-        pytest.param(["checkpoint-9", "checkpoint-10"], "auto", "checkpoint-10", id="auto-takes-latest-by-number"),
+        pytest.param([], "never", None, [], id="fresh-run"),
+        pytest.param(
+            [],
+            "auto",
+            None,
+            ["nothing to resume in {out}: starting at step 0"],
+            id="auto-without-checkpoints-starts-fresh",
+        ),
+        pytest.param(["checkpoint-9", "checkpoint-10"], "auto", "checkpoint-10", [], id="auto-takes-latest-by-number"),
     ],
 )
-def test_resume_resolution(tmp_path, existing, resume, expected):
+def test_resume_resolution(tmp_path, existing, resume, expected, said):
     for name in existing:
         (tmp_path / name).mkdir()
         step = int(name.split("-")[1])
@@ -635,7 +641,8 @@ def test_resume_resolution(tmp_path, existing, resume, expected):
         runs.write_marker(tmp_path / name, step)
     cfg = load_config(None, [f"output.dir={tmp_path}", f"output.resume={resume}"])
     got, warnings = train_grpo.resolve_resume(cfg)
-    assert got == (None if expected is None else tmp_path / expected) and warnings == []
+    assert got == (None if expected is None else tmp_path / expected)
+    assert warnings == [line.format(out=tmp_path) for line in said]
 
 
 def test_existing_checkpoints_are_never_overwritten(tmp_path):
@@ -670,10 +677,9 @@ def test_batch_is_prompts_times_generations_and_trl_accepts_it(tmp_path):
 def test_half_written_checkpoint_is_named_not_resumed(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     cfg = load_config(None, [f"output.dir={tmp_path}", "output.resume=auto"])
-    got, warnings = train_grpo.resolve_resume(cfg)
-    assert got is None and warnings == [
-        f"skipping {tmp_path / 'checkpoint-3'} : it has no completion marker (its save was cut off)"
-    ]
+    # Regression: it was skipped, and the run started again at step 0 beside it.
+    with pytest.raises(RecipeError, match=r"\(checkpoint-3 has no completion marker \(its save was cut off\)\)"):
+        train_grpo.resolve_resume(cfg)
 
 
 @pytest.mark.parametrize(

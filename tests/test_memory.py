@@ -434,7 +434,17 @@ def test_cpu_run_without_card_size_says_there_is_no_forecast(tiny_assets, tmp_pa
     assert "no GPU memory forecast (pass --card-gib" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("value", ["0", "-24"])
-def test_card_size_must_be_positive(value, tiny_assets, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("0", id="zero"),
+        pytest.param("-24", id="negative"),
+        # Regression: nan and inf were taken, and the forecast read "peak nan GiB of nan: fits".
+        pytest.param("nan", id="nan"),
+        pytest.param("inf", id="inf"),
+    ],
+)
+def test_card_size_must_be_a_finite_positive_number(value, tiny_assets, tmp_path, capsys):
     assert dry_run("configs/tiny-cpu.yaml", tiny_assets, tmp_path / "out", "--card-gib", value) == 2
-    assert "--card-gib" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --card-gib {value}: give the card's memory in GiB") and err.count("\n") == 1, err
