@@ -264,6 +264,15 @@ def test_override_sets_typed_value(override, key, value):
             "output.dir=$NOT_SET_ANYWHERE/x", "environment variable NOT_SET_ANYWHERE is not set", id="unset-var"
         ),
         pytest.param("training={beta: 0, beta: 1}", "key 'beta' is given twice", id="set-key-twice"),
+        # Boundaries no row held (a mutation audit): TRL would read a warmup of 1.0 as one step, not the whole run.
+        pytest.param("training.warmup_ratio=1", "training.warmup_ratio=1.0: use a fraction in [0, 1)", id="warmup-1"),
+        pytest.param("training.warmup_ratio=-0.1", "use a fraction in [0, 1)", id="negative-warmup"),
+        pytest.param("training.learning_rate=0", "training.learning_rate=0.0: must be positive", id="zero-lr"),
+        pytest.param("data.limit=0", "data.limit=0: use a positive number of questions", id="zero-limit"),
+        pytest.param("training.max_steps=true", "training.max_steps: expected int, got True", id="bool-for-int"),
+        pytest.param(
+            "rewards.correctness=false", "rewards.correctness: expected float, got False", id="bool-for-weight"
+        ),
     ],
 )
 def test_bad_config_fails_with_a_message_naming_the_fix(override, message):
