@@ -121,8 +121,9 @@ timed() {  # the sweep and the fit rows: alone on the GPU
 }
 side_by_side() {  # the learning check and the test lanes, which time nothing
   [ "${LEARNING:-0}" = 1 ] || [ -n "${TESTS_A:-}${TESTS_B:-}${TESTS_C:-}" ] || return 0
-  # Format priming (a minute) matters only to the learning check; the tests need the model alone.
-  step assets 300 python offline.py smollm2 --prime-steps "$([ "${LEARNING:-0}" = 1 ] && echo 150 || echo 0)"
+  # Primed to the format (a minute): unprimed, SmolLM2 writes no tags, every reward is 0, and a test that
+  # checks the adapter trained has nothing to train on (07m: both graphed-step rows failed so).
+  step assets 300 python offline.py smollm2 --prime-steps 150
   local lanes=()
   if [ "${LEARNING:-0}" = 1 ]; then
     [ -f assets/gsm-symbolic/test.jsonl ] || step gsm-symbolic 300 python offline.py gsm-symbolic
@@ -162,7 +163,7 @@ else
 fi
 # Tests that need the GPU to themselves (-k expression $TESTS_SOLO): after everything else.
 if [ -n "${TESTS_SOLO:-}" ]; then
-  [ -f assets/smollm2/model/config.json ] || step assets 300 python offline.py smollm2 --prime-steps 0
+  [ -f assets/smollm2/model/config.json ] || step assets 300 python offline.py smollm2 --prime-steps 150
   gpu_idle
   step tests-solo 900 bash -c "$(declare -f gpu_tests); gpu_tests solo -k '$TESTS_SOLO'"
   collect

@@ -117,7 +117,7 @@ def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_pat
         "bench/bench.py --settings default,trl --profile trl",
         "bench/bench.py --fit 7B:4 --cap-gib 16",
         "bench/bench.py --fit 3B:16 --cap-gib 12,16",
-        "offline.py smollm2 --prime-steps 0",  # priming serves the learning run only
+        "offline.py smollm2 --prime-steps 150",  # unprimed, no reward varies: nothing for a test to train on
         f"-m pytest -m gpu -q -p no:cacheprovider -rA --basetemp {tmp_path}/gpu-tests/a tests/test_gpu.py -k saves",
     ]
     # Results go where the next device call's copy of the tracked tree cannot overwrite them,
