@@ -47,6 +47,7 @@ SITTING_VARIABLES = (
     "TRAIN_STEP",
     "PRIME",
     "BASELINE",
+    "FRESH_",
 )
 
 
@@ -140,6 +141,24 @@ def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_pat
 )
 def test_a_sitting_runs_only_what_its_variables_ask_for(tmp_path, env, expected):
     assert sitting(tmp_path, **env)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "env, sweep",
+    [
+        pytest.param({"FRESH_CACHES": "1"}, "--settings default,trl --fresh-caches", id="fresh"),
+        pytest.param(
+            {"FRESH_CACHES": "1", "PROFILE": "trl"},
+            "--settings default,trl --profile trl --fresh-caches",
+            id="fresh-profiled",
+        ),
+        pytest.param({"FRESH_CACHES": "0"}, "--settings default,trl", id="off"),
+        pytest.param({}, "--settings default,trl", id="unset"),
+    ],
+)
+def test_fresh_caches_reach_the_sweeps_command_only_when_asked(tmp_path, env, sweep):
+    calls = sitting(tmp_path, SWEEP="default,trl", **env)[1]
+    assert [call.split(" ", 1)[1] for call in calls] == [f"bench/bench.py {sweep}"]
 
 
 def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_lane(tmp_path):
