@@ -264,7 +264,8 @@ def check_sampling(args) -> None:
     try:
         params(**values)
     except (ValueError, TypeError, AssertionError) as error:
-        line = first_line(error)
+        # str() of vLLM's validation errors adds "(parameter=..., value=...)"; args[0] is the message alone.
+        line = first_line(ValueError(error.args[0])) if error.args else first_line(error)
         name = getattr(error, "parameter", None) or line.split(" ", 1)[0]
         key = (
             f"training.trl.{EXTENDED}.{name}" if name in given else SAMPLING_KEYS.get(name, f"training.trl.{EXTENDED}")

@@ -827,10 +827,13 @@ def test_generation_kwargs_that_are_not_a_mapping_are_refused(tmp_path, value):
         tiny_grpo_args(tmp_path, f"training.trl.generation_kwargs={value}")
 
 
-class VLLMValidationError(ValueError):  # vLLM 0.26's: a ValueError naming its parameter
-    def __init__(self, message: str, parameter: str):
+class VLLMValidationError(ValueError):  # vLLM 0.26's (vllm/exceptions.py): a ValueError naming its parameter
+    def __init__(self, message: str, *, parameter: str | None = None, value=None):
         super().__init__(message)
-        self.parameter = parameter
+        self.parameter, self.value = parameter, value
+
+    def __str__(self):
+        return f"{super().__str__()} (parameter={self.parameter}, value={self.value})"
 
 
 class SamplingParams:  # vLLM 0.26's, in part: its keywords and some checks of its _verify_args, in its words
@@ -850,9 +853,13 @@ class SamplingParams:  # vLLM 0.26's, in part: its keywords and some checks of i
         logprobs=None,
     ):
         if temperature < 0.0:
-            raise VLLMValidationError(f"temperature must be non-negative, got {temperature}.", "temperature")
+            raise VLLMValidationError(
+                f"temperature must be non-negative, got {temperature}.", parameter="temperature", value=temperature
+            )
         if temperature > 2.0:
-            raise VLLMValidationError(f"temperature must be in [0, 2], got {temperature}.", "temperature")
+            raise VLLMValidationError(
+                f"temperature must be in [0, 2], got {temperature}.", parameter="temperature", value=temperature
+            )
         if max_tokens is not None and min_tokens > max_tokens:
             raise ValueError(f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}.")
 
