@@ -12,14 +12,14 @@
 # nothing: with LEARNING=1 the SmolLM2 learning check (bench/learning.py: arms $LEARN_ARMS,
 # $LEARN_SEEDS seeds each, $LEARN_STEPS steps, $LEARN_VLLM_GIB GiB of vLLM each, stopped after
 # $LEARN_DEADLINE_S seconds),
-# and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or
-# empty: no lane; each stopped after $TESTS_TIMEOUT_S, default 1200, seconds, so that with LEARN_FIRST=1 a
-# hung test cannot hold back the sweep); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those rows
-# briefly before the sweep, for start-ups on cold caches (results/prime.json); with FRESH_CACHES=1 every
+# and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or empty: no
+# lane; each stopped after $TESTS_TIMEOUT_S, default 1200, seconds, so that with LEARN_FIRST=1 a hung test
+# cannot hold back the sweep); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those
+# rows briefly before the sweep, for start-ups on cold caches (results/prime.json); with FRESH_CACHES=1 every
 # sweep row starts on empty compile caches of its own (bench.py --fresh-caches); $BASELINE (a tree) runs its
-# rows $BASELINE_ROWS right after the sweep, into baseline/. Each lane has its own Unsloth compile folder
-# and starts $LANE_GAP_S (default 30) seconds after the one before, so each has taken its vLLM share of the
-# free memory before the next asks.
+# rows $BASELINE_ROWS right after the sweep, into baseline/. Each lane has its own Unsloth compile folder and
+# starts $LANE_GAP_S (default 30) seconds after the one before, so each has taken its vLLM share of the free
+# memory before the next asks.
 #
 # $RES holds driver.log (each piece's start, end and exit code, then "all done"), each piece's log,
 # results/ (the bench's and the learning check's tables: BENCH_RESULTS), runs/ (each sweep and fit
