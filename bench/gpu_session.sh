@@ -6,8 +6,9 @@
 #
 # Alone on the GPU, what is timed: with TRAIN_STEP=1 the training phase alone (bench/train_step.py,
 # about 3 minutes), the speed sweep ($SWEEP: its settings; $PROFILE: the rows that also get a
-# torch.profiler table) and the fit rows ($FIT: SIZE:BITS@CAPS items; EVAL_FIT="7B ..." also evaluates
-# those sizes' fit adapters through eval_grpo.py's vLLM path). Then (first, with
+# torch.profiler table), the fit rows ($FIT: SIZE:BITS@CAPS items; EVAL_FIT="7B ..." also evaluates
+# those sizes' fit adapters through eval_grpo.py's vLLM path) and, with FOLD_KERNEL=1, the exact fold's
+# kernel alone (bench/fold_kernel.py, about 2 minutes). Then (first, with
 # LEARN_FIRST=1, while the sweep's 3B model is built on the CPU), side by side, the checks that time
 # nothing: with LEARNING=1 the SmolLM2 learning check (bench/learning.py: arms $LEARN_ARMS,
 # $LEARN_SEEDS seeds each, $LEARN_STEPS steps, $LEARN_VLLM_GIB GiB of vLLM each, stopped after
@@ -121,6 +122,8 @@ timed() {  # the sweep and the fit rows: alone on the GPU
       done
     fi
   done
+  # Last: it reads no model, and a sitting cut short loses the least.
+  [ "${FOLD_KERNEL:-0}" = 1 ] && step fold-kernel 600 python bench/fold_kernel.py
 }
 side_by_side() {  # the learning check and the test lanes, which time nothing
   [ "${LEARNING:-0}" = 1 ] || [ -n "${TESTS_A:-}${TESTS_B:-}${TESTS_C:-}" ] || return 0
