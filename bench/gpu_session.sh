@@ -70,6 +70,7 @@ collect() {  # the row logs, the learning runs' records and the GPU tests' run l
 }
 gpu_tests() {  # gpu_tests LANE PYTEST-ARGS...
   local lane=$1; shift
+  mkdir -p "$GPU_TEST_TMP"  # pytest makes the lane's --basetemp but not the folders above it
   python -m pytest -m gpu -q -p no:cacheprovider -rA --basetemp "$GPU_TEST_TMP/$lane" tests/test_gpu.py "$@"
 }
 

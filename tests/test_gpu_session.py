@@ -21,6 +21,11 @@ echo "$PWD" >> "$CALLS.cwd"
 [ -n "${FAIL_ON:-}" ] && [[ "$*" == *"$FAIL_ON"* ]] && exit 3
 # A step that hangs, when a test asks for one.
 [ -n "${HANG_ON:-}" ] && [[ "$*" == *"$HANG_ON"* ]] && sleep 30
+# pytest makes --basetemp's folder but not the folders above it: without them every test errs at setup.
+args=("$@")
+for i in "${!args[@]}"; do
+  [ "${args[$i]}" = --basetemp ] && { [ -d "$(dirname "${args[$((i + 1))]}")" ] || exit 4; }
+done
 exit 0
 """
 
@@ -227,6 +232,14 @@ def test_the_gpu_tests_run_logs_come_back_in_res_and_nothing_else_of_theirs(tmp_
         "solo/test_graphed_step_trains_on_gpu0/graphed.log"
     ]
     assert (copied / "solo/test_graphed_step_trains_on_gpu0/graphed.log").read_text().startswith("training step")
+
+
+def test_a_test_lane_finds_the_folder_above_its_basetemp(tmp_path):
+    # Regression (gpu-2026-12-08q): on a fresh machine /tmp/gpu-tests did not exist, pytest would not make
+    # /tmp/gpu-tests/a's parent, and every GPU test of the lane erred at setup in 5 s.
+    assert not (tmp_path / "gpu-tests").exists()
+    *_, res = sitting(tmp_path, TESTS_A="graphed_scoring")
+    assert "end tests-a rc=0" in (res / "driver.log").read_text()
 
 
 def test_driver_log_records_each_steps_own_exit_code(tmp_path):
