@@ -413,3 +413,34 @@ def test_under_autocast_the_chunked_head_runs_in_autocasts_dtype_as_the_plain_on
         plain = graphed_step.completion_logps(hidden, weight.requires_grad_(), predictor, targets, 1.0)
     assert chunked.dtype == plain.dtype == torch.float32
     assert torch.allclose(chunked, plain, atol=1e-6)  # both from bf16 products: the same rounding
+
+
+@pytest.mark.parametrize(
+    "left_in_eval, trains",
+    [
+        pytest.param((), False, id="every-module-training-no-walk"),
+        pytest.param((0,), True, id="the-model-in-eval"),
+        pytest.param((2,), True, id="one-submodule-in-eval"),
+    ],
+)
+def test_each_step_puts_every_module_in_training_mode_walking_the_tree_only_where_one_is_not(left_in_eval, trains):
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Dropout(0.5)))
+    step = types.SimpleNamespace(modules=[])
+    graphed_step.Step.train_mode(step, model)  # lists the modules
+    modules = list(model.modules())
+    for i in left_in_eval:
+        modules[i].training = False
+    calls = []
+    original = model.train
+    model.train = lambda mode=True: calls.append(mode) or original(mode)
+    graphed_step.Step.train_mode(step, model)
+    assert bool(calls) is trains and all(m.training for m in modules)
+
+
+def test_a_new_model_has_its_own_modules_listed():
+    step = types.SimpleNamespace(modules=[])
+    first, second = torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2))
+    graphed_step.Step.train_mode(step, first)
+    second.eval()
+    graphed_step.Step.train_mode(step, second)
+    assert step.modules[0] is second and all(m.training for m in second.modules())
