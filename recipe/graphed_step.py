@@ -503,7 +503,25 @@ def install(trainer, unsloth: bool, four_bit: bool = False) -> str | None:
             why = "4-bit weights, whose CUDA graphs have never run"
     if why is None:
         trainer.training_step = Step(trainer, unsloth)
+        unasked_sampled_logprobs(getattr(trainer, "vllm_generation", None))
     return why
+
+
+def unasked_sampled_logprobs(generation) -> None:
+    """vLLM samples without each token's log-prob, which TRL asks for (logprobs=0) for the importance-sampling
+    correction and off-policy mask that Step declines, so nothing reads them: a log-softmax over the vocabulary
+    every decode step, and then a Python pass over every sampled token (trl/generation/vllm_generation.py
+    extract_logprobs). TRL still indexes one list per sequence (grpo_trainer.py 1877): an empty one each."""
+    if generation is None or "logprobs" in generation.generation_kwargs:  # the user's, which TRL's update keeps
+        return
+    generation.logprobs = None
+    generate = generation.generate
+
+    def without_logprobs(*args, **kwargs):
+        prompt_ids, completion_ids, logprobs, token_ids = generate(*args, **kwargs)
+        return prompt_ids, completion_ids, [[] for _ in completion_ids] if logprobs is None else logprobs, token_ids
+
+    generation.generate = without_logprobs
 
 
 def describe(trainer) -> str:

@@ -444,3 +444,54 @@ def test_a_new_model_has_its_own_modules_listed():
     second.eval()
     graphed_step.Step.train_mode(step, second)
     assert step.modules[0] is second and all(m.training for m in second.modules())
+
+
+class FakeVLLMGeneration:
+    """TRL's VLLMGeneration as the trainer calls it: logprobs go into SamplingParams, where the user's
+    generation_kwargs override them (trl/generation/vllm_generation.py 662-672)."""
+
+    def __init__(self, generation_kwargs):
+        self.logprobs, self.generation_kwargs, self.asked = 0, generation_kwargs, []
+
+    def sync_weights(self):
+        pass
+
+    def generate(self, prompts, images, num_generations, profiler):
+        asked = {"logprobs": self.logprobs, **self.generation_kwargs}["logprobs"]
+        self.asked.append(asked)
+        completions = [[5, 6, 7] for _ in prompts for _ in range(num_generations)]
+        logprobs = None if asked is None else [[[-0.5]] * 3 for _ in completions]
+        return prompts, completions, logprobs, None
+
+
+@pytest.mark.parametrize(
+    "generation_kwargs, asked, sampled",
+    [
+        pytest.param({"detokenize": False}, None, [], id="none-asked-an-empty-list-a-sequence"),
+        pytest.param({"logprobs": 2}, 2, [-0.5] * 3, id="the-users-logprobs-kept"),
+    ],
+)
+def test_vllm_is_asked_for_no_sampled_token_log_probs_where_the_step_reads_none(
+    trl_step, monkeypatch, generation_kwargs, asked, sampled
+):
+    from trl import GRPOTrainer
+
+    trainer = trl_step[0]
+    generation = FakeVLLMGeneration(generation_kwargs)
+    graphed_step.unasked_sampled_logprobs(generation)
+    monkeypatch.setattr(trainer, "use_vllm", True, raising=False)
+    monkeypatch.setattr(trainer, "vllm_generation", generation, raising=False)
+    monkeypatch.setattr(trainer, "_last_loaded_step", trainer.state.global_step, raising=False)
+    # TRL's own sampler (the fixture replaced the instance's), through the vLLM branch
+    completion_ids, logprobs = GRPOTrainer._generate_single_turn(trainer, [[1, 2]], None, {}, 2)
+    assert generation.asked == [asked] and completion_ids == [[5, 6, 7]] * 2
+    assert logprobs == [sampled] * 2
+
+
+def test_installing_the_step_stops_asking_vllm_for_sampled_token_log_probs(trl_step, monkeypatch):
+    trainer = trl_step[0]
+    generation = FakeVLLMGeneration({"detokenize": False})
+    monkeypatch.setattr(trainer, "vllm_generation", generation, raising=False)
+    monkeypatch.setattr(trainer, "training_step", trainer.training_step)
+    assert graphed_step.install(trainer, unsloth=False) is None
+    assert generation.logprobs is None and "generate" in vars(generation)
