@@ -442,10 +442,6 @@ class Step:
             for _ in range(2):
                 compute(model, static)
         torch.cuda.current_stream().wait_stream(side)
-        # The allocator keeps the warm-ups' freed blocks for the side stream alone, on which nothing runs again:
-        # reserved for the whole run, a warm-up's activations per capture, unless given back to the device here.
-        side.synchronize()
-        torch.cuda.empty_cache()
         graph = torch.cuda.CUDAGraph()
         self.pool = self.pool or torch.cuda.graph_pool_handle()
         with torch.cuda.graph(graph, pool=self.pool):
