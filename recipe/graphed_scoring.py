@@ -278,9 +278,11 @@ def lora_layers(model) -> list | None:
 
 
 def quick_disable_adapter(model, layers: list):
-    """PeftModel.disable_adapter() on ``layers`` listed once. PEFT's walks every module twice and, for
-    get_model_status(), repr()s every LoRA layer: once a generation, for the reference's log-probs, where a
-    replayed graph reads none of it (role() reads _adapters_disabled). Each layer gets back its own state."""
+    """PeftModel.disable_adapter() on ``layers`` listed once, through the same enable_adapters() calls. PEFT's
+    walks every module twice and, for get_model_status(), repr()s every LoRA layer: once a generation, for the
+    reference's log-probs, where a replayed graph reads none of it (role() reads _adapters_disabled). Each layer
+    gets back its own state, where PEFT's turns every one on. Nothing on this path adds or replaces a LoRA layer
+    after build_trainer (a resume loads weights in place); a layer added later would stay on here."""
 
     @contextlib.contextmanager
     def disable_adapter():

@@ -292,8 +292,8 @@ class Step:
     def __call__(self, model, inputs, num_items_in_batch=None):
         t = self.trainer
         started = time.perf_counter()
-        self.train_mode(model)
         fresh = t._step % (t.args.steps_per_generation * t.num_iterations) == 0  # TRL generates at this step
+        self.train_mode(model, relist=fresh)
         inputs = t._prepare_inputs(inputs)
         if "importance_sampling_ratio" in inputs or "tool_mask" in inputs:  # corrections this loss leaves out
             raise RuntimeError("graphed_step: this batch carries a correction the fixed-shape loss does not apply")
@@ -422,10 +422,11 @@ class Step:
         )
         return loss, values, grads
 
-    def train_mode(self, model):
+    def train_mode(self, model, relist: bool = False):
         """model.train(), unless every module is in training mode already: the call walks the whole module tree
-        (about 3,000 modules in the 3B) through generators on every step, where a list read suffices."""
-        if not self.modules or self.modules[0] is not model:
+        (about 3,000 modules in the 3B) through generators on every step, where a list read suffices. The list is
+        made again at each generation (``relist``), so that a module added since is not missed for long."""
+        if relist or not self.modules or self.modules[0] is not model:
             self.modules = list(model.modules())
         if not all(module.training for module in self.modules):
             model.train()

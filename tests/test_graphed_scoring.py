@@ -499,7 +499,7 @@ def test_quick_disable_adapter_is_peft_s_base_model_and_gives_each_layer_back_it
         layers[0].enable_adapters(False)
     assert adapter_state(model) == state and not torch.equal(base, with_adapter)
     quick = graphed_scoring.quick_disable_adapter(model, layers)
-    with contextlib.suppress(KeyError), quick():
+    with pytest.raises(KeyError) if before == "raises" else contextlib.nullcontext(), quick():
         assert model._adapters_disabled is True
         torch.testing.assert_close(logits_of(model), base, rtol=0, atol=0)
         if before == "raises":
@@ -509,16 +509,38 @@ def test_quick_disable_adapter_is_peft_s_base_model_and_gives_each_layer_back_it
     torch.testing.assert_close(logits_of(model), with_adapter, rtol=0, atol=0)
 
 
+def test_quick_disable_adapter_inside_another_leaves_the_model_disabled(tiny_assets):
+    model = tiny_peft(tiny_assets)
+    quick = graphed_scoring.quick_disable_adapter(model, graphed_scoring.lora_layers(model))
+    with quick():
+        base = logits_of(model)
+        with quick():
+            pass
+        assert model._adapters_disabled is True
+        torch.testing.assert_close(logits_of(model), base, rtol=0, atol=0)
+    assert model._adapters_disabled is False
+
+
 @pytest.mark.parametrize(
     "lora, quick",
     [
         pytest.param({}, True, id="lora-on-projections"),
         pytest.param({"bias": "lora_only"}, False, id="a-trained-bias-peft-warns-of"),
         pytest.param({"modules_to_save": ["lm_head"]}, False, id="modules-to-save"),
+        pytest.param({"trainable_token_indices": [1, 2]}, False, id="trainable-tokens"),
     ],
 )
 def test_quick_disable_adapter_takes_only_models_where_peft_just_toggles_lora_layers(tiny_assets, lora, quick):
     assert (graphed_scoring.lora_layers(tiny_peft(tiny_assets, **lora)) is not None) is quick
+
+
+def test_prompt_learning_keeps_its_own_disable_adapter(tiny_assets):
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
+    model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    assert graphed_scoring.lora_layers(model) is None
 
 
 def test_not_a_peft_model_keeps_its_own_disable_adapter(tiny_assets):
@@ -531,7 +553,9 @@ def test_build_trainer_gives_the_reference_the_quick_disable_adapter(scored):
     trainer, _ = scored
     model = trainer.accelerator.unwrap_model(trainer.model)
     assert "disable_adapter" in vars(model)  # the instance's, over PeftModel's
-    with use_adapter(model, None):  # as TRL enters the reference's pass
-        assert graphed_scoring.adapters_disabled(model) is True
-        assert all(layer.disable_adapters for layer in graphed_scoring.lora_layers(model))
+    with pytest.MonkeyPatch.context() as patch:  # PEFT's own asks for the model's status first
+        patch.setattr(type(model), "get_model_status", lambda self: pytest.fail("PEFT's disable_adapter ran"))
+        with use_adapter(model, None):  # as TRL enters the reference's pass
+            assert graphed_scoring.adapters_disabled(model) is True
+            assert all(layer.disable_adapters for layer in graphed_scoring.lora_layers(model))
     assert graphed_scoring.adapters_disabled(model) is False

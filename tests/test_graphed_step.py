@@ -437,6 +437,15 @@ def test_each_step_puts_every_module_in_training_mode_walking_the_tree_only_wher
     assert bool(calls) is trains and all(m.training for m in modules)
 
 
+def test_a_module_added_since_is_listed_at_the_next_generation():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    step = types.SimpleNamespace(modules=[])
+    graphed_step.Step.train_mode(step, model)
+    model.append(torch.nn.Dropout(0.5).eval())
+    graphed_step.Step.train_mode(step, model, relist=True)
+    assert model[1].training
+
+
 def test_a_new_model_has_its_own_modules_listed():
     step = types.SimpleNamespace(modules=[])
     first, second = torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2))
