@@ -487,6 +487,7 @@ def adapter_state(model):
         pytest.param("raises", id="an-error-inside-restores-every-layer"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:The model contains some adapter layers that are enabled and others")
 def test_quick_disable_adapter_is_peft_s_base_model_and_gives_each_layer_back_its_state(tiny_assets, before):
     model = tiny_peft(tiny_assets)
     layers = graphed_scoring.lora_layers(model)
@@ -530,6 +531,7 @@ def test_quick_disable_adapter_inside_another_leaves_the_model_disabled(tiny_ass
         pytest.param({"trainable_token_indices": [1, 2]}, False, id="trainable-tokens"),
     ],
 )
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True` and a tied layer is part of the adapter")
 def test_quick_disable_adapter_takes_only_models_where_peft_just_toggles_lora_layers(tiny_assets, lora, quick):
     assert (graphed_scoring.lora_layers(tiny_peft(tiny_assets, **lora)) is not None) is quick
 
