@@ -38,7 +38,7 @@ from recipe import backend as backends
 from recipe import gguf_export, gsm_symbolic, model_card, preflight, runs
 from recipe.config import Config, DataConfig, add_override_argument, load_config
 from recipe.data import DROP_REASONS, build_prompts, chat_prompt, dropped, load_rows, load_tokenizer, stop_token_ids
-from recipe.errors import RecipeError
+from recipe.errors import RecipeError, first_line
 from recipe.generate import Completion, hf_complete
 from recipe.jsonl import write_atomic, write_jsonl
 from recipe.runs import model_key
@@ -168,16 +168,29 @@ def device_name() -> str:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
 
 
-def load_hf(name: str, adapter: Path | None, dtype):
-    """The base model, wrapped with the adapter when there is one; on the GPU if there is one."""
+def load_hf(name: str, adapter: Path | None, dtype, what: str | None = None):
+    """The base model, wrapped with the adapter when there is one; on the GPU if there is one.
+
+    A failure is one line naming ``what`` was loading (default model.name=``name``) and the cause.
+    """
     import torch
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
+    except backends.LOAD_ERRORS as error:
+        raise RecipeError(
+            f"could not load the weights of {what or f'model.name={name}'} ({type(error).__name__}: {first_line(error, 200)}): check the model folder or hub id"
+        ) from None
     if adapter is not None:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, str(adapter))
+        try:
+            model = PeftModel.from_pretrained(model, str(adapter))
+        except backends.LOAD_ERRORS as error:
+            raise RecipeError(
+                f"could not load --adapter {adapter} onto model.name={name} ({type(error).__name__}: {first_line(error, 200)}): pass the --config of the run that trained it"
+            ) from None
     return model.to("cuda" if torch.cuda.is_available() else "cpu").eval()
 
 
@@ -401,9 +414,8 @@ def merge(cfg, adapter: Path, out: Path, tokenizer, prompts: list[list[dict]], s
         merged.to(merged_dtype(cfg.model.name)).save_pretrained(str(out))
         tokenizer.save_pretrained(str(out))
     del tuned, merged
-    got = hf_complete(
-        load_hf(str(out), None, torch.float32), tokenizer, texts, MERGE_CHECK_TOKENS, stop_ids, len(texts), "merged"
-    )
+    reloaded = load_hf(str(out), None, torch.float32, what=f"the merged model {out}")
+    got = hf_complete(reloaded, tokenizer, texts, MERGE_CHECK_TOKENS, stop_ids, len(texts), "merged")
     return sum(a == b for a, b in zip(expected, got)), len(texts)
 
 
@@ -512,7 +524,9 @@ def resolve_paths(args: argparse.Namespace) -> tuple[Path | None, str | None]:
 
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --base must not pass for --base-only
     )
     parser.add_argument("--config", help="the training config (default: config.yaml next to the adapter)")
     parser.add_argument("--adapter", help="the adapter folder of a run, e.g. outputs/x/adapter")
@@ -573,6 +587,8 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
         args.max_new_tokens = args.max_new_tokens or cfg.training.max_completion_length
         if adapter is not None:
             check_adapter(adapter, cfg)
+        # Training's checks, before the tokenizer, data and model load: a damaged or mismatched folder is one line.
+        preflight.check_model_folder(cfg)
         if args.gguf:
             gguf_export.check_installed()
         # Merging uses plain transformers + PEFT whatever the training backend was.

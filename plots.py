@@ -247,7 +247,9 @@ def plot_metrics(metrics_path: str | Path, out_dir: str | Path) -> list[Path]:
 
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a flag cut short is a typo, not a request
     )
     parser.add_argument("metrics", help="metrics.jsonl of a run (in its output.dir)")
     parser.add_argument("--out", help="folder for the PNGs (default: plots/ next to metrics.jsonl)")

@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import shlex
 import shutil
 import sys
@@ -32,10 +33,17 @@ import rewards
 from recipe import backend as backends
 from recipe import distributed, memory, model_card, preflight, runs, tracking
 from recipe.callbacks import SampleLog, make_callbacks
-from recipe.config import Config, add_override_argument, check_trainer_names, config_to_yaml, load_config
+from recipe.config import (
+    Config,
+    add_override_argument,
+    check_trainer_names,
+    config_changes,
+    config_to_yaml,
+    load_config,
+)
 from recipe.data import build_prompts, dropped, load_rows, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError, first_line
-from recipe.grpo_config import grpo_args
+from recipe.grpo_config import check_optimizer, grpo_args
 from recipe.jsonl import write_atomic
 
 # The card a dry run on a machine without a GPU plans for, unless --card-gib names another: an RTX 4090's.
@@ -44,14 +52,17 @@ PLANNED_CARD_GIB = 24.0
 
 def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # --resum must not pass for --resume
     )
     parser.add_argument("--config", help="YAML config (defaults: the dataclasses of recipe/config.py)")
     add_override_argument(parser, "training.max_steps=500")
     parser.add_argument(
         "--resume",
         action="store_true",
-        help="continue from the latest checkpoint in output.dir (same as output.resume=auto)",
+        help="continue from the newest complete checkpoint in output.dir (output.resume=auto, except that with "
+        "nothing to resume it stops instead of starting at step 0)",
     )
     parser.add_argument(
         "--dry-run",
@@ -67,16 +78,28 @@ def parse_args(argv: typing.Sequence[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def resolve_resume(cfg: Config) -> tuple[Path | None, list[str]]:
-    """The checkpoint to resume from (None: start at step 0) and warnings; refuses to overwrite an earlier run."""
+def resolve_resume(cfg: Config, asked: bool = False) -> tuple[Path | None, list[str]]:
+    """The checkpoint to resume from (None: start at step 0) and warnings; refuses to overwrite an earlier run,
+    and to start a new one when ``asked`` (--resume) to continue one."""
     out = Path(cfg.output.dir)
     if cfg.output.resume == "never":
         runs.refuse_earlier_run(out)
+        runs.refuse_other_config(out, config_to_yaml(cfg))
         return None, []
     checkpoint, warnings = runs.chosen_checkpoint(out, cfg.output.resume)
     if checkpoint is not None:
         runs.check_resumable(checkpoint, cfg)
-    return checkpoint, warnings
+        return checkpoint, warnings
+    if runs.adapter_complete(out):  # a finished run: finished_run says so
+        return None, warnings
+    runs.refuse_unresumable(out)
+    if asked:
+        raise RecipeError(
+            f"--resume: nothing to resume in output.dir={out} (no checkpoint or log): check output.dir, "
+            "or leave out --resume to start a new run"
+        )
+    runs.refuse_other_config(out, config_to_yaml(cfg))
+    return None, [*warnings, f"nothing to resume in {out}: starting at step 0"]
 
 
 def resume_command(argv: typing.Sequence[str] | None) -> str:
@@ -115,16 +138,17 @@ class Prepared:
     grpo_config: typing.Any
 
 
-def prepare(cfg: Config, card_gib: float | None, planning: bool) -> Prepared:
+def prepare(cfg: Config, card_gib: float | None, planning: bool, resume_asked: bool = False) -> Prepared:
     """Everything checked and built before a model loads: the backend, the resume point, the memory
-    forecast, tokenizer and data. ``planning``: a dry run on a CPU for a GPU card of ``card_gib``."""
+    forecast, tokenizer and data. ``planning``: a dry run on a CPU for a GPU card of ``card_gib``;
+    ``resume_asked``: --resume was passed."""
     world = distributed.world_size()
     backend = backends.resolve_backend(cfg, world, cuda=True if planning else None)
     if not planning:  # a dry run in one process plans for a launch of any size
         distributed.check_vllm_split(cfg, world)
     runs.check_output_dir(Path(cfg.output.dir))
     preflight.check_model_folder(cfg)
-    resume_from, warnings = resolve_resume(cfg)
+    resume_from, warnings = resolve_resume(cfg, resume_asked)
     if backend == "unsloth" and not planning:
         backends.import_unsloth(cfg.model, training=True)
     check_trainer_names(cfg.training)
@@ -138,6 +162,8 @@ def prepare(cfg: Config, card_gib: float | None, planning: bool) -> Prepared:
     dataset, stats = build_prompts(load_rows(cfg.data), tokenizer, cfg.data)
     preflight.check_enough_prompts(cfg, stats["kept"])
     grpo_config = grpo_args(cfg, backend, stop_token_ids(tokenizer), world)
+    if not planning:  # a plan for a GPU may name an optimizer that machine has and this one lacks
+        check_optimizer(grpo_config)
     return Prepared(world, backend, resume_from, warnings, tokenizer, dataset, stats, grpo_config)
 
 
@@ -207,7 +233,7 @@ def config_lines(cfg: Config) -> list[str]:
 def load_model(cfg: Config, backend: str, tokenizer):
     try:
         return backends.load_model(cfg, backend, tokenizer)
-    except (OSError, ValueError, RuntimeError) as error:  # transformers/safetensors raise these for bad weights
+    except backends.LOAD_ERRORS as error:
         raise RecipeError(backends.load_failure(cfg, error)) from None
 
 
@@ -334,21 +360,39 @@ def plot_curves(out: Path) -> list[Path]:
         return []
 
 
+def save_config(cfg: Config, resume_from: Path | None, changes: list[str]) -> None:
+    """config.yaml: this leg's resolved config, which the model card, plots and eval_grpo.py read. Before a resume
+    with ``changes`` (config_changes) replaces it, the earlier one is kept as config-until-<step>.yaml."""
+    out = Path(cfg.output.dir)
+    path = out / "config.yaml"
+    if resume_from is not None and path.exists():
+        if not changes:
+            return  # the same settings: the file stays as it is, a user's comments included
+        earlier = out / f"config-until-{runs.saved_step(resume_from)}.yaml"
+        # One there already holds the settings up to that step: the leg since then saved no checkpoint after it.
+        if not earlier.exists():
+            os.replace(path, earlier)
+    out.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, config_to_yaml(cfg))
+
+
 def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> int:
     out = Path(cfg.output.dir)
     main_process = distributed.is_main_process()
+    changes = config_changes(out / "config.yaml", cfg) if main_process and p.resume_from is not None else []
     if main_process:
         with runs.writing(out / "config.yaml", "choose another output.dir or free space"):
-            out.mkdir(parents=True, exist_ok=True)
-            write_atomic(out / "config.yaml", config_to_yaml(cfg))
+            save_config(cfg, p.resume_from, changes)
     tracking.keep_logs_in(cfg.output.report_to, out)
     if p.resume_from is not None:
-        say(f"resuming from {p.resume_from} (step {runs.saved_step(p.resume_from)})")
-    elif cfg.output.resume != "never" and runs.earlier_outputs(out):
-        say(
-            f"warning: no complete checkpoint in {out}: starting again from step 0 (its logs are cleared)",
-            file=sys.stderr,
-        )
+        step = runs.saved_step(p.resume_from)
+        say(f"resuming from {p.resume_from} (step {step})")
+        if changes:
+            shown = ", ".join(changes[:4]) + (f" and {len(changes) - 4} more" if len(changes) > 4 else "")
+            say(
+                f"resuming from step {step} with other settings: {shown}; config.yaml now holds them, "
+                f"config-until-{step}.yaml the settings that trained up to step {step}"
+            )
 
     started = time.time()
     model, tokenizer = load_model(cfg, p.backend, p.tokenizer)
@@ -378,22 +422,42 @@ def train_and_save(cfg: Config, p: Prepared, steps: int, argv, callbacks=()) -> 
     return 0
 
 
+NOTHING_WRITTEN = "stopped before training started; nothing was written to output.dir"
+
+
+def stopped_at_once(out: Path, argv: typing.Sequence[str] | None) -> str:
+    """The line for a Ctrl-C that stopped the run at once (while loading, or a second one while training): what
+    ``out`` keeps, by what is there, and the command that goes on from it."""
+    kept = runs.latest_complete(out)[0]
+    if kept is not None:
+        return f"stopped at once; {kept} is the newest complete checkpoint: continue with: {resume_command(argv)}"
+    # A finished run, stopped while it was checked, needs no checkpoint: the same command says it is finished.
+    if runs.earlier_outputs(out) and not runs.adapter_complete(out):
+        return (
+            "stopped before any checkpoint was saved, so there is nothing to resume: "
+            f"to start over, delete {out} or set output.dir to a new folder"
+        )
+    return "stopped before this run trained a step: run the same command again"
+
+
 def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = ()) -> int:
     """The command line; ``callbacks`` (TrainerCallbacks) join the recipe's own when main is called from Python."""
     args = parse_args(argv)
     backends.quiet_hub()
+    locking = False
     try:
         cfg = load_config(args.config, [*args.overrides, *(["output.resume=auto"] if args.resume else [])])
-        if args.card_gib is not None and args.card_gib <= 0:
+        if args.card_gib is not None and not (math.isfinite(args.card_gib) and args.card_gib > 0):
             raise RecipeError(f"--card-gib {args.card_gib:g}: give the card's memory in GiB, e.g. --card-gib 24")
         tracking.check_installed(cfg.output.report_to)
         planning = plans_for_a_gpu(cfg, args)
         card_gib = PLANNED_CARD_GIB if planning and args.card_gib is None else args.card_gib
-        prepared = prepare(cfg, card_gib, planning)
+        prepared = prepare(cfg, card_gib, planning, args.resume)
         if not args.dry_run:
             # From here on no other process writes into output.dir: decide where to resume again, under the lock.
+            locking = True
             runs.lock_output_dir(Path(cfg.output.dir), distributed.is_main_process())
-            prepared.resume_from, prepared.warnings = resolve_resume(cfg)
+            prepared.resume_from, prepared.warnings = resolve_resume(cfg, args.resume)
         steps, epochs = planned_steps(cfg, prepared.stats["kept"])
         for warning in prepared.warnings:
             say(f"warning: {warning}", file=sys.stderr)
@@ -401,6 +465,11 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
     except RecipeError as error:
         say(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Imports and data take a while; until the lock file, nothing is written to output.dir.
+        stopped = stopped_at_once(Path(cfg.output.dir), argv) if locking else NOTHING_WRITTEN
+        say(f"\n{stopped}", file=sys.stderr)
+        return 130
     if done is not None:
         say(done)
         return 0
@@ -420,10 +489,7 @@ def main(argv: typing.Sequence[str] | None = None, callbacks: typing.Sequence = 
         say(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        say(
-            f"\nstopped before a checkpoint could be saved; the newest complete one is kept: {resume_command(argv)}",
-            file=sys.stderr,
-        )
+        say(f"\n{stopped_at_once(Path(cfg.output.dir), argv)}", file=sys.stderr)
         return 130
 
 

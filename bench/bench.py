@@ -370,6 +370,8 @@ def run_setting(
         f"data.dataset={data}",
         f"output.dir={out}",
         f"training.max_steps={args.steps + trace_steps}",
+        # The row's steps set its length; an epoch count from its YAML (the notebook's 3) is refused beside them.
+        "training.num_train_epochs=1",
         "output.save_steps=100000",
         "output.sample_every=100000",
         *setting.overrides,

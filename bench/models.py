@@ -173,9 +173,9 @@ def card_table(fit_rows: list[dict], sweep_rows: list[dict]) -> str:
     for size in SIZES:
         for bits in (16, 4):
             cells, configs = [], {}
-            for cap in CARDS:
+            for cap, card in CARDS.items():
                 config, overrides = fit_config(size, bits, cap)
-                configs[f"`{config.relative_to(ROOT)}`"] = None
+                configs.setdefault(f"`{config.relative_to(ROOT)}`", []).append(card.removesuffix(" GB"))
                 row = measured.get((f"Qwen2.5-{size}", bits, cap))
                 if row is not None and row.get("fits"):
                     cells.append(f"yes: {row['peak_gpu_gib']:.1f} GiB, {row['s_per_step']:.2f} s/step (measured)")
@@ -184,7 +184,9 @@ def card_table(fit_rows: list[dict], sweep_rows: list[dict]) -> str:
                 else:
                     result = memory.forecast(load_config(str(config), overrides), shape_of(size), cap)
                     cells.append(f"yes: {result.peak_gib:.1f} GiB (forecast)" if result.fits else "no (forecast)")
-            lines.append(f"| Qwen2.5-{size} | {bits} | " + " | ".join(cells) + f" | {', '.join(configs)} |")
+            # Each cell ran (or is forecast) with the config named for its card.
+            named = list(configs) if len(configs) == 1 else [f"{c} ({', '.join(g)} GB)" for c, g in configs.items()]
+            lines.append(f"| Qwen2.5-{size} | {bits} | " + " | ".join(cells) + f" | {', '.join(named)} |")
     return "\n".join(lines) + "\n"
 
 

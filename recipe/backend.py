@@ -7,6 +7,7 @@ before any of them is imported; every entry point calls it right after reading i
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 from recipe import distributed
@@ -278,6 +279,11 @@ def merged_weight(layer, weight):
         if adapter in layer.lora_A or adapter in getattr(layer, "lora_embedding_A", {}):
             weight = (weight + layer.get_delta_weight(adapter)).to(weight.dtype)
     return weight
+
+
+# What transformers, safetensors and torch raise for weights that do not load: damaged or mismatched files, and a
+# PyTorch pickle torch.load refuses (its UnpicklingError is none of the others).
+LOAD_ERRORS = (OSError, ValueError, RuntimeError, pickle.UnpicklingError)
 
 
 def load_failure(cfg: Config, error: Exception) -> str:

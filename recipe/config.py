@@ -120,7 +120,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
 
 
-def _coerce(value: Any, kind: Any, key: str) -> Any:
+def coerce(value: Any, kind: Any, key: str) -> Any:
     """``value`` checked against the annotation ``kind``; ints are accepted where floats are expected."""
     if kind is Any:
         return value
@@ -128,7 +128,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if origin in (typing.Union, types.UnionType):
         for option in args:
             try:
-                return _coerce(value, option, key)
+                return coerce(value, option, key)
             except RecipeError:
                 continue
         names = " or ".join("null" if a is type(None) else getattr(a, "__name__", str(a)) for a in args)
@@ -136,12 +136,18 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if kind is type(None):
         if value is None:
             return None
+    elif origin is typing.Literal:  # transformers' fields use these beside str and None, e.g. Literal[False]
+        if any(value == a and type(value) is type(a) for a in args):
+            return value
+    elif kind in (dict, list):
+        if isinstance(value, kind):
+            return value
     elif origin is list:
         if isinstance(value, list):
-            return [_coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
+            return [coerce(v, args[0], f"{key}[{i}]") for i, v in enumerate(value)]
     elif origin is dict:
         if isinstance(value, dict):
-            return {_coerce(k, args[0], key): _coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
+            return {coerce(k, args[0], key): coerce(v, args[1], f"{key}.{k}") for k, v in value.items()}
     elif kind is float:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             return float(value)
@@ -168,10 +174,12 @@ def _build(cls: type, values: dict, prefix: str) -> Any:
         if key not in names:
             raise RecipeError(f"unknown config key '{path}': {closest(str(key), names, prefix)}")
         kind = hints[key]
+        if value is None and (dataclasses.is_dataclass(kind) or typing.get_origin(kind) is dict):
+            value = {}  # keys all commented out: a section's defaults, no rewards (refused, naming them)
         if dataclasses.is_dataclass(kind):
             kwargs[key] = _build(kind, value, f"{path}.")
         else:
-            kwargs[key] = _coerce(value, kind, path)
+            kwargs[key] = coerce(value, kind, path)
     return cls(**kwargs)
 
 
@@ -235,7 +243,9 @@ def apply_override(raw: dict, assignment: str) -> None:
     *parents, leaf = dotted.strip().split(".")
     node, cls = raw, Config
     for part in parents:
-        node, cls = node.setdefault(part, {}), field_type(cls, part)
+        if node.get(part) is None:  # absent, or written with its keys all commented out
+            node[part] = {}
+        node, cls = node[part], field_type(cls, part)
         if not isinstance(node, dict):
             raise RecipeError(f"--set {assignment!r}: '{part}' is not a section")
     try:
@@ -261,22 +271,42 @@ def add_override_argument(parser, example: str) -> None:
     )
 
 
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """PyYAML's error as one line: where it found the problem, what it is, and what it was reading then."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is None:
+        return f"({first_line(error)})"
+    text = f"at line {mark.line + 1}, column {mark.column + 1}: {error.problem}"
+    if error.context:
+        since = error.context_mark
+        start = f" from line {since.line + 1}, column {since.column + 1}" if since is not None else ""
+        text += f" ({error.context}{start})"
+    return text
+
+
 def read_config_file(path: str) -> dict:
     """The YAML mapping of a config file; anything else (a list, a number, a key written twice) is one line."""
     config_path = Path(path)
+    if config_path.is_dir():
+        raise RecipeError(f"config file '{path}' is a directory: pass --config with the path of a YAML file in it")
     if not config_path.is_file():
         raise RecipeError(f"config file '{path}' not found: pass --config with the path of a YAML file")
     try:
         raw = parse_yaml(config_path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as error:
         raise RecipeError(f"config file '{path}' is not UTF-8 text (byte {error.start}): save it as UTF-8") from None
+    except OSError as error:
+        raise RecipeError(
+            f"config file '{path}' cannot be read ({error.strerror or error}): make it readable, or pass another file"
+        ) from None
     except DuplicateKey as error:
         raise RecipeError(
             f"config file '{path}' sets '{error.key}' twice (lines {error.first} and {error.again}): "
             "keep one, since YAML would silently drop the first"
         ) from None
     except yaml.YAMLError as error:
-        raise RecipeError(f"config file '{path}' is not valid YAML: {first_line(error)}") from None
+        fix = "indent with spaces, not tabs" if "'\\t'" in str(error) else "fix it there"
+        raise RecipeError(f"config file '{path}' is not valid YAML {yaml_problem(error)}: {fix}") from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -311,9 +341,16 @@ def load_config(path: str | None, overrides: typing.Sequence[str] = ()) -> Confi
         raw["rewards"] = default_rewards()
     for assignment in overrides:
         apply_override(raw, assignment)
-    for section, name in PATH_KEYS:  # YAML reads an empty value as null; say what it is, not "expected str"
-        if isinstance(raw.get(section), dict) and name in raw[section] and raw[section][name] is None:
-            raise RecipeError(empty_path(section, name))
+    for section, name in PATH_KEYS:  # YAML reads an empty value as null, yes as true: say so, not "expected str"
+        if isinstance(raw.get(section), dict) and name in raw[section]:
+            value = raw[section][name]
+            if value is None:
+                raise RecipeError(empty_path(section, name))
+            if not isinstance(value, str):
+                booleans = (
+                    "YAML reads yes, no, true, false, on and off as booleans: " if isinstance(value, bool) else ""
+                )
+                raise RecipeError(f"{section}.{name}={value}: {booleans}{EMPTY_PATH_FIX[section, name]}")
     config = _build(Config, raw, "")
     expand_paths(config)
     validate(config)
@@ -340,6 +377,15 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise RecipeError(message)
 
+    # Before any sign or range check: nan fails those too, and they would name the wrong reason.
+    for section in dataclasses.fields(cfg):
+        part = getattr(cfg, section.name)
+        for key in dataclasses.fields(part) if dataclasses.is_dataclass(part) else ():
+            value = getattr(part, key.name)
+            check(
+                not isinstance(value, float) or math.isfinite(value),
+                f"{section.name}.{key.name}={value}: use a finite number, e.g. the default {key.default}",
+            )
     for section, name in PATH_KEYS:
         check(bool(getattr(getattr(cfg, section), name).strip()), empty_path(section, name))
     check(m.backend in ("auto", "unsloth", "trl"), f"model.backend={m.backend!r}: use auto, unsloth or trl")
@@ -370,6 +416,10 @@ def validate(cfg: Config) -> None:
         )
         check(math.isfinite(weight), f"rewards.{name}={weight}: the weight must be a finite number")
     check(
+        any(weight != 0 for weight in cfg.rewards.values()),
+        "rewards: every weight is 0, so nothing would be learned: give at least one reward a weight, e.g. rewards.correctness=1",
+    )
+    check(
         t.num_generations >= 2,
         f"training.num_generations={t.num_generations}: GRPO compares completions of one prompt, so use at least 2",
     )
@@ -383,6 +433,11 @@ def validate(cfg: Config) -> None:
     check(
         t.max_steps > 0 or t.num_train_epochs > 0,
         f"training.num_train_epochs={t.num_train_epochs}: must be positive when training.max_steps is -1",
+    )
+    # Its default stands beside a step count: only a value someone chose would be silently ignored by TRL.
+    check(
+        t.max_steps == -1 or t.num_train_epochs == TrainingConfig.num_train_epochs,
+        f"training.num_train_epochs={t.num_train_epochs} is ignored while training.max_steps={t.max_steps} sets the length of the run: set training.max_steps=-1 to train by epochs, or leave num_train_epochs at 1",
     )
     check(t.temperature > 0, f"training.temperature={t.temperature}: must be positive (1.0 samples the model as is)")
     check(t.learning_rate > 0, f"training.learning_rate={t.learning_rate}: must be positive")
@@ -409,16 +464,6 @@ def validate_training_values(t: TrainingConfig) -> None:
         if not ok:
             raise RecipeError(message)
 
-    for key in (
-        "learning_rate",
-        "beta",
-        "temperature",
-        "max_grad_norm",
-        "weight_decay",
-        "warmup_ratio",
-        "num_train_epochs",
-    ):
-        check(math.isfinite(getattr(t, key)), f"training.{key}={getattr(t, key)}: must be a finite number")
     check(
         t.max_grad_norm >= 0,
         f"training.max_grad_norm={t.max_grad_norm}: use a positive clipping norm (0 turns clipping off)",
@@ -431,7 +476,7 @@ def validate_training_values(t: TrainingConfig) -> None:
 
 
 def check_trainer_names(t: TrainingConfig) -> None:
-    """training.lr_scheduler_type and training.optim against the installed transformers' names.
+    """training.lr_scheduler_type (with its settings) and training.optim against the installed transformers' names.
 
     Not part of load_config: it imports transformers (and with it peft), which Unsloth must follow to patch
     them, so a training entry point calls this after Unsloth's import, still before any model loads.
@@ -441,10 +486,76 @@ def check_trainer_names(t: TrainingConfig) -> None:
 
     schedulers = [s.value for s in SchedulerType]
     if t.lr_scheduler_type not in schedulers:
-        raise RecipeError(f"training.lr_scheduler_type={t.lr_scheduler_type!r}: use one of {', '.join(schedulers)}")
+        hint = closest(t.lr_scheduler_type, schedulers, otherwise=f"use one of {', '.join(schedulers)}")
+        raise RecipeError(f"training.lr_scheduler_type={t.lr_scheduler_type!r}: {hint}")
     optimizers = [o.value for o in OptimizerNames]
     if t.optim not in optimizers:
-        raise RecipeError(f"training.optim={t.optim!r}: {closest(t.optim, optimizers)} (e.g. adamw_torch)")
+        # The usual ones first: among all of transformers' ~50 names, 'adamw' is closest to grokadamw.
+        hint = closest(
+            t.optim,
+            USUAL_OPTIMIZERS,
+            otherwise=closest(t.optim, optimizers, otherwise="not one of transformers' optimizers."),
+        )
+        raise RecipeError(f"training.optim={t.optim!r}: {hint} The usual ones: {', '.join(USUAL_OPTIMIZERS)}")
+    check_scheduler(t)
+
+
+USUAL_OPTIMIZERS = ("adamw_torch_fused", "adamw_torch", "paged_adamw_8bit")
+
+
+# Schedulers that transformers builds only with settings from lr_scheduler_kwargs, and an example of them.
+SCHEDULER_SETTINGS = {
+    "cosine_with_min_lr": "{min_lr_rate: 0.1}",
+    "cosine_warmup_with_min_lr": "{min_lr_rate: 0.1}",
+    "warmup_stable_decay": "{num_decay_steps: 100}",
+}
+# Schedulers that step on an evaluation loss; GRPOTrainer here gets no evaluation set.
+EVAL_SCHEDULERS = ("reduce_lr_on_plateau", "greedy")
+
+
+def check_scheduler(t: TrainingConfig) -> None:
+    """training.lr_scheduler_type with training.trl.lr_scheduler_kwargs built by transformers against a throwaway
+    optimizer: the Trainer builds the real one only after the model loads."""
+    import json
+
+    import torch
+    from transformers.optimization import get_scheduler
+
+    name = t.lr_scheduler_type
+    if name in EVAL_SCHEDULERS:
+        raise RecipeError(
+            f"training.lr_scheduler_type={name} steps on an evaluation loss, and this recipe trains without an "
+            "evaluation set: use cosine, linear or constant_with_warmup"
+        )
+    settings = t.trl.get("lr_scheduler_kwargs") or {}
+    if isinstance(settings, str):  # transformers also takes the settings as JSON text
+        try:
+            settings = json.loads(settings)
+        except ValueError:
+            return  # GRPOConfig names the key
+    if not isinstance(settings, dict):
+        return
+    steps = t.max_steps if t.max_steps > 0 else 1000  # a length of run for the check; settings do not depend on it
+    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=t.learning_rate)
+    try:
+        get_scheduler(
+            name,
+            optimizer,
+            num_warmup_steps=math.ceil(t.warmup_ratio * steps),
+            num_training_steps=steps,
+            scheduler_specific_kwargs=settings,
+        )
+    except (TypeError, ValueError) as error:
+        given = f" with training.trl.lr_scheduler_kwargs={settings}" if settings else ""
+        if settings:
+            fix = "fix training.trl.lr_scheduler_kwargs"
+        elif name in SCHEDULER_SETTINGS:
+            fix = f"set training.trl.lr_scheduler_kwargs, e.g. {SCHEDULER_SETTINGS[name]}"
+        else:
+            fix = "set training.trl.lr_scheduler_kwargs, or use cosine"
+        raise RecipeError(
+            f"training.lr_scheduler_type={name}{given}: transformers refuses it ({first_line(error)}): {fix}"
+        ) from None
 
 
 def validate_vllm(cfg: Config) -> None:
@@ -489,3 +600,35 @@ def validate_vllm(cfg: Config) -> None:
 
 def config_to_yaml(cfg: Config) -> str:
     return yaml.safe_dump(dataclasses.asdict(cfg), sort_keys=False)
+
+
+def dotted(tree: dict, prefix: str = "") -> dict[str, Any]:
+    """A nested config as one level of dotted keys, as --set names them: {"training.learning_rate": 0.0002, ...}."""
+    keys: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            keys.update(dotted(value, f"{prefix}{key}."))
+        else:
+            keys[f"{prefix}{key}"] = value
+    return keys
+
+
+# Settings that say how a leg started, not what it trains: a resumed leg has output.resume=auto, the first never.
+LEG_KEYS = ("output.resume",)
+
+
+def config_changes(saved: Path, cfg: Config) -> list[str]:
+    """'key old -> new' for each setting of ``cfg`` that the config file ``saved`` has otherwise (LEG_KEYS aside).
+    A missing file has no settings to differ; one that is not a YAML mapping differs in every key."""
+    if not saved.exists():
+        return []
+    try:
+        old = yaml.safe_load(saved.read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):  # UnicodeDecodeError is a ValueError
+        old = None
+    old = dotted(old) if isinstance(old, dict) else {}
+    return [
+        f"{key} {old.get(key, 'unset')} -> {value}"
+        for key, value in dotted(dataclasses.asdict(cfg)).items()
+        if key not in LEG_KEYS and old.get(key, object()) != value
+    ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from collections import Counter
 from decimal import Decimal
 from pathlib import Path
@@ -11,6 +13,7 @@ import rewards
 from recipe import gsm_symbolic
 from recipe.config import DataConfig
 from recipe.errors import RecipeError, first_line
+from recipe.jsonl import DamagedJsonl, invalid_json, json_kind, read_jsonl
 
 LOCAL_DATA_SUFFIXES = {".jsonl": "json", ".json": "json", ".parquet": "parquet", ".csv": "csv"}
 # Why a row is left out, as counted in build_prompts' stats and said in the data line of both entry points.
@@ -47,12 +50,14 @@ def load_rows(cfg: DataConfig):
                 )
             if blank(path):
                 raise empty(cfg)
-            return not_empty(datasets.load_dataset(kind, data_files=str(path), split="train"), cfg)
+            with quiet_datasets():
+                return not_empty(datasets.load_dataset(kind, data_files=str(path), split="train"), cfg)
         if path.is_dir():
-            if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
-                saved = datasets.load_from_disk(str(path))
-                return not_empty(saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved, cfg)
-            return not_empty(datasets.load_dataset(str(path), cfg.subset, split=cfg.split), cfg)
+            with quiet_datasets():
+                if (path / "dataset_dict.json").exists() or (path / "state.json").exists():
+                    saved = datasets.load_from_disk(str(path))
+                    return not_empty(saved[cfg.split] if isinstance(saved, datasets.DatasetDict) else saved, cfg)
+                return not_empty(datasets.load_dataset(str(path), folder_subset(path, cfg), split=cfg.split), cfg)
         if not is_hub_dataset(cfg.dataset):
             raise RecipeError(f"data.dataset={cfg.dataset}: no such file or folder")
         return datasets.load_dataset(cfg.dataset, cfg.subset, split=cfg.split)
@@ -62,6 +67,13 @@ def load_rows(cfg: DataConfig):
         first = first_line(error, 200)
         if path.exists() and "corresponds to no data" in first:  # datasets' words for a file without rows
             raise empty(cfg) from None
+        # datasets names no line of a JSON file it cannot read: read it again, line by line, only now that it failed.
+        where = json_damage(path) if path.is_file() and LOCAL_DATA_SUFFIXES.get(path.suffix) == "json" else None
+        if where is not None:
+            example = f'{{"{cfg.question_field}": "...", "{cfg.answer_field}": "... #### 42"}}'
+            raise RecipeError(
+                f"{where}: fix it (each row is one JSON object, like {example}) or point data.dataset at another file"
+            ) from None
         if path.exists():
             encoding = (
                 " (is it UTF-8 text?)" if "utf-8" in repr(error).lower() or "decode" in repr(error).lower() else ""
@@ -75,6 +87,79 @@ def load_rows(cfg: DataConfig):
             "if the Hugging Face Hub is unreachable, download the dataset elsewhere and set data.dataset "
             "to a local .jsonl/.parquet file or dataset folder"
         ) from None
+
+
+@contextlib.contextmanager
+def quiet_datasets():
+    """datasets' log lines and progress bars off while a local file or folder is read: it takes moments, and a
+    file datasets cannot read is said in load_rows' one line, not also in datasets' words above it."""
+    import datasets
+
+    verbosity, bars_off = datasets.utils.logging.get_verbosity(), datasets.utils.are_progress_bars_disabled()
+    datasets.utils.logging.set_verbosity(datasets.utils.logging.CRITICAL)
+    datasets.disable_progress_bars()
+    try:
+        yield
+    finally:
+        datasets.utils.logging.set_verbosity(verbosity)
+        if not bars_off:
+            datasets.enable_progress_bars()
+
+
+def json_damage(path: Path) -> str | None:
+    """``<file>:<line>: <problem>`` for the first row of a .json/.jsonl file that is not a JSON object, or None.
+
+    A .json file is one JSON array of rows, or JSON Lines as a .jsonl file is (datasets reads both).
+    """
+    text = path.read_bytes()
+    if text.lstrip().startswith(b"["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as error:
+            return f"{path}:{error.lineno}: {invalid_json(error)}"
+        except ValueError:
+            return f"{path}: not UTF-8 text"
+        if isinstance(items, list):
+            bad = next((i for i, item in enumerate(items, 1) if not isinstance(item, dict)), None)
+            return None if bad is None else f"{path}: item {bad} is {json_kind(items[bad - 1])}, not an object"
+    try:
+        read_jsonl(path, strict=True)
+    except DamagedJsonl as damage:
+        return str(damage)
+    return None
+
+
+def folder_subset(path: Path, cfg: DataConfig) -> str | None:
+    """The config of a local dataset folder to load: data.subset, or in place of the default the folder's only one.
+
+    The default subset is GSM8K's ('main'); a folder of plain files has one config, 'default', and no
+    reason to be asked for GSM8K's. Any other subset or split it lacks is one line naming those it has.
+    """
+    import datasets
+
+    if not any(p.suffix in LOCAL_DATA_SUFFIXES for p in path.rglob("*") if p.is_file()):
+        raise RecipeError(
+            f"data.dataset={cfg.dataset} is a folder without data files ({', '.join(LOCAL_DATA_SUFFIXES)}): "
+            "put the question files in it (train.jsonl, test.jsonl) or point data.dataset at one file"
+        )
+    configs = datasets.get_dataset_config_names(str(path))
+    subset = cfg.subset
+    if len(configs) == 1 and subset in (None, DataConfig.subset):
+        subset = configs[0]
+    elif subset not in configs:
+        fix = (
+            f"set data.subset=null (the folder's configs: {configs[0]})"
+            if len(configs) == 1
+            else f"set data.subset to one of the folder's configs: {', '.join(configs)}"
+        )
+        raise RecipeError(f"data.subset={subset} is not a config of the dataset folder {cfg.dataset}: {fix}")
+    splits = datasets.get_dataset_split_names(str(path), subset)
+    # A split with a slice ("train[:100]") is datasets' to read.
+    if cfg.split.isidentifier() and cfg.split not in splits:
+        raise RecipeError(
+            f"data.dataset={cfg.dataset} has no split '{cfg.split}' (its splits: {', '.join(splits)}): set data.split (eval_grpo.py: --split) to one of them"
+        )
+    return subset
 
 
 def blank(path: Path) -> bool:

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import math
+import re
+import typing
 from pathlib import Path
 from typing import Any
 
 from recipe import backend as backends
 from recipe import distributed, tracking
-from recipe.config import Config
-from recipe.errors import RecipeError, closest
+from recipe.config import Config, coerce
+from recipe.errors import RecipeError, closest, first_line
 
 # A field the recipe sets that training.trl may add keys to rather than replace: vLLM's SamplingParams (or
 # transformers' generate keywords without vLLM) beside the recipe's stop tokens and SAMPLING.
@@ -115,6 +118,22 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int], world: int | None 
     return args
 
 
+def check_optimizer(args) -> None:
+    """training.optim as transformers will build it, asked before the model loads: a name whose package
+    (bitsandbytes, galore_torch, schedulefree, ...) is missing fails only once the Trainer makes its optimizer."""
+    from transformers import Trainer
+
+    try:
+        Trainer.get_optimizer_cls_and_kwargs(args)
+    except (ImportError, ValueError) as error:
+        # GaLore, APOLLO and LOMO also want the model, which is not loaded yet: the Trainer checks that itself.
+        if isinstance(error, ValueError) and "install" not in str(error) and "import" not in str(error):
+            return
+        raise RecipeError(
+            f"training.optim={getattr(args.optim, 'value', args.optim)}: {_one_line(error)}: install it, or use adamw_torch_fused or adamw_torch"
+        ) from None
+
+
 def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
     """GRPOConfig of the table's values and training.trl; a trl key the recipe sets, an unknown one or
     a value TRL rejects is a RecipeError naming the key."""
@@ -133,13 +152,15 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
         if key not in valid:
             hint = closest(key, valid, "training.trl.", "use a field of trl.GRPOConfig")
             raise RecipeError(f"training.trl.{key} is not a GRPOConfig field: {hint}")
+    trl = checked_trl_values(trl, typing.get_type_hints(GRPOConfig))
     try:
         return GRPOConfig(**kwargs, **trl)
     except (ValueError, TypeError) as error:
-        if not trl:
-            raise
         together = error
-    GRPOConfig(**kwargs)  # raises as before when the recipe's own values are the problem
+    try:
+        GRPOConfig(**kwargs)
+    except (ValueError, TypeError) as error:
+        raise RecipeError(_refused_recipe_values(fields, error)) from None
     # TRL names fields, not our keys: build again one key at a time to name the one it refuses.
     for key, value in trl.items():
         try:
@@ -147,6 +168,42 @@ def with_trl_keys(fields: dict[str, tuple[str | None, Any]], trl: dict):
         except (ValueError, TypeError) as error:
             raise RecipeError(f"training.trl.{key}={value!r}: {_one_line(error)}") from None
     raise RecipeError(f"training.trl: GRPOConfig refuses {', '.join(trl)} together: {_one_line(together)}")
+
+
+# Ranges of training.trl values GRPOConfig takes unchecked, and the fix: outside them a run fails at its first
+# step, or trains nothing (num_iterations=0 took 0 steps and saved the untrained adapter as done).
+TRL_RANGES = {
+    "num_iterations": (lambda v: v >= 1, "use 1 or more updates per generated batch"),
+    "epsilon": (lambda v: v >= 0, "use a clipping range of 0 or more, e.g. 0.2"),
+    "epsilon_high": (lambda v: v is None or v >= 0, "use a clipping range of 0 or more, e.g. 0.28, or null"),
+    "top_p": (lambda v: 0 < v <= 1, "use a probability in (0, 1]; 1.0 keeps every token"),
+    "top_k": (lambda v: v >= 0, "use a number of tokens, or 0 to keep them all"),
+    "min_p": (lambda v: v is None or 0 <= v <= 1, "use a probability in [0, 1], or null"),
+    "repetition_penalty": (lambda v: v > 0, "use a positive factor; 1.0 leaves the model as is"),
+}
+
+
+def checked_trl_values(trl: dict, hints: dict[str, Any]) -> dict:
+    """training.trl's values coerced to GRPOConfig's annotations (as the recipe's own keys are to theirs), then
+    held to TRL_RANGES; nan is never a setting."""
+    checked = {key: coerce(value, hints[key], f"training.trl.{key}") for key, value in trl.items()}
+    for key, value in checked.items():
+        in_range, fix = TRL_RANGES.get(key, (lambda v: True, ""))
+        if isinstance(value, float) and math.isnan(value):
+            raise RecipeError(f"training.trl.{key}=nan: use a number")
+        if not in_range(value):
+            raise RecipeError(f"training.trl.{key}={value!r}: {fix}")
+    return checked
+
+
+def _refused_recipe_values(fields: dict[str, tuple[str | None, Any]], error: Exception) -> str:
+    """GRPOConfig's refusal of the recipe's own values, naming the recipe keys of the fields its message names."""
+    line = first_line(error)
+    named = [(key, value) for name, (key, value) in fields.items() if key and re.search(rf"\b{name}\b", line)]
+    if not named:
+        return f"TRL's GRPOConfig refuses this config: {line}"
+    keys = ", ".join(f"{key}={value!r}" for key, value in named)
+    return f"{keys}: TRL's GRPOConfig refuses {'it' if len(named) == 1 else 'them'}: {line}"
 
 
 def _extended(ours: dict | None, theirs: dict) -> dict:

@@ -14,11 +14,15 @@ from pathlib import Path
 
 
 class DamagedJsonl(ValueError):
-    """A line other than the last is not a JSON object: the file was edited or is not JSON Lines."""
+    """A line other than the last (any, read strictly) is not a JSON object: the file was edited or is not JSON Lines.
 
-    def __init__(self, path: Path, number: int):
-        super().__init__(f"{path}:{number} is not a JSON object")
-        self.path, self.number = path, number
+    Its message is ``<path>:<line>: <problem>``, the problem in words (``not valid JSON (...)``, ``a JSON array,
+    not an object``).
+    """
+
+    def __init__(self, path: Path, number: int, problem: str):
+        super().__init__(f"{path}:{number}: {problem}")
+        self.path, self.number, self.problem = path, number, problem
 
 
 def write_atomic(path: str | Path, data: str | bytes) -> None:
@@ -40,10 +44,11 @@ def write_atomic(path: str | Path, data: str | bytes) -> None:
         raise
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
+def read_jsonl(path: str | Path, strict: bool = False) -> list[dict]:
     """Every record of ``path``; a missing file reads as no records, a last line cut off by a kill is left out.
 
-    Any other line that is not a JSON object raises DamagedJsonl (a ValueError) naming it.
+    Any other line that is not a JSON object raises DamagedJsonl (a ValueError) naming it; with ``strict``
+    the last line too, for files no kill of the recipe's writes (data the user gives).
     """
     path = Path(path)
     if not path.exists():
@@ -56,17 +61,35 @@ def read_jsonl(path: str | Path) -> list[dict]:
         try:
             rows.append(_record(last, path, len(lines)))
         except DamagedJsonl:
-            pass
+            if strict:
+                raise
     return rows
+
+
+def json_kind(value: object) -> str:
+    """A parsed JSON value's kind in JSON's words: "a JSON array", "null"."""
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)
+    for kind, name in ((dict, "object"), (list, "array"), (str, "string")):
+        if isinstance(value, kind):
+            return f"a JSON {name}"
+    return "a JSON number"
+
+
+def invalid_json(error: json.JSONDecodeError) -> str:
+    """The problem in words; json's own end in "at" where they point ("Unterminated string starting at")."""
+    return f"not valid JSON ({error.msg.removesuffix(' at')} at column {error.colno})"
 
 
 def _record(line: bytes, path: Path, number: int) -> dict:
     try:
         row = json.loads(line)
-    except ValueError:  # JSONDecodeError and UnicodeDecodeError
-        raise DamagedJsonl(path, number) from None
+    except UnicodeDecodeError:
+        raise DamagedJsonl(path, number, "not UTF-8 text") from None
+    except json.JSONDecodeError as error:
+        raise DamagedJsonl(path, number, invalid_json(error)) from None
     if not isinstance(row, dict):
-        raise DamagedJsonl(path, number)
+        raise DamagedJsonl(path, number, f"{json_kind(row)}, not an object")
     return row
 
 

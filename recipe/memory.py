@@ -136,8 +136,10 @@ class Forecast:
         parts = ", ".join(f"{name} {gib:.1f}" for name, gib in self.breakdown.items())
         verdict = "fits" if self.fits else "does NOT fit"
         lines = [f"forecast peak {self.peak_gib:.1f} GiB of {self.card_gib:.1f}: {verdict} ({parts})"]
-        if self.kv_cache_gib is not None:
+        if self.kv_cache_gib is not None and self.kv_cache_gib > 0:
             lines.append(f"vLLM KV cache {self.kv_cache_gib:.1f} GiB inside its share")
+        elif self.kv_cache_gib is not None:  # the warning below says why: the share is smaller than the weights
+            lines.append("vLLM KV cache: none, its share is used up by the weights")
         if not self.fits:
             lines.append(f"warning: {self.problem}; change first: {self.advice}")
         return lines

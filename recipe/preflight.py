@@ -8,7 +8,10 @@ ids are checked with one request to the Hub before the libraries' own retries wo
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
+import struct
 import sys
 import urllib.error
 import urllib.request
@@ -28,6 +31,23 @@ PROJECTIONS = {
     name: LORA_PROJECTIONS for name in ("qwen2", "qwen3", "llama", "mistral", "gemma", "gemma2", "phi3", "smollm3")
 }
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json")
+# Tensor name (after "model." or a layer's prefix) -> what config.json says each of its dimensions is: a key, or
+# keys whose product it is. transformers builds the model from config.json and fails on any weight of another
+# shape, so these few are compared before that (layer 0 stands for all: one config sizes every layer).
+HEAD_DIM = ("head_dim",)  # config.json's head_dim, else hidden_size // num_attention_heads
+SHAPES = {
+    "embed_tokens.weight": (("vocab_size",), ("hidden_size",)),
+    "lm_head.weight": (("vocab_size",), ("hidden_size",)),
+    "layers.0.input_layernorm.weight": (("hidden_size",),),
+    "layers.0.self_attn.q_proj.weight": (("num_attention_heads", *HEAD_DIM), ("hidden_size",)),
+    "layers.0.self_attn.k_proj.weight": (("num_key_value_heads", *HEAD_DIM), ("hidden_size",)),
+    "layers.0.self_attn.v_proj.weight": (("num_key_value_heads", *HEAD_DIM), ("hidden_size",)),
+    "layers.0.self_attn.o_proj.weight": (("hidden_size",), ("num_attention_heads", *HEAD_DIM)),
+    "layers.0.mlp.gate_proj.weight": (("intermediate_size",), ("hidden_size",)),
+    "layers.0.mlp.up_proj.weight": (("intermediate_size",), ("hidden_size",)),
+    "layers.0.mlp.down_proj.weight": (("hidden_size",), ("intermediate_size",)),
+}
+LAYER_RE = re.compile(r"(?:^|\.)layers\.(\d+)\.")
 
 
 def local_model(cfg: Config) -> Path | None:
@@ -58,11 +78,14 @@ def check_model_folder(cfg: Config) -> None:
         raise RecipeError(
             f"model.name={folder} has no tokenizer files ({', '.join(TOKENIZER_FILES)}): copy the tokenizer into the model folder"
         )
-    check_weights(folder)
-    check_target_modules(cfg, config.get("model_type"))
+    shards = check_weights(folder)
+    if isinstance(config, dict):
+        check_shapes(folder, config, shards)
+        check_target_modules(cfg, config.get("model_type"))
 
 
-def check_weights(folder: Path) -> None:
+def check_weights(folder: Path) -> list[str]:
+    """The folder's safetensors shards, each with a readable header (none when the weights are PyTorch pickles)."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
@@ -72,7 +95,7 @@ def check_weights(folder: Path) -> None:
     elif (folder / "model.safetensors").is_file():
         shards = ["model.safetensors"]
     elif any(folder.glob("*.bin")):
-        return  # PyTorch pickles cannot be checked without loading them
+        return []  # PyTorch pickles cannot be checked without loading them
     else:
         raise RecipeError(
             f"model.name={folder} has no weights (model.safetensors): copy the model's weight files into the folder"
@@ -81,6 +104,66 @@ def check_weights(folder: Path) -> None:
         problem = weights_problem(folder / shard)
         if problem is not None:
             raise RecipeError(f"model.name={folder} {problem}: download or copy the model again")
+    return shards
+
+
+def header_shapes(path: Path) -> dict[str, list[int]]:
+    """Each tensor's shape, from the safetensors header alone: an 8-byte length, then that much JSON."""
+    with open(path, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(length))
+    return {name: entry["shape"] for name, entry in header.items() if name != "__metadata__"}
+
+
+def config_size(config: dict, key: str) -> int | None:
+    """config.json's ``key`` as transformers reads it (its defaults for head_dim and num_key_value_heads)."""
+    if key == "head_dim" and config.get("head_dim") is None:
+        heads, hidden = config.get("num_attention_heads"), config.get("hidden_size")
+        return hidden // heads if isinstance(heads, int) and isinstance(hidden, int) and heads > 0 else None
+    if key == "num_key_value_heads" and config.get(key) is None:
+        key = "num_attention_heads"  # transformers' default: no grouped-query attention
+    value = config.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def check_shapes(folder: Path, config: dict, shards: list[str]) -> None:
+    """config.json's sizes against the shapes its weights were saved with.
+
+    Only for the model types the recipe knows (PROJECTIONS): others may name tensors alike with other shapes
+    (a vision tower's layers) and are left to the load. Quantized weights are stored packed, in other shapes.
+    """
+    if config.get("model_type") not in PROJECTIONS or config.get("quantization_config"):
+        return
+    shapes = {}
+    for shard in shards:
+        shapes.update(header_shapes(folder / shard))
+    fix = "restore the config.json that came with these weights, or download the model again"
+    names = sorted(shapes)
+    for suffix, dims in SHAPES.items():
+        name = next((n for n in names if n == suffix or n.endswith("." + suffix)), None)
+        sizes = [[config_size(config, key) for key in keys] for keys in dims]
+        if name is None or any(None in size for size in sizes):
+            continue
+        expected, actual = [math.prod(size) for size in sizes], shapes[name]
+        if actual == expected:
+            continue
+        # Name the sizes of the dimensions that differ; a head_dim config.json leaves out is hidden_size's share.
+        differ = [keys for want, got, keys in zip(expected, actual, dims) if want != got]
+        keys = [key for group in (differ if len(actual) == len(expected) else dims) for key in group]
+        if config.get("head_dim") is None and "head_dim" in keys:
+            keys[keys.index("head_dim") : keys.index("head_dim") + 1] = ["hidden_size", "num_attention_heads"]
+        keys = list(dict.fromkeys(keys))
+        named = ", ".join(f"{key}={config_size(config, key)}" for key in keys)
+        raise RecipeError(
+            f"model.name={folder}: config.json's {named} {'makes' if len(keys) == 1 else 'make'} {name} {expected}, "
+            f"but the weights hold {actual}: {fix}"
+        )
+    layers = {int(match.group(1)) for name in shapes if (match := LAYER_RE.search(name))}
+    declared = config_size(config, "num_hidden_layers")
+    if layers and declared is not None and len(layers) != declared:
+        raise RecipeError(
+            f"model.name={folder}: config.json's num_hidden_layers={declared}, but the weights hold {len(layers)} layers: {fix}"
+        )
 
 
 def check_target_modules(cfg: Config, model_type: str | None) -> None:

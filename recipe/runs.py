@@ -29,7 +29,8 @@ CARD = "README.md"
 # Suffixes Unsloth's name mapper adds when it swaps a hub id for its own copy
 # (Qwen/Qwen2.5-3B -> unsloth/Qwen2.5-3B-unsloth-bnb-4bit); the weights are the same model.
 UNSLOTH_SUFFIXES = ("-unsloth-bnb-4bit", "-bnb-4bit")
-# What an earlier run leaves behind; config.yaml and plots/ are rewritten by any run, so they do not count.
+# What an earlier run leaves behind. plots/ is redrawn by any run; config.yaml is no run's product alone (a user may
+# keep theirs there), so refuse_other_config guards it instead.
 RUN_OUTPUTS = ("metrics.jsonl", "samples.jsonl", "adapter")
 # A checkpoint's files that are training state, not the adapter: left out when a checkpoint becomes adapter/.
 TRAINING_STATE = ("optimizer.pt", "scheduler.pt", "trainer_state.json", "training_args.bin", "rng_state.pth")
@@ -126,6 +127,36 @@ def refuse_earlier_run(out: Path) -> None:
             f"output.dir={out} already holds an earlier run ({', '.join(found)}): pass --resume to continue it, "
             "or set output.dir to a new folder"
         )
+
+
+def refuse_other_config(out: Path, text: str) -> None:
+    """Refuse to start a run where ``out`` holds a config.yaml other than ``text``, the one the run writes there:
+    the user's own, say, kept there and passed as --config. The run's own, left by a run stopped before its first
+    step, is rewritten unchanged."""
+    path = out / "config.yaml"
+    if not path.exists():
+        return
+    with contextlib.suppress(OSError):  # a folder or an unreadable file is not the run's own either
+        if path.read_bytes() == text.encode():
+            return
+    raise RecipeError(
+        f"output.dir={out} holds a config.yaml other than the one this run writes there: move that file out of the "
+        "folder (--config reads it from anywhere), or set output.dir to another folder"
+    )
+
+
+def refuse_unresumable(out: Path) -> None:
+    """Refuse to start at step 0 where an earlier run left logs or checkpoints of which none can be resumed:
+    the new run would clear its logs (a resume trims them to its step) and train beside its checkpoints."""
+    found = earlier_outputs(out)
+    if not found:
+        return
+    problems = [f"{folder.name} {folder_problem(folder)}" for folder in reversed(checkpoints(out))]
+    why = "; ".join(problems) if problems else f"{', '.join(found)}; no checkpoint"
+    raise RecipeError(
+        f"output.dir={out} holds an earlier run with nothing to resume ({why}): "
+        f"to start over, delete {out} or set output.dir to a new folder"
+    )
 
 
 def latest_complete(out: Path) -> tuple[Path | None, list[str]]:

@@ -48,6 +48,9 @@ CHAT_TEMPLATE = (
 )
 
 
+# Conversations per pre-training step, drawn without replacement: the fewest problems a build can pre-train on.
+BATCH = 16
+
 # Share of pre-training replies written as plain GSM8K text instead of tags, so the tiny
 # model keeps producing some untagged answers and format rewards are not saturated.
 PLAIN_REPLY_FRACTION = 0.3
@@ -233,7 +236,7 @@ def pretrain(
     losses = []
     with torch_threads(1):
         for _ in range(steps):
-            batch = {k: v.to(model.device) for k, v in collate(rng.sample(examples, 16), pad_id).items()}
+            batch = {k: v.to(model.device) for k, v in collate(rng.sample(examples, BATCH), pad_id).items()}
             loss = model(**batch).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -6,10 +6,13 @@ or a missing package into one line before anything heavy loads. metrics.jsonl is
 
 from __future__ import annotations
 
+import configparser
 import importlib.util
+import netrc
 import os
 import typing
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from recipe.errors import RecipeError, closest
 
@@ -38,12 +41,45 @@ def check_names(report_to: str | list[str]) -> None:
 
 
 def check_installed(report_to: str | list[str], find_spec: typing.Callable | None = None) -> None:
-    """Refuse a tracker whose package is missing, before the model loads (transformers would fail mid-setup)."""
+    """Refuse a tracker whose package is missing, or W&B without a key, before the model loads (transformers
+    would fail mid-setup)."""
     find_spec = find_spec or importlib.util.find_spec
     for name in trackers(report_to):
         package = TRACKERS[name]
         if find_spec(package) is None:
             raise RecipeError(f"output.report_to={name} needs the {package} package: pip install {package}")
+    if "wandb" in trackers(report_to) and not wandb_can_log():
+        raise RecipeError(
+            "output.report_to=wandb finds no W&B API key: set WANDB_API_KEY, run `wandb login` (it writes ~/.netrc), "
+            "or set WANDB_MODE=offline to log locally"
+        )
+
+
+# W&B modes that never ask for a key.
+WANDB_LOCAL_MODES = ("offline", "disabled", "dryrun")
+
+
+def wandb_can_log() -> bool:
+    """Whether wandb.init will find a key, or is told to stay local, read from where wandb 0.31 looks
+    (environment, .netrc, its settings file) without importing it, which takes seconds."""
+    settings = configparser.ConfigParser()
+    try:
+        settings.read(Path(os.environ.get("WANDB_CONFIG_DIR") or "~/.config/wandb").expanduser() / "settings")
+    except configparser.Error:
+        pass  # wandb refuses it too
+    saved = settings["default"] if settings.has_section("default") else {}
+    if (os.environ.get("WANDB_MODE") or saved.get("mode")) in WANDB_LOCAL_MODES:
+        return True
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE") or saved.get("api_key"):
+        return True
+    host = urlsplit(os.environ.get("WANDB_BASE_URL") or saved.get("base_url") or "https://api.wandb.ai").netloc
+    path = os.environ.get("NETRC") or next(
+        (p for p in ("~/.netrc", "~/_netrc") if Path(p).expanduser().exists()), "~/.netrc"
+    )
+    try:
+        return netrc.netrc(Path(path).expanduser()).authenticators(host) is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
 
 
 def keep_logs_in(report_to: str | list[str], out: Path) -> None:

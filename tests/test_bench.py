@@ -1025,6 +1025,21 @@ def test_card_table_is_todays_from_the_results_and_readme_shows_it():
     assert [line for line in table.splitlines() if line not in readme] == []
 
 
+@pytest.mark.parametrize(
+    "model, configs",
+    [
+        pytest.param("| Qwen2.5-0.5B | 16 |", "`config.yaml`", id="one-config-for-every-card"),
+        # The 16 GB cells ran the 12 GB config: a bare list of two configs left readers guessing which.
+        pytest.param(
+            "| Qwen2.5-3B | 16 |", "`configs/qwen2.5-3b-12gb.yaml` (12, 16 GB), `config.yaml` (24 GB)", id="3b-by-card"
+        ),
+    ],
+)
+def test_card_table_names_the_config_of_each_card(model, configs):
+    line = next(line for line in models.card_table(FIT_ROWS, []).splitlines() if line.startswith(model))
+    assert line.endswith(f"| {configs} |"), line
+
+
 @pytest.mark.parametrize("row", MEASURED_FIT_ROWS, ids=fit_id)
 def test_card_table_shows_each_fit_row_as_measured(row):
     line = next(

@@ -12,7 +12,7 @@ import yaml
 
 import rewards
 import train_grpo
-from conftest import tiny_cli
+from conftest import tiny_cli, train_tiny
 from recipe import runs
 from recipe.backend import FOLD_SWITCH, folds_rollouts, import_unsloth, resolve_backend
 from recipe.config import LORA_PROJECTIONS, Config, ModelConfig, check_trainer_names, config_to_yaml, load_config
@@ -28,6 +28,67 @@ def test_shipped_config_loads_and_validates(path):
     cfg = load_config(str(path))
     assert isinstance(cfg, Config)
     check_trainer_names(cfg.training)  # train_grpo checks these after Unsloth's import
+
+
+# Regressions: a scheduler that needs settings, or an evaluation set the recipe never has, failed after the model
+# loaded (or, reduce_lr_on_plateau, as GRPOConfig's traceback).
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        pytest.param(["training.lr_scheduler_type=linear"], None, id="needs-nothing"),
+        pytest.param(
+            ["training.lr_scheduler_type=cosine_with_min_lr"],
+            "training.lr_scheduler_type=cosine_with_min_lr: transformers refuses it (One of min_lr or min_lr_rate should be set through the `lr_scheduler_kwargs`): set training.trl.lr_scheduler_kwargs, e.g. {min_lr_rate: 0.1}",
+            id="min-lr-without-its-setting",
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=cosine_with_min_lr", "training.trl.lr_scheduler_kwargs={min_lr_rate: 0.1}"],
+            None,
+            id="min-lr-with-its-setting",
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=warmup_stable_decay"],
+            "missing 1 required positional argument: 'num_decay_steps'): set training.trl.lr_scheduler_kwargs, e.g. {num_decay_steps: 100}",
+            id="wsd-without-its-setting",
+        ),
+        pytest.param(
+            ["training.trl.lr_scheduler_kwargs={min_lr: 0.1}"],
+            "training.lr_scheduler_type=cosine with training.trl.lr_scheduler_kwargs={'min_lr': 0.1}: transformers refuses it (",
+            id="a-setting-the-scheduler-lacks",
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=reduce_lr_on_plateau"],
+            "training.lr_scheduler_type=reduce_lr_on_plateau steps on an evaluation loss, and this recipe trains without an evaluation set: use cosine, linear or constant_with_warmup",
+            id="plateau-needs-evaluation",
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=greedy"], "steps on an evaluation loss", id="greedy-needs-evaluation"
+        ),
+        # Regressions: 'adamw' suggested grokadamw, of all transformers' optimizers; a scheduler typo listed all 12.
+        pytest.param(
+            ["training.optim=adamw"],
+            "training.optim='adamw': did you mean 'adamw_torch'? The usual ones: adamw_torch_fused, adamw_torch, paged_adamw_8bit",
+            id="optimizer-suggests-a-usual-one",
+        ),
+        pytest.param(
+            ["training.optim=sgdd"], "training.optim='sgdd': did you mean 'sgd'? The usual ones: ", id="optimizer-typo"
+        ),
+        pytest.param(
+            ["training.lr_scheduler_type=cosin"],
+            "training.lr_scheduler_type='cosin': did you mean 'cosine'?",
+            id="scheduler-typo",
+        ),
+    ],
+)
+def test_trainer_names_and_their_settings_are_checked_before_the_model_loads(overrides, message):
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), overrides)
+    if message is None:
+        check_trainer_names(cfg.training)
+        return
+    with pytest.raises(RecipeError) as error:
+        check_trainer_names(cfg.training)
+    assert message in str(error.value)
+    assert "\n" not in str(error.value)
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=[p.relative_to(ROOT).as_posix() for p in SHIPPED])
@@ -97,7 +158,10 @@ def test_resolved_config_round_trips_through_yaml(tmp_path):
     [
         pytest.param("training.max_steps=500", "training.max_steps", 500, id="int"),
         pytest.param("training.learning_rate=1e-5", "training.learning_rate", 1e-5, id="float-from-yaml-exponent"),
-        pytest.param("training.num_train_epochs=3", "training.num_train_epochs", 3.0, id="int-accepted-as-float"),
+        pytest.param("training.temperature=1", "training.temperature", 1.0, id="int-accepted-as-float"),
+        pytest.param(
+            "training={max_steps: -1, num_train_epochs: 3}", "training.num_train_epochs", 3.0, id="epochs-without-steps"
+        ),
         pytest.param("model.load_in_4bit=true", "model.load_in_4bit", True, id="bool"),
         pytest.param(
             "lora.gradient_checkpointing=true", "lora.gradient_checkpointing", True, id="bool-or-string-as-bool"
@@ -151,6 +215,29 @@ def test_override_sets_typed_value(override, key, value):
         pytest.param("training.max_steps=0", "training.max_steps=0", id="zero-steps"),
         pytest.param("training.temperature=0", "training.temperature=0", id="zero-temperature"),
         pytest.param("training.beta=-1", "training.beta=-1", id="negative-kl"),
+        # Regressions: both were accepted silently; TRL ignores epochs beside a step count, and zero weights learn nothing.
+        pytest.param(
+            "training.num_train_epochs=3",
+            "training.num_train_epochs=3.0 is ignored while training.max_steps=1000 sets the length of the run: set training.max_steps=-1 to train by epochs, or leave num_train_epochs at 1",
+            id="epochs-beside-steps",
+        ),
+        pytest.param(
+            "rewards={correctness: 0}",
+            "rewards: every weight is 0, so nothing would be learned: give at least one reward a weight, e.g. rewards.correctness=1",
+            id="every-reward-weight-zero",
+        ),
+        pytest.param("rewards={correctness: 0, xmlcount: 0.0}", "rewards: every weight is 0", id="two-zero-weights"),
+        # Regressions: nan failed a sign or range check first, which named the wrong reason ("cannot be negative").
+        pytest.param(
+            "training.beta=.nan", "training.beta=nan: use a finite number, e.g. the default 0.04", id="nan-kl"
+        ),
+        pytest.param("training.learning_rate=.nan", "training.learning_rate=nan: use a finite", id="nan-lr"),
+        pytest.param("training.temperature=.inf", "training.temperature=inf: use a finite", id="infinite-temperature"),
+        pytest.param("training.warmup_ratio=.nan", "training.warmup_ratio=nan: use a finite", id="nan-warmup"),
+        pytest.param("training.adam_beta2=.nan", "training.adam_beta2=nan: use a finite", id="nan-adam-beta"),
+        pytest.param(
+            "model.gpu_memory_utilization=.nan", "model.gpu_memory_utilization=nan: use a finite", id="nan-vllm-share"
+        ),
         pytest.param("lora.r=0", "lora.r=0", id="zero-rank"),
         pytest.param("lora.target_modules=[]", "lora.target_modules is empty", id="no-targets"),
         pytest.param("lora.gradient_checkpointing=maybe", "use unsloth, true or false", id="bad-checkpointing"),
@@ -166,6 +253,13 @@ def test_override_sets_typed_value(override, key, value):
         pytest.param("model.name='  '", "model.name is empty", id="blank-model"),
         # Path('') is '.': an empty output.resume would have resumed from the working directory.
         pytest.param("output.resume=", "output.resume is empty", id="empty-resume"),
+        # Regression: "expected str, got True", without the values it takes.
+        pytest.param(
+            "output.resume=yes",
+            "output.resume=True: YAML reads yes, no, true, false, on and off as booleans: use never, auto, or the path of a checkpoint folder",
+            id="resume-yes",
+        ),
+        pytest.param("model.name=3", "model.name=3: set it to a hub id", id="number-for-a-path"),
         pytest.param(
             "output.dir=$NOT_SET_ANYWHERE/x", "environment variable NOT_SET_ANYWHERE is not set", id="unset-var"
         ),
@@ -185,12 +279,33 @@ OVERRIDES = ["training.max_steps=5"]
 @pytest.mark.parametrize(
     "text, message, overrides",
     [
-        pytest.param("model: [1, 2", "is not valid YAML", OVERRIDES, id="broken-yaml"),
+        # Regressions: a syntax error said only what PyYAML was parsing ("while parsing a flow sequence"), not where.
+        pytest.param(
+            "model: [1, 2",
+            "is not valid YAML at line 1, column 13: expected ',' or ']', but got '<stream end>' (while parsing a flow sequence from line 1, column 8): fix it there",
+            OVERRIDES,
+            id="unclosed-bracket",
+        ),
+        pytest.param(
+            "training:\n\tbeta: 0\n",
+            "is not valid YAML at line 2, column 1: found character '\\t' that cannot start any token (while scanning for the next token): indent with spaces, not tabs",
+            OVERRIDES,
+            id="a-tab",
+        ),
+        pytest.param(
+            "training:\n  beta: 0\n   lr: 1\n",
+            "is not valid YAML at line 3, column 6: mapping values are not allowed here: fix it there",
+            OVERRIDES,
+            id="misindented-key",
+        ),
         pytest.param("- a\n- b\n", "config: expected a mapping", OVERRIDES, id="yaml-list"),
         pytest.param("modle:\n  name: x\n", "did you mean 'model'?", OVERRIDES, id="top-level-typo"),
         # Regressions: a list or scalar root was a traceback; a key written twice kept the second silently.
         pytest.param("- a\n", "got a YAML list: write key: value lines", [], id="yaml-list-without-overrides"),
         pytest.param("0.5\n", "got a YAML float", OVERRIDES, id="yaml-scalar"),
+        pytest.param(
+            "rewards:\n  # correctness: 1\n", "rewards is empty: list at least one of", [], id="rewards-all-commented"
+        ),
         pytest.param(
             "training:\n  beta: 0\nmodel:\n  name: x\ntraining:\n  max_steps: 5\n",
             "sets 'training' twice (lines 1 and 5): keep one",
@@ -208,6 +323,32 @@ def test_bad_yaml_file(tmp_path, text, message, overrides):
     with pytest.raises(RecipeError, match=re.escape(message)) as error:
         load_config(str(path), overrides)
     assert "\n" not in str(error.value)
+
+
+# Regression: a section whose keys are all commented out (YAML null) was "expected a mapping of keys, got None".
+# It reads as {}: a section's defaults; for rewards, none (alone refused in test_bad_yaml_file, as rewards: {} is).
+@pytest.mark.parametrize(
+    "text, overrides, expected",
+    [
+        pytest.param("training:\n  # beta: 0\n", [], {"training": Config().training}, id="section"),
+        pytest.param("model:\ntraining:\n", [], {"model": Config().model}, id="two-sections"),
+        pytest.param(
+            "rewards:\n", ["rewards.correctness=2"], {"rewards": {"correctness": 2.0}}, id="rewards-then-a-weight"
+        ),
+        pytest.param("training:\n  trl:\n", [], {"training": Config().training}, id="free-mapping"),
+        pytest.param("training:\n", ["training.beta=0.5"], {"training.beta": 0.5}, id="a-set-fills-it"),
+    ],
+)
+def test_an_empty_section_reads_as_an_empty_mapping(tmp_path, text, overrides, expected):
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    cfg = load_config(str(path), overrides)
+    for key, value in expected.items():
+        section, _, leaf = key.partition(".")
+        got = getattr(cfg, section)
+        if leaf:
+            got = got[leaf] if isinstance(got, dict) else getattr(got, leaf)
+        assert got == value, key
 
 
 def test_a_yaml_merge_key_may_repeat_what_it_overrides(tmp_path):
@@ -303,9 +444,43 @@ def test_home_and_variables_expand_in_every_path_key(tmp_path, monkeypatch, key,
     assert getattr(getattr(cfg, section), leaf) == expected.format(home=tmp_path, runs=tmp_path / "runs")
 
 
-def test_missing_config_file():
-    with pytest.raises(RecipeError, match="config file 'nope.yaml' not found"):
-        load_config("nope.yaml")
+def unreadable(path: Path, monkeypatch) -> None:
+    # chmod 000 stops no one running as root (CI does): the read fails as it would for another user.
+    path.write_text("training: {}\n")
+    read_text = Path.read_text
+
+    def refuse(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "read_text", refuse)
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        pytest.param(None, "config file '{path}' not found: pass --config with the path of a YAML file", id="missing"),
+        # Regressions: a folder was "not found"; an unreadable file was a PermissionError traceback.
+        pytest.param(
+            lambda path, _: path.mkdir(),
+            "config file '{path}' is a directory: pass --config with the path of a YAML file in it",
+            id="a-directory",
+        ),
+        pytest.param(
+            unreadable,
+            "config file '{path}' cannot be read (Permission denied): make it readable, or pass another file",
+            id="unreadable",
+        ),
+    ],
+)
+def test_config_path_that_is_not_a_readable_file(tmp_path, monkeypatch, make, message):
+    path = tmp_path / "config.yaml"
+    if make is not None:
+        make(path, monkeypatch)
+    with pytest.raises(RecipeError) as error:
+        load_config(str(path))
+    assert str(error.value) == message.format(path=path)
 
 
 @pytest.mark.parametrize(
@@ -329,6 +504,34 @@ def test_gpu_only_settings_fail_on_cpu(overrides, message):
     cfg = load_config(str(ROOT / "config.yaml"), overrides)
     with pytest.raises(RecipeError, match=message):
         resolve_backend(cfg)
+
+
+# Regressions: an optimizer whose package is missing raised ImportError (or ValueError) after the model loaded.
+@pytest.mark.parametrize(
+    "optim, switch, message",
+    [
+        pytest.param("paged_adamw_32bit", "is_bitsandbytes_available", "pip install -U bitsandbytes", id="paged-32bit"),
+        pytest.param("galore_adamw", "is_galore_torch_available", "install `galore_torch`", id="galore"),
+        pytest.param("grokadamw", "is_grokadamw_available", "pip install grokadamw", id="grokadamw-raises-valueerror"),
+        pytest.param("schedule_free_adamw", "is_schedulefree_available", "install `schedulefree`", id="schedule-free"),
+    ],
+)
+def test_an_optimizer_without_its_package_is_refused_before_the_model_loads(
+    tiny_assets, tmp_path, monkeypatch, capsys, optim, switch, message
+):
+    import transformers.trainer_optimizer
+
+    monkeypatch.setattr(transformers.trainer_optimizer, switch, lambda *a, **k: False)
+    monkeypatch.setattr(train_grpo.backends, "load_model", lambda *a, **k: pytest.fail("the model was loaded"))
+    out = tmp_path / "run"
+    capsys.readouterr()  # what building tiny_assets printed
+    assert train_tiny(tiny_assets, out, "--set", f"training.optim={optim}") == 2
+    err = capsys.readouterr().err  # the first run of a test session adds the datasets library's progress bars
+    line = err.strip().splitlines()[-1]
+    assert err.count("error:") == 1
+    assert line.startswith(f"error: training.optim={optim}: ") and message in line
+    assert line.endswith("install it, or use adamw_torch_fused or adamw_torch")
+    assert not out.exists()
 
 
 @pytest.mark.parametrize(
@@ -417,14 +620,20 @@ def test_auto_backend_is_trl_on_cpu():
 
 
 @pytest.mark.parametrize(
-    "existing, resume, expected",
+    "existing, resume, expected, said",
     [
-        pytest.param([], "never", None, id="fresh-run"),
-        pytest.param([], "auto", None, id="auto-without-checkpoints-starts-fresh"),
-        pytest.param(["checkpoint-9", "checkpoint-10"], "auto", "checkpoint-10", id="auto-takes-latest-by-number"),
+        pytest.param([], "never", None, [], id="fresh-run"),
+        pytest.param(
+            [],
+            "auto",
+            None,
+            ["nothing to resume in {out}: starting at step 0"],
+            id="auto-without-checkpoints-starts-fresh",
+        ),
+        pytest.param(["checkpoint-9", "checkpoint-10"], "auto", "checkpoint-10", [], id="auto-takes-latest-by-number"),
     ],
 )
-def test_resume_resolution(tmp_path, existing, resume, expected):
+def test_resume_resolution(tmp_path, existing, resume, expected, said):
     for name in existing:
         (tmp_path / name).mkdir()
         step = int(name.split("-")[1])
@@ -432,7 +641,8 @@ def test_resume_resolution(tmp_path, existing, resume, expected):
         runs.write_marker(tmp_path / name, step)
     cfg = load_config(None, [f"output.dir={tmp_path}", f"output.resume={resume}"])
     got, warnings = train_grpo.resolve_resume(cfg)
-    assert got == (None if expected is None else tmp_path / expected) and warnings == []
+    assert got == (None if expected is None else tmp_path / expected)
+    assert warnings == [line.format(out=tmp_path) for line in said]
 
 
 def test_existing_checkpoints_are_never_overwritten(tmp_path):
@@ -467,10 +677,9 @@ def test_batch_is_prompts_times_generations_and_trl_accepts_it(tmp_path):
 def test_half_written_checkpoint_is_named_not_resumed(tmp_path):
     (tmp_path / "checkpoint-3").mkdir()
     cfg = load_config(None, [f"output.dir={tmp_path}", "output.resume=auto"])
-    got, warnings = train_grpo.resolve_resume(cfg)
-    assert got is None and warnings == [
-        f"skipping {tmp_path / 'checkpoint-3'} : it has no completion marker (its save was cut off)"
-    ]
+    # Regression: it was skipped, and the run started again at step 0 beside it.
+    with pytest.raises(RecipeError, match=r"\(checkpoint-3 has no completion marker \(its save was cut off\)\)"):
+        train_grpo.resolve_resume(cfg)
 
 
 @pytest.mark.parametrize(
@@ -502,6 +711,16 @@ def tiny_grpo_args(tmp_path, *overrides: str, stop_ids: tuple[int, ...] = (0,)):
         ),
         pytest.param("training.trl.epsilon_high=0.28", {"epsilon_high": 0.28}, id="dotted-set"),
         pytest.param("training.trl.mask_truncated_completions=true", {"mask_truncated_completions": True}, id="bool"),
+        # Each value is checked against GRPOConfig's annotation, as the recipe's own keys are against theirs.
+        pytest.param("training.trl.epsilon=1e-1", {"epsilon": 0.1}, id="float-yaml-reads-as-text"),
+        pytest.param("training.trl.epsilon=1", {"epsilon": 1.0}, id="int-for-float"),
+        pytest.param("training.trl.min_p=null", {"min_p": None}, id="optional-null"),
+        pytest.param(
+            "training.trl.lr_scheduler_kwargs={min_lr_rate: 0.1}",
+            {"lr_scheduler_kwargs": {"min_lr_rate": 0.1}},
+            id="mapping-for-a-bare-dict",
+        ),
+        pytest.param("training.trl.save_strategy=steps", {"save_strategy": "steps"}, id="enum-or-str"),
     ],
 )
 def test_trl_keys_reach_grpo_config(tmp_path, override, expected):
@@ -679,6 +898,43 @@ def test_a_generation_key_the_recipe_sets_is_refused(tmp_path):
             id="value-transformers-refuses",
         ),
         pytest.param("training.trl=3", "training.trl: expected dict, got 3", id="not-a-mapping"),
+        # Regressions: training.trl values went to GRPOConfig unchecked; epsilon=abc failed at step 1,
+        # num_iterations=0 trained 0 steps and saved the untrained adapter, top_p=2.0 trained as if 1.
+        pytest.param(
+            "training.trl.epsilon=abc", "training.trl.epsilon: expected float, got 'abc'", id="text-for-float"
+        ),
+        pytest.param(
+            "training.trl.num_iterations=1.5", "training.trl.num_iterations: expected int", id="float-for-int"
+        ),
+        pytest.param(
+            "training.trl.mask_truncated_completions=maybe",
+            "training.trl.mask_truncated_completions: expected bool",
+            id="text-for-bool",
+        ),
+        pytest.param(
+            "training.trl.num_iterations=0", "training.trl.num_iterations=0: use 1 or more", id="no-iterations"
+        ),
+        pytest.param("training.trl.epsilon=-0.1", "training.trl.epsilon=-0.1: ", id="negative-clip"),
+        pytest.param("training.trl.epsilon=.nan", "training.trl.epsilon=nan: ", id="nan-clip"),
+        pytest.param("training.trl.epsilon_high=-1", "training.trl.epsilon_high=-1.0: ", id="negative-upper-clip"),
+        pytest.param(
+            "training.trl.top_p=2.0", "training.trl.top_p=2.0: use a probability in (0, 1]", id="top-p-over-1"
+        ),
+        pytest.param("training.trl.top_p=0", "training.trl.top_p=0.0: ", id="top-p-zero"),
+        pytest.param("training.trl.top_k=-1", "training.trl.top_k=-1: ", id="negative-top-k"),
+        pytest.param("training.trl.min_p=1.5", "training.trl.min_p=1.5: ", id="min-p-over-1"),
+        pytest.param("training.trl.repetition_penalty=0", "training.trl.repetition_penalty=0.0: ", id="zero-penalty"),
+        # Regressions: GRPOConfig's own error about a recipe key came through as a traceback.
+        pytest.param(
+            "training.lr_scheduler_type=reduce_lr_on_plateau",
+            "training.lr_scheduler_type='reduce_lr_on_plateau': TRL's GRPOConfig refuses it: lr_scheduler_type reduce_lr_on_plateau requires an eval strategy",
+            id="recipe-value-grpo-refuses",
+        ),
+        pytest.param(
+            "training={lr_scheduler_type: reduce_lr_on_plateau, trl: {epsilon_high: 0.28}}",
+            "training.lr_scheduler_type='reduce_lr_on_plateau': TRL's GRPOConfig refuses it: ",
+            id="recipe-value-grpo-refuses-beside-trl-keys",
+        ),
     ],
 )
 def test_bad_trl_key_is_one_line_naming_it(tmp_path, override, message):

@@ -53,6 +53,87 @@ def test_saved_dataset_folder_uses_the_split(tmp_path):
     assert len(rows) == 1
 
 
+HUB_STYLE_README = """---
+configs:
+- config_name: main
+  data_files:
+  - {split: train, path: main/train.jsonl}
+- config_name: socratic
+  data_files:
+  - {split: train, path: socratic/train.jsonl}
+---
+"""
+
+
+def write_folder(tmp_path: Path, files: dict[str, str | list[dict]]) -> Path:
+    """A dataset folder holding ``files``: rows are written as JSON lines, text as it is."""
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    for name, content in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        text = content if isinstance(content, str) else "".join(json.dumps(r) + "\n" for r in content)
+        (folder / name).write_text(text)
+    return folder
+
+
+PLAIN_FILES = {"train.jsonl": ROWS, "test.jsonl": ROWS[:1]}
+# (id, the folder's files, data.subset, data.split, the rows loaded or a fragment of the one-line error, {folder}
+# standing for the folder). Regression: a folder of plain files with the default subset 'main' said
+# "BuilderConfig 'main' not found ... fix the file", and a folder without data files said the same words.
+FOLDERS = [
+    ("plain-files-default-subset", PLAIN_FILES, "main", "train", 5),
+    ("plain-files-no-subset", PLAIN_FILES, None, "test", 1),
+    (
+        "plain-files-other-subset",
+        PLAIN_FILES,
+        "socratic",
+        "train",
+        "data.subset=socratic is not a config of the dataset folder {folder}: set data.subset=null (the folder's configs: default)",
+    ),
+    (
+        "missing-split",
+        {"data.jsonl": ROWS},
+        "main",
+        "test",
+        "data.dataset={folder} has no split 'test' (its splits: train): set data.split (eval_grpo.py: --split) to one of them",
+    ),
+    (
+        "hub-style-configs",
+        {"README.md": HUB_STYLE_README, "main/train.jsonl": ROWS, "socratic/train.jsonl": ROWS[:2]},
+        "socratic",
+        "train",
+        2,
+    ),
+    (
+        "hub-style-other-subset",
+        {"README.md": HUB_STYLE_README, "main/train.jsonl": ROWS, "socratic/train.jsonl": ROWS[:2]},
+        "default",
+        "train",
+        "set data.subset to one of the folder's configs: main, socratic",
+    ),
+    (
+        "empty-folder",
+        {},
+        "main",
+        "train",
+        "data.dataset={folder} is a folder without data files (.jsonl, .json, .parquet, .csv)",
+    ),
+    ("only-notes", {"notes.txt": "hello\n"}, "main", "train", "data.dataset={folder} is a folder without data files"),
+]
+
+
+@pytest.mark.parametrize("files, subset, split, expected", [pytest.param(*row[1:], id=row[0]) for row in FOLDERS])
+def test_a_dataset_folder_loads_its_config_or_says_which_to_set(tmp_path, files, subset, split, expected):
+    folder = write_folder(tmp_path, files)
+    data = DataConfig(dataset=str(folder), subset=subset, split=split)
+    if isinstance(expected, int):
+        assert len(load_rows(data)) == expected
+    else:
+        with pytest.raises(RecipeError) as error:
+            load_rows(data)
+        assert expected.format(folder=folder) in str(error.value) and "\n" not in str(error.value)
+
+
 @pytest.mark.parametrize(
     "dataset, message",
     [
@@ -174,6 +255,66 @@ def test_a_file_without_rows_says_empty(tmp_path, name, content):
     path.write_bytes(content)
     with pytest.raises(RecipeError, match=r"is empty \(no rows\)"):
         load_rows(DataConfig(dataset=str(path)))
+
+
+ROW = b'{"question": "Q?", "answer": "#### 1"}\n'
+# (id, file name, content, how the one-line error starts, {path} standing for the file). Regression: these said
+# "DatasetGenerationError: An error occurred while generating the dataset" or "'str' object is not a mapping",
+# naming no line.
+DAMAGED = [
+    (
+        "unclosed-object",
+        "rows.jsonl",
+        ROW + b'{"question": "Q?", "answer": "#### 2"\n',
+        "{path}:2: not valid JSON (Expecting ',' delimiter at column 38)",
+    ),
+    ("words", "rows.jsonl", ROW + b"not json at all\n", "{path}:2: not valid JSON (Expecting value at column 1)"),
+    ("first-line", "rows.jsonl", b"garbage\n" + ROW, "{path}:1: not valid JSON (Expecting value at column 1)"),
+    ("array-line", "rows.jsonl", ROW + b'["Q?", "#### 2"]\n', "{path}:2: a JSON array, not an object"),
+    ("string-line", "rows.jsonl", ROW + b'"just text"\n', "{path}:2: a JSON string, not an object"),
+    ("number-line", "rows.jsonl", ROW + b"42\n", "{path}:2: a JSON number, not an object"),
+    (
+        "cut-off-last-line",
+        "rows.jsonl",
+        ROW + b'{"question": "Q',
+        "{path}:2: not valid JSON (Unterminated string starting at column 14)",
+    ),
+    ("json-lines-in-a-json-file", "rows.json", ROW + b"[1]\n", "{path}:2: a JSON array, not an object"),
+    ("json-array-cut-off", "rows.json", b"[" + ROW.strip() + b",\n", "{path}:2: not valid JSON (Expecting value"),
+    ("json-array-of-a-string", "rows.json", b"[" + ROW.strip() + b', "Q?"]', "{path}: item 2 is a JSON string"),
+]
+
+
+@pytest.mark.parametrize("name, content, start", [pytest.param(*row[1:], id=row[0]) for row in DAMAGED])
+def test_a_damaged_json_row_is_named_by_its_line(tmp_path, name, content, start):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(RecipeError) as error:
+        load_rows(DataConfig(dataset=str(path)))
+    message = str(error.value)
+    assert message.startswith(start.format(path=path)) and "\n" not in message, message
+    assert 'one JSON object, like {"question": "...", "answer": "... #### 42"}' in message
+
+
+@pytest.mark.parametrize(
+    "name, content",
+    [
+        # Regression: datasets logged "Failed to read schema from ..." above the one-line error.
+        pytest.param("junk.parquet", b"not parquet at all", id="junk-parquet"),
+        # datasets logged "Failed to load JSON from file ..." and two progress bars above it.
+        pytest.param("rows.jsonl", ROW + b"not json at all\n", id="damaged-jsonl"),
+    ],
+)
+def test_a_file_datasets_cannot_read_adds_no_line_of_its_own(tmp_path, capfd, name, content):
+    import datasets
+
+    path = tmp_path / name
+    path.write_bytes(content)
+    verbosity, bars = datasets.utils.logging.get_verbosity(), datasets.utils.are_progress_bars_disabled()
+    with pytest.raises(RecipeError):
+        load_rows(DataConfig(dataset=str(path)))
+    assert capfd.readouterr().err == ""
+    assert (datasets.utils.logging.get_verbosity(), datasets.utils.are_progress_bars_disabled()) == (verbosity, bars)
 
 
 def test_over_long_prompts_are_dropped_never_truncated(tmp_path, tokenizer):

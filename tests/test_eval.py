@@ -248,6 +248,29 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
             lambda run, assets: evaluate_args(run, assets, "--dataset", "openai/gsm8k"),
             "data.dataset=openai/gsm8k needs the Hugging Face Hub, and https://huggingface.co cannot be reached",
         ),
+        # Regressions: a damaged base model folder was a traceback once the tokenizer had loaded.
+        (
+            lambda run, assets: base_only(run, assets, broken_base(run, assets, "truncated")),
+            "/base-truncated has a damaged model.safetensors (Error while deserializing header",
+        ),
+        (
+            lambda run, assets: base_only(run, assets, broken_base(run, assets, "wider")),
+            "config.json's hidden_size=128 makes model.embed_tokens.weight [688, 128], but the weights hold [688, 64]",
+        ),
+        # Regressions: a --dataset folder said "BuilderConfig 'main' not found ... fix the file" for these.
+        (
+            lambda run, assets: evaluate_args(run, assets, "--dataset", str(dataset_folder(run, "empty", {}))),
+            "/empty is a folder without data files (.jsonl, .json, .parquet, .csv)",
+        ),
+        (
+            lambda run, assets: evaluate_args(
+                run,
+                assets,
+                "--dataset",
+                str(dataset_folder(run, "one-file", {"data.jsonl": assets / "data/test.jsonl"})),
+            ),
+            "has no split 'test' (its splits: train): set data.split (eval_grpo.py: --split) to one of them",
+        ),
     ],
     ids=[
         "missing-adapter",
@@ -264,6 +287,10 @@ def test_model_key_matches_the_same_base(a, b, same, monkeypatch):
         "out-is-a-file",
         "out-holds-another-evaluation",
         "hub-dataset-without-the-hub",
+        "truncated-base-weights",
+        "base-config-disagrees-with-weights",
+        "dataset-folder-without-data-files",
+        "dataset-folder-without-the-split",
     ],
 )
 def test_bad_input_is_one_line_and_loads_no_model(run, tiny_assets, args, message, capsys, monkeypatch, hub_down):
@@ -286,6 +313,71 @@ def damaged_adapter(run: Path) -> Path:
     weights = damaged / "adapter" / "adapter_model.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])
     return damaged
+
+
+def dataset_folder(run: Path, name: str, files: dict[str, Path]) -> Path:
+    """A dataset folder beside the run holding a copy of each of ``files`` under its name."""
+    folder = run.parent / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    for file, source in files.items():
+        shutil.copy(source, folder / file)
+    return folder
+
+
+def test_a_dataset_folder_of_plain_files_evaluates_its_test_split(run, tiny_assets, tmp_path):
+    # Regression: the config's data.subset (GSM8K's 'main') was taken for one of the folder's configs, and failed.
+    folder = dataset_folder(
+        run,
+        "plain-files",
+        {"train.jsonl": tiny_assets / "data/train.jsonl", "test.jsonl": tiny_assets / "data/test.jsonl"},
+    )
+    args = evaluate_args(run, tiny_assets, "--dataset", str(folder), "--limit", "1", "--out", str(tmp_path / "eval"))
+    assert eval_grpo.main(args) == 0
+    settings = json.loads((tmp_path / "eval" / "summary.json").read_text())["settings"]
+    assert (settings["dataset"], settings["split"], settings["n"]) == (str(folder), "test", 1)
+    first_test_question = json.loads((tiny_assets / "data/test.jsonl").read_text().splitlines()[0])["question"]
+    assert read_jsonl(tmp_path / "eval" / "predictions.jsonl")[0]["question"] == first_test_question
+
+
+def base_only(run: Path, assets: Path, model: Path) -> list[str]:
+    """The words that score ``model`` alone with the run's config: no adapter that names another base."""
+    test = str(assets / "data" / "test.jsonl")
+    return ["--config", str(run / "config.yaml"), "--base-only", "--dataset", test, "--set", f"model.name={model}"]
+
+
+def broken_base(run: Path, assets: Path, how: str) -> Path:
+    """A copy of the tiny base model, damaged ``how``: its weights cut in half ("truncated"), a config.json
+    twice as wide as its weights ("wider"), or only a PyTorch pickle of random bytes ("pickled")."""
+    model = run.parent / f"base-{how}"
+    shutil.rmtree(model, ignore_errors=True)
+    shutil.copytree(assets / "model", model)
+    weights = model / "model.safetensors"
+    if how == "truncated":
+        weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    elif how == "wider":
+        config = json.loads((model / "config.json").read_text())
+        (model / "config.json").write_text(json.dumps({**config, "hidden_size": 2 * config["hidden_size"]}))
+    elif how == "pickled":
+        weights.unlink()
+        (model / "pytorch_model.bin").write_bytes(bytes(range(256)) * 4)
+    return model
+
+
+@pytest.mark.parametrize(
+    "how, message",
+    [
+        # A pickle cannot be checked without loading it: the load's own failure is the one line.
+        pytest.param("pickled", "could not load the weights of model.name={model} (UnpicklingError: ", id="pickled"),
+    ],
+)
+def test_a_base_model_that_fails_to_load_is_one_line(run, tiny_assets, capsys, how, message):
+    model = broken_base(run, tiny_assets, how)
+    assert eval_grpo.main([*base_only(run, tiny_assets, model), "--limit", "1"]) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and message.format(model=model) in errors[0] and "Traceback" not in err, err[-2000:]
+    assert errors[0].endswith("): check the model folder or hub id")
 
 
 def other_results(run: Path) -> Path:

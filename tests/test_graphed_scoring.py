@@ -128,7 +128,12 @@ def test_build_trainer_routes_scoring_through_it(scored):
     trainer, _ = scored
     scoring = trainer._get_per_token_logps_and_entropies
     assert isinstance(scoring, graphed_scoring.Scoring)
-    assert scoring.scored == 2 and scoring.fell_back == 0  # the generation's policy and reference passes
+    # The counters are the module fixture's, which other tests also score through: count one generation's
+    # calls here, whatever ran before, rather than the totals.
+    before = scoring.scored, scoring.fell_back
+    trainer._generate_and_score_completions(next(iter(trainer.get_train_dataloader())))
+    # The generation's policy and reference passes, both through it.
+    assert (scoring.scored - before[0], scoring.fell_back - before[1]) == (2, 0)
 
 
 @pytest.mark.parametrize("role", ROLES)
@@ -258,6 +263,12 @@ def test_a_log_prob_that_is_not_finite_goes_to_the_pass_it_replaced(scored, monk
             lambda t: (setattr(t, "beta", 0.0), setattr(t.args, "steps_per_generation", 1)),
             "no scoring pass (beta 0, a generation every step)",
             id="beta-0-no-old-log-probs",
+        ),
+        # Either half alone leaves a scoring pass to take over: old log-probs (several steps per generation) or
+        # reference log-probs (beta on).
+        pytest.param(lambda t: setattr(t, "beta", 0.0), None, id="beta-0-but-old-log-probs-for-later-steps"),
+        pytest.param(
+            lambda t: setattr(t.args, "steps_per_generation", 1), None, id="a-generation-every-step-but-beta-on"
         ),
         pytest.param(lambda t: setattr(t, "ref_model", object()), "a separate reference model", id="reference-model"),
         pytest.param(

@@ -3,6 +3,7 @@ batch that TRL built (its padding, old and reference log-probs, rewards and adva
 
 import os
 import types
+from collections import defaultdict
 
 import pytest
 import torch
@@ -322,6 +323,18 @@ def test_unsloths_wider_old_and_reference_columns_are_lined_up_with_the_completi
             "Unsloth's GRPO loss options UNSLOTH_VLLM_FP32_LM_HEAD",
             id="unsloth-fp32-head",
         ),
+        # TRL's step multiplies the loss by vLLM's importance-sampling ratio, which this step leaves out.
+        pytest.param(
+            lambda t: (setattr(t, "use_vllm", True), setattr(t, "vllm_importance_sampling_correction", True)),
+            "vLLM importance sampling",
+            id="vllm-importance-sampling",
+        ),
+        # vLLM without the correction is the same loss: the step still takes it.
+        pytest.param(
+            lambda t: (setattr(t, "use_vllm", True), setattr(t, "vllm_importance_sampling_correction", False)),
+            None,
+            id="vllm-without-the-correction",
+        ),
     ],
 )
 def test_settings_it_does_not_cover_keep_trls_step(trl_step, change, reason, monkeypatch):
@@ -335,6 +348,8 @@ def test_settings_it_does_not_cover_keep_trls_step(trl_step, change, reason, mon
     monkeypatch.setattr(trainer.model.config, "final_logit_softcapping", None, raising=False)
     monkeypatch.setenv("UNSLOTH_GRPO_LOSS_AGGREGATION", "")  # unset as Unsloth reads it; put back after the test
     monkeypatch.setenv("UNSLOTH_VLLM_FP32_LM_HEAD", "0")
+    monkeypatch.setattr(trainer, "use_vllm", trainer.use_vllm)
+    monkeypatch.setattr(trainer, "vllm_importance_sampling_correction", trainer.vllm_importance_sampling_correction)
     change(trainer)
     assert graphed_step.declines(trainer) == reason
 
@@ -504,3 +519,25 @@ def test_installing_the_step_stops_asking_vllm_for_sampled_token_log_probs(trl_s
     monkeypatch.setattr(trainer, "training_step", trainer.training_step)
     assert graphed_step.install(trainer, unsloth=False) is None
     assert generation.logprobs is None and "generate" in vars(generation)
+
+
+@pytest.mark.parametrize(
+    "beta, kl_logged",
+    [
+        pytest.param(0.04, [1.0], id="beta-on-logs-the-kl"),
+        pytest.param(0.0, None, id="beta-0-logs-no-kl"),
+    ],
+)
+def test_each_clip_ratio_metric_gets_its_own_value(beta, kl_logged):
+    """The step's values come as one tensor in a fixed order: distinct values show a swapped pair of names."""
+    trainer = types.SimpleNamespace(beta=beta, _metrics={"train": defaultdict(list)})
+    graphed_step.Step.log(types.SimpleNamespace(trainer=trainer), [1.0, 2.0, 3.0, 4.0, 5.0, 6.0])
+    metrics = dict(trainer._metrics["train"])
+    assert metrics.pop("kl", None) == kl_logged
+    assert metrics == {
+        "clip_ratio/low_mean": [2.0],
+        "clip_ratio/high_mean": [3.0],
+        "clip_ratio/region_mean": [4.0],
+        "clip_ratio/low_min": [5.0],
+        "clip_ratio/high_max": [6.0],
+    }

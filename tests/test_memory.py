@@ -293,6 +293,21 @@ def test_advice_names_the_key_to_change_first(overrides, card, advice):
 
 
 @pytest.mark.parametrize(
+    "card, kv_line",
+    [
+        pytest.param(CARD, "vLLM KV cache 1.9 GiB inside its share", id="24gb-room-for-a-cache"),
+        # The share is smaller than the weights: a negative cache size read as a bug (a reviewer's finding).
+        pytest.param(16.0, "vLLM KV cache: none, its share is used up by the weights", id="16gb-share-too-small"),
+        pytest.param(12.0, "vLLM KV cache: none, its share is used up by the weights", id="12gb-share-too-small"),
+    ],
+)
+def test_printed_kv_cache_is_never_negative(card, kv_line):
+    lines = predict("config.yaml", [], card).lines()
+    assert any(line.startswith(kv_line) for line in lines), lines
+    assert not any("KV cache -" in line for line in lines), lines
+
+
+@pytest.mark.parametrize(
     "overrides, card, fix",
     [
         ([*CHECKPOINTED, "model.name=Qwen/Qwen2.5-7B"], CARD, ["model.gpu_memory_utilization=0.75"]),
@@ -419,7 +434,17 @@ def test_cpu_run_without_card_size_says_there_is_no_forecast(tiny_assets, tmp_pa
     assert "no GPU memory forecast (pass --card-gib" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("value", ["0", "-24"])
-def test_card_size_must_be_positive(value, tiny_assets, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "value",
+    [
+        pytest.param("0", id="zero"),
+        pytest.param("-24", id="negative"),
+        # Regression: nan and inf were taken, and the forecast read "peak nan GiB of nan: fits".
+        pytest.param("nan", id="nan"),
+        pytest.param("inf", id="inf"),
+    ],
+)
+def test_card_size_must_be_a_finite_positive_number(value, tiny_assets, tmp_path, capsys):
     assert dry_run("configs/tiny-cpu.yaml", tiny_assets, tmp_path / "out", "--card-gib", value) == 2
-    assert "--card-gib" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --card-gib {value}: give the card's memory in GiB") and err.count("\n") == 1, err

@@ -21,9 +21,10 @@ from hypothesis import strategies as st
 
 import plots
 import train_grpo
-from conftest import ROOT, TRAINED_STEPS, files, lora, same_weights
+from conftest import ROOT, TRAINED_RUN, TRAINED_STEPS, files, lora, same_weights, tiny_cli
 from conftest import train_like_trained_run as tiny
 from recipe import callbacks, jsonl, runs
+from recipe.config import config_to_yaml, load_config
 from recipe.jsonl import append_jsonl, read_jsonl, trim_jsonl
 
 
@@ -392,6 +393,48 @@ def test_a_training_process_holds_its_folder_while_it_trains(tiny_assets, tmp_pa
 
     assert tiny(tiny_assets, out, "--set", "training.max_steps=2", callbacks=[TryToLock()]) == 0
     assert seen == [(1, True, str(os.getpid()))]
+
+
+def dump_of(tiny_assets: Path, out: Path, *extra: str) -> str:
+    """The config.yaml that tiny(tiny_assets, out, *extra) writes."""
+    args = train_grpo.parse_args(tiny_cli(tiny_assets, out, *TRAINED_RUN, *extra))
+    return config_to_yaml(load_config(args.config, args.overrides))
+
+
+# (id, the config.yaml found in output.dir given the run's own dump, whether it is passed as --config, refused)
+CONFIG_IN_OUTPUT_DIR = [
+    # Regression: a user's own config kept in output.dir and trained with was replaced by the resolved dump.
+    ("a-hand-written-config-trained-with", lambda dump: "# my notes\n" + dump, True, True),
+    ("another-runs-config", lambda dump: dump.replace("max_steps: 4", "max_steps: 8"), False, True),
+    # A run stopped while its model loaded leaves this very dump: the same command starts it again.
+    ("this-runs-own-dump", lambda dump: dump, False, False),
+]
+
+
+@pytest.mark.parametrize(
+    "found, as_config, refused", [pytest.param(*row[1:], id=row[0]) for row in CONFIG_IN_OUTPUT_DIR]
+)
+def test_a_config_yaml_in_output_dir_that_a_run_would_replace_is_refused_in_one_line(
+    tiny_assets, tmp_path, capsys, monkeypatch, found, as_config, refused
+):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text(found(dump_of(tiny_assets, out)))
+    before = files(out)
+    monkeypatch.setattr(train_grpo, "load_model", lambda *a: kill())
+    extra = ("--config", str(out / "config.yaml")) if as_config else ()
+    if not refused:
+        with pytest.raises(Killed):
+            tiny(tiny_assets, out, *extra)
+        assert files(out)["config.yaml"] == before["config.yaml"]
+        return
+    assert tiny(tiny_assets, out, *extra) == 2
+    [error] = errors_of(capsys.readouterr().err)
+    assert error == (
+        f"error: output.dir={out} holds a config.yaml other than the one this run writes there: move that file out "
+        "of the folder (--config reads it from anywhere), or set output.dir to another folder"
+    )
+    assert files(out) == before
 
 
 def model_copy(tiny_assets: Path, tmp: Path) -> Path:

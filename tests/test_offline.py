@@ -200,6 +200,81 @@ def test_cli_requires_a_subcommand() -> None:
         offline.main([])
 
 
+def a_file(tmp: Path, name: str = "f") -> Path:
+    (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+    (tmp / name).write_text("kept\n")
+    return tmp / name
+
+
+def a_folder(tmp: Path, name: str) -> Path:
+    (tmp / name).mkdir(parents=True)
+    return tmp / name
+
+
+# (id, offline.py words given a tmp folder, fragment of the one-line error with {t} for the folder). Regressions:
+# each was a traceback (NotADirectoryError, "Sample larger than population", ZeroDivisionError), some after
+# writing half a build, or wrote something else than asked (gsm-symbolic --limit 0 wrote 200 rows).
+BAD_ARGS = [
+    ("tiny-out-is-a-file", lambda t: ["tiny", "--out", str(a_file(t))], "--out {t}/f is a file: pass --out a folder"),
+    (
+        "tiny-out-inside-a-file",
+        lambda t: ["tiny", "--out", str(a_file(t) / "tiny")],
+        "--out {t}/f/tiny: {t}/f is a file, so the folder cannot be created",
+    ),
+    (
+        "tiny-data-is-a-file",
+        lambda t: ["tiny", "--out", str(a_file(t, "tiny/data").parent)],
+        "--out {t}/tiny: {t}/tiny/data is a file in the way of {t}/tiny/data/train.jsonl",
+    ),
+    (
+        "tiny-no-problems",
+        lambda t: ["tiny", "--out", str(t / "tiny"), "--train", "0", "--test", "0"],
+        "--train 0: pass --train 16 or more",
+    ),
+    (
+        "tiny-too-few-train",
+        lambda t: ["tiny", "--out", str(t / "tiny"), "--train", "15"],
+        "--train 15: pass --train 16",
+    ),
+    ("tiny-no-test", lambda t: ["tiny", "--out", str(t / "tiny"), "--test", "0"], "--test 0: pass --test 1 or more"),
+    ("tiny-negative-test", lambda t: ["tiny", "--out", str(t / "tiny"), "--test", "-3"], "--test -3: pass --test 1"),
+    ("smollm2-out-is-a-file", lambda t: ["smollm2", "--out", str(a_file(t))], "--out {t}/f is a file"),
+    ("smollm2-no-train", lambda t: ["smollm2", "--out", str(t / "s"), "--train", "0"], "--train 0: pass --train 1"),
+    ("smollm2-no-test", lambda t: ["smollm2", "--out", str(t / "s"), "--test", "0"], "--test 0: pass --test 1 or more"),
+    (
+        "smollm2-negative-prime-steps",
+        lambda t: ["smollm2", "--out", str(t / "s"), "--prime-steps", "-1"],
+        "--prime-steps -1: pass --prime-steps 0 or more (0: no priming)",
+    ),
+    (
+        "smollm2-too-few-prime-examples",
+        lambda t: ["smollm2", "--out", str(t / "s"), "--prime-steps", "5", "--prime-examples", "4"],
+        "--prime-examples 4: pass --prime-examples 16 or more",
+    ),
+    ("gsm-symbolic-out-is-a-file", lambda t: ["gsm-symbolic", "--out", str(a_file(t))], "--out {t}/f is a file"),
+    (
+        "gsm-symbolic-test-is-a-folder",
+        lambda t: ["gsm-symbolic", "--out", str(a_folder(t, "g/test.jsonl").parent), "--limit", "1"],
+        "--out {t}/g: {t}/g/test.jsonl is a folder in the way",
+    ),
+    (
+        "gsm-symbolic-zero-limit",
+        lambda t: ["gsm-symbolic", "--out", str(t / "g"), "--limit", "0"],
+        "--limit 0: pass --limit 1 or more",
+    ),
+]
+
+
+@pytest.mark.parametrize("words, message", [pytest.param(w, m, id=i) for i, w, m in BAD_ARGS])
+def test_bad_arguments_are_one_line_and_write_nothing(tmp_path: Path, capsys, words, message: str) -> None:
+    args = words(tmp_path)
+    before = {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")}
+    assert offline.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and message.format(t=tmp_path) in err, err
+    assert {p: p.read_bytes() if p.is_file() else None for p in tmp_path.rglob("*")} == before
+
+
 def test_format_priming_updates_the_saved_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
     import shutil
 

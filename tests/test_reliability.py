@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 import train_grpo
 from conftest import ROOT, files, lora, same_weights, tiny_cli, train_tiny
 from recipe import runs
+from recipe.config import config_to_yaml, load_config
 
 STEPS = 4
 # The signalled run must still be training when the signal lands: at about 0.07 s a step on a CPU,
@@ -23,8 +25,11 @@ SIGNAL_STEPS = 40
 FAST = ("--set", "training.max_completion_length=16", "--set", "output.save_steps=2", "--set", "output.sample_every=1")
 
 
+RUN = ("--set", f"training.max_steps={STEPS}", *FAST)
+
+
 def run(tiny_assets: Path, out: Path, *extra: str) -> int:
-    return train_tiny(tiny_assets, out, "--set", f"training.max_steps={STEPS}", *FAST, *extra)
+    return train_tiny(tiny_assets, out, *RUN, *extra)
 
 
 @pytest.fixture(scope="module")
@@ -105,6 +110,124 @@ def test_damaged_checkpoint_is_skipped_and_logs_are_kept(uninterrupted, tiny_ass
     assert problem in capsys.readouterr().err
 
 
+class Loading(BaseException):
+    """The model started to load: every check passed and config.yaml is written."""
+
+
+def stop_at_load(*args):
+    raise Loading
+
+
+def resumable_at_2(uninterrupted: Path, dst: Path) -> Path:
+    """The uninterrupted run stopped after checkpoint-2, its config.yaml naming the copy as output.dir."""
+    out = stopped_copy(uninterrupted, dst)
+    cfg = load_config(str(out / "config.yaml"))
+    cfg.output.dir = str(out)
+    (out / "config.yaml").write_text(config_to_yaml(cfg))
+    return out
+
+
+def lr(value: str) -> tuple[str, str]:
+    return ("--set", f"training.learning_rate={value}")
+
+
+# (id, edit(config.yaml's text) before the resumes, the --resume legs' extra words, kept as config-until-2.yaml,
+#  what the last leg says)
+RESUMED_CONFIG = [
+    # Regression: a resume with another setting rewrote config.yaml, and the first leg's settings were lost.
+    ("another-learning-rate", str, [lr("1e-4")], True, "training.learning_rate 0.0002 -> 0.0001"),
+    (
+        "resumed-twice-from-the-same-step",
+        str,
+        [lr("1e-4"), lr("5e-5")],
+        True,
+        "training.learning_rate 0.0001 -> 5e-05",
+    ),
+    ("the-same-settings", str, [()], False, None),
+    ("hand-written-with-the-same-settings", lambda text: "# my notes\n" + text, [()], False, None),
+]
+
+
+@pytest.mark.parametrize("edit, legs, kept, said", [pytest.param(*row[1:], id=row[0]) for row in RESUMED_CONFIG])
+def test_a_resume_keeps_the_config_of_the_steps_before_it(
+    uninterrupted, tiny_assets, tmp_path, capsys, monkeypatch, edit, legs, kept, said
+):
+    monkeypatch.setattr(train_grpo, "load_model", stop_at_load)
+    out = resumable_at_2(uninterrupted, tmp_path / "run")
+    (out / "config.yaml").write_text(edit((out / "config.yaml").read_text()))
+    first = (out / "config.yaml").read_bytes()
+    for leg in legs:
+        capsys.readouterr()
+        with pytest.raises(Loading):
+            run(tiny_assets, out, *leg, "--resume")
+    printed = capsys.readouterr().out
+    records = sorted(p.name for p in out.glob("config*.yaml"))
+    if not kept:
+        assert records == ["config.yaml"] and (out / "config.yaml").read_bytes() == first
+        assert "other settings" not in printed
+        return
+    assert records == ["config-until-2.yaml", "config.yaml"]
+    assert (out / "config-until-2.yaml").read_bytes() == first
+    assert load_config(str(out / "config.yaml")).training.learning_rate == float(legs[-1][1].split("=")[1])
+    assert (
+        f"resuming from step 2 with other settings: {said}; config.yaml now holds them, config-until-2.yaml "
+        "the settings that trained up to step 2"
+    ) in printed
+
+
+def unmark(folder: Path) -> None:
+    (folder / runs.MARKER).unlink()
+
+
+def garble_marker(folder: Path) -> None:
+    (folder / runs.MARKER).write_text("{")
+
+
+# (id, damage(out) -> None, how the run is asked to resume, the reason the one line gives)
+NOTHING_RESUMABLE = [
+    # Regression: --resume warned "starting again from step 0 (its logs are cleared)", then cleared them.
+    (
+        "every-marker-gone",
+        lambda out: [unmark(c) for c in runs.checkpoints(out)],
+        ("--resume",),
+        "checkpoint-4 has no completion marker (its save was cut off); checkpoint-2 has no completion marker",
+    ),
+    (
+        "every-marker-unreadable",
+        lambda out: [garble_marker(c) for c in runs.checkpoints(out)],
+        ("--resume",),
+        f"checkpoint-4 has an unreadable {runs.MARKER}; checkpoint-2 has an unreadable {runs.MARKER}",
+    ),
+    (
+        "auto-in-the-config",
+        lambda out: [unmark(c) for c in runs.checkpoints(out)],
+        ("--set", "output.resume=auto"),
+        "checkpoint-4 has no completion marker",
+    ),
+    (
+        "logs-but-no-checkpoint",
+        lambda out: [shutil.rmtree(c) for c in runs.checkpoints(out)],
+        ("--resume",),
+        "(metrics.jsonl, samples.jsonl; no checkpoint)",
+    ),
+]
+
+
+@pytest.mark.parametrize("damage, asked, why", [pytest.param(*row[1:], id=row[0]) for row in NOTHING_RESUMABLE])
+def test_a_run_with_nothing_resumable_is_one_line_and_keeps_its_logs(
+    uninterrupted, tiny_assets, tmp_path, capsys, monkeypatch, damage, asked, why
+):
+    monkeypatch.setattr(train_grpo, "load_model", lambda *a: pytest.fail("a model was loaded"))
+    out = stopped_copy(uninterrupted, tmp_path / "damaged", drop=())
+    damage(out)
+    before = files(out)
+    assert run(tiny_assets, out, *asked) == 2
+    [error] = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error: ")]
+    assert error.startswith(f"error: output.dir={out} holds an earlier run with nothing to resume (") and why in error
+    assert error.endswith(f"to start over, delete {out} or set output.dir to a new folder")
+    assert files(out) == before
+
+
 @pytest.mark.parametrize(
     "leftover",
     [
@@ -119,6 +242,74 @@ def test_earlier_run_is_not_overwritten(uninterrupted, tiny_assets, tmp_path, ca
     assert run(tiny_assets, out) == 2
     assert f"already holds an earlier run ({leftover})" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == [leftover]
+
+
+def killed_while_loading(out: Path) -> Path:
+    """What a run killed while its model loaded leaves: its config and lock, no log or checkpoint."""
+    out.mkdir()
+    (out / "config.yaml").write_text("model:\n  name: x\n")
+    (out / runs.LOCK).write_text("123\n")
+    return out
+
+
+# (id, make(folder) -> the output.dir that --resume is given)
+NOTHING_TO_RESUME = [
+    # Regression: a mistyped output.dir trained from step 0 without a word.
+    ("a-mistyped-folder", lambda out: out),
+    ("an-empty-folder", lambda out: out.mkdir() or out),
+    ("a-run-killed-while-its-model-loaded", killed_while_loading),
+]
+
+
+@pytest.mark.parametrize("make", [pytest.param(make, id=i) for i, make in NOTHING_TO_RESUME])
+def test_resume_with_nothing_to_resume_is_one_line_and_starts_nothing(tiny_assets, tmp_path, capsys, monkeypatch, make):
+    monkeypatch.setattr(train_grpo, "load_model", lambda *a: pytest.fail("a model was loaded"))
+    out = make(tmp_path / "run")
+    before = files(out) if out.exists() else None
+    assert run(tiny_assets, out, "--resume") == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"error: --resume: nothing to resume in output.dir={out} (no checkpoint or log): check output.dir, "
+        "or leave out --resume to start a new run"
+    ]
+    assert (files(out) if out.exists() else None) == before
+
+
+def test_resume_auto_in_the_config_starts_a_new_run_and_says_so(tiny_assets, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(tiny_assets, out, "--set", "output.resume=auto", "--dry-run") == 0
+    assert f"warning: nothing to resume in {out}: starting at step 0" in capsys.readouterr().err
+
+
+def offline_tiny(argv):
+    import offline
+
+    return offline.main(["tiny", *argv])
+
+
+def module_parse_args(module: str):
+    return lambda argv: __import__(module).parse_args(argv)
+
+
+# (id, an entry point's argument parser, its words, the flag among them cut short)
+ABBREVIATED = [
+    # Regression: argparse took --resum for --resume.
+    ("train-resum", module_parse_args("train_grpo"), ["--resum"], "--resum"),
+    ("train-dry", module_parse_args("train_grpo"), ["--dry"], "--dry"),
+    ("train-card", module_parse_args("train_grpo"), ["--card", "24"], "--card"),
+    ("eval-base", module_parse_args("eval_grpo"), ["--adapter", "a", "--base"], "--base"),
+    ("eval-max-new", module_parse_args("eval_grpo"), ["--adapter", "a", "--max-new", "8"], "--max-new"),
+    ("plots-ou", module_parse_args("plots"), ["metrics.jsonl", "--ou", "x"], "--ou"),
+    ("offline-tiny-forc", offline_tiny, ["--forc", "--out", "{tmp}/tiny"], "--forc"),
+]
+
+
+@pytest.mark.parametrize("parse, argv, cut", [pytest.param(*row[1:], id=row[0]) for row in ABBREVIATED])
+def test_a_flag_cut_short_is_refused_not_guessed(tmp_path, capsys, parse, argv, cut):
+    with pytest.raises(SystemExit) as raised:
+        parse([word.format(tmp=tmp_path) for word in argv])
+    assert raised.value.code == 2
+    assert f"unrecognized arguments: {cut}" in capsys.readouterr().err
 
 
 def test_sigterm_saves_the_step_and_resume_finishes_it(tiny_assets, tmp_path):
@@ -159,6 +350,126 @@ def test_sigterm_saves_the_step_and_resume_finishes_it(tiny_assets, tmp_path):
     assert same_weights(lora(out / "adapter"), lora(uninterrupted / "adapter"))
 
 
+def interrupt(*args, **kwargs):
+    raise KeyboardInterrupt
+
+
+def fresh(uninterrupted: Path, out: Path) -> Path:
+    return out
+
+
+# (id, the train_grpo name a Ctrl-C lands in, the folder given the uninterrupted run, extra words)
+BEFORE_TRAINING = [
+    # Regression: each printed a KeyboardInterrupt traceback.
+    ("reading-the-config", "load_config", fresh, ()),
+    ("importing-torch", "plans_for_a_gpu", fresh, ()),
+    ("loading-the-tokenizer", "load_tokenizer", fresh, ()),
+    ("building-the-prompts", "build_prompts", fresh, ()),
+    ("building-the-prompts-of-a-resume", "build_prompts", resumable_at_2, ("--resume",)),
+]
+
+
+@pytest.mark.parametrize("name, folder, extra", [pytest.param(*row[1:], id=row[0]) for row in BEFORE_TRAINING])
+def test_ctrl_c_before_training_is_one_line_and_writes_nothing(
+    uninterrupted, tiny_assets, tmp_path, capsys, monkeypatch, name, folder, extra
+):
+    out = folder(uninterrupted, tmp_path / "run")
+    before = files(out) if out.exists() else None
+    monkeypatch.setattr(train_grpo, name, interrupt)
+    assert run(tiny_assets, out, *extra) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.strip().splitlines() == [
+        "stopped before training started; nothing was written to output.dir"
+    ]
+    assert (files(out) if out.exists() else None) == before
+
+
+class CtrlCAgain:
+    """A second Ctrl-C, which stops at once: as the step after ``step`` begins, every log of ``step`` written."""
+
+    def __new__(cls, step):
+        from transformers import TrainerCallback
+
+        class Callback(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kwargs):
+                if state.global_step == step:
+                    raise KeyboardInterrupt
+
+        return Callback()
+
+
+def ctrl_c_while_loading(monkeypatch) -> list:
+    monkeypatch.setattr(train_grpo, "load_model", interrupt)
+    return []
+
+
+# (id, the folder given the uninterrupted run, extra words, arm(monkeypatch) -> callbacks, the line it ends with,
+#  the next command's extra words, whether that command starts (else it is refused))
+STOPPED_AT_ONCE = [
+    (
+        "while-the-model-loads",
+        fresh,
+        (),
+        ctrl_c_while_loading,
+        "stopped before this run trained a step: run the same command again",
+        (),
+        True,
+    ),
+    (
+        "while-a-resume-loads-its-model",
+        resumable_at_2,
+        ("--resume",),
+        ctrl_c_while_loading,
+        "stopped at once; {out}/checkpoint-2 is the newest complete checkpoint: continue with: python train_grpo.py ",
+        ("--resume",),
+        True,
+    ),
+    # Regression: it said "the newest complete one is kept" with none saved.
+    (
+        "a-second-ctrl-c-before-the-first-checkpoint",
+        fresh,
+        (),
+        lambda monkeypatch: [CtrlCAgain(1)],
+        "stopped before any checkpoint was saved, so there is nothing to resume: to start over, delete {out} or "
+        "set output.dir to a new folder",
+        ("--resume",),
+        False,
+    ),
+    (
+        "a-second-ctrl-c-after-a-checkpoint",
+        fresh,
+        (),
+        lambda monkeypatch: [CtrlCAgain(3)],
+        "stopped at once; {out}/checkpoint-2 is the newest complete checkpoint: continue with: python train_grpo.py ",
+        ("--resume",),
+        True,
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "folder, extra, arm, said, then, starts", [pytest.param(*row[1:], id=row[0]) for row in STOPPED_AT_ONCE]
+)
+def test_a_ctrl_c_that_stops_at_once_says_what_is_kept_and_what_to_run_next(
+    uninterrupted, tiny_assets, tmp_path, capsys, monkeypatch, folder, extra, arm, said, then, starts
+):
+    out = folder(uninterrupted, tmp_path / "run")
+    with monkeypatch.context() as m:
+        assert train_tiny(tiny_assets, out, *RUN, *extra, callbacks=arm(m)) == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(said.format(out=out)), last
+    assert "continue with:" not in last or last.endswith(" --resume")
+    # What the line says to do next is what the recipe then does.
+    monkeypatch.setattr(train_grpo, "load_model", stop_at_load)
+    if starts:
+        with pytest.raises(Loading):
+            train_tiny(tiny_assets, out, *RUN, *then)
+    else:
+        assert train_tiny(tiny_assets, out, *RUN, *then) == 2
+
+
 def write(path: Path, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
@@ -172,6 +483,14 @@ def model_without(tiny_assets: Path, tmp: Path, *names: str, damage: str | None 
         (model / name).unlink()
     if damage:
         (model / damage).write_bytes(b"\0" * 64)
+    return model
+
+
+def model_with_config(tiny_assets: Path, tmp: Path, **changes) -> Path:
+    """A copy of the tiny model whose config.json sets ``changes``: sizes its weights were not saved with."""
+    model = model_without(tiny_assets, tmp)
+    config = json.loads((model / "config.json").read_text())
+    (model / "config.json").write_text(json.dumps({**config, **changes}))
     return model
 
 
@@ -199,7 +518,7 @@ BAD_INPUT = [
     (
         "inf-learning-rate",
         lambda t, a: ["--set", "training.learning_rate=.inf"],
-        "training.learning_rate=inf: must be a finite",
+        "training.learning_rate=inf: use a finite number",
     ),
     ("nan-beta", lambda t, a: ["--set", "training.beta=.nan"], "training.beta=nan"),
     ("nan-temperature", lambda t, a: ["--set", "training.temperature=.nan"], "training.temperature=nan"),
@@ -228,6 +547,12 @@ BAD_INPUT = [
         "damaged model.safetensors",
     ),
     ("missing-model-folder", lambda t, a: ["--set", f"model.name={t / 'nothing'}"], "no such folder"),
+    # Regression: a config.json whose sizes the weights do not have failed only once the model loaded.
+    (
+        "config-disagrees-with-weights",
+        lambda t, a: ["--set", f"model.name={model_with_config(a, t, hidden_size=128)}"],
+        "config.json's hidden_size=128 makes model.embed_tokens.weight [688, 128]",
+    ),
     # Issue 30's config shapes and paths: each was a traceback, a crash after the model loaded, or silent.
     ("config-is-a-list", lambda t, a: ["--config", str(write(t / "c.yaml", b"- model\n- data\n"))], "got a YAML list"),
     ("config-is-a-number", lambda t, a: ["--config", str(write(t / "c.yaml", b"5\n"))], "got a YAML int"),
@@ -246,6 +571,27 @@ BAD_INPUT = [
     ("empty-model-name", lambda t, a: ["--set", "model.name=''"], "model.name is empty"),
     ("unset-variable", lambda t, a: ["--set", "data.dataset=$NO_SUCH_VARIABLE/x.jsonl"], "NO_SUCH_VARIABLE is not set"),
     ("zero-byte-data", lambda t, a: ["--set", f"data.dataset={write(t / 'd.jsonl', b'')}"], "is empty (no rows)"),
+    # A reviewer's findings: each was a traceback, before or after the model loaded, or trained nothing.
+    ("config-is-a-folder", lambda t, a: ["--config", str(t)], "is a directory"),
+    ("config-has-a-tab", lambda t, a: ["--config", str(write(t / "c.yaml", b"training:\n\tbeta: 0\n"))], "not tabs"),
+    (
+        "scheduler-without-its-settings",
+        lambda t, a: ["--set", "training.lr_scheduler_type=cosine_with_min_lr"],
+        "set training.trl.lr_scheduler_kwargs, e.g. {min_lr_rate: 0.1}",
+    ),
+    (
+        "scheduler-needs-evaluation",
+        lambda t, a: ["--set", "training.lr_scheduler_type=reduce_lr_on_plateau"],
+        "steps on",
+    ),
+    (
+        "trl-text-for-a-float",
+        lambda t, a: ["--set", "training.trl.epsilon=abc"],
+        "training.trl.epsilon: expected float",
+    ),
+    ("trl-no-iterations", lambda t, a: ["--set", "training.trl.num_iterations=0"], "training.trl.num_iterations=0"),
+    ("epochs-beside-steps", lambda t, a: ["--set", "training.num_train_epochs=3"], "set training.max_steps=-1"),
+    ("rewards-all-zero", lambda t, a: ["--set", "rewards={correctness: 0}"], "rewards: every weight is 0"),
 ]
 
 
@@ -256,6 +602,58 @@ def test_bad_input_is_one_line_before_any_model_loads(tiny_assets, tmp_path, cap
     errors = [line for line in err.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and message in errors[0] and "Traceback" not in err, err[-1000:]
     assert not (tmp_path / "out").exists()
+
+
+# (id, config.json changes, fragment of the one-line error): each size the weights' shapes pin down.
+SIZES_THAT_DISAGREE = [
+    (
+        "hidden-size",
+        {"hidden_size": 128},
+        "hidden_size=128 makes model.embed_tokens.weight [688, 128], but the weights hold [688, 64]",
+    ),
+    (
+        "vocab-size",
+        {"vocab_size": 700},
+        "vocab_size=700 makes model.embed_tokens.weight [700, 64], but the weights hold [688, 64]",
+    ),
+    (
+        "intermediate-size",
+        {"intermediate_size": 256},
+        "intermediate_size=256 makes model.layers.0.mlp.gate_proj.weight [256, 64], but the weights hold [192, 64]",
+    ),
+    (
+        "more-layers",
+        {"num_hidden_layers": 3, "layer_types": ["full_attention"] * 3},
+        "num_hidden_layers=3, but the weights hold 2 layers",
+    ),
+    (
+        "fewer-layers",
+        {"num_hidden_layers": 1, "layer_types": ["full_attention"]},
+        "num_hidden_layers=1, but the weights hold 2 layers",
+    ),
+    (
+        "head-dim",
+        {"head_dim": 32},
+        "num_attention_heads=4, head_dim=32 make model.layers.0.self_attn.q_proj.weight [128, 64], but the weights hold [64, 64]",
+    ),
+]
+
+
+@pytest.mark.parametrize("changes, message", [pytest.param(c, m, id=i) for i, c, m in SIZES_THAT_DISAGREE])
+def test_a_config_json_that_disagrees_with_the_weights_is_one_line_before_loading(
+    tiny_assets, tmp_path, changes, message
+):
+    from recipe import preflight
+    from recipe.config import load_config
+    from recipe.errors import RecipeError
+
+    model = model_with_config(tiny_assets, tmp_path, **changes)
+    cfg = load_config(str(ROOT / "configs" / "tiny-cpu.yaml"), [f"model.name={model}"])
+    with pytest.raises(RecipeError, match=re.escape(message)) as error:
+        preflight.check_model_folder(cfg)
+    assert "\n" not in str(error.value) and str(error.value).endswith(
+        ": restore the config.json that came with these weights, or download the model again"
+    )
 
 
 def test_one_reward_override_keeps_the_other_rewards():

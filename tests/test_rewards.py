@@ -332,6 +332,8 @@ CORRECTNESS = [
     pytest.param("3.5", "#### 3.5", 2.0, id="decimal"),
     pytest.param("-7", "#### -7", 2.0, id="negative"),
     pytest.param("7", "#### -7", 0.0, id="positive-is-not-negative"),
+    # The answer 1 written after a parenthesised expression: read as -1 it would score 0.
+    pytest.param("(2 + 3)-1", "#### 1", 2.0, id="hyphen-after-a-parenthesis-is-not-a-sign"),
     pytest.param("1,234", "Natalia sold 48 + 24 = 72 clips.\n#### 1,234", 2.0, id="full-gsm8k-answer"),
     pytest.param("17", "#### 18", 0.0, id="wrong"),
     pytest.param("eighteen", "#### 18", 0.0, id="no-number"),
@@ -365,6 +367,8 @@ PARSE_NUMBER = [
     pytest.param("-$5", Decimal(-5), id="sign-before-dollar"),
     pytest.param("(-3)", Decimal(-3), id="negative-in-parentheses"),
     pytest.param("5-3", Decimal(3), id="hyphen-inside-is-not-a-sign"),
+    # A closing parenthesis ends an expression like a digit does: the hyphen after it is a minus, not a sign.
+    pytest.param("(2 + 3)-1", Decimal(1), id="hyphen-after-a-parenthesis-is-not-a-sign"),
     pytest.param("3.5", Decimal("3.5"), id="decimal"),
     pytest.param(".5", Decimal("0.5"), id="leading-point"),
     pytest.param("12,345,678", Decimal(12345678), id="several-thousands-groups"),

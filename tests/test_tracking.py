@@ -9,6 +9,7 @@ import pytest
 
 import train_grpo
 from conftest import tiny_cli, train_tiny
+from recipe import tracking
 from recipe.config import load_config
 from recipe.errors import RecipeError
 from recipe.grpo_config import grpo_args
@@ -72,6 +73,63 @@ def test_missing_tracker_package_is_refused_before_the_model_loads(tracker, tiny
         f"error: output.report_to={tracker} needs the {tracker} package: pip install {tracker}"
     ]
     assert not out.exists()
+
+
+NO_WANDB_KEY = (
+    "output.report_to=wandb finds no W&B API key: set WANDB_API_KEY, run `wandb login` (it writes ~/.netrc), "
+    "or set WANDB_MODE=offline to log locally"
+)
+
+
+# Regression: wandb installed without a key failed with a 40-line traceback after the model loaded.
+# (id, environment variables, files written under a fresh HOME, refused)
+WANDB_CREDENTIALS = [
+    ("no-key", {}, {}, True),
+    ("api-key", {"WANDB_API_KEY": "k" * 40}, {}, False),
+    ("empty-api-key", {"WANDB_API_KEY": ""}, {}, True),
+    ("netrc", {}, {".netrc": "machine api.wandb.ai login user password key\n"}, False),
+    ("netrc-for-another-host", {}, {".netrc": "machine example.com login user password key\n"}, True),
+    ("netrc-named-by-NETRC", {"NETRC": "{home}/elsewhere"}, {"elsewhere": "machine api.wandb.ai password k\n"}, False),
+    (
+        "netrc-for-its-own-server",
+        {"WANDB_BASE_URL": "https://wandb.example.com"},
+        {".netrc": "machine wandb.example.com password k\n"},
+        False,
+    ),
+    ("offline", {"WANDB_MODE": "offline"}, {}, False),
+    ("disabled", {"WANDB_MODE": "disabled"}, {}, False),
+    ("dryrun", {"WANDB_MODE": "dryrun"}, {}, False),
+    ("online", {"WANDB_MODE": "online"}, {}, True),
+    ("settings-file-offline", {}, {".config/wandb/settings": "[default]\nmode = offline\n"}, False),
+    ("settings-file-key", {}, {".config/wandb/settings": "[default]\napi_key = k\n"}, False),
+    ("identity-token-file", {"WANDB_IDENTITY_TOKEN_FILE": "/token"}, {}, False),
+]
+
+
+@pytest.mark.parametrize("env, files, refused", [pytest.param(*row[1:], id=row[0]) for row in WANDB_CREDENTIALS])
+def test_wandb_without_credentials_is_refused_before_the_model_loads(tmp_path, monkeypatch, env, files, refused):
+    for name in (
+        "WANDB_API_KEY",
+        "WANDB_MODE",
+        "WANDB_BASE_URL",
+        "WANDB_CONFIG_DIR",
+        "WANDB_IDENTITY_TOKEN_FILE",
+        "NETRC",
+    ):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    for name, value in env.items():
+        monkeypatch.setenv(name, value.format(home=tmp_path))
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    installed = {"wandb": object(), "tensorboard": object()}.get  # installed here or not
+    if refused:
+        with pytest.raises(RecipeError) as error:
+            tracking.check_installed("wandb", installed)
+        assert str(error.value) == NO_WANDB_KEY
+    else:
+        tracking.check_installed(["tensorboard", "wandb"], installed)
 
 
 def read_jsonl(path: Path) -> list[dict]:

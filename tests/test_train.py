@@ -1,6 +1,7 @@
 """End to end on the tiny model: main() trains, logs, saves a loadable adapter, and resumes after a crash."""
 
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -75,21 +76,66 @@ def test_metrics_hold_every_reward_at_every_step(trained_run, name):
     assert all(0 <= row[f"rewards/{name}/mean"] <= rewards.MAX_REWARD[name] for row in steps)
 
 
+def best_reward(run: Path) -> float:
+    return sum(
+        weight * rewards.MAX_REWARD[name] for name, weight in load_config(str(run / "config.yaml")).rewards.items()
+    )
+
+
+def completion_length(run: Path) -> float:
+    return load_config(str(run / "config.yaml")).training.max_completion_length
+
+
+def learning_rate(run: Path) -> float:
+    return load_config(str(run / "config.yaml")).training.learning_rate
+
+
+# Each metric's range: a NaN or an infinity is a float too, and a share outside [0, 1] or a step that took no
+# time is a metric computed wrongly, not training health. Bounds that depend on the run read its saved config.
 @pytest.mark.parametrize(
-    "key",
+    "key, low, high",
     [
-        "reward",
-        "reward_std",
-        "completions/mean_length",
-        "completions/clipped_ratio",
-        "kl",
-        "step_time",
-        "learning_rate",
+        pytest.param("reward", lambda run: 0.0, best_reward, id="reward-within-the-weighted-best"),
+        pytest.param("reward_std", lambda run: 0.0, best_reward, id="reward-std"),
+        pytest.param("completions/mean_length", lambda run: 1.0, completion_length, id="mean-length"),
+        pytest.param("completions/clipped_ratio", lambda run: 0.0, lambda run: 1.0, id="clipped-ratio-a-share"),
+        # TRL's KL estimate, exp(x) - x - 1 per token, is never negative.
+        pytest.param("kl", lambda run: 0.0, lambda run: math.inf, id="kl"),
+        pytest.param("learning_rate", lambda run: 0.0, learning_rate, id="learning-rate-up-to-the-configs"),
     ],
 )
-def test_metrics_hold_training_health(trained_run, key):
+def test_metrics_hold_training_health(trained_run, key, low, high):
     rows = [row for row in read_jsonl(trained_run / "metrics.jsonl") if "reward" in row]
-    assert all(isinstance(row[key], float) for row in rows)
+    values = [row[key] for row in rows]
+    assert values and all(isinstance(v, float) and math.isfinite(v) for v in values), values
+    assert all(low(trained_run) <= v <= high(trained_run) for v in values), values
+
+
+def test_metrics_hold_a_step_time_for_every_step(trained_run):
+    rows = [row for row in read_jsonl(trained_run / "metrics.jsonl") if "reward" in row]
+    # A step takes time: zero or less is a clock read wrongly, a NaN a division by nothing.
+    assert all(isinstance(row["step_time"], float) and 0 < row["step_time"] < math.inf for row in rows), rows
+
+
+PLANNED_STEPS = [
+    # A last, partial step batch is still a step (TRL's dataloader keeps it): 400 prompts at 3 a step is 134.
+    pytest.param(400, 3, -1, 1.0, (134, 1.0), id="an-epoch-ends-with-a-partial-step"),
+    pytest.param(9, 3, -1, 1.0, (3, 1.0), id="an-epoch-of-whole-steps"),
+    pytest.param(400, 3, -1, 2.0, (268, 2.0), id="two-epochs"),
+    # Fractional epochs round the product up, as transformers does: 134 * 0.3 = 40.2 is 41 steps.
+    pytest.param(400, 3, -1, 0.3, (41, 0.3), id="a-fraction-of-an-epoch"),
+    # Rounding each epoch first matters here: 3 steps an epoch, not 2.5, so 2.5 epochs is 8 steps, not 7 or 5.
+    pytest.param(10, 4, -1, 2.5, (8, 2.5), id="partial-steps-and-fractional-epochs"),
+    # max_steps set: it is the plan, and the epochs are what it covers.
+    pytest.param(400, 3, 50, 1.0, (50, 50 / 134), id="max-steps-passes-through"),
+]
+
+
+@pytest.mark.parametrize("n_prompts, prompts_per_step, max_steps, epochs, expected", PLANNED_STEPS)
+def test_planned_steps(n_prompts, prompts_per_step, max_steps, epochs, expected):
+    training = types.SimpleNamespace(prompts_per_step=prompts_per_step, max_steps=max_steps, num_train_epochs=epochs)
+    steps, covered = train_grpo.planned_steps(types.SimpleNamespace(training=training), n_prompts)
+    assert steps == expected[0] and covered == pytest.approx(expected[1])
 
 
 def test_samples_log_every_n_steps_with_each_reward(trained_run):
