@@ -129,8 +129,9 @@ def check_optimizer(args) -> None:
         # GaLore, APOLLO and LOMO also want the model, which is not loaded yet: the Trainer checks that itself.
         if isinstance(error, ValueError) and "install" not in str(error) and "import" not in str(error):
             return
+        name = getattr(args.optim, "value", args.optim)
         raise RecipeError(
-            f"training.optim={getattr(args.optim, 'value', args.optim)}: {_one_line(error)}: install it, or use adamw_torch_fused or adamw_torch"
+            f"training.optim={name}: {_one_line(error)}: install it, or use adamw_torch_fused or adamw_torch"
         ) from None
 
 

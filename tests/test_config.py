@@ -264,6 +264,32 @@ def test_override_sets_typed_value(override, key, value):
             "output.dir=$NOT_SET_ANYWHERE/x", "environment variable NOT_SET_ANYWHERE is not set", id="unset-var"
         ),
         pytest.param("training={beta: 0, beta: 1}", "key 'beta' is given twice", id="set-key-twice"),
+        # Boundaries no row held (a mutation audit): TRL would read a warmup of 1.0 as one step, not the whole run.
+        pytest.param("training.warmup_ratio=1", "training.warmup_ratio=1.0: use a fraction in [0, 1)", id="warmup-1"),
+        pytest.param("training.warmup_ratio=-0.1", "use a fraction in [0, 1)", id="negative-warmup"),
+        pytest.param("training.learning_rate=0", "training.learning_rate=0.0: must be positive", id="zero-lr"),
+        pytest.param("data.limit=0", "data.limit=0: use a positive number of questions", id="zero-limit"),
+        pytest.param("training.max_steps=true", "training.max_steps: expected int, got True", id="bool-for-int"),
+        pytest.param(
+            "rewards.correctness=false", "rewards.correctness: expected float, got False", id="bool-for-weight"
+        ),
+        pytest.param("data.max_prompt_length=0", "data.max_prompt_length=0: must be positive", id="zero-prompt-length"),
+        pytest.param(
+            "training.max_completion_length=0", "max_completion_length=0: must be positive", id="zero-completion"
+        ),
+        pytest.param(
+            "training.weight_decay=-0.1", "training.weight_decay=-0.1: cannot be negative", id="negative-decay"
+        ),
+        pytest.param("training.max_grad_norm=-1", "use a positive clipping norm (0 turns", id="negative-clip-norm"),
+        pytest.param("training.adam_beta1=1", "training.adam_beta1=1.0: use a value in [0, 1)", id="adam-beta1-1"),
+        pytest.param("lora.alpha=0", "lora.alpha=0: both must be positive", id="zero-alpha"),
+        pytest.param("output.logging_steps=0", "output.logging_steps=0: must be positive", id="zero-logging-steps"),
+        pytest.param(
+            "output.save_total_limit=0", "output.save_total_limit=0: must be positive", id="keep-no-checkpoint"
+        ),
+        pytest.param("output.sample_every=0", "output.sample_every=0: must be positive", id="zero-sample-every"),
+        pytest.param("training.seed=4294967296", "use a whole number in [0, 2**32)", id="seed-2-to-the-32"),
+        pytest.param("model.gpu_memory_utilization=0", "use a fraction in (0, 1)", id="no-vllm-share"),
     ],
 )
 def test_bad_config_fails_with_a_message_naming_the_fix(override, message):
@@ -271,6 +297,26 @@ def test_bad_config_fails_with_a_message_naming_the_fix(override, message):
         load_config(str(ROOT / "config.yaml"), [override])
     assert message in str(error.value)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        # The nearest valid value beside each boundary above: the checks refuse no more than they should.
+        pytest.param("training.warmup_ratio=0", id="no-warmup"),
+        pytest.param("training.warmup_ratio=0.99", id="warmup-just-under-1"),
+        pytest.param("training.weight_decay=0", id="no-decay"),
+        pytest.param("training.max_grad_norm=0", id="clipping-off"),
+        pytest.param("training.adam_beta1=0", id="adam-beta1-0"),
+        pytest.param("output.save_total_limit=1", id="keep-one-checkpoint"),
+        pytest.param("training.seed=4294967295", id="largest-seed"),
+        pytest.param("data.limit=2", id="two-questions"),
+    ],
+)
+def test_the_value_beside_each_boundary_is_accepted(override):
+    key, value = override.split("=")
+    section, name = key.split(".")
+    assert getattr(getattr(load_config(str(ROOT / "config.yaml"), [override]), section), name) == float(value)
 
 
 OVERRIDES = ["training.max_steps=5"]
