@@ -179,9 +179,7 @@ def load_hf(name: str, adapter: Path | None, dtype, what: str | None = None):
     try:
         model = AutoModelForCausalLM.from_pretrained(name, dtype=dtype)
     except backends.LOAD_ERRORS as error:
-        raise RecipeError(
-            f"could not load the weights of {what or f'model.name={name}'} ({type(error).__name__}: {first_line(error, 200)}): check the model folder or hub id"
-        ) from None
+        raise RecipeError(backends.weights_failure(what or f"model.name={name}", error)) from None
     if adapter is not None:
         from peft import PeftModel
 

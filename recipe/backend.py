@@ -301,4 +301,9 @@ def load_failure(cfg: Config, error: Exception) -> str:
             f"the GPU ran out of memory loading model.name={cfg.model.name} ({type(error).__name__}: {first}): "
             f"lower model.gpu_memory_utilization, {four_bit}pick a smaller model; the memory forecast above says which fits"
         )
-    return f"could not load the weights of model.name={cfg.model.name} ({type(error).__name__}: {first}): check the model folder or hub id"
+    return weights_failure(f"model.name={cfg.model.name}", error)
+
+
+def weights_failure(what: str, error: Exception) -> str:
+    """The one line for weights that did not load, not for want of memory; ``what`` names them."""
+    return f"could not load the weights of {what} ({type(error).__name__}: {first_line(error, 200)}): check the model folder or hub id"
