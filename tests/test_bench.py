@@ -53,6 +53,22 @@ def test_steady_state_seconds_per_step(times, steps_per_generation, warmup, expe
     assert result == pytest.approx(expected, nan_ok=True)
 
 
+def test_cycles_read_the_stamps_metrics_jsonl_writes_to_the_millisecond(tmp_path, monkeypatch):
+    """Regression (gpu-2026-12-07m): stamps rounded to 0.1 s gave 4-step cycles of 1.4, 1.5 or 1.7 s, so every
+    s/step was a multiple of 0.025 s and the floor ratio moved by 0.2 with one quantum."""
+    from types import SimpleNamespace
+
+    from recipe.callbacks import log_metrics
+
+    stamps = iter(1000.0 + 1.4637 * ((s - 1) // 4) + 0.0021 * s for s in range(1, 14))
+    monkeypatch.setattr(time, "time", lambda: next(stamps))
+    for step in range(1, 14):
+        log_metrics(tmp_path, SimpleNamespace(global_step=step), {"step_time": 0.3})
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    each = bench.cycles(rows, steps_per_generation=4, warmup=1)
+    assert each == pytest.approx([(1.4637 + 4 * 0.0021) / 4] * 3, abs=2e-4)
+
+
 def bench_row(prompts: int, cycles: list[float]) -> dict:
     s_per_step = bench.steady_state(cycles)
     return {"s_per_step": s_per_step, "prompts_per_s": round(prompts / s_per_step, 3), "s_per_step_cycles": cycles}

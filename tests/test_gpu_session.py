@@ -67,6 +67,7 @@ def sitting(tmp_path: Path, **env: str) -> tuple[list[str], list[str], Path]:
         "PATH": f"{bin_dir}:{os.environ['PATH']}",
         "RES": str(res),
         "CALLS": str(calls),
+        "GPU_TEST_TMP": str(tmp_path / "gpu-tests"),
         **env,
     }
     subprocess.run(["bash", str(SCRIPT)], env=run_env, check=True, capture_output=True, timeout=60)
@@ -82,7 +83,10 @@ def test_primed_rows_start_first_and_solo_tests_run_last(tmp_path):
     args = [call.split(" ", 1)[1] for call in calls]
     assert args[0] == f"bench/bench.py --settings default,trl --steps 3 --warmup 1 --out {res}/results/prime.json"
     assert args[1] == "bench/bench.py --settings default,trl"
-    assert args[-1] == "-m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py -k graphed_step"
+    assert args[-1] == (
+        f"-m pytest -m gpu -q -p no:cacheprovider -rA --basetemp {tmp_path}/gpu-tests/solo tests/test_gpu.py"
+        " -k graphed_step"
+    )
 
 
 def test_a_baseline_trees_rows_run_right_after_the_sweep_on_this_trees_model(tmp_path):
@@ -114,7 +118,7 @@ def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_pat
         "bench/bench.py --fit 7B:4 --cap-gib 16",
         "bench/bench.py --fit 3B:16 --cap-gib 12,16",
         "offline.py smollm2 --prime-steps 0",  # priming serves the learning run only
-        "-m pytest -m gpu -q -p no:cacheprovider -rA tests/test_gpu.py -k saves",
+        f"-m pytest -m gpu -q -p no:cacheprovider -rA --basetemp {tmp_path}/gpu-tests/a tests/test_gpu.py -k saves",
     ]
     # Results go where the next device call's copy of the tracked tree cannot overwrite them,
     # seeded with the committed tables the bench merges into.
@@ -179,6 +183,22 @@ def test_the_sitting_copies_each_learning_runs_records_into_res(tmp_path, monkey
             import shutil
 
             shutil.rmtree(run)
+
+
+def test_the_gpu_tests_run_logs_come_back_in_res_and_nothing_else_of_theirs(tmp_path):
+    # Regression (gpu-2026-12-07m): two GPU tests failed on a log assertion, and the lane's output, cut short,
+    # never said which; their runs' logs stayed in pytest's temporary folder on the machine that was handed back.
+    run = tmp_path / "gpu-tests" / "solo" / "test_graphed_step_trains_on_gpu0"
+    (run / "graphed" / "adapter").mkdir(parents=True)
+    (run / "graphed.log").write_text("training step: recipe/graphed_step.py\n")
+    (run / "graphed" / "adapter" / "adapter_model.safetensors").write_bytes(b"weights")
+    (run / "huge.log").write_bytes(b"x" * (3 << 20))  # a runaway log stays behind: res.tgz must come back
+    *_, res = sitting(tmp_path, TESTS_SOLO="graphed_step")
+    copied = res / "test-logs"
+    assert sorted(p.relative_to(copied).as_posix() for p in copied.rglob("*") if p.is_file()) == [
+        "solo/test_graphed_step_trains_on_gpu0/graphed.log"
+    ]
+    assert (copied / "solo/test_graphed_step_trains_on_gpu0/graphed.log").read_text().startswith("training step")
 
 
 def test_driver_log_records_each_steps_own_exit_code(tmp_path):
