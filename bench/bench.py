@@ -152,6 +152,21 @@ SETTINGS = {
 }
 # The sweep's rows when --settings is not given: the issue's three and the levers.
 SWEEP = ["default", "trl", "notebook-script", "detok", "compiled", "fast", "notebook"]
+# With --fresh-caches, each variable moves an on-disk cache that later processes reuse into a folder of the
+# row's own, so a row's start-up is a first run's whatever ran before it. Each is the name the pinned version
+# reads (the commit that added them cites file and line).
+FRESH_CACHE_DIRS = {
+    "TRITON_CACHE_DIR": "triton",
+    "TORCHINDUCTOR_CACHE_DIR": "inductor",
+    # Unsloth's import drops TORCHINDUCTOR_CACHE_DIR, and Inductor then keeps its cache in tempfile.gettempdir().
+    "TMPDIR": "tmp",
+    # vLLM's torch.compile graphs, its FlashInfer autotuning and its model-architecture inspections.
+    "VLLM_CACHE_ROOT": "vllm",
+    "FLASHINFER_WORKSPACE_BASE": "flashinfer",
+    "UNSLOTH_COMPILE_LOCATION": "unsloth_compiled_cache",
+    # Unsloth's Mega-cache: torch.compile artifacts saved at exit, loaded by the next process of the same setup.
+    "UNSLOTH_MEGA_CACHE_DIR": "unsloth_mega_cache",
+}
 
 
 def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -> dict[str, float]:
@@ -338,11 +353,27 @@ def ratio_interval(row: dict, peer: dict, resamples: int = 2000) -> list[float] 
     return [round(ratios[int(0.05 * resamples)], 2), round(ratios[int(0.95 * resamples) - 1], 2)]
 
 
-def row_env(setting: Setting) -> dict[str, str]:
+def row_env(setting: Setting, caches: Path | None = None) -> dict[str, str]:
     """This process's environment with the row's switches, and without any other row's: a switch exported
-    in the shell must not turn a row into another one."""
+    in the shell must not turn a row into another one. With ``caches`` (fresh_caches'), every compile cache
+    in FRESH_CACHE_DIRS goes there, whatever the shell exported."""
     switches = {name for s in SETTINGS.values() for name, _ in s.env}
-    return {k: v for k, v in os.environ.items() if k not in switches} | dict(setting.env)
+    env = {k: v for k, v in os.environ.items() if k not in switches} | dict(setting.env)
+    if caches:
+        env |= {name: str(caches / folder) for name, folder in FRESH_CACHE_DIRS.items()}
+    return env
+
+
+def fresh_caches(name: str) -> Path:
+    """WORK/caches/NAME with an empty folder for each of FRESH_CACHE_DIRS, nothing of an earlier run's left.
+
+    Each is made here: tempfile ignores a TMPDIR that does not exist, and Inductor would go back to /tmp.
+    """
+    caches = WORK / "caches" / name
+    shutil.rmtree(caches, ignore_errors=True)
+    for folder in FRESH_CACHE_DIRS.values():
+        (caches / folder).mkdir(parents=True)
+    return caches
 
 
 def row_steps(args: argparse.Namespace, cycle: int) -> int:
@@ -395,9 +426,13 @@ def run_setting(
     command += ["--", *train_args]
     shown = [*setting.overrides, *(f"{k}={v}" for k, v in setting.env)]
     print(f"\n=== {name}: {config.relative_to(ROOT)} {' '.join(shown)}", flush=True)
+    caches = fresh_caches(name) if args.fresh_caches else None
     started = time.time()
     with open(out / "stdout.log", "w") as log, PeakMemory() if cap_gib else contextlib.nullcontext() as memory:
-        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=row_env(setting))
+        code = subprocess.call(command, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env=row_env(setting, caches))
+    wall_s = round(time.time() - started, 1)
+    if caches:
+        shutil.rmtree(caches)  # a row's compile caches take GBs of a GPU machine's disk, and no later row reads them
     text = (out / "stdout.log").read_text()
     result = {
         "name": name,
@@ -405,8 +440,9 @@ def run_setting(
         "config": str(config.relative_to(ROOT)),
         "options": list(setting.overrides),
         **({"env": dict(setting.env)} if setting.env else {}),
+        **({"caches": "fresh"} if caches else {}),
         "exit_code": code,
-        "wall_s": round(time.time() - started, 1),
+        "wall_s": wall_s,
     }
     peak_gib = memory.peak / 2**30 - blocked_gib(text) if cap_gib else None
     result["peak_gpu_gib"] = None if peak_gib is None else round(peak_gib, 2)
@@ -496,6 +532,11 @@ def measure(text: str, out: Path, cfg, args: argparse.Namespace) -> dict:
     }
 
 
+def on_fresh_caches(results: list[dict]) -> bool:
+    """Whether the rows ran with --fresh-caches: start-ups of first runs, not to be set beside shared caches'."""
+    return any(row.get("caches") == "fresh" for row in results)
+
+
 def table(results: list[dict], device: str, prompt_tokens: int | None = None, host: dict | None = None) -> str:
     on = (
         f" on {host['cpu']} ({host['python_loop_ms']} ms for a 1M-step Python loop, {host['torch_op_us']} µs a small torch op)"
@@ -509,7 +550,8 @@ def table(results: list[dict], device: str, prompt_tokens: int | None = None, ho
             if device.startswith("CPU")
             else f"Random-weight Qwen2.5-3B shape, every prompt {prompt_tokens} tokens and every completion "
             f"{results[0].get('mean_completion_tokens', '?')}; memory capped to a 24 GB card."
-        ),
+        )
+        + (" Each row started on fresh compile caches of its own." if on_fresh_caches(results) else ""),
         "",
         "| setting | what | start-up s | run wall s | s/step | prompts/s | generate / sync / log-probs / train s | floor s | peak GiB | fits 24 GB |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -612,7 +654,8 @@ def sweep(args: argparse.Namespace) -> int:
         device, limits, cap = "CPU (harness smoke test; not a benchmark)", None, None
     else:
         model, data = ensure_model("3B")
-        prime_vllm(model)
+        if not args.fresh_caches:  # its answer lands in the shared cache, which no fresh row reads
+            prime_vllm(model)
         device, limits, cap = gpu_name(), ceilings(), args.cap_gib
         print(f"ceilings: {json.dumps(limits)}", flush=True)  # in the console log too, for --from-log
     tokens = bench_prompt_tokens(model, data)
@@ -694,6 +737,7 @@ def write_summary(
         "warmup_steps": args.warmup,
         "prompt_tokens": tokens,
         "memory_cap_gib": cap,
+        **({"caches": "fresh"} if on_fresh_caches(results) else {}),
         "ceilings": limits,
         **({"note": note} if note else {}),
         **({"not_finished": pending} if pending else {}),
@@ -788,7 +832,8 @@ def fit(args: argparse.Namespace) -> int:
         size, bits = item.split(":")
         if printed is None:
             model, data = ensure_model(size)
-            if i == 0:  # every Qwen2.5 size is one architecture to vLLM: inspected once per machine
+            # Every Qwen2.5 size is one architecture to vLLM: inspected once per machine (and read by no fresh row).
+            if i == 0 and not args.fresh_caches:
                 prime_vllm(model)
             prompt_tokens = bench_prompt_tokens(model, data)
         else:
@@ -805,6 +850,7 @@ def fit(args: argparse.Namespace) -> int:
                 print(f"{args.from_log} has no finished row {name}; skipped", flush=True)
                 continue
             command = f"python bench/bench.py --fit {size}:{bits} --cap-gib {cap:g} --steps {args.steps}"
+            command += " --fresh-caches" if row.get("caches") == "fresh" else ""
             predicted = predicted_peak(config, overrides, size, cap, prompt_tokens)
             table_rows[(f"Qwen2.5-{size}", int(bits), cap)] = {
                 "model": f"Qwen2.5-{size}",
@@ -817,6 +863,7 @@ def fit(args: argparse.Namespace) -> int:
                 "predicted_peak_gib": predicted,
                 "forecast_error": forecast_error(predicted, row.get("peak_gpu_gib")),
                 "startup_s": row.get("startup_s"),
+                **({"caches": row["caches"]} if "caches" in row else {}),
                 "trainable_params": row.get("trainable_params"),
                 "config": str(config.relative_to(ROOT)),
                 "options": overrides,
@@ -850,6 +897,12 @@ def main() -> int:
         "which need the peak and the harness only)",
     )
     parser.add_argument("--warmup", type=int, default=4, help="steps left out of the steady-state figures")
+    parser.add_argument(
+        "--fresh-caches",
+        action="store_true",
+        help="give each row empty compile caches of its own (bench/.work/caches/ROW, removed after the row), "
+        "so every start-up is a first run's whatever ran before it",
+    )
     parser.add_argument(
         "--cap-gib",
         default=str(CARD_GIB),

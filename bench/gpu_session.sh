@@ -14,7 +14,8 @@
 # $LEARN_DEADLINE_S seconds),
 # and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or
 # empty: no lane); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those rows
-# briefly before the sweep, for start-ups on cold caches (results/prime.json); $BASELINE (a tree) runs its
+# briefly before the sweep, for start-ups on cold caches (results/prime.json); with FRESH_CACHES=1 every
+# sweep row starts on empty compile caches of its own (bench.py --fresh-caches); $BASELINE (a tree) runs its
 # rows $BASELINE_ROWS right after the sweep, into baseline/. Each lane has its own Unsloth compile folder
 # and starts $LANE_GAP_S (default 30) seconds after the one before, so each has taken its vLLM share of the
 # free memory before the next asks.
@@ -91,7 +92,8 @@ timed() {  # the sweep and the fit rows: alone on the GPU
     row_logs "$RES/runs-prime"  # the sweep's rows of the same names replace them in bench/.work
   fi
   if [ -n "${SWEEP:-}" ]; then
-    step sweep 1500 python bench/bench.py --settings "$SWEEP" ${PROFILE:+--profile "$PROFILE"}
+    step sweep 1500 python bench/bench.py --settings "$SWEEP" ${PROFILE:+--profile "$PROFILE"} \
+      $([ "${FRESH_CACHES:-0}" = 1 ] && echo --fresh-caches)
     collect
   fi
   if [ -n "${BASELINE:-}" ]; then
@@ -121,8 +123,9 @@ timed() {  # the sweep and the fit rows: alone on the GPU
 }
 side_by_side() {  # the learning check and the test lanes, which time nothing
   [ "${LEARNING:-0}" = 1 ] || [ -n "${TESTS_A:-}${TESTS_B:-}${TESTS_C:-}" ] || return 0
-  # Format priming (a minute) matters only to the learning check; the tests need the model alone.
-  step assets 300 python offline.py smollm2 --prime-steps "$([ "${LEARNING:-0}" = 1 ] && echo 150 || echo 0)"
+  # Primed to the format (a minute): unprimed, SmolLM2 writes no tags, every reward is 0, and a test that
+  # checks the adapter trained has nothing to train on (07m: both graphed-step rows failed so).
+  step assets 300 python offline.py smollm2 --prime-steps 150
   local lanes=()
   if [ "${LEARNING:-0}" = 1 ]; then
     [ -f assets/gsm-symbolic/test.jsonl ] || step gsm-symbolic 300 python offline.py gsm-symbolic
@@ -162,7 +165,7 @@ else
 fi
 # Tests that need the GPU to themselves (-k expression $TESTS_SOLO): after everything else.
 if [ -n "${TESTS_SOLO:-}" ]; then
-  [ -f assets/smollm2/model/config.json ] || step assets 300 python offline.py smollm2 --prime-steps 0
+  [ -f assets/smollm2/model/config.json ] || step assets 300 python offline.py smollm2 --prime-steps 150
   gpu_idle
   step tests-solo 900 bash -c "$(declare -f gpu_tests); gpu_tests solo -k '$TESTS_SOLO'"
   collect

@@ -530,8 +530,8 @@ def launched(tmp_path, monkeypatch):
     monkeypatch.setattr(bench, "WORK", tmp_path)
     monkeypatch.setattr(bench.subprocess, "call", call)
 
-    def launch(name, steps=12):
-        args = bench.argparse.Namespace(steps=steps, warmup=4, profile=[], smoke=False)
+    def launch(name, steps=12, fresh=False):
+        args = bench.argparse.Namespace(steps=steps, warmup=4, profile=[], smoke=False, fresh_caches=fresh)
         return bench.run_setting(name, bench.SETTINGS[name], args, tmp_path / "model", tmp_path / "data.jsonl", None)
 
     launch.calls = calls
@@ -574,6 +574,86 @@ def test_a_rows_environment_reaches_its_process_and_its_row(launched, monkeypatc
     assert "UNSLOTH_VLLM_STANDBY" not in launched.calls[-1][1]  # the notebook's own cell sets it in the row
     launched("notebook-script")
     assert launched.calls[-1][1]["UNSLOTH_VLLM_STANDBY"] == "0"
+
+
+# The cache variables checked in the pinned sources (the commit that added --fresh-caches cites where).
+CACHE_VARIABLES = [
+    "TRITON_CACHE_DIR",
+    "TORCHINDUCTOR_CACHE_DIR",
+    "TMPDIR",
+    "VLLM_CACHE_ROOT",
+    "FLASHINFER_WORKSPACE_BASE",
+    "UNSLOTH_COMPILE_LOCATION",
+    "UNSLOTH_MEGA_CACHE_DIR",
+]
+
+
+@pytest.mark.parametrize(
+    "name, exported",
+    [
+        pytest.param("default", {}, id="unsloth"),
+        pytest.param("trl", {}, id="plain-trl"),
+        pytest.param("notebook", {}, id="notebook"),
+        pytest.param("default", {"TRITON_CACHE_DIR": "/shared/triton", "TMPDIR": "/scratch"}, id="the-shells-kept"),
+    ],
+)
+def test_without_fresh_caches_a_row_gets_no_cache_variable(monkeypatch, name, exported):
+    for variable in CACHE_VARIABLES:
+        monkeypatch.delenv(variable, raising=False)
+    for variable, value in exported.items():
+        monkeypatch.setenv(variable, value)
+    env = bench.row_env(bench.SETTINGS[name])
+    assert {variable: env[variable] for variable in CACHE_VARIABLES if variable in env} == exported
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        pytest.param(["default", "trl"], id="default-then-trl"),
+        pytest.param(["trl", "default"], id="trl-then-default"),
+        pytest.param(["notebook", "notebook-script"], id="the-notebooks"),
+        pytest.param(["default", "default"], id="a-row-run-again"),
+    ],
+)
+def test_with_fresh_caches_each_row_starts_on_empty_folders_of_its_own(tmp_path, monkeypatch, rows):
+    monkeypatch.setenv("TRITON_CACHE_DIR", "/shared/triton")  # exported in the shell: a fresh row ignores it
+    started = []  # per row: each variable's folder and what it held as the row started
+
+    def call(command, env=None, **kwargs):
+        folders = {variable: Path(env[variable]) for variable in CACHE_VARIABLES}
+        started.append({variable: (folder, sorted(folder.iterdir())) for variable, folder in folders.items()})
+        for folder in folders.values():
+            (folder / "kernel.bin").write_text("compiled")  # what a first run leaves for the next
+        return 1
+
+    monkeypatch.setattr(bench, "WORK", tmp_path)
+    monkeypatch.setattr(bench.subprocess, "call", call)
+    stale = tmp_path / "caches" / rows[0] / "triton" / "kernel.bin"  # left by an invocation cut short
+    stale.parent.mkdir(parents=True)
+    stale.write_text("stale")
+    args = bench.argparse.Namespace(steps=12, warmup=4, profile=[], smoke=False, fresh_caches=True)
+    for name in rows:
+        bench.run_setting(name, bench.SETTINGS[name], args, tmp_path / "model", tmp_path / "data.jsonl", None)
+    for name, folders in zip(rows, started):
+        assert {variable: folder.parent for variable, (folder, _) in folders.items()} == dict.fromkeys(
+            CACHE_VARIABLES, tmp_path / "caches" / name
+        )
+        assert len({folder for folder, _ in folders.values()}) == len(CACHE_VARIABLES)  # one folder per cache
+        assert {variable: held for variable, (_, held) in folders.items()} == dict.fromkeys(CACHE_VARIABLES, [])
+    assert list((tmp_path / "caches").iterdir()) == []  # each row's caches went with it
+
+
+@pytest.mark.parametrize(
+    "fresh, said", [pytest.param(True, "fresh", id="fresh"), pytest.param(False, None, id="shared")]
+)
+def test_start_ups_on_fresh_caches_say_so_in_each_row_the_invocation_and_the_table(launched, tmp_path, fresh, said):
+    rows = [launched("default", fresh=fresh), launched("trl", fresh=fresh)]
+    args = bench.argparse.Namespace(out=tmp_path / "latest.json", steps=12, warmup=4)
+    bench.write_summary(args, rows, "id", "GPU", 60, 23.99, None)
+    summary = json.loads(args.out.read_text())
+    first_line = args.out.with_suffix(".md").read_text().splitlines()[0]
+    assert [row.get("caches") for row in summary["settings"]] == [said, said]
+    assert (summary.get("caches"), "fresh compile caches" in first_line) == (said, fresh)
 
 
 def test_the_notebook_row_runs_the_notebooks_own_calls_which_the_recipes_notebook_config_mirrors():

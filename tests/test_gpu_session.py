@@ -47,6 +47,7 @@ SITTING_VARIABLES = (
     "TRAIN_STEP",
     "PRIME",
     "BASELINE",
+    "FRESH_",
 )
 
 
@@ -117,7 +118,7 @@ def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_pat
         "bench/bench.py --settings default,trl --profile trl",
         "bench/bench.py --fit 7B:4 --cap-gib 16",
         "bench/bench.py --fit 3B:16 --cap-gib 12,16",
-        "offline.py smollm2 --prime-steps 0",  # priming serves the learning run only
+        "offline.py smollm2 --prime-steps 150",  # unprimed, no reward varies: nothing for a test to train on
         f"-m pytest -m gpu -q -p no:cacheprovider -rA --basetemp {tmp_path}/gpu-tests/a tests/test_gpu.py -k saves",
     ]
     # Results go where the next device call's copy of the tracked tree cannot overwrite them,
@@ -140,6 +141,24 @@ def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_pat
 )
 def test_a_sitting_runs_only_what_its_variables_ask_for(tmp_path, env, expected):
     assert sitting(tmp_path, **env)[0] == expected
+
+
+@pytest.mark.parametrize(
+    "env, sweep",
+    [
+        pytest.param({"FRESH_CACHES": "1"}, "--settings default,trl --fresh-caches", id="fresh"),
+        pytest.param(
+            {"FRESH_CACHES": "1", "PROFILE": "trl"},
+            "--settings default,trl --profile trl --fresh-caches",
+            id="fresh-profiled",
+        ),
+        pytest.param({"FRESH_CACHES": "0"}, "--settings default,trl", id="off"),
+        pytest.param({}, "--settings default,trl", id="unset"),
+    ],
+)
+def test_fresh_caches_reach_the_sweeps_command_only_when_asked(tmp_path, env, sweep):
+    calls = sitting(tmp_path, SWEEP="default,trl", **env)[1]
+    assert [call.split(" ", 1)[1] for call in calls] == [f"bench/bench.py {sweep}"]
 
 
 def test_the_learning_check_primes_the_format_and_runs_the_arms_beside_a_test_lane(tmp_path):
