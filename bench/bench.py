@@ -195,14 +195,31 @@ def floors(shape: dict, cfg, backend: str, prompt_tokens: int, ceilings: dict) -
     }
 
 
+# Each ceiling's operation runs this long before it is timed. After three warm-up calls (5 ms of work), the first
+# invocation on a fresh H200 measured both ceilings 5% below the next one's, and so a floor 5% higher (2026-12-07m:
+# 0.128 s against 0.122, the default 2.93x or 3.07x of it). Clocks still ramping are the likely cause, unmeasured.
+CEILING_WARMUP_S = 2.0
+
+
+def warm_up(fn, sync, seconds: float = CEILING_WARMUP_S, clock=time.perf_counter) -> int:
+    """Call ``fn`` until ``seconds`` of it have run (at least 3 calls; ``sync`` waits for the GPU); the calls made."""
+    calls, start = 0, clock()
+    while calls < 3 or clock() - start < seconds:
+        fn()
+        calls += 1
+        if calls % 8 == 0 or calls == 3:
+            sync()
+    sync()
+    return calls
+
+
 def measure_ceilings() -> dict[str, float]:
     """The GPU's measured ceilings: device-to-device copy bandwidth (bytes read + written) and the bf16
-    matrix rate on random data (median of 20 timed 8192^3 products after warm-up)."""
+    matrix rate on random data (median of 20 timed 8192^3 products after CEILING_WARMUP_S of them)."""
     import torch
 
     def timed(fn, repeats: int = 20) -> float:
-        for _ in range(3):
-            fn()
+        warm_up(fn, torch.cuda.synchronize)
         times = []
         for _ in range(repeats):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)

@@ -69,6 +69,25 @@ def test_cycles_read_the_stamps_metrics_jsonl_writes_to_the_millisecond(tmp_path
     assert each == pytest.approx([(1.4637 + 4 * 0.0021) / 4] * 3, abs=2e-4)
 
 
+@pytest.mark.parametrize(
+    "call_s, seconds, calls",
+    [
+        pytest.param(0.0015, 2.0, 1334, id="a-matmul-runs-two-seconds-not-three-calls"),
+        pytest.param(1.0, 2.0, 3, id="slow-calls-still-three"),
+        pytest.param(0.5, 0.0, 3, id="no-warmup-time-three-calls"),
+    ],
+)
+def test_a_ceiling_is_timed_after_seconds_of_its_operation(call_s, seconds, calls):
+    """Regression (gpu-2026-12-07m): three warm-up calls, 5 ms of work, left the first invocation's ceilings 5%
+    low, so its floor read 5% high and the default's ratio to it flattered."""
+    now, synced = [0.0], []
+    made = bench.warm_up(
+        lambda: now.__setitem__(0, now[0] + call_s), lambda: synced.append(now[0]), seconds, clock=lambda: now[0]
+    )
+    assert made == calls
+    assert synced[-1] == now[0]  # the GPU has finished the warm-up before the first timed call
+
+
 def bench_row(prompts: int, cycles: list[float]) -> dict:
     s_per_step = bench.steady_state(cycles)
     return {"s_per_step": s_per_step, "prompts_per_s": round(prompts / s_per_step, 3), "s_per_step_cycles": cycles}
