@@ -433,8 +433,16 @@ def merge_mismatch(out: Path, matched: int, total: int, data: DataConfig) -> int
 
 
 def run_merge(cfg, backend: str, adapter: Path, tokenizer, data: DataConfig, args: argparse.Namespace) -> int:
+    import shutil
+
     out = Path(args.merge)
-    matched, total = merge(cfg, adapter, out, tokenizer, merge_questions(tokenizer, data))
+    try:
+        matched, total = merge(cfg, adapter, out, tokenizer, merge_questions(tokenizer, data))
+    except BaseException:
+        # A Ctrl-C or a failed reload: a folder not yet compared with the adapter is none to use. It was new or
+        # empty before (check_export_folder), so it holds nothing but this merge.
+        shutil.rmtree(out, ignore_errors=True)
+        raise
     if matched != total:
         return merge_mismatch(out, matched, total, data)
     model_card.write_card(out, adapter.parent, "merged", source=adapter)
@@ -611,6 +619,10 @@ def main(argv: typing.Sequence[str] | None = None) -> int:
     except RecipeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Results are written aside and renamed, exports removed unless whole: nothing half-written stays.
+        print("\nstopped; no half-written result or export was kept: run the same command again", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -166,6 +166,8 @@ FRESH_CACHE_DIRS = {
     "UNSLOTH_COMPILE_LOCATION": "unsloth_compiled_cache",
     # Unsloth's Mega-cache: torch.compile artifacts saved at exit, loaded by the next process of the same setup.
     "UNSLOTH_MEGA_CACHE_DIR": "unsloth_mega_cache",
+    # The CUDA driver's cache of kernels it compiled from PTX (~/.nv/ComputeCache), for any without the card's SASS.
+    "CUDA_CACHE_PATH": "nv",
 }
 
 

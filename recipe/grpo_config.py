@@ -209,7 +209,8 @@ def _refused_recipe_values(fields: dict[str, tuple[str | None, Any]], error: Exc
 
 def _extended(ours: dict | None, theirs: dict) -> dict:
     """generation_kwargs: the user's keys beside the recipe's stop tokens, which are refused, and over its
-    SAMPLING; a key vLLM's sampling parameters lack is refused too (ours is set only when vLLM generates)."""
+    SAMPLING; a key vLLM's sampling parameters lack, or a value they refuse, is refused too (ours is set only
+    when vLLM generates)."""
     if not isinstance(theirs, dict):
         raise RecipeError(
             f"training.trl.{EXTENDED} must be a mapping of generation keys, e.g. {{top_k: 20}}; got {theirs!r}"
@@ -223,22 +224,30 @@ def _extended(ours: dict | None, theirs: dict) -> dict:
                 f"training.trl.{EXTENDED}: vLLM's stop strings need its detokenizer: remove detokenize: false or stop"
             )
         theirs = {"detokenize": True, **theirs}
-    valid = sampling_keys() if ours is not None else None
+    params = sampling_params() if ours is not None else None
+    if params is None:
+        return {**(ours or {}), **theirs}
+    valid = list(inspect.signature(params).parameters)
     for key in theirs:
-        if valid is not None and key not in valid:
+        if key not in valid:
             hint = closest(key, valid, otherwise="use a keyword of vllm.SamplingParams")
             raise RecipeError(f"training.trl.{EXTENDED}.{key} is not a vLLM sampling parameter: {hint}")
-    return {**(ours or {}), **theirs}
+    merged = {**ours, **theirs}
+    try:  # vLLM checks the values as it builds them; else a temperature of -1 fails after the model has loaded
+        params(**merged)
+    except (ValueError, TypeError) as error:
+        raise RecipeError(f"training.trl.{EXTENDED}: vLLM's SamplingParams refuses it: {first_line(error)}") from None
+    return merged
 
 
-def sampling_keys() -> list[str] | None:
-    """vLLM's SamplingParams keywords, which TRL passes generation_kwargs to; None without vLLM (a dry run on a
-    CPU plans a GPU run). Else a misspelt key fails only after the model has loaded."""
+def sampling_params() -> type | None:
+    """vLLM's SamplingParams, which TRL builds from generation_kwargs; None without vLLM (a dry run on a CPU
+    plans a GPU run)."""
     try:
         from vllm import SamplingParams
     except ImportError:
         return None
-    return list(inspect.signature(SamplingParams).parameters)
+    return SamplingParams
 
 
 def _one_line(error: Exception) -> str:

@@ -827,42 +827,53 @@ def test_generation_kwargs_that_are_not_a_mapping_are_refused(tmp_path, value):
         tiny_grpo_args(tmp_path, f"training.trl.generation_kwargs={value}")
 
 
-class SamplingParams:  # vLLM 0.26's, in part
+class SamplingParams:  # vLLM 0.26's, in part: its keywords, and its check of a value as it is built
     def __init__(self, n=1, temperature=1.0, top_k=0, stop_token_ids=None, detokenize=True, logprobs=None):
-        pass
+        if temperature < 0:
+            raise ValueError(f"temperature must be non-negative, got {temperature}.")
 
 
 @pytest.mark.parametrize(
-    "vllm, fast_inference, key, message",
+    "vllm, fast_inference, entry, message",
     [
-        pytest.param(True, True, "detokenize", None, id="vllm-key"),
+        pytest.param(True, True, "detokenize: 1", None, id="vllm-key"),
         pytest.param(
             True,
             True,
-            "detokenise",
+            "detokenise: 1",
             "training.trl.generation_kwargs.detokenise is not a vLLM sampling parameter: did you mean 'detokenize'?",
             id="misspelt-vllm-key",
         ),
         pytest.param(
             True,
             True,
-            "num_beams",
+            "num_beams: 1",
             "training.trl.generation_kwargs.num_beams is not a vLLM sampling parameter: use a keyword of vllm.SamplingParams",
             id="transformers-key-for-vllm",
         ),
-        pytest.param(False, True, "detokenise", None, id="no-vllm-here-unchecked"),  # a dry run on a CPU
-        pytest.param(True, False, "num_beams", None, id="transformers-generate-unchecked"),
+        pytest.param(
+            True,
+            True,
+            "temperature: -1",
+            "training.trl.generation_kwargs: vLLM's SamplingParams refuses it: temperature must be non-negative, got -1.",
+            id="value-vllm-refuses",
+        ),
+        pytest.param(True, True, "temperature: 0", None, id="value-vllm-takes"),
+        pytest.param(False, True, "detokenise: 1", None, id="no-vllm-here-unchecked"),  # a dry run on a CPU
+        pytest.param(False, True, "temperature: -1", None, id="no-vllm-here-value-unchecked"),
+        pytest.param(True, False, "num_beams: 1", None, id="transformers-generate-unchecked"),
     ],
 )
-def test_generation_keys_vllm_lacks_are_refused_before_the_model_loads(
-    tmp_path, monkeypatch, vllm, fast_inference, key, message
+def test_generation_keys_and_values_vllm_refuses_are_refused_before_the_model_loads(
+    tmp_path, monkeypatch, vllm, fast_inference, entry, message
 ):
     stand_in = types.ModuleType("vllm")
     stand_in.SamplingParams = SamplingParams
     monkeypatch.setitem(sys.modules, "vllm", stand_in if vllm else None)  # None: import fails
-    words = (f"model.fast_inference={str(fast_inference).lower()}", f"training.trl.generation_kwargs={{{key}: 1}}")
+    words = (f"model.fast_inference={str(fast_inference).lower()}", f"training.trl.generation_kwargs={{{entry}}}")
     if message is None:
-        assert tiny_grpo_args(tmp_path, *words, stop_ids=(7,)).generation_kwargs[key] == 1
+        key, value = entry.split(": ")
+        assert tiny_grpo_args(tmp_path, *words, stop_ids=(7,)).generation_kwargs[key] == int(value)
     else:
         with pytest.raises(RecipeError, match=f"^{re.escape(message)}$"):
             tiny_grpo_args(tmp_path, *words, stop_ids=(7,))

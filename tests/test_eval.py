@@ -103,6 +103,27 @@ def test_summary_agrees_with_predictions(evaluated, model):
     assert all(row["correct"] == rewards.is_correct(row["response"], row["gold"]) for row in rows)
 
 
+def test_ctrl_c_while_evaluating_keeps_the_earlier_results_whole(
+    evaluated, run, tiny_assets, tmp_path, monkeypatch, capsys
+):
+    out = shutil.copytree(evaluated, tmp_path / "eval")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    real, calls = eval_grpo.hf_complete, []
+
+    def complete(*args, **kwargs):  # Ctrl-C during the trained model's pass, the base's done
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(eval_grpo, "hf_complete", complete)
+    assert eval_grpo.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT), "--out", str(out))) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "stopped; no half-written result or export was kept: run the same command again"
+    assert "Traceback" not in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_base_only_matches_the_base_of_the_side_by_side_run(evaluated, run, tiny_assets):
     assert eval_grpo.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT), "--base-only")) == 0
     alone = json.loads((run / "eval-base" / "summary.json").read_text())["models"]

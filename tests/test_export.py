@@ -741,6 +741,39 @@ def test_a_full_disk_while_merging_keeps_no_half_merged_folder(run, tmp_path, mo
     assert list(tmp_path.iterdir()) == []
 
 
+def interrupt_at(monkeypatch, owner, name: str, call: int) -> None:
+    """Ctrl-C on the ``call``-th call of owner.name, the calls before it run as they were."""
+    real, calls = getattr(owner, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(name)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)
+
+
+@pytest.mark.parametrize(
+    "flag, owner, name, call",
+    [
+        pytest.param("--merge", transformers.PreTrainedModel, "save_pretrained", 1, id="merge-while-saving"),
+        # Saved whole but not yet compared with the adapter: not a model to use either.
+        pytest.param("--merge", eval_grpo, "hf_complete", 2, id="merge-while-checking"),
+        pytest.param("--gguf", gguf_export, "write_gguf", 1, id="gguf-while-writing"),
+    ],
+)
+def test_ctrl_c_during_an_export_is_one_line_and_leaves_no_folder(
+    run, tmp_path, monkeypatch, capsys, flag, owner, name, call
+):
+    interrupt_at(monkeypatch, owner, name, call)
+    assert eval_grpo.main(["--adapter", str(run / "adapter"), flag, str(tmp_path / "export")]) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines()[-1] == "stopped; no half-written result or export was kept: run the same command again"
+    assert "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_k_quants_are_refused_by_the_cli(capsys):
     """q4_k_m needs llama.cpp's quantizer (gguf_export.quantize_command), which this machine cannot run."""
     with pytest.raises(SystemExit) as exit_info:

@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -248,16 +249,29 @@ def launch(launcher: list[str], args: list[str]) -> subprocess.CompletedProcess:
     return done
 
 
-ACCELERATE = [
-    "accelerate.commands.launch",
-    "--config_file",
-    str(ROOT / "configs" / "accelerate" / "ddp.yaml"),
-    "--num_processes",
-    "2",
-    "--main_process_port",
-    "29517",
-]
-TORCHRUN = ["torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518"]
+def free_port() -> int:
+    """A port nothing listens on now: a fixed one fails the run wherever another job holds it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def accelerate() -> list[str]:
+    config = ROOT / "configs" / "accelerate" / "ddp.yaml"
+    port = str(free_port())
+    return [
+        "accelerate.commands.launch",
+        "--config_file",
+        str(config),
+        "--num_processes",
+        "2",
+        "--main_process_port",
+        port,
+    ]
+
+
+def torchrun() -> list[str]:
+    return ["torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port())]
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -281,7 +295,7 @@ def final_state(out: Path) -> dict:
 @pytest.fixture(scope="module")
 def two_processes(tiny_assets, tmp_path_factory) -> tuple[Path, str]:
     out = tmp_path_factory.mktemp("two")
-    done = launch(ACCELERATE, tiny_args(tiny_assets, out))
+    done = launch(accelerate(), tiny_args(tiny_assets, out))
     return out, done.stdout
 
 
@@ -338,7 +352,7 @@ def test_two_processes_resume_from_their_checkpoint(two_processes, tiny_assets, 
     shutil.copytree(two_processes[0], out)
     for name in (f"checkpoint-{STEPS}", "adapter", "plots"):
         shutil.rmtree(out / name)
-    launch(TORCHRUN, tiny_args(tiny_assets, out, "--resume"))
+    launch(torchrun(), tiny_args(tiny_assets, out, "--resume"))
     assert final_state(out) == final_state(two_processes[0])
     assert [row["step"] for row in read_jsonl(out / "metrics.jsonl") if "reward" in row] == list(range(1, STEPS + 1))
     assert (out / "adapter" / "adapter_model.safetensors").is_file()
