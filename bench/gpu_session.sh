@@ -13,7 +13,8 @@
 # $LEARN_SEEDS seeds each, $LEARN_STEPS steps, $LEARN_VLLM_GIB GiB of vLLM each, stopped after
 # $LEARN_DEADLINE_S seconds),
 # and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or
-# empty: no lane); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those rows
+# empty: no lane; each stopped after $TESTS_TIMEOUT_S, default 1200, seconds, so that with LEARN_FIRST=1 a
+# hung test cannot hold back the sweep); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those rows
 # briefly before the sweep, for start-ups on cold caches (results/prime.json); with FRESH_CACHES=1 every
 # sweep row starts on empty compile caches of its own (bench.py --fresh-caches); $BASELINE (a tree) runs its
 # rows $BASELINE_ROWS right after the sweep, into baseline/. Each lane has its own Unsloth compile folder
@@ -138,7 +139,7 @@ side_by_side() {  # the learning check and the test lanes, which time nothing
   for lane in A B C; do
     k=TESTS_$lane
     [ -n "${!k:-}" ] || continue
-    UNSLOTH_COMPILE_LOCATION=/tmp/ucc-${lane,,} step "tests-${lane,,}" 1200 bash -c "$(declare -f gpu_tests); gpu_tests ${lane,,} -k '${!k}'" &
+    UNSLOTH_COMPILE_LOCATION=/tmp/ucc-${lane,,} step "tests-${lane,,}" "${TESTS_TIMEOUT_S:-1200}" bash -c "$(declare -f gpu_tests); gpu_tests ${lane,,} -k '${!k}'" &
     lanes+=($!)
     sleep "${LANE_GAP_S:-30}"
   done

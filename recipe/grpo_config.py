@@ -111,6 +111,7 @@ def grpo_args(cfg: Config, backend: str, stop_ids: list[int], world: int | None 
     world = distributed.world_size() if world is None else world
     fields = table(cfg, backend, stop_ids, world, torch.cuda.is_available())
     args = with_trl_keys(fields, cfg.training.trl)
+    check_sampling(args)
     if args.world_size != world:
         raise RecipeError(
             f"WORLD_SIZE says {world} processes but accelerate sees {args.world_size}: launch with torchrun or accelerate launch, not a mix"
@@ -209,8 +210,7 @@ def _refused_recipe_values(fields: dict[str, tuple[str | None, Any]], error: Exc
 
 def _extended(ours: dict | None, theirs: dict) -> dict:
     """generation_kwargs: the user's keys beside the recipe's stop tokens, which are refused, and over its
-    SAMPLING; a key vLLM's sampling parameters lack, or a value they refuse, is refused too (ours is set only
-    when vLLM generates)."""
+    SAMPLING; a key vLLM's sampling parameters lack is refused too (ours is set only when vLLM generates)."""
     if not isinstance(theirs, dict):
         raise RecipeError(
             f"training.trl.{EXTENDED} must be a mapping of generation keys, e.g. {{top_k: 20}}; got {theirs!r}"
@@ -225,19 +225,52 @@ def _extended(ours: dict | None, theirs: dict) -> dict:
             )
         theirs = {"detokenize": True, **theirs}
     params = sampling_params() if ours is not None else None
-    if params is None:
-        return {**(ours or {}), **theirs}
-    valid = list(inspect.signature(params).parameters)
+    valid = list(inspect.signature(params).parameters) if params is not None else None
     for key in theirs:
-        if key not in valid:
+        if valid is not None and key not in valid:
             hint = closest(key, valid, otherwise="use a keyword of vllm.SamplingParams")
             raise RecipeError(f"training.trl.{EXTENDED}.{key} is not a vLLM sampling parameter: {hint}")
-    merged = {**ours, **theirs}
-    try:  # vLLM checks the values as it builds them; else a temperature of -1 fails after the model has loaded
-        params(**merged)
-    except (ValueError, TypeError) as error:
-        raise RecipeError(f"training.trl.{EXTENDED}: vLLM's SamplingParams refuses it: {first_line(error)}") from None
-    return merged
+    return {**(ours or {}), **theirs}
+
+
+# The recipe keys behind the sampling parameters TRL gives vLLM beside generation_kwargs.
+SAMPLING_KEYS = {
+    "temperature": "training.temperature",
+    "max_tokens": "training.max_completion_length",
+    **{name: f"training.trl.{name}" for name in ("top_p", "top_k", "min_p", "repetition_penalty")},
+}
+
+
+def check_sampling(args) -> None:
+    """vLLM's SamplingParams as TRL's colocated engine builds them (trl/generation/vllm_generation.py), built now:
+    vLLM checks the values (a temperature over 2, min_tokens over the completion length) only as a run
+    generates, after the model has loaded. Without vLLM here (a dry run on a CPU), unchecked."""
+    params = sampling_params() if args.use_vllm else None
+    if params is None:
+        return
+    given = dict(args.generation_kwargs or {})
+    if isinstance(given.get("structured_outputs"), dict):
+        given.pop("structured_outputs")  # TRL makes it a StructuredOutputsParams, which the engine checks
+    values = {
+        "n": 1,
+        "repetition_penalty": args.repetition_penalty,
+        "temperature": args.temperature,
+        "top_p": args.top_p,
+        "top_k": args.top_k,
+        "min_p": 0.0 if args.min_p is None else args.min_p,
+        "max_tokens": args.max_completion_length,
+        **given,
+    }
+    try:
+        params(**values)
+    except (ValueError, TypeError, AssertionError) as error:
+        # str() of vLLM's validation errors adds "(parameter=..., value=...)"; args[0] is the message alone.
+        line = first_line(ValueError(error.args[0])) if error.args else first_line(error)
+        name = getattr(error, "parameter", None) or line.split(" ", 1)[0]
+        key = (
+            f"training.trl.{EXTENDED}.{name}" if name in given else SAMPLING_KEYS.get(name, f"training.trl.{EXTENDED}")
+        )
+        raise RecipeError(f"{key}: vLLM's sampling parameters refuse it: {line}") from None
 
 
 def sampling_params() -> type | None:

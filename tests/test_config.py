@@ -827,10 +827,51 @@ def test_generation_kwargs_that_are_not_a_mapping_are_refused(tmp_path, value):
         tiny_grpo_args(tmp_path, f"training.trl.generation_kwargs={value}")
 
 
-class SamplingParams:  # vLLM 0.26's, in part: its keywords, and its check of a value as it is built
-    def __init__(self, n=1, temperature=1.0, top_k=0, stop_token_ids=None, detokenize=True, logprobs=None):
-        if temperature < 0:
-            raise ValueError(f"temperature must be non-negative, got {temperature}.")
+class VLLMValidationError(ValueError):  # vLLM 0.26's (vllm/exceptions.py): a ValueError naming its parameter
+    def __init__(self, message: str, *, parameter: str | None = None, value=None):
+        super().__init__(message)
+        self.parameter, self.value = parameter, value
+
+    def __str__(self):
+        return f"{super().__str__()} (parameter={self.parameter}, value={self.value})"
+
+
+class SamplingParams:  # vLLM 0.26's, in part: its keywords and some checks of its _verify_args, in its words
+    def __init__(
+        self,
+        n=1,
+        repetition_penalty=1.0,
+        temperature=1.0,
+        top_p=1.0,
+        top_k=0,
+        min_p=0.0,
+        max_tokens=16,
+        min_tokens=0,
+        stop=None,
+        stop_token_ids=None,
+        detokenize=True,
+        logprobs=None,
+    ):
+        if temperature < 0.0:
+            raise VLLMValidationError(
+                f"temperature must be non-negative, got {temperature}.", parameter="temperature", value=temperature
+            )
+        if temperature > 2.0:
+            raise VLLMValidationError(
+                f"temperature must be in [0, 2], got {temperature}.", parameter="temperature", value=temperature
+            )
+        if max_tokens is not None and min_tokens > max_tokens:
+            raise ValueError(f"min_tokens must be less than or equal to max_tokens={max_tokens}, got {min_tokens}.")
+
+
+def vllm_stand_in(monkeypatch, present: bool) -> None:
+    """vllm as SamplingParams above, or (``present`` false) a failing import. trl is imported first, as a run
+    imports it: its import asks for vllm's package spec, which the stand-in lacks."""
+    import trl  # noqa: F401
+
+    stand_in = types.ModuleType("vllm")
+    stand_in.SamplingParams = SamplingParams
+    monkeypatch.setitem(sys.modules, "vllm", stand_in if present else None)
 
 
 @pytest.mark.parametrize(
@@ -851,29 +892,60 @@ class SamplingParams:  # vLLM 0.26's, in part: its keywords, and its check of a 
             "training.trl.generation_kwargs.num_beams is not a vLLM sampling parameter: use a keyword of vllm.SamplingParams",
             id="transformers-key-for-vllm",
         ),
-        pytest.param(
-            True,
-            True,
-            "temperature: -1",
-            "training.trl.generation_kwargs: vLLM's SamplingParams refuses it: temperature must be non-negative, got -1.",
-            id="value-vllm-refuses",
-        ),
-        pytest.param(True, True, "temperature: 0", None, id="value-vllm-takes"),
         pytest.param(False, True, "detokenise: 1", None, id="no-vllm-here-unchecked"),  # a dry run on a CPU
-        pytest.param(False, True, "temperature: -1", None, id="no-vllm-here-value-unchecked"),
         pytest.param(True, False, "num_beams: 1", None, id="transformers-generate-unchecked"),
     ],
 )
-def test_generation_keys_and_values_vllm_refuses_are_refused_before_the_model_loads(
+def test_generation_keys_vllm_lacks_are_refused_before_the_model_loads(
     tmp_path, monkeypatch, vllm, fast_inference, entry, message
 ):
-    stand_in = types.ModuleType("vllm")
-    stand_in.SamplingParams = SamplingParams
-    monkeypatch.setitem(sys.modules, "vllm", stand_in if vllm else None)  # None: import fails
+    vllm_stand_in(monkeypatch, vllm)
     words = (f"model.fast_inference={str(fast_inference).lower()}", f"training.trl.generation_kwargs={{{entry}}}")
     if message is None:
         key, value = entry.split(": ")
         assert tiny_grpo_args(tmp_path, *words, stop_ids=(7,)).generation_kwargs[key] == int(value)
+    else:
+        with pytest.raises(RecipeError, match=f"^{re.escape(message)}$"):
+            tiny_grpo_args(tmp_path, *words, stop_ids=(7,))
+
+
+@pytest.mark.parametrize(
+    "vllm, overrides, message",
+    [
+        pytest.param(True, [], None, id="the-recipes-own"),
+        pytest.param(
+            True,
+            ["training.trl.generation_kwargs={temperature: -1}"],
+            "training.trl.generation_kwargs.temperature: vLLM's sampling parameters refuse it: temperature must be "
+            "non-negative, got -1.",
+            id="generation-kwargs-value",
+        ),
+        pytest.param(
+            True,
+            ["training.temperature=2.5"],
+            "training.temperature: vLLM's sampling parameters refuse it: temperature must be in [0, 2], got 2.5.",
+            id="recipe-key-vllm-caps",
+        ),
+        pytest.param(
+            True,
+            ["training.trl.generation_kwargs={min_tokens: 97}"],
+            "training.trl.generation_kwargs.min_tokens: vLLM's sampling parameters refuse it: min_tokens must be "
+            "less than or equal to max_tokens=96, got 97.",
+            id="longer-than-the-completion",
+        ),
+        # Regression: built alone, SamplingParams' own max_tokens (16) refused any min_tokens over 16.
+        pytest.param(True, ["training.trl.generation_kwargs={min_tokens: 96}"], None, id="checked-at-trls-max-tokens"),
+        pytest.param(False, ["training.temperature=2.5"], None, id="no-vllm-here-unchecked"),  # a dry run on a CPU
+        pytest.param(
+            True, ["model.fast_inference=false", "training.temperature=2.5"], None, id="transformers-generate-unchecked"
+        ),
+    ],
+)
+def test_sampling_values_vllm_refuses_fail_before_the_model_loads(tmp_path, monkeypatch, vllm, overrides, message):
+    vllm_stand_in(monkeypatch, vllm)
+    words = ("model.fast_inference=true", *overrides)
+    if message is None:
+        tiny_grpo_args(tmp_path, *words, stop_ids=(7,))
     else:
         with pytest.raises(RecipeError, match=f"^{re.escape(message)}$"):
             tiny_grpo_args(tmp_path, *words, stop_ids=(7,))

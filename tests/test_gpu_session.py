@@ -19,6 +19,8 @@ echo "BENCH_RESULTS=$BENCH_RESULTS $*" >> "$CALLS"
 echo "$PWD" >> "$CALLS.cwd"
 # A failing step, when a test asks for one: its exit code must reach driver.log.
 [ -n "${FAIL_ON:-}" ] && [[ "$*" == *"$FAIL_ON"* ]] && exit 3
+# A step that hangs, when a test asks for one.
+[ -n "${HANG_ON:-}" ] && [[ "$*" == *"$HANG_ON"* ]] && sleep 30
 exit 0
 """
 
@@ -43,6 +45,7 @@ SITTING_VARIABLES = (
     "EVAL_FIT",
     "LEARN",
     "FAIL_ON",
+    "HANG_ON",
     "GPU_",
     "TRAIN_STEP",
     "PRIME",
@@ -238,6 +241,22 @@ def test_learn_first_runs_the_learning_check_while_the_3b_is_built_then_the_time
     assert "bench/bench.py --prepare 3B" in args
     assert args[-1] == "bench/bench.py --settings default,trl"
     assert (res / "driver.log").read_text().rstrip().endswith("all done")
+
+
+def test_a_hung_test_lane_is_stopped_and_the_sweep_still_runs(tmp_path):
+    steps, calls, res = sitting(
+        tmp_path,
+        LEARN_FIRST="1",
+        TESTS_A="graphed",
+        TESTS_TIMEOUT_S="2",
+        HANG_ON="-m pytest",
+        SWEEP="default",
+        LANE_GAP_S="0",
+        COLLECT_EVERY_S="0.2",
+    )
+    ends = [line.split(" ", 2)[2] for line in (res / "driver.log").read_text().splitlines() if " end " in line]
+    assert "tests-a rc=124" in ends  # timeout's code: stopped, not passed
+    assert steps[-1] == "sweep" and calls[-1].endswith("bench/bench.py --settings default")
 
 
 @pytest.mark.parametrize(
