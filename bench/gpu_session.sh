@@ -6,20 +6,21 @@
 #
 # Alone on the GPU, what is timed: with TRAIN_STEP=1 the training phase alone (bench/train_step.py,
 # about 3 minutes), the speed sweep ($SWEEP: its settings; $PROFILE: the rows that also get a
-# torch.profiler table) and the fit rows ($FIT: SIZE:BITS@CAPS items; EVAL_FIT="7B ..." also evaluates
-# those sizes' fit adapters through eval_grpo.py's vLLM path). Then (first, with
+# torch.profiler table), the fit rows ($FIT: SIZE:BITS@CAPS items; EVAL_FIT="7B ..." also evaluates
+# those sizes' fit adapters through eval_grpo.py's vLLM path) and, with FOLD_KERNEL=1, the exact fold's
+# kernel alone (bench/fold_kernel.py, about 2 minutes). Then (first, with
 # LEARN_FIRST=1, while the sweep's 3B model is built on the CPU), side by side, the checks that time
 # nothing: with LEARNING=1 the SmolLM2 learning check (bench/learning.py: arms $LEARN_ARMS,
 # $LEARN_SEEDS seeds each, $LEARN_STEPS steps, $LEARN_VLLM_GIB GiB of vLLM each, stopped after
 # $LEARN_DEADLINE_S seconds),
-# and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or
-# empty: no lane; each stopped after $TESTS_TIMEOUT_S, default 1200, seconds, so that with LEARN_FIRST=1 a
-# hung test cannot hold back the sweep); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those rows
-# briefly before the sweep, for start-ups on cold caches (results/prime.json); with FRESH_CACHES=1 every
+# and up to three lanes of `pytest -m gpu` (-k expressions $TESTS_A, $TESTS_B, $TESTS_C; unset or empty: no
+# lane; each stopped after $TESTS_TIMEOUT_S, default 1200, seconds, so that with LEARN_FIRST=1 a hung test
+# cannot hold back the sweep); $TESTS_SOLO's tests run last, alone. $PRIME (rows, e.g. default,trl) runs those
+# rows briefly before the sweep, for start-ups on cold caches (results/prime.json); with FRESH_CACHES=1 every
 # sweep row starts on empty compile caches of its own (bench.py --fresh-caches); $BASELINE (a tree) runs its
-# rows $BASELINE_ROWS right after the sweep, into baseline/. Each lane has its own Unsloth compile folder
-# and starts $LANE_GAP_S (default 30) seconds after the one before, so each has taken its vLLM share of the
-# free memory before the next asks.
+# rows $BASELINE_ROWS right after the sweep, into baseline/. Each lane has its own Unsloth compile folder and
+# starts $LANE_GAP_S (default 30) seconds after the one before, so each has taken its vLLM share of the free
+# memory before the next asks.
 #
 # $RES holds driver.log (each piece's start, end and exit code, then "all done"), each piece's log,
 # results/ (the bench's and the learning check's tables: BENCH_RESULTS), runs/ (each sweep and fit
@@ -121,6 +122,8 @@ timed() {  # the sweep and the fit rows: alone on the GPU
       done
     fi
   done
+  # Last: it reads no model, and a sitting cut short loses the least.
+  [ "${FOLD_KERNEL:-0}" = 1 ] && step fold-kernel 600 python bench/fold_kernel.py
 }
 side_by_side() {  # the learning check and the test lanes, which time nothing
   [ "${LEARNING:-0}" = 1 ] || [ -n "${TESTS_A:-}${TESTS_B:-}${TESTS_C:-}" ] || return 0

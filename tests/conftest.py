@@ -74,6 +74,19 @@ def files(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def interrupt_at(monkeypatch, owner, name: str, call: int) -> None:
+    """Ctrl-C on the ``call``-th call of owner.name, the calls before it run as they were."""
+    real, calls = getattr(owner, name), []
+
+    def interrupted(*args, **kwargs):
+        calls.append(name)
+        if len(calls) == call:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(owner, name, interrupted)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def one_thread():
     """The tiny model on one torch thread: torch_threads says why."""

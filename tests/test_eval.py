@@ -10,7 +10,7 @@ import pytest
 
 import eval_grpo
 import rewards
-from conftest import copy_run
+from conftest import copy_run, files, interrupt_at
 from recipe.config import load_config
 from recipe.data import chat_prompt, load_tokenizer, stop_token_ids
 from recipe.errors import RecipeError
@@ -107,21 +107,13 @@ def test_ctrl_c_while_evaluating_keeps_the_earlier_results_whole(
     evaluated, run, tiny_assets, tmp_path, monkeypatch, capsys
 ):
     out = shutil.copytree(evaluated, tmp_path / "eval")
-    before = {p.name: p.read_bytes() for p in out.iterdir()}
-    real, calls = eval_grpo.hf_complete, []
-
-    def complete(*args, **kwargs):  # Ctrl-C during the trained model's pass, the base's done
-        calls.append(1)
-        if len(calls) == 2:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(eval_grpo, "hf_complete", complete)
+    before = files(out)
+    interrupt_at(monkeypatch, eval_grpo, "hf_complete", 2)  # during the trained model's pass, the base's done
     assert eval_grpo.main(evaluate_args(run, tiny_assets, "--limit", str(LIMIT), "--out", str(out))) == 130
     err = capsys.readouterr().err
     assert err.splitlines()[-1] == "stopped; no half-written result or export was kept: run the same command again"
     assert "Traceback" not in err
-    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert files(out) == before
 
 
 def test_base_only_matches_the_base_of_the_side_by_side_run(evaluated, run, tiny_assets):

@@ -31,7 +31,7 @@ from test_eval import amplify
 
 import eval_grpo
 import rewards
-from conftest import ROOT, TRAINED_STEPS, copy_run, files
+from conftest import ROOT, TRAINED_STEPS, copy_run, files, interrupt_at
 from recipe import gguf_export, model_card, runs
 from recipe.data import chat_prompt, stop_token_ids
 from recipe.tiny import ENDOFTEXT, IM_END, probe_texts
@@ -739,19 +739,6 @@ def test_a_full_disk_while_merging_keeps_no_half_merged_folder(run, tmp_path, mo
     ]
     assert "Traceback" not in err
     assert list(tmp_path.iterdir()) == []
-
-
-def interrupt_at(monkeypatch, owner, name: str, call: int) -> None:
-    """Ctrl-C on the ``call``-th call of owner.name, the calls before it run as they were."""
-    real, calls = getattr(owner, name), []
-
-    def interrupted(*args, **kwargs):
-        calls.append(name)
-        if len(calls) == call:
-            raise KeyboardInterrupt
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(owner, name, interrupted)
 
 
 @pytest.mark.parametrize(

@@ -48,6 +48,7 @@ SITTING_VARIABLES = (
     "HANG_ON",
     "GPU_",
     "TRAIN_STEP",
+    "FOLD_KERNEL",
     "PRIME",
     "BASELINE",
     "FRESH_",
@@ -139,6 +140,11 @@ def test_a_sitting_runs_the_sweep_then_each_fit_item_then_the_test_lanes(tmp_pat
         pytest.param({"FIT": "9B:4@16", "EVAL_FIT": "9B"}, ["fit-9B-4-16"], id="no-adapter-no-eval"),
         pytest.param(
             {"TRAIN_STEP": "1", "SWEEP": "default"}, ["train-step", "sweep"], id="train-step-before-the-sweep"
+        ),
+        pytest.param(
+            {"FOLD_KERNEL": "1", "SWEEP": "default", "FIT": "7B:4@16"},
+            ["sweep", "fit-7B-4-16", "fold-kernel"],
+            id="fold-kernel-after-the-fits",
         ),
     ],
 )
