@@ -44,7 +44,10 @@ from recipe import memory  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
 UNSLOTH_TILE = (32, 128, 4)  # merged_rollout_exact's _BLOCK_N, _BLOCK_K and num_warps
-TILES = (UNSLOTH_TILE, (64, 128, 4), (64, 128, 8), (128, 128, 8), (32, 256, 8))
+# ptxas for sm_90 (Triton 3.6, compiled on a CPU): Unsloth's tile takes 212 registers a thread in every pass, so 2
+# blocks (8 warps) fit an SM; with 8 warps the same tile takes 80-104 (2-3 blocks of 8 warps), and keeps the same
+# programs, so the same store order. 64x128/4 and 128x128/8 spill and are left out.
+TILES = (UNSLOTH_TILE, (32, 128, 8), (16, 128, 4), (64, 128, 8), (32, 256, 8))
 PASSES = ("count", "fold", "unfold")
 MODE = {"count": 0, "fold": 1, "unfold": 2}  # the kernel's own mode numbers
 # Bytes of weight each pass must move, per element of a 16-bit weight: count reads it, fold and unfold rewrite it.
@@ -92,6 +95,7 @@ class Variant:
     tile: tuple[int, int, int]
     times: dict = field(default_factory=lambda: {p: [] for p in PASSES})
     host: dict = field(default_factory=lambda: {p: [] for p in PASSES})
+    registers: dict = field(default_factory=dict)  # per pass: registers a thread, as the GPU's loader reports them
     problems: list = field(default_factory=list)
 
 
@@ -131,11 +135,12 @@ def grid(weight: Weight, tile: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 def launch(variant: Variant, weight: Weight, mode: int, counts, checksum, offsets=None, idx=None, val=None):
-    """One pass of ``variant``'s kernel over one weight, with Unsloth's own arguments (ExactFoldTarget.launch)."""
+    """One pass of ``variant``'s kernel over one weight, with Unsloth's own arguments (ExactFoldTarget.launch);
+    what Triton returns: the compiled kernel (None in its interpreter)."""
     block_n, block_k, warps = variant.tile
     w, a, b = weight.w, weight.a, weight.b
     _, n, k = w.shape
-    variant.kernel[grid(weight, variant.tile)](
+    return variant.kernel[grid(weight, variant.tile)](
         w, a, b, counts, counts if offsets is None else offsets, counts if idx is None else idx,
         counts if val is None else val, checksum,
         n, k,
@@ -192,15 +197,18 @@ def one_round(variant: Variant, weights: list[Weight], clock: Clock, timed: bool
 
     def count():
         for x, s in zip(weights, state):
-            launch(variant, x, MODE["count"], s["counts"], s["checksum"])
+            compiled = launch(variant, x, MODE["count"], s["counts"], s["checksum"])
+        variant.registers["count"] = getattr(compiled, "n_regs", None)
 
     def fold():
         for x, s in zip(weights, state):
-            launch(variant, x, MODE["fold"], s["counts"], s["checksum"], s["offsets"], s["idx"], s["val"])
+            compiled = launch(variant, x, MODE["fold"], s["counts"], s["checksum"], s["offsets"], s["idx"], s["val"])
+        variant.registers["fold"] = getattr(compiled, "n_regs", None)
 
     def unfold():
         for x, s in zip(weights, state):
-            launch(variant, x, MODE["unfold"], s["counts"], s["checksum"])
+            compiled = launch(variant, x, MODE["unfold"], s["counts"], s["checksum"])
+        variant.registers["unfold"] = getattr(compiled, "n_regs", None)
 
     record = {"count": clock.run(count)}
     for x, s in zip(weights, state):  # sized as Unsloth sizes its store: int32 indices below 2^31 elements
@@ -276,6 +284,7 @@ def summarize(args, device_name: str, variants: list[Variant], weights: list[Wei
             "ms": ms,
             "ms_all_passes": total,
             "host_ms_to_launch": host,
+            "registers": {p: v.registers.get(p) for p in PASSES},
             "x_floor": round(total / (1e3 * sum(floor.values())), 2) if total and copy_gb_s else None,
             "same_as_unsloth": not v.problems,
             "problems": v.problems,
@@ -307,15 +316,18 @@ def markdown(summary: dict) -> str:
         f"{floor['fold']}, unfold {floor['unfold']} ms. A generation runs each pass once.",
         "",
         "| variant | tile (rows x cols / warps) | count ms | fold ms | unfold ms | all ms | x floor | host ms to launch "
-        "(count/fold/unfold) | as Unsloth's |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(count/fold/unfold) | registers a thread | as Unsloth's |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in summary["variants"]:
         n, k, w = r["tile"]
         host = "/".join(str(r["host_ms_to_launch"][p]) for p in PASSES)
+        registers = "/".join("-" if r["registers"][p] is None else str(r["registers"][p]) for p in PASSES)
         same = "yes" if r["same_as_unsloth"] else "no: " + "; ".join(r["problems"])
         cells = [r["variant"], f"{n}x{k} / {w}", *(r["ms"][p] for p in PASSES), r["ms_all_passes"], r["x_floor"]]
-        lines.append("| " + " | ".join("-" if c is None else str(c) for c in cells) + f" | {host} | {same} |")
+        lines.append(
+            "| " + " | ".join("-" if c is None else str(c) for c in cells) + f" | {host} | {registers} | {same} |"
+        )
     return "\n".join(lines) + "\n"
 
 
