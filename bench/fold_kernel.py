@@ -154,24 +154,17 @@ def launch(variant: Variant, weight: Weight, mode: int, counts, checksum, offset
 
 
 class Clock:
-    """A pass's time on the GPU (CUDA events) and the host's time to launch it; on a CPU, both the host's."""
-
-    def __init__(self, device: str):
-        import torch
-
-        self.torch, self.cuda = torch, device == "cuda"
+    """A pass's time on the GPU (CUDA events) and the host's time to launch it."""
 
     def run(self, launches) -> tuple[float, float]:
-        torch = self.torch
-        if self.cuda:
-            torch.cuda.synchronize()
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
+        import torch
+
+        torch.cuda.synchronize()
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
         began = time.perf_counter()
         launches()
         host = time.perf_counter() - began
-        if not self.cuda:
-            return host, host
         end.record()
         torch.cuda.synchronize()
         return start.elapsed_time(end) / 1e3, host
@@ -253,10 +246,8 @@ def compare(x: Weight, s: dict) -> str | None:
     return None
 
 
-def copy_bandwidth(device: str) -> float | None:
+def copy_bandwidth() -> float:
     """The GPU's device-to-device copy rate, bytes read and written, as bench.py measures its ceilings."""
-    if device != "cuda":
-        return None
     from bench import measure_ceilings
 
     return measure_ceilings()["copy_gb_s"]
@@ -352,9 +343,8 @@ def main() -> int:
 
     import torch
 
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
-        parser.error("no CUDA GPU: run on one, or check the variants' bits on a CPU with TRITON_INTERPRET=1 --layers 1")
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA GPU and the pinned GPU stack (requirements.txt): it times Unsloth's Triton kernel")
     zoo = load_zoo()
     folder = Path(tempfile.mkdtemp(prefix="fold-kernel-"))
     const_mode = load_const_mode_kernel(zoo, folder)
@@ -363,14 +353,12 @@ def main() -> int:
         for tile in TILES
     ]
     variants += [Variant(variant_name("const-mode", tile), const_mode, tile) for tile in TILES]
-    weights = build_weights(shapes(args.size, args.layers), args.rank, args.b_scale, 2.0, device, seed=0)
-    clock = Clock(device)
-    device_name = torch.cuda.get_device_name() if device == "cuda" else "CPU (Triton's interpreter: times nothing)"
+    weights = build_weights(shapes(args.size, args.layers), args.rank, args.b_scale, 2.0, "cuda", seed=0)
     for round in range(1 + args.rounds):  # the first compiles every variant and is not timed
         for variant in variants:
-            one_round(variant, weights, clock, timed=round > 0)
+            one_round(variant, weights, Clock(), timed=round > 0)
         print(f"round {round} done", flush=True)
-    summary = summarize(args, device_name, variants, weights, copy_bandwidth(device), zoo)
+    summary = summarize(args, torch.cuda.get_device_name(), variants, weights, copy_bandwidth(), zoo)
     write(summary, args.out)
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}\n{markdown(summary)}")
     return 0
