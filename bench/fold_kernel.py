@@ -98,6 +98,10 @@ class Variant:
     registers: dict = field(default_factory=dict)  # per pass: registers a thread, as the GPU's loader reports them
     problems: list = field(default_factory=list)
 
+    def flag(self, problem: str) -> None:
+        if problem not in self.problems:
+            self.problems.append(problem)
+
 
 @dataclass
 class Weight:
@@ -153,21 +157,19 @@ def launch(variant: Variant, weight: Weight, mode: int, counts, checksum, offset
     )  # fmt: skip
 
 
-class Clock:
+def gpu_time(launches) -> tuple[float, float]:
     """A pass's time on the GPU (CUDA events) and the host's time to launch it."""
+    import torch
 
-    def run(self, launches) -> tuple[float, float]:
-        import torch
-
-        torch.cuda.synchronize()
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        began = time.perf_counter()
-        launches()
-        host = time.perf_counter() - began
-        end.record()
-        torch.cuda.synchronize()
-        return start.elapsed_time(end) / 1e3, host
+    torch.cuda.synchronize()
+    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+    start.record()
+    began = time.perf_counter()
+    launches()
+    host = time.perf_counter() - began
+    end.record()
+    torch.cuda.synchronize()
+    return start.elapsed_time(end) / 1e3, host
 
 
 def sorted_kept(idx, val) -> tuple:
@@ -177,9 +179,10 @@ def sorted_kept(idx, val) -> tuple:
     return idx.long()[order], val[order].view(torch.int16)
 
 
-def one_round(variant: Variant, weights: list[Weight], clock: Clock, timed: bool) -> None:
+def one_round(variant: Variant, weights: list[Weight], clock, timed: bool) -> None:
     """Count, fold and unfold every weight with ``variant``, each pass timed; then the kept elements put back
-    (untimed, as Unsloth's unfold does after its kernel) and the variant's bits checked against Unsloth's."""
+    (untimed, as Unsloth's unfold does after its kernel) and the variant's bits checked against Unsloth's.
+    ``clock(launches)``: the pass's seconds on the GPU and the host's to launch it (``gpu_time``)."""
     import torch
 
     state = []
@@ -188,45 +191,39 @@ def one_round(variant: Variant, weights: list[Weight], clock: Clock, timed: bool
         state.append({"counts": torch.empty(programs, dtype=torch.int32, device=x.w.device),
                       "checksum": torch.zeros(1, dtype=torch.int64, device=x.w.device)})  # fmt: skip
 
-    def count():
-        for x, s in zip(weights, state):
-            compiled = launch(variant, x, MODE["count"], s["counts"], s["checksum"])
-        variant.registers["count"] = getattr(compiled, "n_regs", None)
+    def run(name: str, *stores: str) -> tuple[float, float]:
+        """One pass over every weight, timed; ``stores``: the fold's offsets and kept-element buffers."""
 
-    def fold():
-        for x, s in zip(weights, state):
-            compiled = launch(variant, x, MODE["fold"], s["counts"], s["checksum"], s["offsets"], s["idx"], s["val"])
-        variant.registers["fold"] = getattr(compiled, "n_regs", None)
+        def launches():
+            for x, s in zip(weights, state):
+                compiled = launch(variant, x, MODE[name], s["counts"], s["checksum"], *(s[k] for k in stores))
+            variant.registers[name] = getattr(compiled, "n_regs", None)
 
-    def unfold():
-        for x, s in zip(weights, state):
-            compiled = launch(variant, x, MODE["unfold"], s["counts"], s["checksum"])
-        variant.registers["unfold"] = getattr(compiled, "n_regs", None)
+        return clock(launches)
 
-    record = {"count": clock.run(count)}
+    record = {"count": run("count")}
     for x, s in zip(weights, state):  # sized as Unsloth sizes its store: int32 indices below 2^31 elements
         kept = int(s["counts"].sum(dtype=torch.int64))
         s["checksum_count"] = int(s["checksum"].item())
         s["offsets"] = torch.cumsum(s["counts"], 0, dtype=torch.int64) - s["counts"]
         s["idx"] = torch.empty(kept, dtype=torch.int32 if x.w.numel() < 2**31 else torch.int64, device=x.w.device)
         s["val"] = torch.empty(kept, dtype=x.w.dtype, device=x.w.device)
-    record["fold"] = clock.run(fold)
+    record["fold"] = run("fold", "offsets", "idx", "val")
     for x, s in zip(weights, state):
         if x.folded is None:  # the first round of the first variant, Unsloth's kernel as it is: the reference
             x.folded, x.kept, x.checksum = x.w.clone(), sorted_kept(s["idx"], s["val"]), s["checksum_count"]
             continue
         problem = compare(x, s)
-        if problem and problem not in variant.problems:
-            variant.problems.append(problem)
+        if problem:
+            variant.flag(problem)
     for s in state:
         s["checksum"].zero_()
-    record["unfold"] = clock.run(unfold)
+    record["unfold"] = run("unfold")
     for x, s in zip(weights, state):
         x.w.view(-1).index_copy_(0, s["idx"].long(), s["val"])
         if not torch.equal(x.w.view(torch.int16), x.original.view(torch.int16)):
             x.w.copy_(x.original)  # so that the next variant starts from the true weights
-            if "unfold not exact" not in variant.problems:
-                variant.problems.append("unfold not exact")
+            variant.flag("unfold not exact")
     if timed:
         for p in PASSES:
             variant.times[p].append(record[p][0])
@@ -356,7 +353,7 @@ def main() -> int:
     weights = build_weights(shapes(args.size, args.layers), args.rank, args.b_scale, 2.0, "cuda", seed=0)
     for round in range(1 + args.rounds):  # the first compiles every variant and is not timed
         for variant in variants:
-            one_round(variant, weights, Clock(), timed=round > 0)
+            one_round(variant, weights, gpu_time, timed=round > 0)
         print(f"round {round} done", flush=True)
     summary = summarize(args, torch.cuda.get_device_name(), variants, weights, copy_bandwidth(), zoo)
     write(summary, args.out)

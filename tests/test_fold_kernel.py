@@ -81,10 +81,9 @@ def variants(*more):
     return [unsloth, *more]
 
 
-class Clock:
-    def run(self, launches):
-        launches()
-        return 0.002, 0.001
+def clock(launches):
+    launches()
+    return 0.002, 0.001
 
 
 def test_the_3b_folds_the_weights_unsloths_log_counted():
@@ -129,7 +128,7 @@ def test_another_tile_folds_to_unsloths_bits_and_gives_the_weights_back(tile):
     runs = variants(ours)
     for round in range(3):
         for v in runs:
-            fold_kernel.one_round(v, ws, Clock(), timed=round > 0)
+            fold_kernel.one_round(v, ws, clock, timed=round > 0)
     assert sum(int(x.kept[0].numel()) for x in ws) > 0  # the bits compared include kept elements
     assert all(not v.problems for v in runs), [v.problems for v in runs]
     assert all(torch.equal(x.w.view(torch.int16), o.view(torch.int16)) for x, o in zip(ws, original))
@@ -154,7 +153,7 @@ def test_a_variant_that_is_not_unsloths_is_named_and_the_next_starts_from_the_tr
     )
     runs = variants(faulty, after)
     for v in runs:
-        fold_kernel.one_round(v, ws, Clock(), timed=False)
+        fold_kernel.one_round(v, ws, clock, timed=False)
     assert problem in faulty.problems
     assert not runs[0].problems and not after.problems
     assert all(torch.equal(x.w.view(torch.int16), o.view(torch.int16)) for x, o in zip(ws, original))
@@ -162,7 +161,7 @@ def test_a_variant_that_is_not_unsloths_is_named_and_the_next_starts_from_the_tr
 
 def test_kept_elements_are_compared_as_a_set_of_indices_and_bits():
     ws = weights(dims=((40, 130),))
-    fold_kernel.one_round(variants()[0], ws, Clock(), timed=False)
+    fold_kernel.one_round(variants()[0], ws, clock, timed=False)
     idx, bits = ws[0].kept
     shuffled = {
         "idx": idx.flip(0).to(torch.int32),
@@ -181,7 +180,7 @@ def summary_of(copy_gb_s):
     runs = variants(fold_kernel.Variant("tile 64x128/8", StandIn(delta_factor=1.01), (64, 128, 8)))
     for round in range(2):
         for v in runs:
-            fold_kernel.one_round(v, ws, Clock(), timed=round > 0)
+            fold_kernel.one_round(v, ws, clock, timed=round > 0)
     args = fold_kernel.argparse.Namespace(rank=4, b_scale=0.05, rounds=1)
     zoo = fold_kernel.argparse.Namespace(__file__=__file__)
     return fold_kernel.summarize(args, "a GPU", runs, ws, copy_gb_s, zoo), ws
