@@ -15,6 +15,7 @@ TRL's own pass gives [rows, completion width]. ``Scoring`` returns the layout of
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 
 import torch
@@ -262,12 +263,54 @@ class Scoring:
         return self.original(*args, **kwargs)
 
 
+def lora_layers(model) -> list | None:
+    """The LoRA layers that PEFT's disable_adapter() toggles, or None where it does more than toggle them (prompt
+    learning, modules_to_save or trainable tokens, a trained bias) or the model is not a PEFT model."""
+    from peft.tuners.lora import LoraLayer
+    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.utils.other import AuxiliaryTrainingWrapper
+
+    config = getattr(model, "peft_config", {}).get(getattr(model, "active_adapter", None))
+    if config is None or config.is_prompt_learning or getattr(config, "bias", "none") != "none":
+        return None
+    layers = [m for m in model.modules() if isinstance(m, (BaseTunerLayer, AuxiliaryTrainingWrapper))]
+    return layers if layers and all(isinstance(m, LoraLayer) for m in layers) else None
+
+
+def quick_disable_adapter(model, layers: list):
+    """PeftModel.disable_adapter() on ``layers`` listed once, through the same enable_adapters() calls. PEFT's
+    walks every module twice and, for get_model_status(), repr()s every LoRA layer: once a generation, for the
+    reference's log-probs, where a replayed graph reads none of it (role() reads _adapters_disabled). Each layer
+    gets back its own state, where PEFT's turns every one on. Nothing on this path adds or replaces a LoRA layer
+    after build_trainer (a resume loads weights in place); a layer added later would stay on here."""
+
+    @contextlib.contextmanager
+    def disable_adapter():
+        was, states = model._adapters_disabled, [layer.disable_adapters for layer in layers]
+        try:
+            for layer in layers:
+                layer.enable_adapters(False)
+            model._adapters_disabled = True
+            yield
+        finally:
+            for layer, disabled in zip(layers, states):
+                if not disabled:
+                    layer.enable_adapters(True)
+            model._adapters_disabled = was
+
+    return disable_adapter
+
+
 def install(trainer) -> str | None:
-    """Route the trainer's scoring through Scoring, where graphed_step.install put its Step; why not, when it
-    declines."""
+    """Route the trainer's scoring through Scoring, where graphed_step.install put its Step, and the reference's
+    disable_adapter() through quick_disable_adapter where the model allows; why not, when it declines."""
     why = declines(trainer)
     if why is None:
         trainer._get_per_token_logps_and_entropies = Scoring(trainer, trainer._get_per_token_logps_and_entropies)
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        layers = lora_layers(model)
+        if layers is not None:
+            model.disable_adapter = quick_disable_adapter(model, layers)
     return why
 
 

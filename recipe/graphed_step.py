@@ -287,12 +287,13 @@ class Step:
         self.pool = None
         self.last = None  # the row length and padded rows of the latest replay, for recover()
         self.recovered = 0
+        self.modules: list = []  # the model's modules, listed once for train_mode()
 
     def __call__(self, model, inputs, num_items_in_batch=None):
         t = self.trainer
         started = time.perf_counter()
-        model.train()
         fresh = t._step % (t.args.steps_per_generation * t.num_iterations) == 0  # TRL generates at this step
+        self.train_mode(model, relist=fresh)
         inputs = t._prepare_inputs(inputs)
         if "importance_sampling_ratio" in inputs or "tool_mask" in inputs:  # corrections this loss leaves out
             raise RuntimeError("graphed_step: this batch carries a correction the fixed-shape loss does not apply")
@@ -421,6 +422,15 @@ class Step:
         )
         return loss, values, grads
 
+    def train_mode(self, model, relist: bool = False):
+        """model.train(), unless every module is in training mode already: the call walks the whole module tree
+        (about 3,000 modules in the 3B) through generators on every step, where a list read suffices. The list is
+        made again at each generation (``relist``), so that a module added since is not missed for long."""
+        if relist or not self.modules or self.modules[0] is not model:
+            self.modules = list(model.modules())
+        if not all(module.training for module in self.modules):
+            model.train()
+
     def record(self, compute, model, rows):
         """``compute(model, rows)`` as a CUDA graph, warmed up on a side stream first (Triton compiles there,
         not in the capture). Its inputs are static copies, refilled before each replay; every graph draws on
@@ -490,7 +500,25 @@ def install(trainer, unsloth: bool, four_bit: bool = False) -> str | None:
             why = "4-bit weights, whose CUDA graphs have never run"
     if why is None:
         trainer.training_step = Step(trainer, unsloth)
+        unasked_sampled_logprobs(getattr(trainer, "vllm_generation", None))
     return why
+
+
+def unasked_sampled_logprobs(generation) -> None:
+    """vLLM samples without each token's log-prob, which TRL asks for (logprobs=0) for the importance-sampling
+    correction and off-policy mask that Step declines, so nothing reads them: a log-softmax over the vocabulary
+    every decode step, and then a Python pass over every sampled token (trl/generation/vllm_generation.py
+    extract_logprobs). TRL still indexes one list per sequence (grpo_trainer.py 1877): an empty one each."""
+    if generation is None or "logprobs" in generation.generation_kwargs:  # the user's, which TRL's update keeps
+        return
+    generation.logprobs = None
+    generate = generation.generate
+
+    def without_logprobs(*args, **kwargs):
+        prompt_ids, completion_ids, logprobs, token_ids = generate(*args, **kwargs)
+        return prompt_ids, completion_ids, [[] for _ in completion_ids] if logprobs is None else logprobs, token_ids
+
+    generation.generate = without_logprobs
 
 
 def describe(trainer) -> str:

@@ -151,6 +151,7 @@ def test_graphed_step_trains_on_gpu(tmp_path, rope_grown):
 
 # train_grpo.py with every graphed scoring pass checked against Unsloth's own on the same rows.
 COMPARE_SCORING = """
+import contextlib
 import os
 import sys
 
@@ -164,7 +165,12 @@ graphed = graphed_scoring.Scoring.score
 def compared(self, model, input_ids, attention_mask, width):
     ours, why = graphed(self, model, input_ids, attention_mask, width)
     if why is None:
-        theirs = self.original(model, input_ids, attention_mask, width)[0]
+        print(f"vLLM asked for log-probs: {self.trainer.vllm_generation.logprobs}", flush=True)
+        peft = self.trainer.accelerator.unwrap_model(model)
+        # PEFT's own disable_adapter() inside the recipe's quick one: the base, whatever the quick one missed
+        base = type(peft).disable_adapter(peft) if self.role(model) == "base" else contextlib.nullcontext()
+        with base:
+            theirs = self.original(model, input_ids, attention_mask, width)[0]
         pad_id = self.trainer.processing_class.pad_token_id
         counted = graphed_step.loss_mask(input_ids[:, -width:], attention_mask[:, -width:], pad_id, True)
         left_pad = (input_ids[:, :-width] == pad_id).sum(1)
@@ -185,7 +191,7 @@ sys.exit(train_grpo.main(sys.argv[1:]))
 
 def test_graphed_scoring_gives_unsloths_log_probs_on_gpu(tmp_path):
     """recipe/graphed_scoring.py's replayed graphs, for the policy and the reference (adapter disabled), against
-    the pass they replace on the same rows. SmolLM2's EOS (<|im_end|>) is not its pad token, so no row ends in a
+    the pass they replace on the same rows, the reference's under PEFT's own disable_adapter(). SmolLM2's EOS (<|im_end|>) is not its pad token, so no row ends in a
     pad-id EOS here: the CPU tests cover those (tests/test_graphed_scoring.py)."""
     script = tmp_path / "compare.py"
     script.write_text(COMPARE_SCORING)
@@ -203,6 +209,7 @@ def test_graphed_scoring_gives_unsloths_log_probs_on_gpu(tmp_path):
     assert "old and reference log-probs: recipe/graphed_scoring.py, a CUDA graph" in log, log[-3000:]
     assert "graphed_scoring: captured the base's scoring" in log, lines
     assert "the trainer's own scoring pass" not in log, lines
+    assert "vLLM asked for log-probs: None" in log, lines  # nothing reads the sampled tokens' (graphed_step)
     compared = re.findall(r"scoring compared: (.+?), (\(.+?\)) against (\(.+?\)), largest gap (\S+), mean (\S+)", log)
     assert sorted({row[0] for row in compared}) == ["adapter default", "base"] and len(compared) == 6, compared
     for _, ours, theirs, largest, mean in compared:

@@ -463,3 +463,112 @@ def test_rows_unsloths_packing_would_lay_out_otherwise_capture_nothing(fresh, mo
     monkeypatch.setattr(scoring, "autocast_agrees", lambda: True)
     score_times(trainer, scoring, rows_of(batches[0]), 1)
     assert calls == [1] and not step.scoring_graphs
+
+
+def tiny_peft(tiny_assets, **lora):
+    """The tiny model under a LoRA adapter whose B is off zero, so that it changes the output."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
+    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], **lora))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.copy_(0.05 * torch.randn(p.shape, generator=generator))
+    return model
+
+
+def logits_of(model):
+    with torch.no_grad():
+        return model(input_ids=torch.arange(1, 9).unsqueeze(0)).logits
+
+
+def adapter_state(model):
+    layers = graphed_scoring.lora_layers(model)
+    return [layer.disable_adapters for layer in layers], [p.requires_grad for p in model.parameters()]
+
+
+@pytest.mark.parametrize(
+    "before",
+    [
+        pytest.param("enabled", id="adapter-on"),
+        pytest.param("one-layer-off", id="one-layer-already-off-stays-off"),
+        pytest.param("raises", id="an-error-inside-restores-every-layer"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:The model contains some adapter layers that are enabled and others")
+def test_quick_disable_adapter_is_peft_s_base_model_and_gives_each_layer_back_its_state(tiny_assets, before):
+    model = tiny_peft(tiny_assets)
+    layers = graphed_scoring.lora_layers(model)
+    if before == "one-layer-off":
+        layers[0].enable_adapters(False)
+    with_adapter, state = logits_of(model), adapter_state(model)
+    with type(model).disable_adapter(model):  # PEFT's own
+        base = logits_of(model)
+    if before == "one-layer-off":  # PEFT's turns every layer back on: put the one back off
+        layers[0].enable_adapters(False)
+    assert adapter_state(model) == state and not torch.equal(base, with_adapter)
+    quick = graphed_scoring.quick_disable_adapter(model, layers)
+    with pytest.raises(KeyError) if before == "raises" else contextlib.nullcontext(), quick():
+        assert model._adapters_disabled is True
+        torch.testing.assert_close(logits_of(model), base, rtol=0, atol=0)
+        if before == "raises":
+            raise KeyError("inside")
+    assert model._adapters_disabled is False
+    assert adapter_state(model) == state
+    torch.testing.assert_close(logits_of(model), with_adapter, rtol=0, atol=0)
+
+
+def test_quick_disable_adapter_inside_another_leaves_the_model_disabled(tiny_assets):
+    model = tiny_peft(tiny_assets)
+    quick = graphed_scoring.quick_disable_adapter(model, graphed_scoring.lora_layers(model))
+    with quick():
+        base = logits_of(model)
+        with quick():
+            pass
+        assert model._adapters_disabled is True
+        torch.testing.assert_close(logits_of(model), base, rtol=0, atol=0)
+    assert model._adapters_disabled is False
+
+
+@pytest.mark.parametrize(
+    "lora, quick",
+    [
+        pytest.param({}, True, id="lora-on-projections"),
+        pytest.param({"bias": "lora_only"}, False, id="a-trained-bias-peft-warns-of"),
+        pytest.param({"modules_to_save": ["lm_head"]}, False, id="modules-to-save"),
+        pytest.param({"trainable_token_indices": [1, 2]}, False, id="trainable-tokens"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True` and a tied layer is part of the adapter")
+def test_quick_disable_adapter_takes_only_models_where_peft_just_toggles_lora_layers(tiny_assets, lora, quick):
+    assert (graphed_scoring.lora_layers(tiny_peft(tiny_assets, **lora)) is not None) is quick
+
+
+def test_prompt_learning_keeps_its_own_disable_adapter(tiny_assets):
+    from peft import PromptTuningConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
+    model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    assert graphed_scoring.lora_layers(model) is None
+
+
+def test_not_a_peft_model_keeps_its_own_disable_adapter(tiny_assets):
+    from transformers import AutoModelForCausalLM
+
+    assert graphed_scoring.lora_layers(AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))) is None
+
+
+def test_build_trainer_gives_the_reference_the_quick_disable_adapter(scored):
+    trainer, _ = scored
+    model = trainer.accelerator.unwrap_model(trainer.model)
+    assert "disable_adapter" in vars(model)  # the instance's, over PeftModel's
+    with pytest.MonkeyPatch.context() as patch:  # PEFT's own asks for the model's status first
+        patch.setattr(type(model), "get_model_status", lambda self: pytest.fail("PEFT's disable_adapter ran"))
+        with use_adapter(model, None):  # as TRL enters the reference's pass
+            assert graphed_scoring.adapters_disabled(model) is True
+            assert all(layer.disable_adapters for layer in graphed_scoring.lora_layers(model))
+    assert graphed_scoring.adapters_disabled(model) is False

@@ -431,6 +431,97 @@ def test_under_autocast_the_chunked_head_runs_in_autocasts_dtype_as_the_plain_on
 
 
 @pytest.mark.parametrize(
+    "left_in_eval, trains",
+    [
+        pytest.param((), False, id="every-module-training-no-walk"),
+        pytest.param((0,), True, id="the-model-in-eval"),
+        pytest.param((2,), True, id="one-submodule-in-eval"),
+    ],
+)
+def test_each_step_puts_every_module_in_training_mode_walking_the_tree_only_where_one_is_not(left_in_eval, trains):
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Dropout(0.5)))
+    step = types.SimpleNamespace(modules=[])
+    graphed_step.Step.train_mode(step, model)  # lists the modules
+    modules = list(model.modules())
+    for i in left_in_eval:
+        modules[i].training = False
+    calls = []
+    original = model.train
+    model.train = lambda mode=True: calls.append(mode) or original(mode)
+    graphed_step.Step.train_mode(step, model)
+    assert bool(calls) is trains and all(m.training for m in modules)
+
+
+def test_a_module_added_since_is_listed_at_the_next_generation():
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    step = types.SimpleNamespace(modules=[])
+    graphed_step.Step.train_mode(step, model)
+    model.append(torch.nn.Dropout(0.5).eval())
+    graphed_step.Step.train_mode(step, model, relist=True)
+    assert model[1].training
+
+
+def test_a_new_model_has_its_own_modules_listed():
+    step = types.SimpleNamespace(modules=[])
+    first, second = torch.nn.Linear(2, 2), torch.nn.Sequential(torch.nn.Linear(2, 2))
+    graphed_step.Step.train_mode(step, first)
+    second.eval()
+    graphed_step.Step.train_mode(step, second)
+    assert step.modules[0] is second and all(m.training for m in second.modules())
+
+
+class FakeVLLMGeneration:
+    """TRL's VLLMGeneration as the trainer calls it: logprobs go into SamplingParams, where the user's
+    generation_kwargs override them (trl/generation/vllm_generation.py 662-672)."""
+
+    def __init__(self, generation_kwargs):
+        self.logprobs, self.generation_kwargs, self.asked = 0, generation_kwargs, []
+
+    def sync_weights(self):
+        pass
+
+    def generate(self, prompts, images, num_generations, profiler):
+        asked = {"logprobs": self.logprobs, **self.generation_kwargs}["logprobs"]
+        self.asked.append(asked)
+        completions = [[5, 6, 7] for _ in prompts for _ in range(num_generations)]
+        logprobs = None if asked is None else [[[-0.5]] * 3 for _ in completions]
+        return prompts, completions, logprobs, None
+
+
+@pytest.mark.parametrize(
+    "generation_kwargs, asked, sampled",
+    [
+        pytest.param({"detokenize": False}, None, [], id="none-asked-an-empty-list-a-sequence"),
+        pytest.param({"logprobs": 2}, 2, [-0.5] * 3, id="the-users-logprobs-kept"),
+    ],
+)
+def test_vllm_is_asked_for_no_sampled_token_log_probs_where_the_step_reads_none(
+    trl_step, monkeypatch, generation_kwargs, asked, sampled
+):
+    from trl import GRPOTrainer
+
+    trainer = trl_step[0]
+    generation = FakeVLLMGeneration(generation_kwargs)
+    graphed_step.unasked_sampled_logprobs(generation)
+    monkeypatch.setattr(trainer, "use_vllm", True, raising=False)
+    monkeypatch.setattr(trainer, "vllm_generation", generation, raising=False)
+    monkeypatch.setattr(trainer, "_last_loaded_step", trainer.state.global_step, raising=False)
+    # TRL's own sampler (the fixture replaced the instance's), through the vLLM branch
+    completion_ids, logprobs = GRPOTrainer._generate_single_turn(trainer, [[1, 2]], None, {}, 2)
+    assert generation.asked == [asked] and completion_ids == [[5, 6, 7]] * 2
+    assert logprobs == [sampled] * 2
+
+
+def test_installing_the_step_stops_asking_vllm_for_sampled_token_log_probs(trl_step, monkeypatch):
+    trainer = trl_step[0]
+    generation = FakeVLLMGeneration({"detokenize": False})
+    monkeypatch.setattr(trainer, "vllm_generation", generation, raising=False)
+    monkeypatch.setattr(trainer, "training_step", trainer.training_step)
+    assert graphed_step.install(trainer, unsloth=False) is None
+    assert generation.logprobs is None and "generate" in vars(generation)
+
+
+@pytest.mark.parametrize(
     "beta, kl_logged",
     [
         pytest.param(0.04, [1.0], id="beta-on-logs-the-kl"),
