@@ -119,7 +119,8 @@ SETTINGS = {
     ),
     # vLLM's default compilation (Inductor, piecewise and full CUDA graphs) instead of eager prefill with
     # decode-only graphs. On 2026-12-02d, with the adapter's kernels in every decode step, it decoded no
-    # faster; folded rollouts leave vLLM the plain model, which its compiled graphs may run faster.
+    # faster; over the folded model on 2026-12-07c it generated faster (0.268 s/step against 0.338), but
+    # beside the graphed step and scoring (2026-12-08q) the step was not: 0.400 s/step against 0.390.
     "compiled": Setting("default with vLLM compiled (model.vllm_compile=true)", DEFAULT_YAML, (VLLM_COMPILED,)),
     # The default until 2026-12-07f: vLLM turns every sampled token into text that TRL never reads.
     "detok": Setting("default with vLLM's detokenizer, as TRL leaves it", DEFAULT_YAML, (DETOKENIZER,)),
