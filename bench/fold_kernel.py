@@ -44,9 +44,9 @@ from recipe import memory  # noqa: E402
 
 RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "bench" / "results"))
 UNSLOTH_TILE = (32, 128, 4)  # merged_rollout_exact's _BLOCK_N, _BLOCK_K and num_warps
-# ptxas for sm_90 (Triton 3.6, compiled on a CPU): Unsloth's tile takes 212 registers a thread in every pass, so 2
-# blocks (8 warps) fit an SM; with 8 warps the same tile takes 80-104 (2-3 blocks of 8 warps), and keeps the same
-# programs, so the same store order. 64x128/4 and 128x128/8 spill and are left out.
+# On an H100 (results/fold-kernel.md) Unsloth's tile takes 212-250 registers a thread, so 2 blocks (8 warps) fit an
+# SM; with 8 warps the same tile takes 80-126 (2-3 blocks of 8 warps), and keeps the same programs, so the same
+# store order. 64x128/4 and 128x128/8 spill (ptxas for sm_90, Triton 3.6) and are left out.
 TILES = (UNSLOTH_TILE, (32, 128, 8), (16, 128, 4), (64, 128, 8), (32, 256, 8))
 PASSES = ("count", "fold", "unfold")
 MODE = {"count": 0, "fold": 1, "unfold": 2}  # the kernel's own mode numbers

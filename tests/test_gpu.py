@@ -191,8 +191,9 @@ sys.exit(train_grpo.main(sys.argv[1:]))
 
 def test_graphed_scoring_gives_unsloths_log_probs_on_gpu(tmp_path):
     """recipe/graphed_scoring.py's replayed graphs, for the policy and the reference (adapter disabled), against
-    the pass they replace on the same rows, the reference's under PEFT's own disable_adapter(). SmolLM2's EOS (<|im_end|>) is not its pad token, so no row ends in a
-    pad-id EOS here: the CPU tests cover those (tests/test_graphed_scoring.py)."""
+    the pass they replace on the same rows, the reference's under PEFT's own disable_adapter(). SmolLM2's EOS
+    (<|im_end|>) is not its pad token, so no row ends in a pad-id EOS here: the CPU tests cover those
+    (tests/test_graphed_scoring.py)."""
     script = tmp_path / "compare.py"
     script.write_text(COMPARE_SCORING)
     out = tmp_path / "scoring"

@@ -465,13 +465,17 @@ def test_rows_unsloths_packing_would_lay_out_otherwise_capture_nothing(fresh, mo
     assert calls == [1] and not step.scoring_graphs
 
 
+def tiny_base(tiny_assets):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
+
+
 def tiny_peft(tiny_assets, **lora):
     """The tiny model under a LoRA adapter whose B is off zero, so that it changes the output."""
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
-    model = get_peft_model(base, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], **lora))
+    model = get_peft_model(tiny_base(tiny_assets), LoraConfig(r=4, target_modules=["q_proj", "v_proj"], **lora))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, p in model.named_parameters():
@@ -549,17 +553,13 @@ def test_quick_disable_adapter_takes_only_models_where_peft_just_toggles_lora_la
 
 def test_prompt_learning_keeps_its_own_disable_adapter(tiny_assets):
     from peft import PromptTuningConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
 
-    base = AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))
-    model = get_peft_model(base, PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
+    model = get_peft_model(tiny_base(tiny_assets), PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=2))
     assert graphed_scoring.lora_layers(model) is None
 
 
 def test_not_a_peft_model_keeps_its_own_disable_adapter(tiny_assets):
-    from transformers import AutoModelForCausalLM
-
-    assert graphed_scoring.lora_layers(AutoModelForCausalLM.from_pretrained(str(tiny_assets / "model"))) is None
+    assert graphed_scoring.lora_layers(tiny_base(tiny_assets)) is None
 
 
 def test_build_trainer_gives_the_reference_the_quick_disable_adapter(scored):
